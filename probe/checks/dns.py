@@ -1,0 +1,94 @@
+"""`dns`: resolve the endpoint's name through the run's resolver.
+
+Detects NXDOMAIN, empty answers, SERVFAIL/REFUSED, timeouts, bogon answers
+(private, loopback, reserved) and answers inconsistent with the control. An
+answer that differs from the control's is confirmed with a TLS handshake to it:
+a certificate valid for the name means a CDN, not a lie.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from probe.checks.base import Context, Observation, Status
+from probe.dnsquery import DnsError, query_addresses
+from probe.failures import Failure
+from probe.record import Blocking
+
+NAME = "dns"
+VERSION = "1"
+DEFAULT_TIMEOUT = 5.0
+
+_RCODE_BLOCKING = {
+    Failure.DNS_NXDOMAIN: Blocking.DNS_NXDOMAIN,
+    Failure.DNS_SERVFAIL: Blocking.DNS_SERVFAIL,
+    Failure.DNS_REFUSED: Blocking.DNS_REFUSED,
+    Failure.GENERIC_TIMEOUT: Blocking.DNS_TIMEOUT,
+}
+
+
+def is_bogon(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return not ip.is_global or ip.is_multicast
+
+
+def _resolver_label(resolver: str) -> str:
+    """Keep the resolver's address only when it is public (an ISP's or a public
+    resolver is evidence; a home router's LAN address is noise)."""
+    host = resolver.rsplit(":", 1)[0]
+    try:
+        return resolver if ipaddress.ip_address(host).is_global else "local"
+    except ValueError:
+        return "local"
+
+
+async def run(endpoint: Any, ctx: Context) -> Observation:
+    evidence: dict[str, Any] = {"query": endpoint.host, "qtype": endpoint.qtype}
+    try:
+        answer = await query_addresses(endpoint.host, endpoint.qtype, ctx.resolver, ctx.timeout)
+    except DnsError as exc:
+        if exc.answer is not None:
+            evidence.update(rcode=exc.answer.rcode, rtt_ms=exc.answer.rtt_ms,
+                            resolver=_resolver_label(exc.answer.resolver))
+        evidence["error"] = str(exc)
+        return Observation.failed(exc.failure, _RCODE_BLOCKING.get(exc.failure), **evidence)
+
+    evidence.update(rcode=answer.rcode, answers=answer.addresses, cnames=answer.cnames,
+                    rtt_ms=answer.rtt_ms, attempts=answer.attempts,
+                    resolver=_resolver_label(answer.resolver))
+    if not answer.addresses:
+        return Observation.failed(Failure.DNS_NO_ANSWER, Blocking.DNS_EMPTY, **evidence)
+
+    control = await ctx.control(endpoint)
+    control_answers = set()
+    if control is not None and control.status is Status.OK:
+        control_answers = set(control.evidence.get("answers") or ())
+
+    bogons = [a for a in answer.addresses if is_bogon(a) and a not in control_answers]
+    if bogons:
+        evidence["bogons"] = bogons
+        return Observation.failed(Failure.DNS_BOGON, Blocking.DNS_BOGON, **evidence)
+
+    if control_answers and not control_answers.intersection(answer.addresses):
+        evidence["consistency"] = await _confirm_with_tls(endpoint, answer.addresses[0], ctx)
+        if evidence["consistency"] == "tls_invalid":
+            return Observation.failed(Failure.DNS_MISMATCH, Blocking.DNS_MISMATCH, **evidence)
+    elif control_answers:
+        evidence["consistency"] = "matches_control"
+    return Observation.ok(**evidence)
+
+
+async def _confirm_with_tls(endpoint: Any, address: str, ctx: Context) -> str:
+    """`tls_valid`: the address serves a certificate valid for the name (a CDN
+    answering differently per region); `tls_invalid`: it serves one that is not;
+    `unconfirmed`: no TLS answer, so nothing can be said either way."""
+    from probe.checks.tls import handshake
+
+    result = await handshake(address, endpoint.port, endpoint.host, ctx, post_wait=0)
+    if result.status is Status.OK:
+        return "tls_valid"
+    if result.failure in (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
+                          Failure.SSL_INVALID_CERTIFICATE):
+        return "tls_invalid"
+    return "unconfirmed"

@@ -1,0 +1,26 @@
+"""`tcp`: connect with a timeout; tell a RST from a timeout from an ICMP error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from probe.checks.base import Context, Observation
+from probe.checks.common import connect_failed, resolve
+from probe.net import ConnectFailure, tcp_connect
+
+NAME = "tcp"
+VERSION = "1"
+DEFAULT_TIMEOUT = 5.0
+
+
+async def run(endpoint: Any, ctx: Context) -> Observation:
+    address, failed = await resolve(endpoint, ctx)
+    if failed:
+        return failed
+    assert address is not None
+    try:
+        sock, connect_ms = await tcp_connect(address, endpoint.port, ctx.timeout)
+    except ConnectFailure as exc:
+        return connect_failed(exc, address=address)
+    sock.close()
+    return Observation.ok(address=address, connect_ms=round(connect_ms, 3))

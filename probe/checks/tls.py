@@ -1,0 +1,157 @@
+"""`tls`: TCP connect, then a TLS handshake with SNI, then a short quiet read.
+
+Tells apart a reset or timeout during the handshake from one just after it
+(some middleboxes let the handshake finish and kill the flow once they have
+seen the certificate), and records why a certificate fails validation: a
+certificate that fails is evidence (a block page, an interception proxy),
+never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import time
+from typing import Any
+
+from probe.checks.base import Context, Observation
+from probe.checks.common import connect_failed, resolve
+from probe.failures import Failure, classify_error, describe
+from probe.net import ConnectFailure, read_icmp_error, tcp_connect
+from probe.record import Blocking
+
+NAME = "tls"
+VERSION = "1"
+DEFAULT_TIMEOUT = 6.0
+POST_HANDSHAKE_WAIT = 0.3  # seconds to listen for a reset right after the handshake
+
+_CERT_FAILURES = (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
+                  Failure.SSL_INVALID_CERTIFICATE)
+
+
+async def run(endpoint: Any, ctx: Context) -> Observation:
+    address, failed = await resolve(endpoint, ctx)
+    if failed:
+        return failed
+    assert address is not None
+    return await handshake(address, endpoint.port, endpoint.sni or endpoint.host, ctx)
+
+
+async def handshake(address: str, port: int, sni: str, ctx: Context,
+                    post_wait: float = POST_HANDSHAKE_WAIT) -> Observation:
+    deadline = time.monotonic() + ctx.timeout
+    try:
+        sock, connect_ms = await tcp_connect(address, port, ctx.timeout)
+    except ConnectFailure as exc:
+        return connect_failed(exc, address=address, sni=sni)
+    evidence: dict[str, Any] = {"address": address, "sni": sni, "connect_ms": round(connect_ms, 3)}
+    remaining = max(deadline - time.monotonic(), 1.0)
+    start = time.perf_counter()
+    try:
+        reader, writer = await asyncio.wait_for(
+            # our own deadline, not ssl_handshake_timeout: asyncio reports that one
+            # as ConnectionAbortedError, which reads like a reset
+            asyncio.open_connection(sock=sock, ssl=ctx.ssl_context(), server_hostname=sni,
+                                    ssl_handshake_timeout=remaining + 60),
+            remaining,
+        )
+    except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
+        evidence.update(phase="handshake", error=describe(exc),
+                        handshake_ms=round((time.perf_counter() - start) * 1000, 3))
+        icmp = read_icmp_error(sock, address)
+        sock.close()
+        failure = icmp.failure if icmp else classify_error(exc)
+        if icmp:
+            evidence["icmp"] = icmp.as_evidence()
+        if failure in _CERT_FAILURES:
+            evidence["certificate"] = await _unverified_certificate(address, port, sni, remaining)
+            return Observation.failed(failure, Blocking.TLS_INVALID_CERT, **evidence)
+        return Observation.failed(failure, _handshake_blocking(failure), **evidence)
+
+    evidence["handshake_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        evidence.update(tls_version=ssl_object.version(), cipher=ssl_object.cipher()[0],
+                        certificate=_summary(ssl_object.getpeercert(binary_form=True)))
+    try:
+        after = await _listen(reader, post_wait) if post_wait > 0 else "not_checked"
+    finally:
+        writer.transport.abort()
+    evidence["after_handshake"] = after
+    if after == "reset":
+        evidence["phase"] = "after_handshake"
+        return Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET, **evidence)
+    return Observation.ok(**evidence)
+
+
+def _handshake_blocking(failure: Failure) -> Blocking | None:
+    if failure is Failure.CONNECTION_RESET:
+        return Blocking.TLS_RESET
+    if failure is Failure.GENERIC_TIMEOUT:
+        return Blocking.TLS_TIMEOUT
+    if failure in (Failure.EOF, Failure.SSL_FAILED_HANDSHAKE):
+        return Blocking.TLS_FAILURE
+    from probe.checks.common import ICMP_FAILURES
+
+    return Blocking.ICMP_UNREACHABLE if failure in ICMP_FAILURES else None
+
+
+async def _listen(reader: asyncio.StreamReader, seconds: float) -> str:
+    try:
+        data = await asyncio.wait_for(reader.read(1), seconds)
+    except TimeoutError:
+        return "quiet"
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+    except (OSError, ssl.SSLError):
+        return "error"
+    return "data" if data else "eof"
+
+
+def _summary(der: bytes | None) -> dict[str, Any] | None:
+    if not der:
+        return None
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    def first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+        values = name.get_attributes_for_oid(oid)
+        return str(values[0].value) if values else None
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return {"sha256": hashlib.sha256(der).hexdigest(), "parse_error": True}
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = sans.value.get_values_for_type(x509.DNSName)[:10]
+    except x509.ExtensionNotFound:
+        names = []
+    return {
+        "subject_cn": first(cert.subject, NameOID.COMMON_NAME),
+        "issuer_cn": first(cert.issuer, NameOID.COMMON_NAME),
+        "issuer_o": first(cert.issuer, NameOID.ORGANIZATION_NAME),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dns_names": names,
+        "sha256": hashlib.sha256(der).hexdigest(),
+    }
+
+
+async def _unverified_certificate(address: str, port: int, sni: str,
+                                  timeout: float) -> dict[str, Any] | None:
+    """Fetch the certificate that failed validation, to record what it was."""
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, port, ssl=insecure, server_hostname=sni), timeout
+        )
+    except (OSError, ssl.SSLError, TimeoutError):
+        return None
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        return _summary(ssl_object.getpeercert(binary_form=True)) if ssl_object else None
+    finally:
+        writer.transport.abort()

@@ -1,0 +1,101 @@
+"""The closed vocabulary of failure strings recorded in evidence (docs/failures.md).
+
+Every network error a check meets goes through `classify_error`, the single place
+where OS, TLS and DNS errors become strings. Anything not recognised becomes
+`unknown_failure`, with the detail kept and any IP address in it scrubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import ssl
+from enum import StrEnum
+
+
+class Failure(StrEnum):
+    GENERIC_TIMEOUT = "generic_timeout_error"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_RESET = "connection_reset"
+    CONNECTION_ABORTED = "connection_aborted"
+    EOF = "eof_error"
+    HOST_UNREACHABLE = "host_unreachable"
+    NETWORK_UNREACHABLE = "network_unreachable"
+    PORT_UNREACHABLE = "port_unreachable"
+    ADMIN_PROHIBITED = "admin_prohibited"
+    PERMISSION_DENIED = "permission_denied"
+    DNS_NXDOMAIN = "dns_nxdomain_error"
+    DNS_NO_ANSWER = "dns_no_answer"
+    DNS_SERVFAIL = "dns_servfail"
+    DNS_REFUSED = "dns_refused"
+    DNS_BOGON = "dns_bogon"
+    DNS_MISMATCH = "dns_mismatch"
+    DNS_RESOLUTION = "dns_resolution_failed"
+    SSL_INVALID_HOSTNAME = "ssl_invalid_hostname"
+    SSL_UNKNOWN_AUTHORITY = "ssl_unknown_authority"
+    SSL_INVALID_CERTIFICATE = "ssl_invalid_certificate"
+    SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
+    PROTOCOL_ERROR = "protocol_error"
+    UNEXPECTED_RESPONSE = "unexpected_response"
+    FORGED_RESPONSE = "forged_response"
+    ERROR_RESPONSE = "error_response"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    NO_CONNECTIVITY = "no_connectivity"
+    NOT_RUN = "not_run"
+    UNKNOWN = "unknown_failure"
+
+
+_ERRNO = {
+    errno.ECONNREFUSED: Failure.CONNECTION_REFUSED,
+    errno.ECONNRESET: Failure.CONNECTION_RESET,
+    errno.ECONNABORTED: Failure.CONNECTION_ABORTED,
+    errno.EPIPE: Failure.CONNECTION_RESET,
+    errno.ETIMEDOUT: Failure.GENERIC_TIMEOUT,
+    errno.EHOSTUNREACH: Failure.HOST_UNREACHABLE,
+    errno.EHOSTDOWN: Failure.HOST_UNREACHABLE,
+    errno.ENETUNREACH: Failure.NETWORK_UNREACHABLE,
+    errno.ENONET: Failure.HOST_UNREACHABLE,
+    errno.EPERM: Failure.PERMISSION_DENIED,
+    errno.EACCES: Failure.PERMISSION_DENIED,
+}
+
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+_IPV6 = re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}\b")
+
+
+def scrub(text: str) -> str:
+    """Remove IP addresses from free text before it goes into a record."""
+    return _IPV6.sub("[scrubbed]", _IPV4.sub("[scrubbed]", text))
+
+
+def classify_error(exc: BaseException) -> Failure:
+    """Map an exception raised by a network operation to a failure string."""
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return Failure.GENERIC_TIMEOUT
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = (exc.verify_message or str(exc)).lower()
+        if "hostname" in message or "ip address mismatch" in message:
+            return Failure.SSL_INVALID_HOSTNAME
+        if "issuer" in message or "self-signed" in message or "self signed" in message:
+            return Failure.SSL_UNKNOWN_AUTHORITY
+        return Failure.SSL_INVALID_CERTIFICATE
+    if isinstance(exc, ssl.SSLError):
+        if "EOF" in str(exc) or isinstance(exc, ssl.SSLEOFError):
+            return Failure.EOF
+        return Failure.SSL_FAILED_HANDSHAKE
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return Failure.EOF
+    if isinstance(exc, ConnectionResetError):
+        return Failure.CONNECTION_RESET
+    if isinstance(exc, ConnectionRefusedError):
+        return Failure.CONNECTION_REFUSED
+    if isinstance(exc, OSError) and exc.errno in _ERRNO:
+        return _ERRNO[exc.errno]
+    return Failure.UNKNOWN
+
+
+def describe(exc: BaseException) -> str:
+    """A short, IP-free description of an exception for evidence."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return scrub(text)[:300]

@@ -1,0 +1,76 @@
+"""The results table at the end of a run, and the per-service call-path summary
+("messages open, calls blocked" at a glance)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+VERDICT_STYLE = {"open": "green", "blocked": "bold red", "throttled": "yellow",
+                 "inconclusive": "dim"}
+ROLE_ORDER = {"messaging": 0, "call": 1}
+
+
+def role_verdict(verdicts: Iterable[str]) -> str:
+    """One word for a service's role: blocked if any endpoint is, then throttled,
+    then open if any endpoint works, else inconclusive."""
+    found = set(verdicts)
+    for verdict in ("blocked", "throttled", "open"):
+        if verdict in found:
+            return verdict
+    return "inconclusive"
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    by_role: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        by_role[record["service"]][record["endpoint"]["role"]].append(record["verdict"])
+    return {service: {role: role_verdict(v) for role, v in roles.items()}
+            for service, roles in by_role.items()}
+
+
+def _target(endpoint: dict[str, Any]) -> str:
+    if "url" in endpoint and endpoint["check"] in ("webrtc", "throttle"):
+        extra = endpoint.get("policy") or endpoint.get("profile") or ""
+        return f"{endpoint['host']}:{endpoint['port']}/{endpoint['transport']} {extra}".strip()
+    return f"{endpoint['host']}:{endpoint['port']}/{endpoint['transport']}"
+
+
+def _styled(verdict: str) -> str:
+    return f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]"
+
+
+def render(records: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="voipwatch results", title_justify="left", show_lines=False)
+    for column in ("service", "role", "check", "endpoint", "verdict", "how", "ms"):
+        table.add_column(column, justify="right" if column == "ms" else "left")
+    ordered = sorted(records, key=lambda r: (r["service"], ROLE_ORDER.get(
+        r["endpoint"]["role"], 9), r["endpoint"]["check"], _target(r["endpoint"])))
+    previous = None
+    for record in ordered:
+        endpoint = record["endpoint"]
+        first = record["service"] != previous
+        previous = record["service"]
+        how = record.get("blocking") or ""
+        if not how and record["verdict"] == "inconclusive":
+            how = f"[dim]{record['evidence'].get('rule', '')}[/]"
+        table.add_row(record["service"] if first else "", endpoint["role"], endpoint["check"],
+                      _target(endpoint), _styled(record["verdict"]), how,
+                      str(record["runtime_ms"]), end_section=False)
+    console.print(table)
+
+    summary = Table(title="call path vs messaging", title_justify="left")
+    for column in ("service", "messaging", "calls"):
+        summary.add_column(column)
+    for service, roles in sorted(summarise(records).items()):
+        summary.add_row(service, _styled(roles["messaging"]) if "messaging" in roles else "-",
+                        _styled(roles["call"]) if "call" in roles else "-")
+    console.print(summary)
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        counts[record["verdict"]] += 1
+    console.print(", ".join(f"{counts[v]} {v}" for v in VERDICT_STYLE if counts[v]) or "no records")

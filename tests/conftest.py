@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def voipwatch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own probe state directory."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("VOIPWATCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def probe_key():  # type: ignore[no-untyped-def]
+    from probe.signing import ProbeKey
+
+    return ProbeKey.generate()
+
+
+def probe_command() -> list[str]:
+    return [str(BIN / "voipwatch-probe")]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

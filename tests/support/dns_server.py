@@ -1,0 +1,80 @@
+"""A tiny authoritative DNS server (dnspython) whose answer per name can be
+correct, NXDOMAIN, a bogon, empty, SERVFAIL, REFUSED, dropped or garbage."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+# behaviours other than a list of addresses
+NXDOMAIN, SERVFAIL, REFUSED, EMPTY, DROP, GARBAGE = (
+    "nxdomain", "servfail", "refused", "empty", "drop", "garbage")
+
+
+@dataclass
+class DnsServer:
+    zone: dict[str, list[str] | str] = field(default_factory=dict)
+    default: list[str] | str = NXDOMAIN
+    host: str = "127.0.0.1"
+    port: int = 0
+    queries: list[str] = field(default_factory=list)
+
+    async def __aenter__(self) -> DnsServer:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self), local_addr=(self.host, self.port))
+        self.port = self.transport.get_extra_info("sockname")[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.transport.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def answer(self, data: bytes) -> bytes | None:
+        query = dns.message.from_wire(data)
+        question = query.question[0]
+        name = question.name.to_text().rstrip(".").lower()
+        self.queries.append(name)
+        behaviour = self.zone.get(name, self.default)
+        if behaviour == DROP:
+            return None
+        if behaviour == GARBAGE:
+            return data[:2] + b"\xff" * 7
+        response = dns.message.make_response(query)
+        if behaviour == NXDOMAIN:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif behaviour == SERVFAIL:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif behaviour == REFUSED:
+            response.set_rcode(dns.rcode.REFUSED)
+        elif isinstance(behaviour, list):
+            wanted = "AAAA" if question.rdtype == dns.rdatatype.AAAA else "A"
+            addresses = [a for a in behaviour if (":" in a) == (wanted == "AAAA")]
+            if addresses:
+                response.answer.append(dns.rrset.from_text_list(
+                    question.name, 60, "IN", wanted, addresses))
+        return response.to_wire()
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            reply = self.server.answer(data)
+        except Exception:  # a malformed query gets no answer, like a real server
+            return
+        if reply is not None:
+            self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
