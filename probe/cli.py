@@ -256,13 +256,14 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     from probe.state import load_config
-    from probe.uploader import upload_and_report
 
     config = load_config()
     collector = args.collector or config.collector
     if not collector:
         raise UserError("no collector: pass --collector URL or run `voipwatch-probe register "
                         "--collector URL` first")
+    from probe.uploader import upload_and_report
+
     upload_and_report(collector, load_or_create_key(config, create=False), strict=True)
     return 0
 

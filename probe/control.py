@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 PATH = "/api/v1/control"
 SUPPORTED_CHECKS = frozenset({"dns", "tcp", "tls", "stun", "turn", "sip"})
 CHUNK = 32
+CONTROL_WAIT = 15.0  # seconds a run waits for the test helper before going on without it
 
 
 class ControlUnavailable(Exception):
@@ -36,7 +37,7 @@ def control_state(observation: Observation | None) -> ControlState:
 
 
 class ControlClient:
-    def __init__(self, base_url: str, key: ProbeKey | None, timeout: float = 20.0) -> None:
+    def __init__(self, base_url: str, key: ProbeKey | None, timeout: float = CONTROL_WAIT) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.timeout = timeout
@@ -106,7 +107,8 @@ class ControlLookup:
     async def __call__(self, endpoint: Any) -> Observation | None:
         if self._task is None:
             return None
-        results = await self._task
+        # shielded: a check cancelled while waiting must not cancel the shared request
+        results = await asyncio.shield(self._task)
         return results.get(endpoint_key(endpoint))
 
     async def close(self) -> None:

@@ -41,6 +41,8 @@ class DnsAnswer:
     cnames: list[str] = field(default_factory=list)
     rtt_ms: float = 0.0
     attempts: int = 1
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
 
 def system_nameservers() -> list[tuple[str, int]]:
@@ -88,7 +90,9 @@ async def query_addresses(
                 last = exc
                 continue
             rtt = round((time.perf_counter() - start) * 1000, 3)
-            return _answer(response, rdtype, f"{host}:{port}", rtt, attempts)
+            # UDP/IP headers are 28 bytes per datagram
+            traffic = (attempts * (len(query.to_wire()) + 28), len(response.to_wire()) + 28)
+            return _answer(response, rdtype, f"{host}:{port}", rtt, attempts, traffic)
     if isinstance(last, (dns.exception.Timeout, TimeoutError)) or last is None:
         raise DnsError(Failure.GENERIC_TIMEOUT, f"no answer from {len(servers)} resolver(s)")
     if isinstance(last, ConnectionRefusedError):
@@ -97,10 +101,10 @@ async def query_addresses(
 
 
 def _answer(response: dns.message.Message, rdtype: int, resolver: str, rtt: float,
-            attempts: int) -> DnsAnswer:
+            attempts: int, traffic: tuple[int, int]) -> DnsAnswer:
     rcode = response.rcode()
     answer = DnsAnswer(resolver=resolver, rcode=dns.rcode.to_text(rcode), rtt_ms=rtt,
-                       attempts=attempts)
+                       attempts=attempts, bytes_sent=traffic[0], bytes_received=traffic[1])
     for rrset in response.answer:
         if rrset.rdtype == rdtype:
             answer.addresses.extend(str(r) for r in rrset)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import re
 import ssl
 from enum import StrEnum
@@ -61,12 +62,20 @@ _ERRNO = {
 }
 
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
-_IPV6 = re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}\b")
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])")
+
+
+def _if_ipv6(match: re.Match[str]) -> str:
+    try:
+        ipaddress.IPv6Address(match.group(0))
+    except ValueError:
+        return match.group(0)  # e.g. a time of day, 12:30:45
+    return "[scrubbed]"
 
 
 def scrub(text: str) -> str:
     """Remove IP addresses from free text before it goes into a record."""
-    return _IPV6.sub("[scrubbed]", _IPV4.sub("[scrubbed]", text))
+    return _IPV6_CANDIDATE.sub(_if_ipv6, _IPV4.sub("[scrubbed]", text))
 
 
 def classify_error(exc: BaseException) -> Failure:

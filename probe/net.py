@@ -155,5 +155,25 @@ def udp_socket(ip: str, port: int) -> socket.socket:
     return sock
 
 
+_TCP_INFO_LEN = 144
+_IP_TCP_HEADERS = 52  # IPv4 20 + TCP 20 + timestamps 12: per-segment overhead estimate
+
+
+def tcp_traffic(sock: socket.socket | None) -> tuple[int, int]:
+    """(bytes sent, bytes received) on a TCP socket so far, headers included,
+    from the kernel's TCP_INFO (payload bytes acked/received plus segments)."""
+    if sock is None:
+        return 0, 0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except OSError:
+        return 0, 0
+    if len(info) < _TCP_INFO_LEN:
+        return 0, 0
+    acked, received = struct.unpack_from("=QQ", info, 120)
+    segs_out, segs_in = struct.unpack_from("=II", info, 136)
+    return acked + segs_out * _IP_TCP_HEADERS, received + segs_in * _IP_TCP_HEADERS
+
+
 def ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)

@@ -22,7 +22,7 @@ from probe.catalogue import Catalogue, endpoint_ref
 from probe.checks.base import Budget, Context, ControlState, Observation, Status
 from probe.classify import RESOLVER_HEALTH, Situation, classify
 from probe.connectivity import Connectivity, precheck, targets_for
-from probe.control import ControlClient, ControlLookup, control_state
+from probe.control import CONTROL_WAIT, ControlClient, ControlLookup, control_state
 from probe.failures import Failure, describe
 from probe.record import SCHEMA, Blocking, LinkType, rfc3339, utcnow
 from probe.signing import ProbeKey
@@ -145,9 +145,10 @@ class RunState:
         else:
             ctx = self.context(check)
             try:
-                # the check bounds itself; this cap only guards against a check that hangs
+                # the check bounds itself; this cap only guards against a check that
+                # hangs (some checks also wait for the control's answer)
                 observation = await asyncio.wait_for(check.run(task.endpoint, ctx),
-                                                     ctx.timeout * 3 + 5)
+                                                     ctx.timeout * 3 + CONTROL_WAIT + 5)
             except TimeoutError:
                 observation = Observation(status=Status.UNMEASURABLE,
                                           failure=Failure.GENERIC_TIMEOUT,

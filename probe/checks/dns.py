@@ -52,29 +52,44 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
             evidence.update(rcode=exc.answer.rcode, rtt_ms=exc.answer.rtt_ms,
                             resolver=_resolver_label(exc.answer.resolver))
         evidence["error"] = str(exc)
-        return Observation.failed(exc.failure, _RCODE_BLOCKING.get(exc.failure), **evidence)
+        observation = Observation.failed(exc.failure, _RCODE_BLOCKING.get(exc.failure), **evidence)
+        if exc.answer is not None:
+            observation.bytes_sent = exc.answer.bytes_sent
+            observation.bytes_received = exc.answer.bytes_received
+        return observation
 
     evidence.update(rcode=answer.rcode, answers=answer.addresses, cnames=answer.cnames,
                     rtt_ms=answer.rtt_ms, attempts=answer.attempts,
                     resolver=_resolver_label(answer.resolver))
-    if not answer.addresses:
+    observation = _judge(answer.addresses, evidence, await ctx.control(endpoint))
+    if observation is None:
+        evidence["consistency"] = await _confirm_with_tls(endpoint, answer.addresses[0], ctx)
+        observation = (
+            Observation.failed(Failure.DNS_MISMATCH, Blocking.DNS_MISMATCH, **evidence)
+            if evidence["consistency"] == "tls_invalid" else Observation.ok(**evidence)
+        )
+    observation.bytes_sent, observation.bytes_received = answer.bytes_sent, answer.bytes_received
+    return observation
+
+
+def _judge(addresses: list[str], evidence: dict[str, Any],
+           control: Observation | None) -> Observation | None:
+    """The observation for these answers, or None when they differ from the
+    control's and only a TLS handshake can tell a CDN from a lie."""
+    if not addresses:
         return Observation.failed(Failure.DNS_NO_ANSWER, Blocking.DNS_EMPTY, **evidence)
 
-    control = await ctx.control(endpoint)
-    control_answers = set()
+    control_answers: set[str] = set()
     if control is not None and control.status is Status.OK:
         control_answers = set(control.evidence.get("answers") or ())
 
-    bogons = [a for a in answer.addresses if is_bogon(a) and a not in control_answers]
+    bogons = [a for a in addresses if is_bogon(a) and a not in control_answers]
     if bogons:
         evidence["bogons"] = bogons
         return Observation.failed(Failure.DNS_BOGON, Blocking.DNS_BOGON, **evidence)
-
-    if control_answers and not control_answers.intersection(answer.addresses):
-        evidence["consistency"] = await _confirm_with_tls(endpoint, answer.addresses[0], ctx)
-        if evidence["consistency"] == "tls_invalid":
-            return Observation.failed(Failure.DNS_MISMATCH, Blocking.DNS_MISMATCH, **evidence)
-    elif control_answers:
+    if control_answers and not control_answers.intersection(addresses):
+        return None
+    if control_answers:
         evidence["consistency"] = "matches_control"
     return Observation.ok(**evidence)
 

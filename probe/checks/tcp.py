@@ -6,7 +6,7 @@ from typing import Any
 
 from probe.checks.base import Context, Observation
 from probe.checks.common import connect_failed, resolve
-from probe.net import ConnectFailure, tcp_connect
+from probe.net import ConnectFailure, tcp_connect, tcp_traffic
 
 NAME = "tcp"
 VERSION = "1"
@@ -22,5 +22,8 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
         sock, connect_ms = await tcp_connect(address, endpoint.port, ctx.timeout)
     except ConnectFailure as exc:
         return connect_failed(exc, address=address)
+    sent, received = tcp_traffic(sock)
     sock.close()
-    return Observation.ok(address=address, connect_ms=round(connect_ms, 3))
+    observation = Observation.ok(address=address, connect_ms=round(connect_ms, 3))
+    observation.bytes_sent, observation.bytes_received = sent + 60, received + 60  # + FIN/ACK
+    return observation

@@ -18,7 +18,7 @@ from typing import Any
 from probe.checks.base import Context, Observation
 from probe.checks.common import connect_failed, resolve
 from probe.failures import Failure, classify_error, describe
-from probe.net import ConnectFailure, read_icmp_error, tcp_connect
+from probe.net import ConnectFailure, read_icmp_error, tcp_connect, tcp_traffic
 from probe.record import Blocking
 
 NAME = "tls"
@@ -60,14 +60,18 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
         evidence.update(phase="handshake", error=describe(exc),
                         handshake_ms=round((time.perf_counter() - start) * 1000, 3))
         icmp = read_icmp_error(sock, address)
+        traffic = tcp_traffic(sock)
         sock.close()
         failure = icmp.failure if icmp else classify_error(exc)
         if icmp:
             evidence["icmp"] = icmp.as_evidence()
         if failure in _CERT_FAILURES:
             evidence["certificate"] = await _unverified_certificate(address, port, sni, remaining)
-            return Observation.failed(failure, Blocking.TLS_INVALID_CERT, **evidence)
-        return Observation.failed(failure, _handshake_blocking(failure), **evidence)
+            observation = Observation.failed(failure, Blocking.TLS_INVALID_CERT, **evidence)
+        else:
+            observation = Observation.failed(failure, _handshake_blocking(failure), **evidence)
+        observation.bytes_sent, observation.bytes_received = traffic
+        return observation
 
     evidence["handshake_ms"] = round((time.perf_counter() - start) * 1000, 3)
     ssl_object = writer.get_extra_info("ssl_object")
@@ -76,13 +80,17 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
                         certificate=_summary(ssl_object.getpeercert(binary_form=True)))
     try:
         after = await _listen(reader, post_wait) if post_wait > 0 else "not_checked"
+        traffic = tcp_traffic(writer.get_extra_info("socket"))
     finally:
         writer.transport.abort()
     evidence["after_handshake"] = after
     if after == "reset":
         evidence["phase"] = "after_handshake"
-        return Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET, **evidence)
-    return Observation.ok(**evidence)
+        observation = Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET, **evidence)
+    else:
+        observation = Observation.ok(**evidence)
+    observation.bytes_sent, observation.bytes_received = traffic
+    return observation
 
 
 def _handshake_blocking(failure: Failure) -> Blocking | None:
