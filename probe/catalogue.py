@@ -93,13 +93,26 @@ class TurnEndpoint(_HostEndpoint):
     password: str | None = None
     peer: str | None = Field(None, description="host:port of a UDP echo peer to relay data to")
 
+    @field_validator("peer")
+    @classmethod
+    def _peer(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 192.0.2.7:7 or [2001:db8::7]:7")
+        if host.startswith("["):
+            host = host[1:-1] if host.endswith("]") else host
+        _check_host(host)
+        return value
+
 
 class SipEndpoint(_HostEndpoint):
     check: Literal["sip"]
     port: Port = 5060
     transport: Transport = Transport.UDP
     sni: str | None = None
-    uri: str | None = None
+    uri: str | None = Field(None, pattern=r"^sips?:[^\s]+$")
 
 
 class IceServer(BaseModel):

@@ -40,6 +40,20 @@ def _target(endpoint: dict[str, Any]) -> str:
     return f"{endpoint['host']}:{endpoint['port']}/{endpoint['transport']}"
 
 
+def _proved(record: dict[str, Any]) -> str:
+    """What an open VoIP check showed, in a word or two (docs/checks.md)."""
+    check, evidence = record["endpoint"]["check"], record.get("evidence", {})
+    if check == "turn":
+        if "relay" in evidence:
+            return "relayed"
+        return "401 challenge" if evidence.get("auth") == "challenge" else "allocated"
+    if check == "sip" and evidence.get("alg_detected"):
+        return "SIP ALG"
+    if check == "stun" and (evidence.get("mapped") or {}).get("nat"):
+        return "behind NAT"
+    return ""
+
+
 def _styled(verdict: str) -> str:
     return f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]"
 
@@ -58,6 +72,8 @@ def render(records: list[dict[str, Any]], console: Console) -> None:
         how = record.get("blocking") or ""
         if not how and record["verdict"] == "inconclusive":
             how = f"[dim]{record['evidence'].get('rule', '')}[/]"
+        elif not how and record["verdict"] == "open" and _proved(record):
+            how = f"[dim]{_proved(record)}[/]"
         table.add_row(record["service"] if first else "", endpoint["role"], endpoint["check"],
                       _target(endpoint), _styled(record["verdict"]), how,
                       str(record["runtime_ms"]), end_section=False)

@@ -129,21 +129,21 @@ def _summary(der: bytes | None) -> dict[str, Any] | None:
 
     try:
         cert = x509.load_der_x509_certificate(der)
-    except ValueError:
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            names = sans.value.get_values_for_type(x509.DNSName)[:10]
+        except x509.ExtensionNotFound:
+            names = []
+        return {
+            "subject_cn": first(cert.subject, NameOID.COMMON_NAME),
+            "issuer_cn": first(cert.issuer, NameOID.COMMON_NAME),
+            "issuer_o": first(cert.issuer, NameOID.ORGANIZATION_NAME),
+            "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "dns_names": names,
+            "sha256": hashlib.sha256(der).hexdigest(),
+        }
+    except ValueError:  # also raised late: cryptography parses a field when it is read
         return {"sha256": hashlib.sha256(der).hexdigest(), "parse_error": True}
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names = sans.value.get_values_for_type(x509.DNSName)[:10]
-    except x509.ExtensionNotFound:
-        names = []
-    return {
-        "subject_cn": first(cert.subject, NameOID.COMMON_NAME),
-        "issuer_cn": first(cert.issuer, NameOID.COMMON_NAME),
-        "issuer_o": first(cert.issuer, NameOID.ORGANIZATION_NAME),
-        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "dns_names": names,
-        "sha256": hashlib.sha256(der).hexdigest(),
-    }
 
 
 async def _unverified_certificate(address: str, port: int, sni: str,

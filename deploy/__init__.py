@@ -1,0 +1,1 @@
+"""Deployment helpers: system packages, the Pi service, reference services, the censorship lab."""
