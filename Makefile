@@ -33,5 +33,27 @@ test: venv system-deps
 lint: venv
 	$(BIN)/ruff check probe collector tests bench deploy
 
+# Embedded collector (./var/) + one probe pass + upload + results table (collector/quickstart.py).
+run: venv
+	$(BIN)/python -m collector.quickstart --catalogue "$(CATALOGUE)"
+
+# Every bench/*.py in turn; each prints its own figures as ratios.
+bench: venv system-deps
+	@set -e; for f in bench/*.py; do [ "$$(basename $$f)" = __init__.py ] || $(BIN)/python $$f; done
+
+# The censorship lab (deploy/lab, docs/lab.md) needs root: say so before anything else.
+LAB_NEEDS_ROOT = @if [ "$$(id -u)" -ne 0 ]; then \
+	echo "make $@ needs root (network namespaces and nftables): run sudo make $@" >&2; exit 1; fi
+
+accuracy:
+	$(LAB_NEEDS_ROOT)
+	@$(MAKE) --no-print-directory venv system-deps
+	$(BIN)/python -m deploy.lab accuracy
+
+demo:
+	$(LAB_NEEDS_ROOT)
+	@$(MAKE) --no-print-directory venv system-deps
+	$(BIN)/python -m deploy.lab demo
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,56 @@
+"""Builds the FastAPI application. Routes live in `collector/routers/`, one
+module per area, listed in `collector.routers.ROUTERS`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from collector import __version__, errors
+from collector.middleware import AccessLog, BodyLimit
+from collector.routers import ROUTERS
+from collector.services import Services
+from collector.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The app; its services (database, enrichment...) are built at startup,
+    after the schema is migrated, unless `services` is given."""
+    settings = settings or (services.settings if services else load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services is None
+        current = services or Services.build(settings)
+        if built:
+            from collector.db.migrate import upgrade
+
+            upgrade(current.engine)
+        app.state.services = current
+        try:
+            yield
+        finally:
+            if built:
+                current.close()
+
+    app = FastAPI(
+        title="voipwatch collector", version=__version__, lifespan=lifespan,
+        description="Registration, signed ingest, the test helper and exports of "
+                    "voipwatch measurements (docs/collector.md).",
+    )
+    errors.install(app)
+    for name in ROUTERS:
+        module = importlib.import_module(f"collector.routers.{name}")
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(AccessLog, keep_ip=settings.keep_ip)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for `uvicorn --factory collector.app:app_from_environment`
+    (settings from the environment and the TOML file)."""
+    return create_app(load_settings())

@@ -1,0 +1,70 @@
+"""Signed requests from registered probes: a FastAPI dependency for any route
+that only probes may use (the test helper, the WebRTC reference peer, the
+throttling reflector).
+
+The probe signs `METHOD\\nPATH\\nUNIX_TIME\\nSHA256_HEX(BODY)` with its Ed25519
+key (`probe/auth.py`) and sends `X-Voipwatch-Key`, `X-Voipwatch-Time` and
+`X-Voipwatch-Signature`. Usage in a router::
+
+    from collector.auth import SignedProbe
+
+    @router.post("/api/v1/webrtc/offer")
+    async def offer(probe: SignedProbe, ...) -> ...:
+        probe.key_id  # a registered, unrevoked key
+
+Missing, stale or bad signatures and unknown keys get 401; revoked keys 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from starlette.concurrency import run_in_threadpool
+
+from collector.errors import ApiError
+from collector.keys import ProbeRow
+from collector.services import Services, get_services
+from probe.auth import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, request_message
+
+
+def _unauthorised(code: str, detail: str) -> ApiError:
+    return ApiError(401, code, detail, headers={"WWW-Authenticate": "Voipwatch-Signature"})
+
+
+async def signed_probe(request: Request,
+                       services: Annotated[Services, Depends(get_services)]) -> ProbeRow:
+    key_id = request.headers.get(HEADER_KEY)
+    stamp = request.headers.get(HEADER_TIME)
+    signature = request.headers.get(HEADER_SIGNATURE)
+    if not (key_id and stamp and signature):
+        raise _unauthorised("unsigned_request", f"sign the request ({HEADER_KEY}, "
+                            f"{HEADER_TIME}, {HEADER_SIGNATURE}); see probe/auth.py")
+    try:
+        moment = int(stamp)
+    except ValueError:
+        raise _unauthorised("stale_request", f"{HEADER_TIME} is not a Unix time") from None
+    if abs(time.time() - moment) > MAX_SKEW:
+        raise _unauthorised("stale_request", f"{HEADER_TIME} is more than {MAX_SKEW} s away "
+                            "from the collector's clock")
+    probe = await run_in_threadpool(services.keys.get, key_id)
+    if probe is None:
+        raise _unauthorised("unknown_key", "this key is not registered "
+                            "(voipwatch-probe register --collector URL)")
+    if probe.revoked:
+        raise ApiError(403, "revoked_key", "this key was revoked")
+    body = await request.body()
+    message = request_message(request.method, request.url.path, stamp, body)
+    try:
+        VerifyKey(probe.public_raw).verify(message, base64.b64decode(signature, validate=True))
+    except (BadSignatureError, binascii.Error, ValueError):
+        raise _unauthorised("bad_signature", "the request signature does not verify") from None
+    return probe
+
+
+SignedProbe = Annotated[ProbeRow, Depends(signed_probe)]

@@ -1,0 +1,288 @@
+"""`voipwatch-collector`: serve, export, probes list|revoke, token create, migrate.
+
+User errors end with exit status 2 and one sentence; see collector.settings for
+where each setting can come from."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from collector import __version__
+from probe.errors import UserError, VoipwatchError
+
+PROG = "voipwatch-collector"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR", help="state directory (default: "
+                        "$VOIPWATCH_COLLECTOR_HOME, else the user data directory)")
+    parser.add_argument("--db", metavar="URL", help="database URL (default: SQLite in the "
+                        "data directory; postgresql://USER@HOST/DB works too)")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    parser.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters")
+    for name, meta in (("service", "ID"), ("verdict", "V"), ("link-type", "T"),
+                       ("cc", "CC"), ("asn", "N"), ("since", "TIME"), ("until", "TIME"),
+                       ("check", "NAME"), ("role", "ROLE"), ("key-id", "HEX")):
+        group.add_argument(f"--{name}", metavar=meta)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="The voipwatch collector: registration, signed ingest, "
+        "the test helper, exports and the results page.",
+        epilog="Settings: flags, then VOIPWATCH_COLLECTOR_* variables, then the TOML file "
+               "(docs/collector.md). Exit status: 0 ok, 2 bad input, 1 internal failure.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8470; 0 picks a free one)")
+    serve.add_argument("--workers", type=int, help="processes (default 1)")
+    serve.add_argument("--geoip-asn", metavar="FILE.mmdb", help="MaxMind-format ASN database")
+    serve.add_argument("--geoip-country", metavar="FILE.mmdb",
+                       help="MaxMind-format country database")
+    _flag(serve, "--geoip-builtin", "use geoip2fast's bundled offline data when no .mmdb "
+          "file is given (default: on)")
+    _flag(serve, "--keep-ip", "store the submitting address with each record (default: off)")
+    _flag(serve, "--require-token", "registration needs an enrollment token (default: off)")
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS",
+                       help="proxies trusted to set X-Forwarded-For (comma list)")
+    serve.add_argument("--max-record-age-days", type=float, metavar="DAYS",
+                       help="reject records that started longer ago (default 30; 0: no limit)")
+    serve.add_argument("--max-clock-skew-seconds", type=float, metavar="S",
+                       help="reject records dated further ahead (default 600; 0: no limit)")
+    serve.add_argument("--max-batch", type=int, metavar="N", help="records per request "
+                       "(default 1000)")
+    serve.add_argument("--resolver", metavar="IP[:PORT]",
+                       help="DNS resolver for the test helper (default: the system's)")
+    _flag(serve, "--control", "run the test helper (default: on)")
+    _flag(serve, "--control-allow-private", "let the test helper reach loopback and private "
+          "addresses (labs and tests only; default: off)")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+    export = sub.add_parser("export", help="write stored records to a file")
+    _common(export)
+    export.add_argument("--format", choices=("jsonl", "csv", "parquet"), required=True)
+    export.add_argument("--out", metavar="FILE", required=True, help="output file ('-': stdout)")
+    export.add_argument("--include-ip", action="store_true", help="add the submitting "
+                        "addresses, where --keep-ip stored them (never in public exports)")
+    _filters(export)
+
+    probes = sub.add_parser("probes", help="registered probe keys")
+    probes_sub = probes.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = probes_sub.add_parser("list", help="list registered keys")
+    _common(listing)
+    revoke = probes_sub.add_parser("revoke", help="revoke a key: its records are rejected "
+                                   "from now on, earlier ones stay, marked")
+    _common(revoke)
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+    token = sub.add_parser("token", help="enrollment tokens")
+    token_sub = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = token_sub.add_parser("create", help="create an enrollment token (shown once)")
+    _common(create)
+    create.add_argument("--uses", type=int, metavar="N", help="how many registrations "
+                        "(default: unlimited)")
+    create.add_argument("--valid-days", type=float, metavar="D", help="expiry (default: none)")
+    create.add_argument("--note", help="a label for your own records")
+
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date")
+    _common(migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"serve": cmd_serve, "export": cmd_export, "probes": cmd_probes,
+               "token": cmd_token, "migrate": cmd_migrate}[args.command]
+    try:
+        return handler(args)
+    except VoipwatchError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("VOIPWATCH_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+              "(set VOIPWATCH_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+SERVE_SETTINGS = ("data_dir", "db", "host", "port", "workers", "geoip_asn", "geoip_country",
+                  "geoip_builtin", "keep_ip", "require_token", "forwarded_allow_ips",
+                  "max_record_age_days", "max_clock_skew_seconds", "max_batch", "resolver",
+                  "control_allow_private", "log_level")
+
+
+def _settings(args: argparse.Namespace, names: tuple[str, ...] = ("data_dir", "db")) -> Any:
+    from collector.settings import load_settings
+
+    overrides = {name: getattr(args, name, None) for name in names}
+    if getattr(args, "control", None) is not None:
+        overrides["control_enabled"] = args.control
+    return load_settings(overrides, Path(args.config) if args.config else None)
+
+
+def open_database(settings: Any) -> Any:
+    """An engine on a migrated database, or a UserError saying why not."""
+    import sqlalchemy as sa
+
+    from collector.db.engine import describe, make_engine
+    from collector.db.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise UserError(f"cannot open the database {describe(engine)}: {reason}") from exc
+    return engine
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, SERVE_SETTINGS)
+    from collector import logs
+
+    logs.configure(settings.log_level)
+    open_database(settings).dispose()
+    from collector.geoip import Enricher
+    from collector.server import serve
+
+    Enricher.from_settings(settings).close()  # bad .mmdb files: an error now, not at startup
+
+    flags = {name: getattr(args, name, None) for name in SERVE_SETTINGS}
+    flags["control_enabled"] = args.control
+    if args.config:  # worker processes read the same file
+        os.environ["VOIPWATCH_COLLECTOR_CONFIG"] = str(Path(args.config).resolve())
+    serve(settings, flags)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from collector.export import WRITERS
+    from collector.store import MeasurementStore
+
+    settings = _settings(args)
+    filters = _parse_filters(args)
+    engine = open_database(settings)
+    chunks = MeasurementStore(engine).stream(filters)
+    writer = WRITERS[args.format](chunks, args.include_ip)
+    if args.out == "-":
+        for data in writer:
+            sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return 0
+    out = Path(args.out)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with open(partial, "wb") as handle:
+            for data in writer:
+                handle.write(data)
+        os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"cannot write --out {out}: {exc.strerror}") from exc
+    return 0
+
+
+def _parse_filters(args: argparse.Namespace) -> Any:
+    from datetime import datetime
+
+    from pydantic import ValidationError
+
+    from collector.store import Filters
+    from probe.record import CheckName, LinkType, Role, Verdict
+
+    values: dict[str, Any] = {}
+    for name, kind in (("verdict", Verdict), ("link_type", LinkType), ("check", CheckName),
+                       ("role", Role)):
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                values[name] = str(kind(value))
+            except ValueError:
+                raise UserError(f"--{name.replace('_', '-')} {value!r}: expected one of "
+                                f"{', '.join(kind)}") from None
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                raise UserError(f"--{name} {value!r}: expected an RFC 3339 time, e.g. "
+                                "2016-01-07T00:00:00Z") from None
+            if moment.tzinfo is None:
+                raise UserError(f"--{name} {value!r}: give a time zone, e.g. a trailing Z")
+            values[name] = moment
+    if args.asn is not None:
+        text = args.asn.upper().removeprefix("AS")
+        if not text.isdigit():
+            raise UserError(f"--asn {args.asn!r}: expected a number, e.g. 36903")
+        values["asn"] = int(text)
+    try:
+        return Filters(service=args.service, cc=args.cc, key_id=args.key_id, **values)
+    except ValidationError as exc:  # pragma: no cover - Filters is a plain dataclass
+        raise UserError(str(exc)) from exc
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    from collector.keys import KeyStore
+    from probe.record import rfc3339
+
+    keys = KeyStore(open_database(_settings(args)))
+    if args.action == "list":
+        rows = keys.list()
+        if not rows:
+            print("no probes registered")
+        for row in rows:
+            state = f"revoked {rfc3339(row.revoked_at)}" if row.revoked_at else "active"
+            seen = rfc3339(row.last_seen_at) if row.last_seen_at else "never"
+            print(f"{row.key_id}  registered {rfc3339(row.registered_at)}  last seen {seen}  "
+                  f"{state}")
+        return 0
+    key_id = args.key_id.strip().lower()
+    row = keys.revoke(key_id)
+    if row is None:
+        raise UserError(f"no probe with key id {args.key_id!r} (see `{PROG} probes list`)")
+    print(f"revoked {row.key_id} at {rfc3339(row.revoked_at)}")  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from collector.keys import KeyStore
+
+    if args.uses is not None and args.uses < 1:
+        raise UserError(f"--uses {args.uses}: must be at least 1")
+    if args.valid_days is not None and args.valid_days <= 0:
+        raise UserError(f"--valid-days {args.valid_days:g}: must be greater than 0")
+    keys = KeyStore(open_database(_settings(args)))
+    print(keys.create_token(max_uses=args.uses, valid_days=args.valid_days, note=args.note))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from collector.db.engine import describe
+    from collector.db.migrate import current_revision
+
+    engine = open_database(_settings(args))
+    print(f"{describe(engine)}: schema at revision {current_revision(engine)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Engines: SQLite (WAL, the embedded default) or PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from probe.errors import UserError
+
+
+def normalise_url(url: str) -> URL:
+    """`postgresql://` means psycopg 3 here (SQLAlchemy would pick psycopg2)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UserError(f"--db {url!r} is not a database URL (sqlite:///PATH or "
+                        "postgresql://USER@HOST/DB)") from exc
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise UserError(f"--db {parsed.render_as_string(hide_password=True)}: unsupported "
+                        "database (use sqlite:///PATH or postgresql://...)")
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        path = Path(url.database)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise UserError(f"cannot create the data directory {path.parent}: "
+                            f"{exc.strerror}") from exc
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # let SQLAlchemy's "begin" event issue BEGIN itself (see below)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a batch the collector answered `accepted` survives a power cut,
+        # since the probe deletes its copy on that answer
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        # writers take the lock up front: a deferred transaction that reads and then
+        # writes fails at once with SQLITE_BUSY when another writer got there first
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def write_options(engine: Engine) -> dict[str, Any]:
+    """Execution options for a transaction that will write."""
+    return {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
+
+
+def describe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)

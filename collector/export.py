@@ -1,0 +1,154 @@
+"""Exports: JSONL, CSV and Parquet, streamed chunk by chunk (constant memory).
+
+Submitting addresses, when the operator keeps them (`--keep-ip`), appear only
+in exports made with `voipwatch-collector export --include-ip`: never over HTTP.
+
+Every row carries the signed record exactly as the probe sent it, plus what the
+collector added: when it arrived, the country and network it came from, the
+lookup's source and date, the probe's public key and whether that key has since
+been revoked. docs/export.md describes the formats and how to re-verify.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from probe.record import rfc3339
+
+FORMATS = ("jsonl", "csv", "parquet")
+MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+               "parquet": "application/vnd.apache.parquet"}
+
+# flat columns for CSV and Parquet; `measurement` holds the signed JSON text
+COLUMNS = ("id", "started_at", "received_at", "service", "check", "role", "transport",
+           "host", "port", "verdict", "blocking", "link_type", "probe_cc", "probe_asn",
+           "probe_as_org", "geoip_source", "geoip_date", "key_id", "key_revoked_at",
+           "public_key", "probe_ip", "measurement")
+
+
+def _time(value: datetime | None) -> str | None:
+    return rfc3339(value) if value is not None else None
+
+
+def item(row: sa.Row[Any], include_ip: bool = False) -> dict[str, Any]:
+    """One export row as a JSON object (JSONL line, API item). The record is
+    embedded as raw JSON, byte for byte what was signed and sent."""
+    out: dict[str, Any] = {
+        "measurement": orjson.Fragment(row.record.encode()),
+        "public_key": row.public_key,
+        "received_at": _time(row.received_at),
+        "probe_cc": row.cc,
+        "probe_asn": row.asn,
+        "probe_as_org": row.as_org,
+        "geoip": {"source": row.geoip_source, "date": row.geoip_date},
+        "key_revoked_at": _time(row.key_revoked_at),
+    }
+    if include_ip and row.probe_ip:
+        out["probe_ip"] = row.probe_ip
+    return out
+
+
+def flat(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id, "started_at": _time(row.started_at), "received_at": _time(row.received_at),
+        "service": row.service, "check": row.check_name, "role": row.role,
+        "transport": row.transport, "host": row.endpoint_host, "port": row.endpoint_port,
+        "verdict": row.verdict, "blocking": row.blocking, "link_type": row.link_type,
+        "probe_cc": row.cc, "probe_asn": row.asn, "probe_as_org": row.as_org,
+        "geoip_source": row.geoip_source, "geoip_date": row.geoip_date, "key_id": row.key_id,
+        "key_revoked_at": _time(row.key_revoked_at), "public_key": row.public_key,
+        "probe_ip": row.probe_ip, "measurement": row.record,
+    }
+
+
+def jsonl(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> Iterator[bytes]:
+    for rows in chunks:
+        yield b"".join(orjson.dumps(item(r, include_ip)) + b"\n" for r in rows)
+
+
+def csv_rows(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for rows in chunks:
+        for row in rows:
+            values = flat(row)
+            if not include_ip:
+                values["probe_ip"] = None
+            writer.writerow(values)
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+def _parquet_schema() -> Any:
+    import pyarrow as pa
+
+    text = pa.string()
+    types = {"port": pa.int32(), "probe_asn": pa.int64(),
+             "started_at": pa.timestamp("ms", tz="UTC"),
+             "received_at": pa.timestamp("ms", tz="UTC"),
+             "key_revoked_at": pa.timestamp("ms", tz="UTC"), "measurement": pa.large_string()}
+    return pa.schema([(name, types.get(name, text)) for name in COLUMNS])
+
+
+class _Sink(io.RawIOBase):
+    """A write-only file that hands its bytes over as they come."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self.parts.append(chunk)
+        self.position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self.position
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def parquet(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> Iterator[bytes]:
+    """One row group per chunk, bytes yielded as each group is written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _parquet_schema()
+    sink = _Sink()
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
+    try:
+        for rows in chunks:
+            columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+            for row in rows:
+                values = flat(row)
+                values.update(started_at=row.started_at, received_at=row.received_at,
+                              key_revoked_at=row.key_revoked_at)
+                if not include_ip:
+                    values["probe_ip"] = None
+                for name in COLUMNS:
+                    columns[name].append(values[name])
+            writer.write_table(pa.Table.from_pydict(columns, schema=schema))
+            yield sink.drain()
+    finally:
+        writer.close()
+    yield sink.drain()
+
+
+WRITERS = {"jsonl": jsonl, "csv": csv_rows, "parquet": parquet}

@@ -1,0 +1,248 @@
+"""`POST /api/v1/measurements`: check every record of a batch, then store the
+good ones in one transaction.
+
+A record is `accepted` only when it is a well-formed `voipwatch.measurement/1`
+record, dated within the configured bounds, signed (Ed25519 over its RFC 8785
+form) by a registered, unrevoked key. A record whose id is already stored is a
+`duplicate`: never stored twice, whatever the timing. Anything else is
+`rejected` with a reason from `Reason`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import orjson
+import rfc8785
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from pydantic import ValidationError
+
+from collector.batch import Element
+from collector.geoip import Enrichment
+from collector.jcs import canonical_bytes
+from collector.keys import KeyStore, ProbeRow
+from collector.settings import Settings
+from collector.store import MeasurementStore
+from probe.record import Measurement, utcnow
+
+MAX_SERVICE = 64
+MAX_HOST = 255
+
+
+class Reason(StrEnum):
+    """Why a record was rejected (closed set; docs/collector.md)."""
+
+    SCHEMA = "schema"  # not a voipwatch.measurement/1 record
+    NO_SIGNATURE = "no_signature"
+    KEY_MISMATCH = "key_mismatch"  # signature.key_id, probe.key_id, probe.public_key disagree
+    UNKNOWN_KEY = "unknown_key"  # not registered here
+    REVOKED_KEY = "revoked_key"
+    BAD_SIGNATURE = "bad_signature"
+    TOO_OLD = "too_old"  # started_at older than max_record_age_days
+    FROM_FUTURE = "from_future"  # started_at later than now + max_clock_skew_seconds
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass
+class Outcome:
+    id: str | None
+    status: Status
+    reason: Reason | None = None
+    detail: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": str(self.status),
+                               "reason": self.reason and str(self.reason)}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class Rejected(Exception):
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class _Checked:
+    element: Element
+    model: Measurement
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, keys: KeyStore, store: MeasurementStore) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.store = store
+        self._verify_keys: dict[str, VerifyKey] = {}
+
+    def ingest(self, elements: list[Element], origin: Enrichment,
+               probe_ip: str | None = None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        checked: list[tuple[int, _Checked]] = []
+        for element in elements:
+            outcome = Outcome(_record_id(element.value), Status.REJECTED)
+            outcomes.append(outcome)
+            try:
+                checked.append((len(outcomes) - 1, self._check_shape(element)))
+            except Rejected as exc:
+                outcome.reason, outcome.detail = exc.reason, exc.detail
+
+        known = self.keys.get_many(c.model.probe.key_id for _, c in checked)
+        received_at = utcnow()
+        rows: dict[str, tuple[int, dict[str, Any]]] = {}
+        for index, item in checked:
+            outcome = outcomes[index]
+            try:
+                self._check_signature(item, known.get(item.model.probe.key_id))
+            except Rejected as exc:
+                outcome.reason, outcome.detail = exc.reason, exc.detail
+                continue
+            row = _row(item, origin, received_at, probe_ip)
+            if row["id"] in rows:  # the same record twice in one batch
+                outcome.status = Status.DUPLICATE
+                continue
+            rows[row["id"]] = (index, row)
+
+        rejected: dict[str, int] = {}
+        for outcome in outcomes:
+            if outcome.status is Status.REJECTED and outcome.reason:
+                rejected[outcome.reason] = rejected.get(outcome.reason, 0) + 1
+        inserted = self.store.insert([row for _, row in rows.values()], rejected,
+                                     {row["key_id"] for _, row in rows.values()})
+        for record_id, (index, _) in rows.items():
+            outcomes[index].status = (Status.ACCEPTED if record_id in inserted
+                                      else Status.DUPLICATE)
+            outcomes[index].reason = None
+        return outcomes
+
+    def _check_shape(self, element: Element) -> _Checked:
+        if not isinstance(element.value, dict):
+            raise Rejected(Reason.SCHEMA, "a record must be a JSON object")
+        try:
+            model = Measurement.model_validate(element.value)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"]) or "record"
+            raise Rejected(Reason.SCHEMA, f"{where}: {error['msg']}") from None
+        if model.started_at.tzinfo is None:
+            raise Rejected(Reason.SCHEMA, "started_at: must carry a time zone (RFC 3339)")
+        if len(model.service) > MAX_SERVICE or len(model.endpoint.host) > MAX_HOST:
+            raise Rejected(Reason.SCHEMA, "service or endpoint.host is too long")
+        if model.signature is None:
+            raise Rejected(Reason.NO_SIGNATURE, "the record carries no signature")
+        if model.signature.key_id != model.probe.key_id:
+            raise Rejected(Reason.KEY_MISMATCH, "signature.key_id differs from probe.key_id")
+        self._check_age(model.started_at)
+        return _Checked(element, model)
+
+    def _check_age(self, started_at: datetime) -> None:
+        now = utcnow()
+        age_days = self.settings.max_record_age_days
+        if age_days and started_at < now - timedelta(days=age_days):
+            raise Rejected(Reason.TOO_OLD, f"started_at is more than {age_days:g} days ago")
+        skew = self.settings.max_clock_skew_seconds
+        if skew and started_at > now + timedelta(seconds=skew):
+            raise Rejected(Reason.FROM_FUTURE, f"started_at is more than {skew:g} s ahead "
+                           "of the collector's clock")
+
+    def _check_signature(self, item: _Checked, probe: ProbeRow | None) -> None:
+        if probe is None:
+            raise Rejected(Reason.UNKNOWN_KEY, "the signing key is not registered here")
+        if probe.revoked:
+            raise Rejected(Reason.REVOKED_KEY, "the signing key was revoked")
+        claimed = getattr(item.model.probe, "public_key", None)
+        if claimed is not None and claimed != probe.public_key:
+            raise Rejected(Reason.KEY_MISMATCH, "probe.public_key is not the registered key")
+        try:
+            signature = base64.b64decode(str(item.model.signature.value), validate=True)  # type: ignore[union-attr]
+        except (binascii.Error, ValueError):
+            raise Rejected(Reason.BAD_SIGNATURE, "signature.value is not base64") from None
+        verifier = self._verifier(probe)
+        if item.element.fast and _verifies(verifier, _fast_bytes(item.element.value), signature):
+            return
+        # the reference path: slower, and the last word (also covers non-ASCII keys)
+        if not _verifies(verifier, _reference_bytes(item.element.text), signature):
+            raise Rejected(Reason.BAD_SIGNATURE, "the signature does not match the record")
+
+    def _verifier(self, probe: ProbeRow) -> VerifyKey:
+        verifier = self._verify_keys.get(probe.public_key)
+        if verifier is None:
+            if len(self._verify_keys) > 10_000:
+                self._verify_keys.clear()
+            verifier = self._verify_keys[probe.public_key] = VerifyKey(probe.public_raw)
+        return verifier
+
+
+def _fast_bytes(value: dict[str, Any]) -> bytes | None:
+    try:
+        return canonical_bytes(value)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate, deep nesting
+        return None
+
+
+def _reference_bytes(text: str) -> bytes | None:
+    try:
+        return rfc8785.dumps({k: v for k, v in json.loads(text).items() if k != "signature"})
+    except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError):
+        return None
+
+
+def _verifies(verifier: VerifyKey, data: bytes | None, signature: bytes) -> bool:
+    if data is None:
+        return False
+    try:
+        verifier.verify(data, signature)
+    except (BadSignatureError, ValueError):
+        return False
+    return True
+
+
+def _record_id(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"][:64]
+    return None
+
+
+def _row(item: _Checked, origin: Enrichment, received_at: datetime,
+         probe_ip: str | None) -> dict[str, Any]:
+    model = item.model
+    endpoint = model.endpoint
+    return {
+        "id": str(uuid.UUID(str(model.id))),
+        "key_id": model.probe.key_id,
+        "service": model.service,
+        "check_name": str(endpoint.check),
+        "role": str(endpoint.role),
+        "transport": str(endpoint.transport),
+        "endpoint_host": endpoint.host,
+        "endpoint_port": endpoint.port,
+        "verdict": str(model.verdict),
+        "blocking": model.blocking and str(model.blocking),
+        "link_type": str(model.network.link_type),
+        "cc": origin.cc,
+        "asn": origin.asn,
+        "as_org": origin.as_org[:255] if origin.as_org else None,
+        "geoip_source": origin.source,
+        "geoip_date": origin.date,
+        "probe_ip": probe_ip,
+        "started_at": model.started_at,
+        "received_at": received_at,
+        "record": item.element.text,
+    }

@@ -1,0 +1,157 @@
+"""Probe keys and enrollment tokens: registration, lookup, revocation.
+
+A probe registers its raw Ed25519 public key; its `key_id` is the hex SHA-256
+of that key (the record's `signature.key_id`). A revoked key stays in the
+table: its earlier records stay, marked, and nothing new from it is accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from collector.db.engine import write_options
+from collector.db.schema import enrollment_tokens, probes
+from probe.record import utcnow
+from probe.signing import SignatureError, decode_public_key, key_id_of
+
+TOKEN_PREFIX = "vwt_"
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    key_id: str
+    public_key: str  # base64 of the raw 32 bytes
+    registered_at: datetime
+    revoked_at: datetime | None
+    last_seen_at: datetime | None = None
+
+    @property
+    def public_raw(self) -> bytes:
+        return decode_public_key(self.public_key)
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class RegistrationError(Exception):
+    """`code` is a stable string: bad_public_key, token_required, bad_token, revoked_key."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _row(row: sa.Row) -> ProbeRow:
+    return ProbeRow(row.key_id, row.public_key, row.registered_at, row.revoked_at,
+                    row.last_seen_at)
+
+
+class KeyStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(self, public_key: str, token: str | None, *, require_token: bool
+                 ) -> tuple[ProbeRow, bool]:
+        """(the key's row, True if newly registered). Registering a known key
+        again is harmless and needs no token."""
+        try:
+            raw = decode_public_key(public_key)
+        except SignatureError as exc:
+            raise RegistrationError("bad_public_key", f"public_key: {exc}") from exc
+        key_id = key_id_of(raw)
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                conn.begin():
+            existing = conn.execute(sa.select(probes).where(probes.c.key_id == key_id)).first()
+            if existing is not None:
+                if existing.revoked_at is not None:
+                    raise RegistrationError("revoked_key", "this key was revoked; create a "
+                                            "new one with `voipwatch-probe keygen --force`", 403)
+                return _row(existing), False
+            token_hash = None
+            if token or require_token:
+                token_hash = self._use_token(conn, token)
+            row = {"key_id": key_id, "public_key": _b64(raw), "registered_at": utcnow(),
+                   "revoked_at": None, "token_hash": token_hash, "last_seen_at": None}
+            conn.execute(sa.insert(probes), row)
+        return ProbeRow(key_id, row["public_key"], row["registered_at"], None), True
+
+    def _use_token(self, conn: sa.Connection, token: str | None) -> str:
+        if not token:
+            raise RegistrationError("token_required", "this collector requires an "
+                                    "enrollment token (voipwatch-probe register --token T)", 401)
+        token_hash = hash_token(token)
+        found = conn.execute(sa.select(enrollment_tokens).where(
+            enrollment_tokens.c.token_hash == token_hash)).first()
+        now = utcnow()
+        if (found is None or (found.expires_at is not None and found.expires_at < now)
+                or (found.max_uses is not None and found.uses >= found.max_uses)):
+            raise RegistrationError("bad_token", "the enrollment token is unknown, expired "
+                                    "or used up", 403)
+        conn.execute(sa.update(enrollment_tokens)
+                     .where(enrollment_tokens.c.token_hash == token_hash)
+                     .values(uses=enrollment_tokens.c.uses + 1))
+        return token_hash
+
+    def get(self, key_id: str) -> ProbeRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(probes).where(probes.c.key_id == key_id)).first()
+        return None if row is None else _row(row)
+
+    def get_many(self, key_ids: Iterable[str]) -> dict[str, ProbeRow]:
+        wanted = sorted(set(key_ids))
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(probes).where(probes.c.key_id.in_(wanted))).all()
+        return {row.key_id: _row(row) for row in rows}
+
+    def list(self) -> list[ProbeRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(probes).order_by(probes.c.registered_at)).all()
+        return [_row(row) for row in rows]
+
+    def revoke(self, key_id: str) -> ProbeRow | None:
+        """Revoke a key (idempotent); None if no such key."""
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                conn.begin():
+            conn.execute(sa.update(probes).where(probes.c.key_id == key_id,
+                                                 probes.c.revoked_at.is_(None))
+                         .values(revoked_at=utcnow()))
+            row = conn.execute(sa.select(probes).where(probes.c.key_id == key_id)).first()
+        return None if row is None else _row(row)
+
+    def touch(self, conn: sa.Connection, key_ids: Iterable[str]) -> None:
+        conn.execute(sa.update(probes).where(probes.c.key_id.in_(sorted(set(key_ids))))
+                     .values(last_seen_at=utcnow()))
+
+    def create_token(self, *, max_uses: int | None = None, valid_days: float | None = None,
+                     note: str | None = None) -> str:
+        """A new enrollment token; only its hash is stored, so it is shown once."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(24)
+        now = utcnow()
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                conn.begin():
+            conn.execute(sa.insert(enrollment_tokens), {
+                "token_hash": hash_token(token), "created_at": now,
+                "expires_at": now + timedelta(days=valid_days) if valid_days else None,
+                "max_uses": max_uses, "uses": 0, "note": note})
+        return token
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()

@@ -1,0 +1,84 @@
+"""ASGI middleware: a request body limit and an access log without addresses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("collector.access")
+
+
+class BodyLimit:
+    """413 for a body above `limit` bytes: by Content-Length up front, or as
+    soon as a streamed body crosses it (before anything is written)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.limit:
+                    await _too_large(send, self.limit)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, f"the body is larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = (b'{"error":"body_too_large","detail":"the body is larger than %d bytes"}' % limit)
+    await send({"type": "http.response.start", "status": 413, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp, keep_ip: bool = False) -> None:
+        self.app = app
+        self.keep_ip = keep_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            extra: dict[str, Any] = {"method": scope["method"], "path": scope["path"],
+                                     "status": status,
+                                     "ms": round((time.perf_counter() - start) * 1000, 1)}
+            if self.keep_ip and scope.get("client"):
+                extra["client"] = scope["client"][0]
+            log.info("%s %s %s", scope["method"], scope["path"], status, extra=extra)

@@ -1,0 +1,13 @@
+"""HTTP routes, one module per area. `collector.app` includes every router
+named in ROUTERS, in order; to add an area, add its module name here (e.g.
+"webrtc" for the WebRTC reference peer, "reflector" for the throttling
+reflector): the module must define `router = APIRouter(...)`."""
+
+ROUTERS: tuple[str, ...] = (
+    "health",
+    "probes",
+    "measurements",
+    "export",
+    "control",
+    "dashboard",
+)

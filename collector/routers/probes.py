@@ -1,0 +1,43 @@
+"""`POST /api/v1/probes`: register a probe's public key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from collector.errors import ApiError
+from collector.keys import RegistrationError
+from collector.ratelimit import RateLimiter
+from collector.services import ServicesDep
+
+router = APIRouter(tags=["probes"])
+_limiter = RateLimiter(per_minute=60, burst=20)
+
+
+class Registration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    public_key: str = Field(max_length=100, description="base64 of the raw 32-byte Ed25519 key")
+    token: str | None = Field(None, max_length=200, description="enrollment token")
+
+
+class Registered(BaseModel):
+    key_id: str
+
+
+@router.post("/api/v1/probes", status_code=201, response_model=Registered,
+             responses={200: {"model": Registered, "description": "already registered"}})
+async def register(payload: Registration, request: Request,
+                   services: ServicesDep) -> JSONResponse:
+    wait = _limiter.take(request.client.host if request.client else "-")
+    if wait:
+        raise ApiError(429, "rate_limited", "too many registrations from this address",
+                       {"Retry-After": str(int(wait) + 1)})
+    try:
+        row, created = await run_in_threadpool(
+            services.keys.register, payload.public_key, payload.token,
+            require_token=services.settings.require_token)
+    except RegistrationError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    return JSONResponse({"key_id": row.key_id}, status_code=201 if created else 200)

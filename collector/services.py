@@ -1,0 +1,55 @@
+"""What the routers share: settings, database, key store, enrichment, the test
+helper. Built once per process by `collector.app`; routers reach it through
+the `ServicesDep` dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
+
+from collector.keys import KeyStore
+from collector.settings import Settings
+
+if TYPE_CHECKING:
+    from collector.control import ControlRunner
+    from collector.geoip import Enricher
+    from collector.store import MeasurementStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    keys: KeyStore
+    store: MeasurementStore
+    enricher: Enricher
+    control: ControlRunner
+    # room for other areas (webrtc peer, reflector) to keep per-process state
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        from collector.control import ControlRunner
+        from collector.db.engine import make_engine
+        from collector.geoip import Enricher
+        from collector.store import MeasurementStore
+
+        engine = make_engine(settings.database_url)
+        return cls(settings=settings, engine=engine, keys=KeyStore(engine),
+                   store=MeasurementStore(engine), enricher=Enricher.from_settings(settings),
+                   control=ControlRunner(settings))
+
+    def close(self) -> None:
+        self.enricher.close()
+        self.engine.dispose()
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,211 @@
+"""Collector settings: command-line flags, then `VOIPWATCH_COLLECTOR_*` environment
+variables, then a TOML file, then the defaults below (docs/collector.md lists them).
+
+The TOML file is `--config FILE`, else `$VOIPWATCH_COLLECTOR_CONFIG`, else
+`collector.toml` in the data directory when it exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from probe.catalogue import IceServer
+from probe.errors import UserError
+
+ENV_PREFIX = "VOIPWATCH_COLLECTOR_"
+DEFAULT_PORT = 8470
+_TOML: ContextVar[dict[str, Any] | None] = ContextVar("collector_toml", default=None)
+
+
+def default_data_dir() -> Path:
+    explicit = os.environ.get(f"{ENV_PREFIX}HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("voipwatch-collector", appauthor=False))
+
+
+def parse_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
+    """`IP`, `IP:PORT` or `[IPv6]:PORT` (the `--resolver` syntax of the probe)."""
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    ipaddress.ip_address(host)
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError("port out of range")
+    return host, number
+
+
+class Settings(BaseSettings):
+    """Everything the collector can be told. Durations in seconds unless named otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid",
+                                      validate_default=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    db: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    log_level: str = "info"
+
+    # enrichment and privacy
+    geoip_asn: Path | None = None
+    geoip_country: Path | None = None
+    geoip_builtin: bool = True  # geoip2fast's bundled data when no .mmdb file is given
+    keep_ip: bool = False
+    forwarded_allow_ips: str | None = Field(
+        None, description="proxies whose X-Forwarded-For is trusted (comma list, or *)")
+
+    # registration
+    require_token: bool = False
+
+    # ingest
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(1000, ge=1)
+    max_record_age_days: float = Field(30.0, ge=0, description="0: no limit")
+    max_clock_skew_seconds: float = Field(600.0, ge=0, description="0: no limit")
+
+    # the test helper (POST /api/v1/control)
+    control_enabled: bool = True
+    control_allow_private: bool = False
+    control_max_endpoints: int = Field(64, ge=1)
+    control_concurrency: int = Field(32, ge=1)
+    control_timeout_seconds: float = Field(5.0, gt=0)
+    control_deadline_seconds: float = Field(12.0, gt=0)
+    control_rate_per_minute: int = Field(600, ge=1, description="endpoints per key per minute")
+    resolver: str | None = Field(None, description="IP[:PORT] instead of the system resolver")
+
+    # the WebRTC reference peer (POST /api/v1/webrtc/offer, docs/webrtc.md)
+    webrtc_enabled: bool = True
+    webrtc_ice_servers: list[IceServer] = Field(
+        default_factory=list, description="the peer's STUN/TURN servers (its own coturn), "
+        "as RTCIceServer: [{urls, username, credential}]; empty: host candidates only")
+    webrtc_max_sessions: int = Field(16, ge=1, description="live sessions per process")
+    webrtc_session_seconds: float = Field(30.0, gt=0, le=600)
+
+    # the throttling reflector (/api/v1/reflector/sessions, docs/throttle.md)
+    reflector_enabled: bool = True
+    reflector_address: str | None = Field(
+        None, description="address the reflector listens on and gives probes; default: the "
+        "address each session request came in on")
+    reflector_max_sessions: int = Field(32, ge=1, description="open sessions, in all")
+    reflector_sessions_per_key: int = Field(2, ge=1, description="open sessions per probe key")
+    reflector_rate_per_minute: int = Field(60, ge=1, description="new sessions per key per minute")
+    reflector_session_seconds: float = Field(30.0, gt=0, le=600, description="lifetime")
+    reflector_max_bytes: int = Field(4 * 1024 * 1024, ge=1024,
+                                     description="bytes received (and echoed) per session")
+    reflector_echo_any_source: bool = Field(
+        False, description="echo to any source with a valid token, not only to the address "
+        "that opened the session")
+
+    @field_validator("resolver")
+    @classmethod
+    def _resolver(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parse_host_port(value)
+            except ValueError:
+                raise ValueError("expected IP or IP:PORT, e.g. 10.0.0.53:5353") from None
+        return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("expected debug, info, warning or error")
+        return value.lower()
+
+    @property
+    def database_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_dir / 'collector.sqlite3'}"
+
+    @property
+    def resolver_address(self) -> tuple[str, int] | None:
+        return parse_host_port(self.resolver) if self.resolver else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlSource(settings_cls)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The TOML file's table, read by `load_settings` (lowest precedence but the defaults)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return (_TOML.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_TOML.get() or {})
+
+
+def _config_path(overrides: dict[str, Any], config: Path | None) -> Path | None:
+    if config is not None:
+        if not config.is_file():
+            raise UserError(f"--config {config}: no such file")
+        return config
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise UserError(f"{ENV_PREFIX}CONFIG={explicit}: no such file")
+        return path
+    data_dir = overrides.get("data_dir") or os.environ.get(f"{ENV_PREFIX}DATA_DIR")
+    candidate = Path(data_dir) / "collector.toml" if data_dir else (
+        default_data_dir() / "collector.toml")
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(overrides: dict[str, Any] | None = None, config: Path | None = None
+                  ) -> Settings:
+    """Settings from flags (`overrides`, None values ignored), environment and TOML.
+    Raises UserError naming the source and the field of a bad value."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path = _config_path(overrides, config)
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the collector config {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{path}: not valid TOML: {exc}") from exc
+    token = _TOML.set(table)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        source = _source_of(field, overrides, table, path)
+        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        raise UserError(f"{source}: {message}") from exc
+    finally:
+        _TOML.reset(token)
+
+
+def _source_of(field: str, overrides: dict[str, Any], table: dict[str, Any],
+               path: Path | None) -> str:
+    if field in overrides:
+        return f"--{field.replace('_', '-')} {overrides[field]!r}"
+    if f"{ENV_PREFIX}{field.upper()}" in os.environ:
+        return f"{ENV_PREFIX}{field.upper()} in the environment"
+    if field in table and path is not None:
+        return f"{path}: {field}"
+    return f"setting {field}"

@@ -1,0 +1,88 @@
+"""Fixtures for the collector tests: a real PostgreSQL server per session, and
+a running collector per module on each backend (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from probe.record import rfc3339, utcnow
+from probe.signing import ProbeKey
+from tests.collector.harness import Collector
+from tests.conftest import in_ci
+from tests.support.postgres import PostgresServer, PostgresUnavailable
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"PostgreSQL is needed in CI: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """None for SQLite (the collector's default in its data directory)."""
+    if backend == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def collector(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    """A collector shared by a module's tests, on each backend. Tests keep
+    apart by using their own keys and service names."""
+    db = database_url(request.param, request)
+    data_dir = tmp_path_factory.mktemp(f"collector-{request.param}")
+    with Collector(data_dir, db, ["--control-allow-private"]) as running:
+        yield running
+
+
+@pytest.fixture
+def http(collector: Collector) -> Iterator[httpx.Client]:
+    with collector.client() as client:
+        yield client
+
+
+def make_record(key: ProbeKey, service: str = "chat", **changes: Any) -> dict[str, Any]:
+    """A signed record; `changes` replace top-level fields before signing."""
+    record: dict[str, Any] = {
+        "schema": "voipwatch.measurement/1",
+        "id": str(uuid.uuid4()),
+        "started_at": rfc3339(utcnow()),
+        "runtime_ms": 12,
+        "probe": {"key_id": key.key_id, "software_version": "0.1.0",
+                  "public_key": key.public_b64},
+        "network": {"link_type": "cellular"},
+        "service": service,
+        "endpoint": {"check": "tcp", "host": "203.0.113.7", "port": 443, "transport": "tcp",
+                     "role": "call"},
+        "verdict": "open",
+        "blocking": None,
+        "evidence": {"connect_ms": 12.5, "rtt": [0.1, 1e-7, 100.0], "note": "é ✓"},
+    }
+    record.update(changes)
+    return key.sign(record)
+
+
+def register(client: httpx.Client, key: ProbeKey) -> None:
+    response = client.post("/api/v1/probes", json={"public_key": key.public_b64})
+    assert response.status_code in (200, 201), response.text
+
+
+def unique_service() -> str:
+    return f"svc-{uuid.uuid4().hex[:10]}"

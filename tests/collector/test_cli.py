@@ -1,0 +1,136 @@
+"""`voipwatch-collector` commands: tokens, probes, migrate, and user errors
+(exit status 2, one sentence, no traceback)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from probe.signing import ProbeKey
+from tests.collector.harness import COLLECTOR, Collector
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([COLLECTOR, *args], capture_output=True, text=True, timeout=60)
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("voipwatch-collector: error: ")
+
+
+def test_enrollment_tokens(tmp_path: Path) -> None:
+    collector = Collector(tmp_path / "c", None, ["--require-token"])
+    token = collector.cli("token", "create", "--uses", "1", check=True).stdout.strip()
+    assert token.startswith("vwt_")
+    first, second, third = (ProbeKey.generate() for _ in range(3))
+    with collector, httpx.Client(base_url=collector.url) as http:
+        missing = http.post("/api/v1/probes", json={"public_key": first.public_b64})
+        assert (missing.status_code, missing.json()["error"]) == (401, "token_required")
+        wrong = http.post("/api/v1/probes", json={"public_key": first.public_b64,
+                                                  "token": "vwt_nope"})
+        assert (wrong.status_code, wrong.json()["error"]) == (403, "bad_token")
+        ok = http.post("/api/v1/probes", json={"public_key": first.public_b64, "token": token})
+        assert ok.status_code == 201 and ok.json() == {"key_id": first.key_id}
+        again = http.post("/api/v1/probes", json={"public_key": first.public_b64})
+        assert again.status_code == 200  # a known key needs no token
+        used_up = http.post("/api/v1/probes", json={"public_key": second.public_b64,
+                                                    "token": token})
+        assert used_up.json()["error"] == "bad_token"
+        bad_key = http.post("/api/v1/probes", json={"public_key": "AAAA"})
+        assert (bad_key.status_code, bad_key.json()["error"]) == (400, "bad_public_key")
+        extra = http.post("/api/v1/probes", json={"public_key": third.public_b64, "x": 1})
+        assert extra.status_code == 422
+    listing = collector.cli("probes", "list", check=True).stdout
+    assert first.key_id in listing and second.key_id not in listing
+
+
+def test_user_errors(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert_user_error(run("serve", *data, "--db", "mysql://x/y"), "unsupported database")
+    assert_user_error(run("serve", *data, "--db", "postgresql://u@127.0.0.1:1/x"),
+                      "cannot open the database")
+    assert_user_error(run("serve", *data, "--geoip-asn", str(tmp_path / "none.mmdb")),
+                      "--geoip-asn")
+    (tmp_path / "bad.mmdb").write_bytes(b"not a database")
+    assert_user_error(run("serve", *data, "--geoip-country", str(tmp_path / "bad.mmdb")),
+                      "not a readable MaxMind .mmdb file")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert_user_error(run("serve", *data, "--port", port), f"cannot listen on "
+                          f"127.0.0.1:{port}: Address already in use")
+    assert_user_error(run("serve", *data, "--resolver", "nope"), "--resolver 'nope'")
+    assert_user_error(run("probes", "revoke", "abc", *data), "no probe with key id 'abc'")
+    assert_user_error(run("export", *data, "--format", "jsonl", "--out", "-", "--verdict",
+                          "maybe"), "--verdict 'maybe': expected one of")
+    assert_user_error(run("export", *data, "--format", "csv", "--out", "-", "--since",
+                          "yesterday"), "--since 'yesterday': expected an RFC 3339 time")
+    assert_user_error(run("export", *data, "--format", "csv", "--out",
+                          str(tmp_path / "no" / "dir" / "x.csv")), "cannot write --out")
+    assert_user_error(run("token", "create", *data, "--uses", "0"), "--uses 0")
+    (tmp_path / "bad.toml").write_text("port = 'x'\n")
+    assert_user_error(run("serve", *data, "--config", str(tmp_path / "bad.toml")),
+                      "bad.toml: port: Input should be a valid integer")
+    assert run("serve", "--bogus").returncode == 2  # argparse's own usage error
+
+
+def test_migrate_and_empty_export(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    result = run("migrate", *data)
+    assert result.returncode == 0 and "schema at revision 0001" in result.stdout
+    out = tmp_path / "empty.jsonl"
+    assert run("export", *data, "--format", "jsonl", "--out", str(out)).returncode == 0
+    assert out.read_text() == ""
+    header = run("export", *data, "--format", "csv", "--out", "-").stdout
+    assert header.startswith("id,started_at,received_at,service,check,role,")
+    assert "no probes registered" in run("probes", "list", *data).stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_match_the_tables(backend: str, request: pytest.FixtureRequest,
+                                     tmp_path: Path) -> None:
+    """The Alembic history builds exactly the schema collector/db/schema.py declares."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from collector.db.engine import make_engine
+    from collector.db.migrate import upgrade
+    from collector.db.schema import metadata
+    from tests.collector.conftest import database_url
+
+    engine = make_engine(database_url(backend, request) or f"sqlite:///{tmp_path}/m.db")
+    upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_several_workers_share_the_settings(tmp_path: Path) -> None:
+    import json
+
+    from probe.auth import sign_request
+
+    config = tmp_path / "collector.toml"
+    config.write_text("max_batch = 3\n")
+    key = ProbeKey.generate()
+    with Collector(tmp_path / "c", None, ["--workers", "2", "--no-control", "--config",
+                                          str(config)]) as collector, \
+            httpx.Client(base_url=collector.url) as http:
+        assert http.post("/api/v1/probes", json={"public_key": key.public_b64}).status_code == 201
+        for _ in range(4):  # whichever worker answers
+            response = http.post("/api/v1/measurements", content=b"[{},{},{},{}]")
+            assert (response.status_code, response.json()["error"]) == (413, "batch_too_large")
+            body = json.dumps({"endpoints": []}).encode()
+            control = http.post("/api/v1/control", content=body, headers={
+                "Content-Type": "application/json",
+                **sign_request(key, "POST", "/api/v1/control", body)})
+            assert (control.status_code, control.json()["error"]) == (403, "control_disabled")
