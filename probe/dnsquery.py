@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import dns.asyncquery
 import dns.exception
@@ -56,48 +57,66 @@ def system_nameservers() -> list[tuple[str, int]]:
 async def query_addresses(
     name: str, qtype: str, resolver: tuple[str, int] | None, timeout: float
 ) -> DnsAnswer:
-    """Ask each nameserver in turn (two tries each) until one answers within `timeout`.
+    """Ask the resolver(s) until one answers within `timeout`; NOERROR gives the
+    answer, other rcodes and timeouts raise DnsError.
 
-    Returns the answer for NOERROR; raises DnsError for other rcodes and timeouts.
-    """
+    One socket and one query id per nameserver, the query retransmitted on the
+    RFC 8489-style timer the other UDP checks use (0, 0.5, 1.5, 3.5 s...), and an
+    answer to any transmission accepted: lossy links lose a datagram or two, and
+    a lookup must not fail for that. Several system nameservers share the time."""
+    from probe.flow import Flow, Mismatch, exchange
+    from probe.net import udp_socket
+    from probe.record import Transport
+
     servers = [resolver] if resolver else system_nameservers()
     rdtype = dns.rdatatype.from_text(qtype)
     deadline = time.monotonic() + timeout
-    per_try = max(timeout / (2 * len(servers)), 0.5)
-    attempts = 0
-    last: Exception | None = None
-    for _ in range(2):
-        for host, port in servers:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            attempts += 1
-            query = dns.message.make_query(name, rdtype)
-            start = time.perf_counter()
+    failure, detail, attempts = Failure.GENERIC_TIMEOUT, "", 0
+    for index, (host, port) in enumerate(servers):
+        share = (deadline - time.monotonic()) / (len(servers) - index)
+        if share <= 0:
+            break
+        query = dns.message.make_query(name, rdtype)
+
+        def match(data: bytes, query: dns.message.Message = query) -> tuple[Any, None]:
             try:
-                response = await dns.asyncquery.udp(
-                    query, host, timeout=min(per_try, remaining), port=port,
-                    raise_on_truncation=True,
-                )
+                response = dns.message.from_wire(data, ignore_trailing=True)
             except dns.message.Truncated:
+                return "truncated", None
+            except dns.exception.DNSException as exc:
+                raise ValueError(f"not a DNS message: {type(exc).__name__}") from exc
+            if not query.is_response(response):
+                raise Mismatch("a DNS message that does not answer our query")
+            return response, None
+
+        try:
+            flow = Flow(Transport.UDP, host, port, udp_socket(host, port), framer=len)
+        except OSError as exc:
+            failure, detail = Failure.DNS_RESOLUTION, describe(exc)
+            continue
+        try:
+            outcome = await exchange(flow, query.to_wire(), match, time.monotonic() + share)
+        finally:
+            flow.close()
+        attempts += len(outcome.attempts)
+        if outcome.ended == "closed" and outcome.closed is not None:
+            failure, detail = outcome.closed.failure, outcome.closed.detail
+            continue
+        if outcome.reply is None:
+            detail = f"no answer from {host}:{port} after {len(outcome.attempts)} queries"
+            continue
+        response = outcome.reply
+        sent, received = flow.traffic()
+        if response == "truncated":  # the answer needs TCP (RFC 7766)
+            try:
                 response = await dns.asyncquery.tcp(
-                    query, host, timeout=max(deadline - time.monotonic(), 0.1), port=port
-                )
-            except (dns.exception.Timeout, TimeoutError) as exc:
-                last = exc
+                    query, host, timeout=max(deadline - time.monotonic(), 0.5), port=port)
+            except (OSError, dns.exception.DNSException, TimeoutError) as exc:
+                failure, detail = Failure.DNS_RESOLUTION, describe(exc)
                 continue
-            except (OSError, dns.exception.DNSException) as exc:
-                last = exc
-                continue
-            rtt = round((time.perf_counter() - start) * 1000, 3)
-            # UDP/IP headers are 28 bytes per datagram
-            traffic = (attempts * (len(query.to_wire()) + 28), len(response.to_wire()) + 28)
-            return _answer(response, rdtype, f"{host}:{port}", rtt, attempts, traffic)
-    if isinstance(last, (dns.exception.Timeout, TimeoutError)) or last is None:
-        raise DnsError(Failure.GENERIC_TIMEOUT, f"no answer from {len(servers)} resolver(s)")
-    if isinstance(last, ConnectionRefusedError):
-        raise DnsError(Failure.PORT_UNREACHABLE, describe(last))
-    raise DnsError(Failure.DNS_RESOLUTION, describe(last))
+        rtt = outcome.evidence().get("rtt_ms", outcome.elapsed_ms)
+        return _answer(response, rdtype, f"{host}:{port}", rtt, attempts, (sent, received))
+    raise DnsError(failure, detail or f"no answer from {len(servers)} resolver(s)")
 
 
 def _answer(response: dns.message.Message, rdtype: int, resolver: str, rtt: float,

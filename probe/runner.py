@@ -10,25 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import probe
 from probe import checks
 from probe.catalogue import Catalogue, endpoint_ref
 from probe.checks.base import Budget, Context, ControlState, Observation, Status
-from probe.classify import RESOLVER_HEALTH, Situation, classify
+from probe.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.connectivity import Connectivity, precheck, targets_for
 from probe.control import CONTROL_WAIT, ControlClient, ControlLookup, control_state
+from probe.errors import UserError
 from probe.failures import Failure, describe
-from probe.record import SCHEMA, Blocking, LinkType, rfc3339, utcnow
+from probe.record import SCHEMA, Blocking, LinkType, Verdict, rfc3339, utcnow
 from probe.signing import ProbeKey
 from probe.spool import Spool
 
 log = logging.getLogger(__name__)
+
+
+# Checks whose `blocked` is not repeated: each already repeats itself
+# (throttle's confirmation round) or is too long to run twice (a whole call).
+NOT_REPEATED = frozenset({"throttle", "webrtc"})
 
 
 @dataclass
@@ -57,10 +65,31 @@ def tasks_of(catalogue: Catalogue) -> list[Task]:
     return [Task(s.id, e) for s in catalogue.services for e in s.endpoints]
 
 
+LAB_CLOCK = "VOIPWATCH_LAB_CLOCK"
+
+
+def lab_clock_offset() -> timedelta | None:
+    """Censorship-lab replays only (docs/lab.md): `VOIPWATCH_LAB_CLOCK=2016-01-15T10:00:00Z`
+    makes this run's records start at that time. Each such record says so
+    (`network.replay`, `lab_clock`), so it can never pass for a real measurement."""
+    text = os.environ.get(LAB_CLOCK)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise UserError(f"{LAB_CLOCK}={text!r}: expected an RFC 3339 time with a zone, "
+                        "e.g. 2016-01-15T10:00:00Z")
+    return moment - utcnow()
+
+
 async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
                    on_record: Progress | None = None,
                    on_start: Callable[[Connectivity], None] | None = None) -> list[dict[str, Any]]:
     tasks = tasks_of(options.catalogue)
+    clock_offset = lab_clock_offset()  # read once, before any traffic
     control_client = ControlClient(options.control_url, key) if options.control_url else None
     lookup = ControlLookup(control_client, [t.endpoint for t in tasks])
     lookup.start()
@@ -69,7 +98,8 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
     if on_start:
         on_start(connectivity)
     budget = Budget(options.budget_bytes)
-    shared = RunState(options, key, spool, budget, lookup, connectivity, on_record)
+    shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
+                      clock_offset)
 
     regular = [t for t in tasks if t.endpoint.check not in checks.EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in checks.EXCLUSIVE]
@@ -127,6 +157,7 @@ class RunState:
     lookup: ControlLookup
     connectivity: Connectivity
     on_record: Progress | None
+    clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
 
     def context(self, check: Any) -> Context:
         timeout = self.options.timeout or check.DEFAULT_TIMEOUT
@@ -135,7 +166,7 @@ class RunState:
                        signer=self.key)
 
     async def observe(self, task: Task) -> tuple[Task, Observation, float, Any]:
-        started_at = utcnow()
+        started_at = utcnow() + (self.clock_offset or timedelta(0))
         start = time.perf_counter()
         check = checks.get(task.endpoint.check)
         if self.budget.exhausted():
@@ -170,11 +201,32 @@ class RunState:
         else:
             control_observation = await self.lookup(task.endpoint)
             control = control_state(control_observation)
-        result = classify(Situation(
-            status=observation.status, blocking=observation.blocking, control=control,
-            connectivity=self.connectivity.ok, resolver_works=resolver_works,
-        ))
+        def judge(seen: Observation) -> Classification:
+            return classify(Situation(
+                status=seen.status, blocking=seen.blocking, control=control,
+                connectivity=self.connectivity.ok, resolver_works=resolver_works,
+            ))
+
+        result = judge(observation)
+        confirmation = None
+        if result.verdict is Verdict.BLOCKED and check.NAME not in NOT_REPEATED:
+            # A `blocked` is said only after a second look: a lossy link can
+            # lose every packet of one attempt, it rarely loses two attempts.
+            _, again, again_ms, again_meta = await self.observe(task)
+            again_result = judge(again)
+            if again_result.verdict is Verdict.BLOCKED:
+                confirmation = {"outcome": "confirmed", "runtime_ms": int(again_ms),
+                                "suspected": again.blocking and str(again.blocking)}
+            else:
+                confirmation = {"outcome": "not_confirmed", "first": {
+                    "failure": observation.failure and str(observation.failure),
+                    "suspected": observation.blocking and str(observation.blocking),
+                    "runtime_ms": int(runtime_ms)}}
+                observation, runtime_ms, meta, result = again, again_ms, again_meta, again_result
+                started_at = meta[0]
         evidence = dict(observation.evidence)
+        if confirmation is not None:
+            evidence["confirmation"] = confirmation
         evidence.update(
             status=str(observation.status),
             failure=observation.failure and str(observation.failure),
@@ -200,6 +252,12 @@ class RunState:
             "blocking": result.blocking and str(result.blocking),
             "evidence": evidence,
         }
+        if self.clock_offset is not None:  # a lab replay: marked wherever one looks
+            replay = {"clock": rfc3339(started_at),
+                      "real_started_at": rfc3339(started_at - self.clock_offset)}
+            record["network"]["replay"] = True
+            record["lab_clock"] = replay
+            evidence["lab_clock"] = replay
         signed = self.key.sign(record)
         self.spool.add(signed)
         if self.on_record:

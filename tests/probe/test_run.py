@@ -53,7 +53,7 @@ async def lab(tmp_path: Path):  # type: ignore[no-untyped-def]
     leaf = ca.issue("chat.test")
     async with DnsServer(ZONE) as dns, tcp_server() as tcp_port, \
             tcp_server(ssl_context=leaf.server_context()) as tls_port, \
-            tcp_server() as control_port:
+            tcp_server(mode="reset_on_data") as control_port:
         path = tmp_path / "catalogue.yaml"
         path.write_text(catalogue(tcp_port, tls_port, closed_port()))
         env = dict(os.environ, SSL_CERT_FILE=str(ca.path))
@@ -66,7 +66,7 @@ def by_endpoint(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dic
 
 async def test_full_pass_without_a_control(lab, tmp_path: Path, voipwatch_home: Path) -> None:  # type: ignore[no-untyped-def]
     output = tmp_path / "out.jsonl"
-    # the control URL answers TCP (the pre-check passes) but is no test helper:
+    # the control URL accepts TCP (the pre-check passes) but resets any request:
     # so there is no control answer, and only self-evident failures are `blocked`
     code, out, err = await probe_run(
         "--catalogue", str(lab["catalogue"]), "--no-upload", "--json",

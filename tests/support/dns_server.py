@@ -23,6 +23,8 @@ class DnsServer:
     host: str = "127.0.0.1"
     port: int = 0
     queries: list[str] = field(default_factory=list)
+    drop_first: int = 0  # lose this many queries before answering (a lossy link)
+    lie_first: int = 0  # answer NXDOMAIN to this many queries before the zone's answer
 
     async def __aenter__(self) -> DnsServer:
         loop = asyncio.get_running_loop()
@@ -44,6 +46,10 @@ class DnsServer:
         name = question.name.to_text().rstrip(".").lower()
         self.queries.append(name)
         behaviour = self.zone.get(name, self.default)
+        if len(self.queries) <= self.drop_first:
+            return None
+        if len(self.queries) <= self.drop_first + self.lie_first:
+            behaviour = NXDOMAIN
         if behaviour == DROP:
             return None
         if behaviour == GARBAGE:

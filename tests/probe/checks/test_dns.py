@@ -81,6 +81,14 @@ async def test_garbage_answer_is_a_failure_not_a_crash(server: DnsServer) -> Non
     assert obs.blocking in (None, Blocking.DNS_TIMEOUT)
 
 
+async def test_lost_queries_are_retransmitted(server: DnsServer) -> None:
+    server.drop_first = 2  # the first two datagrams are lost on the way
+    obs = await run(server, "open.test", timeout=3.0)
+    assert obs.status is Status.OK
+    assert obs.evidence["attempts"] == 3
+    assert server.queries == ["open.test"] * 3
+
+
 async def test_aaaa_answers(server: DnsServer) -> None:
     obs = await run(server, "v6.test", qtype="AAAA")
     assert obs.status is Status.FAILED and obs.blocking is Blocking.DNS_BOGON  # 2001:db8::/32
