@@ -1,0 +1,170 @@
+"""Probe benchmark on the censorship lab (`make bench`).
+
+A full pass of the lab catalogue from the cellular probe host, on an
+unshaped link, under 1 Mbit/s both ways (cellular-like) and under 128 kbit/s
+(EDGE-like, where the link is the bottleneck), with the lab's `rate`
+primitive (an htb token bucket on the router, in each direction): wall time,
+the probe process's peak memory (its own max RSS, from wait4) and the bytes
+its interface sent and received (the namespace's veth counters), plus how
+many packets the bucket held back (htb `overlimits`: 0 means the pass never
+needed more than the rate). Each figure is the median of RUNS passes,
+printed with its ratio to the unshaped run.
+
+Also the probe's start-up cost, as ratios to `python -c pass` measured in the
+same run: `voipwatch-probe --help` and a user-error exit (target <= 0.3 s).
+
+The lab part needs root (network namespaces); without it only the start-up
+figures are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BIN = Path(sys.executable).parent
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+STARTUP_RUNS = 15
+SHAPES = {"unshaped": None, "1 Mbit/s": 1000, "128 kbit/s": 128}
+
+
+@dataclass
+class Pass:
+    wall_s: float
+    max_rss_mib: float
+    sent: int
+    received: int
+    records: int
+    overlimits: int = 0
+
+
+def timed(argv: list[str], runs: int = STARTUP_RUNS) -> float:
+    """Median wall time of `argv`, in seconds."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def startup() -> None:
+    baseline = timed([sys.executable, "-c", "pass"])
+    probe = str(BIN / "voipwatch-probe")
+    rows = [("python -c pass", baseline),
+            ("voipwatch-probe --help", timed([probe, "--help"])),
+            ("voipwatch-probe run (user error: no such catalogue)",
+             timed([probe, "run", "--catalogue", "/nonexistent/catalogue.yaml"]))]
+    print(f"start-up (median of {STARTUP_RUNS})")
+    for name, seconds in rows:
+        verdict = "" if name.startswith("python") else (
+            "  ok (<= 0.3 s)" if seconds <= 0.3 else "  OVER 0.3 s")
+        print(f"  {name:<55} {seconds * 1000:7.1f} ms  x{seconds / baseline:5.2f}{verdict}")
+
+
+def counters(namespace: str) -> tuple[int, int]:
+    out = subprocess.run(["ip", "-n", namespace, "-s", "-j", "link", "show", "eth0"],
+                         capture_output=True, text=True, check=True).stdout
+    stats = json.loads(out)[0]["stats64"]
+    return stats["tx"]["bytes"], stats["rx"]["bytes"]
+
+
+def overlimits(lab) -> int:  # type: ignore[no-untyped-def]
+    """Packets the router's shaping classes held back so far, both directions."""
+    total = 0
+    for device in ("cellular", "inet"):
+        out = subprocess.run(["ip", "netns", "exec", lab.topology.router_ns, "tc", "-s", "class",
+                              "show", "dev", device], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if "overlimits" in line:
+                total += int(line.split("overlimits")[1].split()[0])
+    return total
+
+
+def one_pass(lab, link) -> Pass:  # type: ignore[no-untyped-def]
+    namespace = lab.topology.probe_ns(link)
+    sent0, received0 = counters(namespace)
+    held0 = overlimits(lab)
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(lab.run_argv(link), env=lab.probe_env(link), stdout=out,
+                                   stderr=subprocess.DEVNULL)
+        # `ip netns exec` execs the probe in place: this child is the probe itself
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        records = len(out.read().splitlines())
+    if process.returncode != 0:
+        raise SystemExit(f"the probe failed with status {process.returncode}")
+    sent1, received1 = counters(namespace)
+    return Pass(wall, usage.ru_maxrss / 1024, sent1 - sent0, received1 - received0, records,
+                overlimits(lab) - held0)
+
+
+def median_pass(passes: list[Pass]) -> Pass:
+    return Pass(*(statistics.median(getattr(p, f) for p in passes)
+                  for f in ("wall_s", "max_rss_mib", "sent", "received", "records",
+                            "overlimits")))
+
+
+def lab_bench() -> None:
+    from deploy.lab.lab import Lab
+    from deploy.lab.scenario import Scenario
+    from probe.record import LinkType
+
+    link = LinkType.CELLULAR
+    with tempfile.TemporaryDirectory(prefix="vwbench-") as workdir:
+        lab = Lab(f"vwlabb{os.getpid() % 100000}", Path(workdir), links=(link,))
+        lab.up(owner_pid=os.getpid())
+        try:
+            results = {}
+            for name, kbit in SHAPES.items():
+                policy = {"cellular": [{"action": "rate", "kbit": kbit}]} if kbit else {}
+                lab.apply(Scenario.model_validate(
+                    {"name": "bench", "description": name, "links": ["cellular"],
+                     "policy": policy}))
+                one_pass(lab, link)  # warm-up: caches, first-run key creation
+                results[name] = median_pass([one_pass(lab, link) for _ in range(RUNS)])
+        finally:
+            lab.down()
+    base = results["unshaped"]
+    print(f"\nfull pass of the lab catalogue ({base.records:.0f} endpoints), cellular probe, "
+          f"median of {RUNS}")
+    print(f"  {'link':<12} {'wall s':>8} {'max RSS MiB':>12} {'sent kB':>9} {'received kB':>12}"
+          f" {'held back':>10}   ratios to unshaped (wall, RSS, sent, received)")
+    for name, p in results.items():
+        print(f"  {name:<12} {p.wall_s:8.2f} {p.max_rss_mib:12.1f} {p.sent / 1000:9.1f} "
+              f"{p.received / 1000:12.1f} {p.overlimits:10.0f}   x{p.wall_s / base.wall_s:.2f} "
+              f"x{p.max_rss_mib / base.max_rss_mib:.2f} x{p.sent / base.sent:.2f} "
+              f"x{p.received / base.received:.2f}")
+
+
+def main() -> int:
+    startup()
+    if os.geteuid() != 0:
+        print("\nlab pass figures skipped: they need root (network namespaces); "
+              "run `sudo make bench`")
+        return 0
+    from deploy.lab.shell import LabError
+
+    try:
+        lab_bench()
+    except LabError as exc:
+        print(f"bench/probe_pass.py: the lab failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The Morocco 2016 replay: the story the seed tells comes out of the lab, and
+the collector holds it with the phases' dates, every record marked a replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy.lab.demo import load_seed, moments, phase_scenario
+from deploy.lab.shell import run
+from deploy.lab.topology import Topology
+from tests.conftest import ROOT
+from tests.lab.conftest import require_root, session_prefix
+
+
+def test_phases_follow_the_seed() -> None:
+    seed = load_seed()
+    assert [p.id for p in seed.phases] == ["before", "cellular-only", "fixed-too", "restored"]
+    policies = {p.id: phase_scenario(p).policy for p in seed.phases}
+    assert set(policies["before"]) == set() and set(policies["restored"]) == set()
+    assert set(policies["cellular-only"]) == {"cellular"}
+    assert set(policies["fixed-too"]) == {"cellular", "adsl"}
+    for phase in seed.phases:
+        for moment in moments(phase, 3):
+            assert moment.date() >= phase.start
+            assert phase.end is None or moment.date() <= phase.end
+
+
+def test_demo_replays_morocco_2016(tmp_path: Path) -> None:
+    require_root()
+    prefix = session_prefix("m")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy.lab", "--prefix", prefix, "--workdir", str(tmp_path),
+             "demo", "--passes", "1"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        rows = {line.split()[0]: line.split() for line in lines
+                if line.split() and line.split()[0] in ("before", "cellular-only", "fixed-too",
+                                                        "restored")}
+        # phase, date, cellular calls, messages, ADSL calls, messages, as in the seed
+        assert rows["before"][2:] == ["open", "open", "open", "open", "yes"]
+        assert rows["cellular-only"][1:] == ["2016-01-07", "blocked", "open", "open", "open",
+                                             "yes"]
+        assert rows["fixed-too"][1:] == ["2016-02-22", "blocked", "open", "blocked", "open",
+                                         "yes"]
+        assert rows["restored"][1:] == ["2016-11-04", "open", "open", "open", "open", "yes"]
+        assert "voipwatch-collector export" in result.stdout
+
+        export = tmp_path / "export.jsonl"
+        run([str(Path(sys.executable).parent / "voipwatch-collector"), "export", "--data-dir",
+             str(tmp_path / "collector"), "--format", "jsonl", "--out", str(export)],
+            namespace=Topology(prefix).inet_ns, timeout=120)
+        exported = [json.loads(line) for line in export.read_text().splitlines()]
+        records = [e.get("measurement", e) for e in exported]
+        per_pass = len(records) // 8  # 4 phases x 2 probes
+        assert per_pass > 0 and len(records) == 8 * per_pass
+        days = {r["started_at"][:10] for r in records}
+        assert days == {"2015-12-01", "2016-01-07", "2016-02-22", "2016-11-04"}
+        for record in records:
+            assert record["network"]["replay"] is True and record["lab_clock"]["clock"]
+        calls_blocked = {(r["started_at"][:10], r["network"]["link_type"]) for r in records
+                         if r["verdict"] == "blocked"}
+        assert calls_blocked == {("2016-01-07", "cellular"), ("2016-02-22", "cellular"),
+                                 ("2016-02-22", "adsl")}
+        assert all(r["endpoint"]["role"] == "call" for r in records if r["verdict"] == "blocked")
+        verify = subprocess.run([str(Path(sys.executable).parent / "voipwatch-probe"), "verify",
+                                 str(export)], capture_output=True, text=True, timeout=120)
+        assert verify.returncode == 0, verify.stdout
+    finally:
+        Topology(prefix).down()

@@ -1,0 +1,75 @@
+"""Scenario files: every one loads and compiles, the required cases are
+covered, and a bad file is rejected with its file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.lab import addresses
+from deploy.lab.censor import Compiler
+from deploy.lab.lab import LAB_CATALOGUE
+from deploy.lab.scenario import SCENARIOS, all_scenarios, load_scenario, parse_scenario
+from deploy.lab.shell import LabError
+from deploy.lab.topology import Topology
+from probe.catalogue import load_catalogue
+
+# the cases issue 5 asks for, by file name
+REQUIRED = {"all-open", "udp-3478-dropped", "stun-payload-dropped", "messaging-reset",
+            "dns-nxdomain", "dns-bogon", "icmp-unreachable", "everything-dropped",
+            "server-down", "loss-5", "dns-mismatch"}
+
+
+def test_required_scenarios_exist() -> None:
+    names = {p.stem for p in SCENARIOS.glob("*.yaml")}
+    assert names >= REQUIRED, REQUIRED - names
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_scenario_loads_and_compiles(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.name == path.stem
+    compiled = Compiler(load_catalogue(LAB_CATALOGUE)).compile(scenario, Topology("vwlabx"))
+    assert "table inet voipwatch_lab" in compiled.router_nft
+    # every host a scenario names is one of the lab's
+    for host in scenario.down:
+        addresses.resolve(host)
+
+
+def test_no_scenario_expects_blocked_without_a_policy() -> None:
+    """A `blocked` expectation only where the scenario censors that link type."""
+    for scenario in all_scenarios():
+        for case in scenario.expect.cases:
+            if case.verdict in ("blocked", "throttled"):
+                assert case.link, f"{scenario.name}: a blocked case must name its link types"
+                for link in case.link:
+                    assert scenario.policy.get(link), f"{scenario.name}: {link} is not censored"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("description: x\npolicy:\n  cellular:\n    - {action: drop, ports: [3478]}\n",
+     "x.yaml:4: policy.cellular.0: `ports` needs `proto: tcp` or `proto: udp`"),
+    ("description: x\npolicy:\n  cellular:\n    - {action: zap}\n",
+     "x.yaml:4: policy.cellular.0: unknown action 'zap'"),
+    ("description: x\nexpect:\n  cases:\n    - {link: cellular, verdict: blocked}\n",
+     "x.yaml:4: expect.cases.0: a `blocked` case must name its `blocking` method"),
+    ("description: x\npolicy:\n  cellular:\n\n    - {action: drop, proto: udp, ports: [99999]}\n",
+     "x.yaml:5: policy.cellular.0.ports: 99999 is not a port"),
+    ("policy: {}\n", "x.yaml:1: description: Field required"),
+    ("description: x\nexpect:\n  cases:\n    - {chek: stun, verdict: open}\n",
+     "x.yaml:4: expect.cases.0.chek: unknown field"),
+    ("description: x\npolicy: [\n", "x.yaml:3: not valid YAML"),
+])
+def test_bad_scenario_names_file_line_and_field(text: str, message: str) -> None:
+    with pytest.raises(LabError) as caught:
+        parse_scenario(text, "x.yaml")
+    assert message in str(caught.value)
+
+
+def test_unknown_host_is_named() -> None:
+    scenario = parse_scenario(
+        "description: x\npolicy:\n  cellular:\n    - {action: drop, hosts: [nowhere.lab]}\n",
+        "x.yaml")
+    with pytest.raises(LabError, match=r"'nowhere\.lab' is not a lab name"):
+        Compiler(load_catalogue(LAB_CATALOGUE)).compile(scenario, Topology("vwlabx"))
