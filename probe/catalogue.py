@@ -175,6 +175,22 @@ class ThrottleEndpoint(_UrlEndpoint):
     transport: Transport = Transport.UDP
     profile: str = Field(pattern=r"^[a-z0-9-]+$")
 
+    @field_validator("transport")
+    @classmethod
+    def _replayable(cls, value: Transport) -> Transport:
+        if value is Transport.TLS:
+            raise ValueError("throttle replays over udp or tcp, not tls")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from probe.throttle.profiles import NAMES  # the traffic each service's calls make
+
+        if value not in NAMES:
+            raise ValueError(f"unknown profile {value!r} (known: {', '.join(NAMES)})")
+        return value
+
 
 Endpoint = Annotated[
     DnsEndpoint

@@ -10,4 +10,6 @@ ROUTERS: tuple[str, ...] = (
     "export",
     "control",
     "dashboard",
+    "webrtc",  # POST /api/v1/webrtc/offer (the WebRTC reference peer)
+    "reflector",  # /api/v1/reflector/sessions (the throttling reflector)
 )
