@@ -39,6 +39,7 @@ def _check_host(value: str) -> str:
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+CHECK_NAMES = ("dns", "tcp", "tls", "stun", "turn", "sip", "webrtc", "throttle")
 
 
 class _Endpoint(BaseModel):
@@ -229,6 +230,24 @@ class Catalogue(BaseModel):
                 f"{', '.join(sorted(known))})"
             )
         return self.model_copy(update={"services": tuple(s for s in self.services if s.id in ids)})
+
+    def without_checks(self, names: list[str] | None) -> Catalogue:
+        """Leave out every endpoint of these checks (`--skip throttle` on a
+        metered link); services left with no endpoint are dropped."""
+        if not names:
+            return self
+        unknown = [n for n in names if n not in CHECK_NAMES]
+        if unknown:
+            raise UserError(f"unknown check {unknown[0]!r} in --skip (checks: "
+                            f"{', '.join(CHECK_NAMES)})")
+        services = []
+        for service in self.services:
+            kept = tuple(e for e in service.endpoints if e.check not in names)
+            if kept:
+                services.append(service.model_copy(update={"endpoints": kept}))
+        if not services:
+            raise UserError(f"--skip {','.join(names)} leaves nothing to measure")
+        return self.model_copy(update={"services": tuple(services)})
 
 
 def endpoint_ref(endpoint: Any) -> dict[str, Any]:

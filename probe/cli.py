@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--catalogue", metavar="FILE", help="catalogue YAML (default: the bundled "
                      "configs/catalogue.yaml)")
     run.add_argument("--services", metavar="ID,ID", help="only these service ids")
+    run.add_argument("--skip", metavar="CHECK,CHECK",
+                     help="leave out these checks, e.g. `--skip throttle` on a metered link "
+                          "(each throttle test costs up to 1 MB)")
     run.add_argument("--link-type", choices=LINK_TYPES, default=None,
                      help="how this machine is connected (default: auto-detect)")
     run.add_argument("--output", metavar="FILE.jsonl",
@@ -175,6 +178,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     catalogue = load_catalogue(Path(args.catalogue) if args.catalogue else None)
     services = [s.strip() for s in args.services.split(",") if s.strip()] if args.services else None
     catalogue = catalogue.select(services)
+    if args.skip:
+        catalogue = catalogue.without_checks([c.strip() for c in args.skip.split(",") if c.strip()])
     resolver = parse_resolver(args.resolver)
     link_choice = args.link_type or config.link_type or "auto"
     if link_choice not in LINK_TYPES:

@@ -100,3 +100,13 @@ def test_lab_catalogue_points_only_at_private_or_loopback_hosts() -> None:
                 assert not ipaddress.ip_address(host).is_global, host
             else:
                 assert host.endswith((".lab", ".test", "localhost")), host
+
+
+def test_without_checks() -> None:
+    catalogue = parse_catalogue(GOOD, "good.yaml")
+    kept = catalogue.without_checks(["stun"]).services[0].endpoints
+    assert [e.check for e in kept] == ["dns"]
+    with pytest.raises(UserError, match="unknown check 'ping'"):
+        catalogue.without_checks(["ping"])
+    with pytest.raises(UserError, match="leaves nothing to measure"):
+        catalogue.without_checks(["stun", "dns"])

@@ -109,6 +109,7 @@ def test_bad_config(catalogue: Path, voipwatch_home: Path) -> None:
     (["--timeout", "-1"], "must be greater than 0"),
     (["--budget-mb", "lots"], "is not a number"),
     (["--link-type", "5g"], "invalid choice"),
+    (["--skip", "ping"], "unknown check 'ping' in --skip"),
 ])
 def test_bad_arguments(catalogue: Path, args: list[str], needle: str) -> None:
     assert_user_error(run_cli("run", "--catalogue", str(catalogue), *args), needle)
