@@ -220,7 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from probe.report import render
 
-        render(records, Console())
+        # a pipe or a log file gets a wide table rather than rich's 80 columns
+        render(records, Console() if sys.stdout.isatty() else Console(width=150))
     if collector and not args.no_upload:
         from probe.uploader import upload_and_report
 

@@ -34,6 +34,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 
 
 def _target(endpoint: dict[str, Any]) -> str:
+    if endpoint["check"] == "dns":  # its port is only the one a TLS confirmation would use
+        return f"{endpoint['host']} {endpoint.get('qtype', 'A')}"
     if "url" in endpoint and endpoint["check"] in ("webrtc", "throttle"):
         extra = endpoint.get("policy") or endpoint.get("profile") or ""
         return f"{endpoint['host']}:{endpoint['port']}/{endpoint['transport']} {extra}".strip()
