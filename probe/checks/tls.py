@@ -16,19 +16,15 @@ import time
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.checks.common import connect_failed, resolve
-from probe.failures import Failure, classify_error, describe
-from probe.net import ConnectFailure, read_icmp_error, tcp_connect, tcp_traffic
-from probe.record import Blocking
+from probe.checks.common import resolve
+from probe.failures import Failure
+from probe.flow import FlowError, open_flow
+from probe.record import Blocking, Transport
 
 NAME = "tls"
 VERSION = "1"
 DEFAULT_TIMEOUT = 6.0
 POST_HANDSHAKE_WAIT = 0.3  # seconds to listen for a reset right after the handshake
-
-_CERT_FAILURES = (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
-                  Failure.SSL_INVALID_CERTIFICATE)
-
 
 async def run(endpoint: Any, ctx: Context) -> Observation:
     address, failed = await resolve(endpoint, ctx)
@@ -42,67 +38,28 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
                     post_wait: float = POST_HANDSHAKE_WAIT) -> Observation:
     deadline = time.monotonic() + ctx.timeout
     try:
-        sock, connect_ms = await tcp_connect(address, port, ctx.timeout)
-    except ConnectFailure as exc:
-        return connect_failed(exc, address=address, sni=sni)
-    evidence: dict[str, Any] = {"address": address, "sni": sni, "connect_ms": round(connect_ms, 3)}
-    remaining = max(deadline - time.monotonic(), 1.0)
-    start = time.perf_counter()
-    try:
-        reader, writer = await asyncio.wait_for(
-            # our own deadline, not ssl_handshake_timeout: asyncio reports that one
-            # as ConnectionAbortedError, which reads like a reset
-            asyncio.open_connection(sock=sock, ssl=ctx.ssl_context(), server_hostname=sni,
-                                    ssl_handshake_timeout=remaining + 60),
-            remaining,
-        )
-    except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
-        evidence.update(phase="handshake", error=describe(exc),
-                        handshake_ms=round((time.perf_counter() - start) * 1000, 3))
-        icmp = read_icmp_error(sock, address)
-        traffic = tcp_traffic(sock)
-        sock.close()
-        failure = icmp.failure if icmp else classify_error(exc)
-        if icmp:
-            evidence["icmp"] = icmp.as_evidence()
-        if failure in _CERT_FAILURES:
-            evidence["certificate"] = await _unverified_certificate(address, port, sni, remaining)
-            observation = Observation.failed(failure, Blocking.TLS_INVALID_CERT, **evidence)
-        else:
-            observation = Observation.failed(failure, _handshake_blocking(failure), **evidence)
-        observation.bytes_sent, observation.bytes_received = traffic
+        flow = await open_flow(address, port, Transport.TLS, ctx, sni=sni, deadline=deadline,
+                               framer=len)
+    except FlowError as exc:
+        observation = exc.observation
+        if observation.blocking is Blocking.TLS_INVALID_CERT:
+            remaining = max(deadline - time.monotonic(), 1.0)
+            observation.evidence["certificate"] = await _unverified_certificate(
+                address, port, sni, remaining)
         return observation
 
-    evidence["handshake_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    assert flow.streams is not None
+    reader, writer = flow.streams
     ssl_object = writer.get_extra_info("ssl_object")
     if ssl_object is not None:
-        evidence.update(tls_version=ssl_object.version(), cipher=ssl_object.cipher()[0],
-                        certificate=_summary(ssl_object.getpeercert(binary_form=True)))
-    try:
-        after = await _listen(reader, post_wait) if post_wait > 0 else "not_checked"
-        traffic = tcp_traffic(writer.get_extra_info("socket"))
-    finally:
-        writer.transport.abort()
-    evidence["after_handshake"] = after
+        flow.evidence.update(cipher=ssl_object.cipher()[0],
+                             certificate=_summary(ssl_object.getpeercert(binary_form=True)))
+    after = await _listen(reader, post_wait) if post_wait > 0 else "not_checked"
+    flow.evidence["after_handshake"] = after
     if after == "reset":
-        evidence["phase"] = "after_handshake"
-        observation = Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET, **evidence)
-    else:
-        observation = Observation.ok(**evidence)
-    observation.bytes_sent, observation.bytes_received = traffic
-    return observation
-
-
-def _handshake_blocking(failure: Failure) -> Blocking | None:
-    if failure is Failure.CONNECTION_RESET:
-        return Blocking.TLS_RESET
-    if failure is Failure.GENERIC_TIMEOUT:
-        return Blocking.TLS_TIMEOUT
-    if failure in (Failure.EOF, Failure.SSL_FAILED_HANDSHAKE):
-        return Blocking.TLS_FAILURE
-    from probe.checks.common import ICMP_FAILURES
-
-    return Blocking.ICMP_UNREACHABLE if failure in ICMP_FAILURES else None
+        return flow.finish(Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET,
+                                              phase="after_handshake"))
+    return flow.finish(Observation.ok())
 
 
 async def _listen(reader: asyncio.StreamReader, seconds: float) -> str:
