@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from probe.checks.base import Context, Observation
-from probe.checks.common import ICMP_FAILURES, connect_failed
+from probe.checks.common import ICMP_FAILURES, connect_failed, resolve
 from probe.failures import Failure, classify_error, describe
 from probe.net import (
     ConnectFailure,
@@ -249,6 +249,20 @@ async def open_flow(address: str, port: int, transport: Transport, ctx: Context,
             base["tls_version"] = ssl_object.version()
     flow.evidence.update(base)
     return flow
+
+
+async def open_endpoint(endpoint: Any, ctx: Context, framer: Framer) -> tuple[Flow, float]:
+    """Resolve the endpoint's host and open a flow to it over its transport:
+    (the flow, the check's deadline), or FlowError with the observation of the
+    step that failed."""
+    address, failed = await resolve(endpoint, ctx)
+    if failed:
+        raise FlowError(failed)
+    assert address is not None
+    deadline = time.monotonic() + ctx.timeout
+    flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,
+                           sni=endpoint.sni or endpoint.host, deadline=deadline, framer=framer)
+    return flow, deadline
 
 
 def _handshake_failed(exc: BaseException, sock: socket.socket, address: str,

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import time
 from typing import Any
 
 from probe import sipmsg
 from probe.checks.base import Context, Observation
-from probe.checks.common import resolve
 from probe.failures import Failure, scrub
 from probe.flow import (
     FlowError,
@@ -27,7 +25,7 @@ from probe.flow import (
     answer_deadline,
     closed_blocking,
     exchange,
-    open_flow,
+    open_endpoint,
 )
 from probe.record import Blocking, Transport
 
@@ -47,15 +45,8 @@ def request_uri(endpoint: Any) -> str:
 
 
 async def run(endpoint: Any, ctx: Context) -> Observation:
-    address, failed = await resolve(endpoint, ctx)
-    if failed:
-        return failed
-    assert address is not None
-    deadline = time.monotonic() + ctx.timeout
     try:
-        flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,
-                               sni=endpoint.sni or endpoint.host, deadline=deadline,
-                               framer=sipmsg.frame_length)
+        flow, deadline = await open_endpoint(endpoint, ctx, sipmsg.frame_length)
     except FlowError as exc:
         return exc.observation
     sent = Sent(str(endpoint.transport), flow.local)

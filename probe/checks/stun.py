@@ -11,14 +11,12 @@ never the address itself.
 from __future__ import annotations
 
 import ipaddress
-import time
 from typing import Any
 
 from aioice.stun import Class, Message, Method
 
 from probe import stunmsg
 from probe.checks.base import Context, Observation
-from probe.checks.common import resolve
 from probe.failures import Failure, scrub
 from probe.flow import (
     FlowError,
@@ -27,7 +25,7 @@ from probe.flow import (
     answer_deadline,
     closed_blocking,
     exchange,
-    open_flow,
+    open_endpoint,
 )
 from probe.record import Blocking
 
@@ -39,15 +37,8 @@ Address = tuple[str, int]
 
 
 async def run(endpoint: Any, ctx: Context) -> Observation:
-    address, failed = await resolve(endpoint, ctx)
-    if failed:
-        return failed
-    assert address is not None
-    deadline = time.monotonic() + ctx.timeout
     try:
-        flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,
-                               sni=endpoint.sni or endpoint.host, deadline=deadline,
-                               framer=stunmsg.frame_length)
+        flow, deadline = await open_endpoint(endpoint, ctx, stunmsg.frame_length)
     except FlowError as exc:
         return exc.observation
     ids: list[bytes] = []
@@ -62,7 +53,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
                                  answer_deadline(deadline, ctx.timeout))
     finally:  # also when cancelled: never leave the socket open
         flow.close()
-    return flow.finish(observe(outcome, flow.local, address, flow.transport))
+    return flow.finish(observe(outcome, flow.local, flow.address, flow.transport))
 
 
 def match(data: bytes, ids: list[bytes]) -> tuple[Message, int]:
