@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collector import __version__
-from probe.errors import UserError, VoipwatchError
+from probe.errors import UserError, run_command
 
 PROG = "voipwatch-collector"
 
@@ -108,19 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"serve": cmd_serve, "export": cmd_export, "probes": cmd_probes,
                "token": cmd_token, "migrate": cmd_migrate}[args.command]
-    try:
-        return handler(args)
-    except VoipwatchError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if os.environ.get("VOIPWATCH_DEBUG"):
-            raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} "
-              "(set VOIPWATCH_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+    return run_command(PROG, handler, args)
 
 
 SERVE_SETTINGS = ("data_dir", "db", "host", "port", "workers", "geoip_asn", "geoip_country",

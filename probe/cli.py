@@ -5,13 +5,12 @@ by the command that needs it."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from probe import __version__
-from probe.errors import UserError, VoipwatchError
+from probe.errors import UserError, run_command
 
 PROG = "voipwatch-probe"
 LINK_TYPES = ("auto", "cellular", "wifi", "ethernet", "adsl")
@@ -100,21 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     handler = {"run": cmd_run, "keygen": cmd_keygen, "register": cmd_register,
                "upload": cmd_upload, "verify": cmd_verify, "status": cmd_status}[args.command]
-    try:
-        return handler(args)
-    except VoipwatchError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; every finished measurement is in the spool",
-              file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get("VOIPWATCH_DEBUG"):
-            raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} "
-              "(set VOIPWATCH_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+    return run_command(PROG, handler, args,
+                       interrupted="interrupted; every finished measurement is in the spool")
 
 
 def _setup_logging(verbosity: int) -> None:
