@@ -84,7 +84,7 @@ def compare(scenario: Scenario, link: LinkType, records: list[dict[str, Any]]) -
         outcomes.append(Outcome(
             scenario=scenario.name, link=str(link), service=record["service"],
             role=endpoint["role"], check=endpoint["check"],
-            target=f"{endpoint['host']}:{endpoint['port']}/{endpoint['transport']}",
+            target=_target(endpoint),
             expected=label(str(expected.verdict),
                            str(expected.blocking) if expected.blocking else None),
             observed=label(record["verdict"], record.get("blocking")),
@@ -94,6 +94,12 @@ def compare(scenario: Scenario, link: LinkType, records: list[dict[str, Any]]) -
             phase=record["evidence"].get("phase"),
         ))
     return outcomes
+
+
+def _target(endpoint: dict[str, Any]) -> str:
+    # a label tells apart endpoints that share host, port and transport (webrtc variants)
+    label = f" {endpoint['label']}" if endpoint.get("label") else ""
+    return f"{endpoint['host']}:{endpoint['port']}/{endpoint['transport']}{label}"
 
 
 async def run_scenario(lab: Lab, scenario: Scenario) -> list[Outcome]:

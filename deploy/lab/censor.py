@@ -46,6 +46,9 @@ PAYLOADS = {
     "stun": "@th,96,32 0x2112a442",
     # RFC 6347 section 4.1: content type 22 (handshake), then the version's first byte 0xfe
     "dtls": "@th,64,8 0x16 @th,72,8 0xfe",
+    # RFC 7983 section 7: a first byte of 128-191 is RTP or RTCP; STUN (0-3), DTLS
+    # (20-63, which carries a data channel's SCTP) and TURN ChannelData (64-79) pass
+    "rtp": "@th,64,8 & 0xc0 == 0x80",
 }
 
 
@@ -85,17 +88,16 @@ class Compiler:
                 for endpoint in service.endpoints:
                     if selector.role and endpoint.role != selector.role:
                         continue
-                    if endpoint.check in ("throttle", "webrtc"):
-                        continue  # their host is the collector, not the service's server
-                    try:
-                        address = addresses.resolve(endpoint.host)
-                    except ValueError:
-                        continue
-                    # the collector (test helper, uploads) is the lab's own infrastructure,
-                    # even where a check (throttle, webrtc) uses it as its server: naming
-                    # it takes an explicit `hosts: [collector.lab]`
-                    if address != addresses.SERVICES["collector"]:
-                        found.add(address)
+                    for host in service_hosts(endpoint):
+                        try:
+                            address = addresses.resolve(host)
+                        except ValueError:
+                            continue
+                        # the collector (test helper, uploads) is the lab's own
+                        # infrastructure, even where a check (throttle, webrtc) uses it
+                        # as its server: naming it takes an explicit `hosts: [collector.lab]`
+                        if address != addresses.SERVICES["collector"]:
+                            found.add(address)
             chosen = found if chosen is None else chosen & found
         if chosen is not None and not chosen:
             wanted = selector.model_dump(exclude_none=True, exclude_defaults=True)
@@ -190,6 +192,26 @@ class Compiler:
         inet_rules = [f"ip daddr {_set(sorted(set(down_hosts)))} drop"] if down_hosts else []
         inet = _table([_base_chain("input", "filter hook input priority filter", inet_rules)])
         return Compiled(router, inet, tc, views)
+
+
+def service_hosts(endpoint: Any) -> list[str]:
+    """The hosts of the service's own servers an endpoint talks to: its host;
+    a webrtc call's ICE servers (its `url` is the collector's reference peer);
+    none for throttle (the collector's reflector imitates the service)."""
+    if endpoint.check == "throttle":
+        return []
+    if endpoint.check == "webrtc":
+        return [ice_host(url) for server in endpoint.ice_servers
+                for url in ((server.urls,) if isinstance(server.urls, str) else server.urls)]
+    return [endpoint.host]
+
+
+def ice_host(url: str) -> str:
+    """The host of a `stun:`/`turn:` URL (RFC 7064, RFC 7065): `turn:[2001:db8::1]:3478`."""
+    rest = url.split(":", 1)[1].split("?", 1)[0]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    return rest.split(":", 1)[0]
 
 
 def _rule(match: str, action: str) -> str:

@@ -19,9 +19,11 @@ Rule actions: `drop`, `reset` (TCP RST), `icmp` (an ICMP error of `type`),
 directions, tc htb), `dns` (the router sends the link's port 53 to the lying
 resolver, which answers `answer` for `names`). Selectors, all optional and
 ANDed: `proto`, `ports`, `hosts` (lab names or addresses), `service` and
-`role` (the hosts of those catalogue endpoints), `payload` (`stun`: the magic
-cookie of RFC 8489 section 5; `dtls`: a DTLS handshake record, RFC 6347
-section 4.1).
+`role` (the hosts of those catalogue endpoints; for a `webrtc` endpoint, its
+ICE servers' hosts), `payload` (`stun`: the magic cookie of RFC 8489 section
+5; `dtls`: a DTLS handshake record, RFC 6347 section 4.1; `rtp`: a first byte
+of 128-191, RTP or RTCP by RFC 7983 section 7). A case may also select by an
+endpoint's `label` or `policy` (the webrtc variants share check, host, port).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class _Selector(_Strict):
     hosts: tuple[str, ...] = ()
     service: str | None = None
     role: Role | None = None
-    payload: Literal["stun", "dtls"] | None = None
+    payload: Literal["stun", "dtls", "rtp"] | None = None
 
     @field_validator("ports")
     @classmethod
@@ -142,12 +144,14 @@ class Case(_Strict):
     host: tuple[str, ...] | None = None
     port: tuple[int, ...] | None = None
     transport: tuple[Transport, ...] | None = None
+    label: tuple[str, ...] | None = None
+    policy: tuple[Literal["all", "relay"], ...] | None = None
     verdict: Verdict
     blocking: Blocking | None = None
     why: str | None = None
 
     _lists = field_validator("link", "service", "role", "check", "host", "port", "transport",
-                             mode="before")(_one_or_many)
+                             "label", "policy", mode="before")(_one_or_many)
 
     @model_validator(mode="after")
     def _blocking_goes_with_verdict(self) -> Case:
@@ -163,7 +167,8 @@ class Case(_Strict):
         fields: dict[str, Any] = {
             "link": link, "service": record["service"], "role": endpoint["role"],
             "check": endpoint["check"], "host": endpoint["host"], "port": endpoint["port"],
-            "transport": endpoint["transport"],
+            "transport": endpoint["transport"], "label": endpoint.get("label"),
+            "policy": endpoint.get("policy"),
         }
         for name, wanted in fields.items():
             allowed = getattr(self, name)

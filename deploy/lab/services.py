@@ -31,6 +31,8 @@ from deploy.lab.addresses import COLLECTOR_PORT, SERVICES
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 TURN_USER, TURN_PASSWORD, TURN_REALM = "lab", "lab-secret", "lab"
+PEER_ICE_SERVERS = [{"urls": f"turn:{SERVICES['relay']}:3478?transport=udp",
+                     "username": TURN_USER, "credential": TURN_PASSWORD}]
 
 
 class ServiceError(Exception):
@@ -143,6 +145,10 @@ def collector_daemon(workdir: Path, settings: dict[str, Any]) -> Daemon:
            # probes may ask it as often as the accuracy runs need
            "VOIPWATCH_COLLECTOR_RESOLVER": SERVICES["ns"],
            "VOIPWATCH_COLLECTOR_CONTROL_RATE_PER_MINUTE": "100000",
+           # the reference peer (webrtc endpoints) gathers through lumen's relay, as a
+           # collector uses its own coturn; three probes call with four variants each
+           "VOIPWATCH_COLLECTOR_WEBRTC_ICE_SERVERS": json.dumps(PEER_ICE_SERVERS),
+           "VOIPWATCH_COLLECTOR_WEBRTC_MAX_SESSIONS": "32",
            **{k: str(v) for k, v in settings.get("collector_env", {}).items()}}
     argv = [str(BIN / "voipwatch-collector"), "serve", "--data-dir", str(workdir / "collector"),
             "--host", SERVICES["collector"], "--port", str(COLLECTOR_PORT),

@@ -150,9 +150,12 @@ class Topology:
     def _resolv_conf(self, namespace: str) -> None:
         directory = NETNS_ETC / namespace
         directory.mkdir(parents=True, exist_ok=True)
+        # glibc retries a lost query after 5 s by default: under the loss scenarios a
+        # name aioice looks up (a webrtc endpoint's ICE servers) would then miss its 5 s
+        # gathering window; 1 s keeps the retransmissions inside it
         (directory / "resolv.conf").write_text(
             f"# voipwatch lab {self.prefix}: the lab's authoritative server\n"
-            f"nameserver {resolver()}\n")
+            f"nameserver {resolver()}\noptions timeout:1 attempts:4\n")
 
     def _write_owner(self, pid: int | None) -> None:
         OWNERS.mkdir(parents=True, exist_ok=True)

@@ -39,3 +39,16 @@ def test_each_service_has_a_messaging_and_a_call_path() -> None:
     catalogue = load_catalogue(LAB_CATALOGUE)
     for service in catalogue.services:
         assert {str(e.role) for e in service.endpoints} == {"messaging", "call"}, service.id
+
+
+def test_webrtc_variants_one_endpoint_each_with_a_label() -> None:
+    """aiortc uses one STUN and one TURN URL: one endpoint per path, each with a
+    label a scenario case can select; all call the collector's reference peer."""
+    catalogue = load_catalogue(LAB_CATALOGUE)
+    calls = {e.label: e for s in catalogue.services for e in s.endpoints if e.check == "webrtc"}
+    assert sorted(calls) == ["direct", "turn-tcp", "turn-tls", "turn-udp"]
+    for label, endpoint in calls.items():
+        assert endpoint.host == "collector.lab" and len(endpoint.ice_servers) == 1, label
+        assert endpoint.policy == ("all" if label == "direct" else "relay"), label
+    assert [str(calls[k].transport) for k in ("direct", "turn-udp", "turn-tcp", "turn-tls")] \
+        == ["udp", "udp", "tcp", "tls"]

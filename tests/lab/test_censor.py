@@ -4,11 +4,13 @@ show; these pin the matches that are easy to get subtly wrong.)"""
 
 from __future__ import annotations
 
-from deploy.lab.censor import Compiler
+import pytest
+
+from deploy.lab.censor import Compiler, ice_host
 from deploy.lab.lab import LAB_CATALOGUE
 from deploy.lab.scenario import parse_scenario
 from deploy.lab.topology import Topology
-from probe.catalogue import load_catalogue
+from probe.catalogue import load_catalogue, parse_catalogue
 
 EVERY_PRIMITIVE = """
 description: every primitive
@@ -21,6 +23,7 @@ policy:
     - {action: loss, percent: 5}
     - {action: rate, kbit: 1000, proto: udp, ports: ["3478-3481"]}
     - {action: dns, names: ["*.parla.lab"], answer: nxdomain}
+    - {action: drop, proto: udp, ports: ["1-52", "54-65535"], payload: rtp}
   adsl:
     - {action: dns, names: [chat.lumen.lab], answer: [10.10.34.34]}
 down: [relay.lumen.lab]
@@ -46,6 +49,8 @@ def test_payload_matches() -> None:
     assert "meta l4proto udp @th,96,32 0x2112a442 drop" in nft
     # a DTLS handshake record: content type 22, version byte 0xfe
     assert "meta l4proto udp @th,64,8 0x16 @th,72,8 0xfe drop" in nft
+    # RTP/RTCP by RFC 7983's first byte (128-191), every UDP port but DNS's
+    assert "udp dport { 1-52, 54-65535 } @th,64,8 & 0xc0 == 0x80 drop" in nft
 
 
 def test_reset_icmp_loss_and_rate() -> None:
@@ -93,3 +98,40 @@ def test_an_empty_policy_replaces_the_previous_one() -> None:
     assert result.router_nft.startswith(
         "table inet voipwatch_lab { }\ndelete table inet voipwatch_lab\n")
     assert "jump" not in result.router_nft and result.tc == []
+
+
+WEBRTC_ONLY = """
+version: 1
+services:
+  - id: calls
+    name: Calls
+    endpoints:
+      - {check: webrtc, url: "http://collector.lab/api/v1/webrtc/offer", policy: relay,
+         role: call, ice_servers: [{urls: ["turns:echo.lab:443?transport=tcp",
+                                           "stun:192.88.99.22:3478"]}]}
+      - {check: throttle, url: "http://collector.lab", port: 3480, profile: whatsapp,
+         role: call}
+      - {check: tcp, host: chat.lumen.lab, port: 5222, role: messaging}
+"""
+
+
+def test_a_webrtc_calls_servers_are_its_ice_servers_never_the_collector() -> None:
+    """`role: call` names the hosts the service's calls need: for a webrtc endpoint
+    its ICE servers; the collector (the reference peer, the reflector, and the
+    probe's control and uploads) only when a rule names it."""
+    compiler = Compiler(parse_catalogue(WEBRTC_ONLY, "calls.yaml"))
+    scenario = parse_scenario("description: x\npolicy:\n  cellular:\n"
+                              "    - {action: drop, role: call}\n", "x.yaml")
+    nft = compiler.compile(scenario, Topology("vwlabx")).router_nft
+    assert "ip daddr { 192.88.99.22, 192.88.99.7 } drop" in nft
+    assert "192.88.99.80" not in nft and "192.88.99.10" not in nft
+
+
+@pytest.mark.parametrize("url, host", [
+    ("stun:relay.lumen.lab:3478", "relay.lumen.lab"),
+    ("stun:relay.lumen.lab", "relay.lumen.lab"),
+    ("turn:10.0.0.1:3478?transport=udp", "10.0.0.1"),
+    ("turns:[2001:db8::1]:443?transport=tcp", "2001:db8::1"),
+])
+def test_ice_server_host(url: str, host: str) -> None:
+    assert ice_host(url) == host

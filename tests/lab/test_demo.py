@@ -66,6 +66,12 @@ def test_demo_replays_morocco_2016(tmp_path: Path) -> None:
         assert calls_blocked == {("2016-01-07", "cellular"), ("2016-02-22", "cellular"),
                                  ("2016-02-22", "adsl")}
         assert all(r["endpoint"]["role"] == "call" for r in records if r["verdict"] == "blocked")
+        # a whole WebRTC call to the reference peer: its ICE checks are STUN
+        direct = {(r["started_at"][:10], r["network"]["link_type"]): (r["verdict"], r["blocking"])
+                  for r in records if r["endpoint"].get("label") == "direct"}
+        assert direct[("2016-01-07", "cellular")] == ("blocked", "webrtc.ice")
+        assert direct[("2016-01-07", "adsl")] == direct[("2016-11-04", "cellular")] == \
+            ("open", None)
         verify = subprocess.run([str(Path(sys.executable).parent / "voipwatch-probe"), "verify",
                                  str(export)], capture_output=True, text=True, timeout=120)
         assert verify.returncode == 0, verify.stdout

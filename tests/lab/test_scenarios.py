@@ -18,7 +18,9 @@ from probe.catalogue import load_catalogue
 # the cases issue 5 asks for, by file name
 REQUIRED = {"all-open", "udp-3478-dropped", "stun-payload-dropped", "messaging-reset",
             "dns-nxdomain", "dns-bogon", "icmp-unreachable", "everything-dropped",
-            "server-down", "loss-5", "dns-mismatch"}
+            "server-down", "loss-5", "dns-mismatch",
+            # issue 6: a call to the reference peer fails at each stage in turn
+            "webrtc-udp-dropped", "webrtc-dtls-dropped", "webrtc-media-dropped"}
 
 
 def test_required_scenarios_exist() -> None:
@@ -45,6 +47,42 @@ def test_no_scenario_expects_blocked_without_a_policy() -> None:
                 assert case.link, f"{scenario.name}: a blocked case must name its link types"
                 for link in case.link:
                     assert scenario.policy.get(link), f"{scenario.name}: {link} is not censored"
+
+
+def test_every_label_and_policy_a_case_names_is_in_the_lab_catalogue() -> None:
+    """A case selecting a label nothing has would match no record, silently."""
+    endpoints = [e for s in load_catalogue(LAB_CATALOGUE).services for e in s.endpoints]
+    labels = {e.label for e in endpoints if e.label}
+    policies = {e.policy for e in endpoints if e.check == "webrtc"}
+    for scenario in all_scenarios():
+        for case in scenario.expect.cases:
+            assert set(case.label or ()) <= labels, f"{scenario.name}: {case.label}"
+            assert set(case.policy or ()) <= policies, f"{scenario.name}: {case.policy}"
+
+
+def test_a_case_tells_the_webrtc_variants_apart() -> None:
+    """Direct and TURN/UDP share check, host, port and transport: label and
+    policy select one of them."""
+    scenario = parse_scenario(
+        "description: x\nexpect:\n  cases:\n"
+        "    - {check: webrtc, label: turn-udp, verdict: inconclusive}\n"
+        "    - {check: webrtc, policy: relay, verdict: blocked, blocking: webrtc.ice}\n",
+        "x.yaml")
+
+    def record(label: str, policy: str) -> dict[str, object]:
+        return {"service": "lumen", "endpoint": {
+            "check": "webrtc", "host": "collector.lab", "port": 80, "transport": "udp",
+            "role": "call", "label": label, "policy": policy}}
+
+    expect = scenario.expect.expected
+    assert expect("cellular", record("direct", "all")).verdict == "open"
+    assert expect("cellular", record("turn-udp", "relay")).verdict == "inconclusive"
+    assert expect("cellular", record("turn-tcp", "relay")).blocking == "webrtc.ice"
+    # a record without a label is not selected by a case that names one
+    unlabelled = {"service": "lumen", "endpoint": {
+        "check": "stun", "host": "relay.lumen.lab", "port": 3478, "transport": "udp",
+        "role": "call"}}
+    assert expect("cellular", unlabelled).verdict == "open"
 
 
 @pytest.mark.parametrize("text, message", [
