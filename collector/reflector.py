@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.settings import Settings
+from probe.net import SO_TIMESTAMPNS, kernel_time
 from probe.throttle import wire
 
 log = logging.getLogger(__name__)
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; 35 when Python lacks the name
 SLICE_SECONDS = 0.1
 MAX_ARRIVALS = 20_000  # per flow: far more than a replay sends
 MAX_DATAGRAM = 65_535
@@ -198,7 +198,7 @@ class _UdpListener(_Listener):
                 return
             except OSError:  # an ICMP error for an earlier echo: nothing to read
                 continue
-            self._datagram(data, source, _kernel_time(ancillary))
+            self._datagram(data, source, kernel_time(ancillary))
 
     def _datagram(self, data: bytes, source: Any, at: float) -> None:
         found = self.attribute(data, source)
@@ -223,13 +223,6 @@ class _UdpListener(_Listener):
             self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
 
-
-def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            seconds, nanoseconds = struct.unpack("=qq", data[:16])
-            return seconds + nanoseconds / 1e9
-    return time.time()
 
 
 class _TcpListener(_Listener):

@@ -325,6 +325,22 @@ class Outcome(Generic[T]):
         return out
 
 
+def unanswered(outcome: Outcome[Any], evidence: dict[str, Any], transport: Transport,
+               no_response: Blocking, forged: Blocking) -> Observation:
+    """The observation of a transaction that got no valid reply: the flow was
+    closed (RST, ICMP, ...), only forged or garbled answers came, or nothing."""
+    if outcome.closed is not None:
+        closed = outcome.closed
+        evidence.update(phase="request", error=closed.detail)
+        if closed.icmp:
+            evidence["icmp"] = closed.icmp.as_evidence()
+        return Observation.failed(closed.failure, closed_blocking(transport, closed), **evidence)
+    if outcome.anomaly_count:
+        failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
+        return Observation.failed(failure, forged, phase="response", **evidence)
+    return Observation.failed(Failure.GENERIC_TIMEOUT, no_response, phase="request", **evidence)
+
+
 Request = bytes | Callable[[int], bytes] | None
 Match = Callable[[bytes], tuple[T, int | None] | None]
 

@@ -22,6 +22,7 @@ IP_RECVERR = 11  # linux/in.h; Python's socket module lacks the constant
 IPV6_RECVERR = 25
 SO_EE_ORIGIN_ICMP = 2
 SO_EE_ORIGIN_ICMP6 = 3
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; 35 when Python lacks the name
 
 _ICMP4_FAILURE = {0: Failure.NETWORK_UNREACHABLE, 1: Failure.HOST_UNREACHABLE,
                   3: Failure.PORT_UNREACHABLE, 9: Failure.ADMIN_PROHIBITED,
@@ -177,3 +178,13 @@ def tcp_traffic(sock: socket.socket | None) -> tuple[int, int]:
 
 def ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
+
+
+def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """Receive time the kernel stamped on a datagram (SO_TIMESTAMPNS ancillary
+    data from recvmsg), so a busy event loop does not blur it; now when absent."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("=qq", data[:16])
+            return seconds + nanoseconds / 1e9
+    return time.time()

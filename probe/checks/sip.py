@@ -17,15 +17,15 @@ from typing import Any
 
 from probe import sipmsg
 from probe.checks.base import Context, Observation
-from probe.failures import Failure, scrub
+from probe.failures import scrub
 from probe.flow import (
     FlowError,
     Mismatch,
     Outcome,
     answer_deadline,
-    closed_blocking,
     exchange,
     open_endpoint,
+    unanswered,
 )
 from probe.record import Blocking, Transport
 
@@ -146,14 +146,5 @@ def observe(outcome: Outcome[sipmsg.Response], sent: Sent, provisional: list[int
         if server:
             evidence["server"] = scrub(server)[:80]
         return Observation.ok(**evidence)
-    if outcome.closed is not None:
-        closed = outcome.closed
-        evidence.update(phase="request", error=closed.detail)
-        if closed.icmp:
-            evidence["icmp"] = closed.icmp.as_evidence()
-        return Observation.failed(closed.failure, closed_blocking(transport, closed), **evidence)
-    if outcome.anomaly_count:
-        failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
-        return Observation.failed(failure, Blocking.SIP_FORGED, phase="response", **evidence)
-    return Observation.failed(Failure.GENERIC_TIMEOUT, Blocking.SIP_NO_RESPONSE,
-                              phase="request", **evidence)
+    return unanswered(outcome, evidence, transport, Blocking.SIP_NO_RESPONSE,
+                      Blocking.SIP_FORGED)

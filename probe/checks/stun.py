@@ -23,9 +23,9 @@ from probe.flow import (
     Mismatch,
     Outcome,
     answer_deadline,
-    closed_blocking,
     exchange,
     open_endpoint,
+    unanswered,
 )
 from probe.record import Blocking
 
@@ -73,17 +73,8 @@ def observe(outcome: Outcome[Message], local: Address, server: str,
     evidence = outcome.evidence()
     if outcome.reply is not None:
         return judge(outcome.reply, local, server, evidence)
-    if outcome.closed is not None:
-        closed = outcome.closed
-        evidence.update(phase="request", error=closed.detail)
-        if closed.icmp:
-            evidence["icmp"] = closed.icmp.as_evidence()
-        return Observation.failed(closed.failure, closed_blocking(transport, closed), **evidence)
-    if outcome.anomaly_count:
-        failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
-        return Observation.failed(failure, Blocking.STUN_FORGED, phase="response", **evidence)
-    return Observation.failed(Failure.GENERIC_TIMEOUT, Blocking.STUN_NO_RESPONSE,
-                              phase="request", **evidence)
+    return unanswered(outcome, evidence, transport, Blocking.STUN_NO_RESPONSE,
+                      Blocking.STUN_FORGED)
 
 
 def judge(message: Message, local: Address, server: str,

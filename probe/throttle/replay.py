@@ -24,12 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.failures import classify_error, describe
-from probe.net import IcmpError, read_icmp_error, tcp_traffic, udp_socket
+from probe.net import (
+    SO_TIMESTAMPNS,
+    IcmpError,
+    kernel_time,
+    read_icmp_error,
+    tcp_traffic,
+    udp_socket,
+)
 from probe.throttle import wire
 from probe.throttle.profiles import Kind, Packet, Schedule, stun_check
 from probe.throttle.stats import Sent
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 DRAIN_QUIET = 0.25  # after the last send, wait until echoes stop for this long...
 DRAIN_MAX = 1.0  # ...but no longer than this
 OVERHEAD = {4: 28, 6: 48}  # IP + UDP header bytes
@@ -113,13 +119,6 @@ async def _drain(logs: list[FlowLog], expected: int) -> None:
         await asyncio.sleep(0.02)
 
 
-def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            seconds, nanoseconds = struct.unpack("=qq", data[:16])
-            return seconds + nanoseconds / 1e9
-    return time.time()
-
 
 async def replay_udp(address: str, port: int, key: bytes, schedule: Schedule, round_: int,
                      rng: random.Random) -> dict[str, FlowLog]:
@@ -178,7 +177,7 @@ def _reader(sock: socket.socket, address: str, key: bytes, flow: int, log: FlowL
                     log.icmp = icmp
                 log.error = log.error or describe(exc)
                 continue
-            at = _kernel_time(ancillary)
+            at = kernel_time(ancillary)
             found = wire.find(key, data)
             log.bytes_received += len(data) + overhead
             if found is not None and found.flow == flow and found.seq not in log.echoes:
