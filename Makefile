@@ -37,9 +37,9 @@ lint: venv
 run: venv
 	$(BIN)/python -m collector.quickstart --catalogue "$(CATALOGUE)"
 
-# Every bench/*.py in turn; each prints its own figures as ratios.
+# Every bench/*.py in turn (bench/_*.py are shared helpers); each prints its own figures as ratios.
 bench: venv system-deps
-	@set -e; for f in bench/*.py; do [ "$$(basename $$f)" = __init__.py ] || $(BIN)/python $$f; done
+	@set -e; for f in bench/[!_]*.py; do $(BIN)/python $$f; done
 
 # The censorship lab (deploy/lab, docs/lab.md) needs root: say so before anything else.
 LAB_NEEDS_ROOT = @if [ "$$(id -u)" -ne 0 ]; then \

@@ -19,33 +19,23 @@ figures are printed.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._labpass import measured_pass, median_pass, shape  # noqa: E402
+
 BIN = Path(sys.executable).parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 STARTUP_RUNS = 15
 SHAPES = {"unshaped": None, "1 Mbit/s": 1000, "128 kbit/s": 128}
-
-
-@dataclass
-class Pass:
-    wall_s: float
-    max_rss_mib: float
-    sent: int
-    received: int
-    records: int
-    overlimits: int = 0
 
 
 def timed(argv: list[str], runs: int = STARTUP_RUNS) -> float:
@@ -72,55 +62,8 @@ def startup() -> None:
         print(f"  {name:<55} {seconds * 1000:7.1f} ms  x{seconds / baseline:5.2f}{verdict}")
 
 
-def counters(namespace: str) -> tuple[int, int]:
-    out = subprocess.run(["ip", "-n", namespace, "-s", "-j", "link", "show", "eth0"],
-                         capture_output=True, text=True, check=True).stdout
-    stats = json.loads(out)[0]["stats64"]
-    return stats["tx"]["bytes"], stats["rx"]["bytes"]
-
-
-def overlimits(lab) -> int:  # type: ignore[no-untyped-def]
-    """Packets the router's shaping classes held back so far, both directions."""
-    total = 0
-    for device in ("cellular", "inet"):
-        out = subprocess.run(["ip", "netns", "exec", lab.topology.router_ns, "tc", "-s", "class",
-                              "show", "dev", device], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if "overlimits" in line:
-                total += int(line.split("overlimits")[1].split()[0])
-    return total
-
-
-def one_pass(lab, link) -> Pass:  # type: ignore[no-untyped-def]
-    namespace = lab.topology.probe_ns(link)
-    sent0, received0 = counters(namespace)
-    held0 = overlimits(lab)
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        process = subprocess.Popen(lab.run_argv(link), env=lab.probe_env(link), stdout=out,
-                                   stderr=subprocess.DEVNULL)
-        # `ip netns exec` execs the probe in place: this child is the probe itself
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        records = len(out.read().splitlines())
-    if process.returncode != 0:
-        raise SystemExit(f"the probe failed with status {process.returncode}")
-    sent1, received1 = counters(namespace)
-    return Pass(wall, usage.ru_maxrss / 1024, sent1 - sent0, received1 - received0, records,
-                overlimits(lab) - held0)
-
-
-def median_pass(passes: list[Pass]) -> Pass:
-    return Pass(*(statistics.median(getattr(p, f) for p in passes)
-                  for f in ("wall_s", "max_rss_mib", "sent", "received", "records",
-                            "overlimits")))
-
-
 def lab_bench() -> None:
     from deploy.lab.lab import Lab
-    from deploy.lab.scenario import Scenario
     from probe.record import LinkType
 
     link = LinkType.CELLULAR
@@ -130,12 +73,10 @@ def lab_bench() -> None:
         try:
             results = {}
             for name, kbit in SHAPES.items():
-                policy = {"cellular": [{"action": "rate", "kbit": kbit}]} if kbit else {}
-                lab.apply(Scenario.model_validate(
-                    {"name": "bench", "description": name, "links": ["cellular"],
-                     "policy": policy}))
-                one_pass(lab, link)  # warm-up: caches, first-run key creation
-                results[name] = median_pass([one_pass(lab, link) for _ in range(RUNS)])
+                shape(lab, link, kbit, name)
+                measured_pass(lab, link, lab.run_argv(link))  # warm-up: caches, key creation
+                results[name] = median_pass([measured_pass(lab, link, lab.run_argv(link))[0]
+                                             for _ in range(RUNS)])
         finally:
             lab.down()
     base = results["unshaped"]

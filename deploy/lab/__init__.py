@@ -8,9 +8,10 @@ lab's certificate authority), `dns` (authoritative server and lying resolver),
 `tlsserver` (reference TCP/TLS servers, UDP echo), `relays` (coturn and
 Kamailio through deploy/services), `services` (the supervisor that keeps the
 reference services running), `lab` (a lab: topology, working directory,
-probes), `scenario` (scenario YAML), `censor` (scenario primitives to
-nftables and tc), `accuracy` (expected vs observed), `demo` (Morocco 2016),
-`__main__` (CLI). See docs/lab.md.
+probes), `mirror` (a real catalogue mirrored inside the lab), `scenario`
+(scenario YAML), `censor` (scenario primitives to nftables and tc),
+`accuracy` (expected vs observed), `demo` (Morocco 2016), `__main__` (CLI).
+See docs/lab.md.
 """
 
 DEFAULT_PREFIX = "vwlab"

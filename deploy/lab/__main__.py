@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from deploy.lab.scenario import Scenario
 
 PROG = "python -m deploy.lab"
+DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "configs" / "catalogue.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "two labs with different prefixes coexist)")
     parser.add_argument("--workdir", type=Path, help="the lab's files (default: var/lab/PREFIX)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("up", help="build the namespaces and start the reference services")
+    up = sub.add_parser("up", help="build the namespaces and start the reference services")
+    up.add_argument("--mirror", nargs="?", type=Path, metavar="CATALOGUE",
+                    const=DEFAULT_CATALOGUE,
+                    help="also mirror a real catalogue's endpoints inside the lab (default: "
+                         "configs/catalogue.yaml), so the probe can run it unchanged "
+                         "(docs/lab.md)")
     down = sub.add_parser("down", help="remove the lab (safe to repeat, also after a crash)")
     down.add_argument("--stale", action="store_true",
                       help="instead, remove every lab whose owning process has died")
@@ -80,11 +86,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     check_prefix(args.prefix)
     if args.command in ("apply", "run-scenario"):
         _scenario_or_fail(args.scenario)  # a bad file is reported before root is asked for
+    if args.command == "up" and args.mirror:
+        from deploy.lab import mirror
+
+        mirror.load(args.mirror)  # likewise a catalogue the mirror cannot serve
     require_root(f"{PROG} {args.command}")
     from deploy.lab.lab import Lab
 
-    lab = Lab(args.prefix, args.workdir) if args.command == "up" else \
-        Lab.existing(args.prefix, args.workdir)
+    lab = Lab(args.prefix, args.workdir, mirror_catalogue=args.mirror) \
+        if args.command == "up" else Lab.existing(args.prefix, args.workdir)
     if args.command == "up":
         lab.up()
         _print_status(lab)

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.lab import DEFAULT_PREFIX, addresses, censor
+from deploy.lab import DEFAULT_PREFIX, addresses, censor, mirror
 from deploy.lab.dns import loaded_marker, write_config
+from deploy.lab.mirror import Mirror
 from deploy.lab.pki import LabCA
 from deploy.lab.scenario import Scenario
 from deploy.lab.shell import LabError, netns_exec, pid_alive
@@ -47,11 +48,16 @@ class Lab:
     collector_args: list[str] = field(default_factory=list)
     collector_env: dict[str, str] = field(default_factory=dict)
     with_collector: bool = True
+    # a real catalogue to mirror inside the lab's internet (deploy/lab/mirror.py)
+    mirror_catalogue: Path | None = None
 
     def __post_init__(self) -> None:
         self.topology = Topology(self.prefix, self.links)
         self.workdir = (self.workdir or default_workdir(self.prefix)).resolve()
         self._catalogue: Any = None
+        self._mirror: Mirror | None = None
+        if self.mirror_catalogue is not None:
+            self.mirror_catalogue = self.mirror_catalogue.resolve()
 
     @classmethod
     def existing(cls, prefix: str, workdir: Path | None) -> Lab:
@@ -65,7 +71,8 @@ class Lab:
         return cls(prefix, workdir, links=tuple(LinkType(x) for x in settings["links"]),
                    collector_args=settings.get("collector_args", []),
                    collector_env=settings.get("collector_env", {}),
-                   with_collector=settings.get("collector", True))
+                   with_collector=settings.get("collector", True),
+                   mirror_catalogue=Path(settings["mirror"]) if settings.get("mirror") else None)
 
     @property
     def dir(self) -> Path:
@@ -84,12 +91,25 @@ class Lab:
             self._catalogue = load_catalogue(self.catalogue_path)
         return self._catalogue
 
+    @property
+    def mirror(self) -> Mirror | None:
+        if self._mirror is None and self.mirror_catalogue is not None:
+            self._mirror = mirror.load(self.mirror_catalogue)
+        return self._mirror
+
+    @property
+    def zone(self) -> dict[str, str]:
+        """Every name the lab's DNS answers: the lab's, and the mirror's."""
+        return {**addresses.ZONE, **(self.mirror.zone if self.mirror else {})}
+
     # --- up and down --------------------------------------------------------------
 
     def up(self, owner_pid: int | None = None) -> None:
         """Build the namespaces, start the reference services, register the probes."""
         self.topology.up(owner_pid)
         try:
+            if self.mirror:
+                mirror.install(self.topology, self.mirror)
             self._write_configs()
             self._start_services()
             self.clear()
@@ -112,8 +132,12 @@ class Lab:
         ca = LabCA(self.dir / "pki")
         chat, msg = ca.issue("chat.lumen.lab"), ca.issue("msg.parla.lab")
         impostor = ca.issue("impostor.lab")
-        for name in ("relay.lumen.lab", "stun.parla.lab", "sip.parla.lab"):
-            ca.issue(name)
+        # the mirror sends STUN/TURN over TLS to lumen's relay and SIP over TLS to
+        # Kamailio: their certificates must pass for the mirrored hosts too
+        mirrored = self.mirror.cert_names() if self.mirror else []
+        ca.issue("relay.lumen.lab", *mirrored)
+        ca.issue("stun.parla.lab")
+        ca.issue("sip.parla.lab", *mirrored)
         listen = [
             {"address": addresses.SERVICES["echo"], "port": 7, "proto": "udp-echo"},
             {"address": addresses.SERVICES["chat"], "port": 5222},
@@ -124,12 +148,16 @@ class Lab:
             {"address": addresses.SERVICES["impostor"], "port": 443, "cert": str(impostor.cert),
              "key": str(impostor.key)},
         ]
+        if self.mirror:
+            listen += self.mirror.tls_listeners(
+                ca.issue(*self.mirror.cert_names(), label="mirror.lab"))
         (self.dir / "tls.json").write_text(json.dumps({"listen": listen}, indent=1))
         self.set_dns_views({})
         (self.dir / "lab.json").write_text(json.dumps({
             "prefix": self.prefix, "links": [str(link) for link in self.links],
             "collector": self.with_collector, "collector_args": self.collector_args,
             "collector_env": self.collector_env,
+            "mirror": str(self.mirror_catalogue) if self.mirror_catalogue else None,
         }, indent=1))
 
     def _start_services(self) -> None:
@@ -166,7 +194,7 @@ class Lab:
         listen = [{"address": addresses.SERVICES["ns"], "port": 53, "role": "authoritative"},
                   {"address": addresses.SERVICES["liar"], "port": 53, "role": "liar"}]
         path = self.dir / "dns.json"
-        write_config(path, addresses.ZONE, listen, views, generation)
+        write_config(path, self.zone, listen, views, generation)
         pid = self.services().get("dns")
         if not pid:
             return  # not started yet: it reads the file at start
@@ -219,13 +247,18 @@ class Lab:
                            f"{(result.stderr or result.stdout).strip()[-300:]}")
 
     def run_argv(self, link: LinkType, *, timeout: float | None = None, upload: bool = False,
-                 catalogue: Path | None = None) -> list[str]:
+                 catalogue: Path | None = None, skip: tuple[str, ...] = (),
+                 services: tuple[str, ...] = ()) -> list[str]:
         url = addresses.collector_url()
         args = ["run", "--catalogue", str(catalogue or self.catalogue_path),
                 "--resolver", addresses.resolver(), "--link-type", str(link), "--json",
                 "--control", url, "--collector", url]
         if not upload:
             args.append("--no-upload")
+        if skip:
+            args += ["--skip", ",".join(skip)]
+        if services:
+            args += ["--services", ",".join(services)]
         if timeout:
             args += ["--timeout", f"{timeout:g}"]
         return self.probe_argv(link, *args)
@@ -242,4 +275,5 @@ class Lab:
                 "namespaces": self.topology.existing(), "workdir": str(self.dir),
                 "services": services, "scenario": self._scenario(),
                 "collector": addresses.collector_url(),
-                "resolver": addresses.resolver()}
+                "resolver": addresses.resolver(),
+                "mirror": str(self.mirror_catalogue) if self.mirror_catalogue else None}

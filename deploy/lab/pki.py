@@ -62,8 +62,10 @@ class LabCA:
         )
         self.path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, *names: str) -> CertPair:
-        """A server certificate for `names` (DNS names or IP literals)."""
+    def issue(self, *names: str, label: str | None = None) -> CertPair:
+        """A server certificate for `names` (DNS names or IP literals); its
+        common name and file name are `label`, else the first name."""
+        label = label or names[0]
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         alt: list[x509.GeneralName] = []
@@ -74,7 +76,7 @@ class LabCA:
                 alt.append(x509.DNSName(name))
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(names[0])).issuer_name(self._cert.subject)
+            .subject_name(_name(label)).issuer_name(self._cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + VALIDITY)
             .add_extension(x509.SubjectAlternativeName(alt), critical=False)
@@ -85,7 +87,7 @@ class LabCA:
                 self._key.public_key()), critical=False)
             .sign(self._key, hashes.SHA256())
         )
-        stem = names[0].replace("*", "wildcard")
+        stem = label.replace("*", "wildcard")
         pair = CertPair(self.directory / f"{stem}.crt", self.directory / f"{stem}.key")
         # leaf then CA: servers that send the chain from one file (coturn, Kamailio) work too
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
