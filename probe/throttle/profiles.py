@@ -26,7 +26,7 @@ from aioice.stun import Class, Message, Method
 from probe.throttle.wire import TOKEN_LEN
 
 RTP_HEADER = 12
-MEDIA_SECONDS = 3.0  # one round of media; the bench justifies it (docs/throttle.md)
+MEDIA_SECONDS = 2.0  # one round of media; the bench justifies it (docs/throttle.md)
 
 
 class Kind(StrEnum):
