@@ -162,14 +162,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from collector.export import WRITERS
+    from collector.export import export
     from collector.store import MeasurementStore
 
     settings = _settings(args)
     filters = _parse_filters(args)
     engine = open_database(settings)
-    chunks = MeasurementStore(engine).stream(filters)
-    writer = WRITERS[args.format](chunks, args.include_ip)
+    writer = export(MeasurementStore(engine), filters, args.format, args.include_ip)
     if args.out == "-":
         for data in writer:
             sys.stdout.buffer.write(data)

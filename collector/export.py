@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from collector import export_sqlite
+from collector.store import Filters, MeasurementStore
 from probe.record import rfc3339
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -125,30 +127,53 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def parquet(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> Iterator[bytes]:
-    """One row group per chunk, bytes yielded as each group is written."""
+def _python_batches(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool,
+                    schema: Any) -> Iterator[Any]:
+    import pyarrow as pa
+
+    for rows in chunks:
+        columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        for row in rows:
+            values = flat(row)
+            values.update(started_at=row.started_at, received_at=row.received_at,
+                          key_revoked_at=row.key_revoked_at)
+            if not include_ip:
+                values["probe_ip"] = None
+            for name in COLUMNS:
+                columns[name].append(values[name])
+        yield pa.RecordBatch.from_pydict(columns, schema=schema)
+
+
+def _parquet_file(batches: Iterable[Any], schema: Any) -> Iterator[bytes]:
+    """One row group per batch, bytes yielded as each group is written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _parquet_schema()
     sink = _Sink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
     try:
-        for rows in chunks:
-            columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-            for row in rows:
-                values = flat(row)
-                values.update(started_at=row.started_at, received_at=row.received_at,
-                              key_revoked_at=row.key_revoked_at)
-                if not include_ip:
-                    values["probe_ip"] = None
-                for name in COLUMNS:
-                    columns[name].append(values[name])
-            writer.write_table(pa.Table.from_pydict(columns, schema=schema))
+        for batch in batches:
+            writer.write_batch(batch)
             yield sink.drain()
     finally:
         writer.close()
     yield sink.drain()
 
 
+def parquet(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> Iterator[bytes]:
+    schema = _parquet_schema()
+    return _parquet_file(_python_batches(chunks, include_ip, schema), schema)
+
+
 WRITERS = {"jsonl": jsonl, "csv": csv_rows, "parquet": parquet}
+
+
+def export(store: MeasurementStore, filters: Filters, fmt: str,
+           include_ip: bool = False) -> Iterator[bytes]:
+    """The bytes of an export of every record matching `filters`, oldest first.
+    Parquet from a SQLite file is read natively (collector/export_sqlite.py)."""
+    if fmt == "parquet" and export_sqlite.usable(store.engine):
+        schema = _parquet_schema()
+        return _parquet_file(export_sqlite.batches(store.engine, filters.clauses(), include_ip,
+                                                   schema), schema)
+    return WRITERS[fmt](store.stream(filters), include_ip)

@@ -7,7 +7,8 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from collector.export import MEDIA_TYPES, WRITERS
+from collector.export import MEDIA_TYPES
+from collector.export import export as export_records
 from collector.query import FiltersDep
 from collector.services import ServicesDep
 
@@ -19,7 +20,6 @@ def export(services: ServicesDep, filters: FiltersDep,
            format: Literal["jsonl", "csv", "parquet"] = "jsonl") -> StreamingResponse:
     """Every matching record with the collector's additions (docs/export.md);
     re-verify a JSONL export offline with `voipwatch-probe verify FILE`."""
-    chunks = services.store.stream(filters)
-    body = WRITERS[format](chunks)  # addresses never leave over HTTP
+    body = export_records(services.store, filters, format)  # addresses never leave over HTTP
     return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers={
         "Content-Disposition": f'attachment; filename="voipwatch-export.{format}"'})
