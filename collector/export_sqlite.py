@@ -13,9 +13,10 @@ dropped from the first batch.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
-from queue import Full, Queue
+from queue import Empty, Full, Queue
 from typing import Any
 
 import sqlalchemy as sa
@@ -104,9 +105,11 @@ def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:
+    finally:  # the consumer may stop early (a client gone): unblock and end the reader
         stop.set()
-        thread.join()
+        while thread.is_alive():
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
 
 
 def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -> Iterator[Any]:

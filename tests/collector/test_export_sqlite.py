@@ -88,3 +88,14 @@ def test_native_export_content(store: MeasurementStore) -> None:
 
 def test_memory_database_uses_the_generic_path(tmp_path: Path) -> None:
     assert not export_sqlite.usable(make_engine("sqlite://"))
+
+
+def test_an_export_abandoned_early_ends_its_reader(store: MeasurementStore,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(export_sqlite, "BATCH_ROWS", 2)  # more batches than the queue holds
+    stream = export(store, Filters(), "parquet")
+    assert next(stream)  # the file's first bytes; the reader is now ahead
+    stream.close()  # what a client that disconnects does to the response
+    assert not [t for t in threading.enumerate() if t.name == "export-reader"]
