@@ -69,7 +69,7 @@ def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, lis
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
         value = compiled.params[name]
-        processor = bind.type.bind_processor(engine.dialect)
+        processor = bind.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
         params.append(processor(value) if processor else value)
     sentinel = ", ".join(['-1 AS "seq"'] + [f'{_SENTINEL[kind]} AS "{name}"'
                                            for name, _, kind in _SOURCES])

@@ -60,17 +60,21 @@ def rows(data: bytes) -> list[dict[str, Any]]:
     Filters(service="viber"),
     Filters(verdict="open"),
     Filters(since=datetime(2016, 2, 1, tzinfo=UTC), until=datetime(2016, 11, 4, tzinfo=UTC)),
+    Filters(since=datetime(2016, 1, 7, 3, 30, tzinfo=UTC)),  # the same day as records
     Filters(service="no-such-service"),
-], ids=["all", "service", "verdict", "since-until", "nothing"])
+], ids=["all", "service", "verdict", "since-until", "since-within-a-day", "nothing"])
 @pytest.mark.parametrize("include_ip", [False, True])
 def test_native_path_writes_what_the_generic_path_writes(
         store: MeasurementStore, filters: Filters, include_ip: bool,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    name = request.node.callspec.id.split("-", 1)[1]
     monkeypatch.setattr(export_sqlite, "BATCH_ROWS", 3)  # NULLs over several batches
     assert export_sqlite.usable(store.engine)
     native = b"".join(export(store, filters, "parquet", include_ip))
     generic = b"".join(parquet(store.stream(filters), include_ip))
     assert rows(native) == rows(generic)
+    assert len(rows(native)) == {"all": 15, "service": 5, "verdict": 10, "since-until": 8,
+                                 "since-within-a-day": 11, "nothing": 0}[name]
     assert pq.read_schema(io.BytesIO(native)) == pq.read_schema(io.BytesIO(generic))
 
 
