@@ -291,7 +291,7 @@ def _strip_union_tags(data: Any, loc: tuple[int | str, ...]) -> tuple[int | str,
     return tuple(out)
 
 
-def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+def node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """The 1-based line of the YAML node at `loc`, or of its nearest ancestor."""
     node, line = root, None
     for part in loc:
@@ -299,7 +299,7 @@ def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
             break
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
+            node = next((v for k, v in node.value if k.value == str(part)), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             node = node.value[part] if part < len(node.value) else None
         else:
@@ -354,7 +354,7 @@ def parse_catalogue(text: str, source: str = "<catalogue>") -> Catalogue:
         errors = _primary_errors(exc.errors())
         error = errors[0]
         loc = _strip_union_tags(data, tuple(error["loc"]))
-        line = _node_line(root, loc)
+        line = node_line(root, loc)
         where = f"{source}:{line}" if line else source
         message = error["msg"]
         if error["type"] == "extra_forbidden":
@@ -366,7 +366,7 @@ def parse_catalogue(text: str, source: str = "<catalogue>") -> Catalogue:
     seen: set[str] = set()
     for index, service in enumerate(catalogue.services):
         if service.id in seen:
-            line = _node_line(root, ("services", index, "id"))
+            line = node_line(root, ("services", index, "id"))
             raise UserError(
                 f"{source}:{line}: services[{index}]: duplicate service id {service.id!r}"
             )

@@ -39,6 +39,18 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
+def alt_names(names: tuple[str, ...] | list[str]) -> list[x509.GeneralName]:
+    """Subject alternative names: IP literals as iPAddress, the rest as dNSName
+    (RFC 5280 section 4.2.1.6; a client matches an IP only against iPAddress)."""
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    return alt
+
+
 class LabCA:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -68,12 +80,7 @@ class LabCA:
         label = label or names[0]
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        alt: list[x509.GeneralName] = []
-        for name in names:
-            try:
-                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                alt.append(x509.DNSName(name))
+        alt = alt_names(names)
         cert = (
             x509.CertificateBuilder()
             .subject_name(_name(label)).issuer_name(self._cert.subject)

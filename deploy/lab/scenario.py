@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deploy.lab.shell import UsageError
+from probe.catalogue import node_line
 from probe.record import Blocking, CheckName, LinkType, Role, Transport, Verdict
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -212,21 +213,6 @@ class Scenario(_Strict):
 # --- loading with file:line errors -----------------------------------------------
 
 
-def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    node, line = root, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            node = node.value[part] if part < len(node.value) else None
-        else:
-            node = None
-    return node.start_mark.line + 1 if node is not None else line
-
-
 def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """The error's location in the YAML document: pydantic adds union tags (a
     rule's `action`) and type names (`int`) that are not keys of the document."""
@@ -265,7 +251,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = _data_path(data, tuple(error["loc"]))
-        line = _line_of(root, loc)
+        line = node_line(root, loc)
         where = f"{source}:{line}" if line else source
         field = ".".join(str(p) for p in loc) or "top level"
         message = error["msg"].removeprefix("Value error, ")

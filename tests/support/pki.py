@@ -4,7 +4,6 @@ SSL_CERT_FILE or an explicit context, never the system store)."""
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from deploy.lab.pki import alt_names
 
 
 def _name(cn: str) -> x509.Name:
@@ -69,12 +70,7 @@ class TestCA:
             start, end = now - dt.timedelta(days=10), now - dt.timedelta(days=1)
         else:
             start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=30)
-        alt: list[x509.GeneralName] = []
-        for name in names:
-            try:
-                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                alt.append(x509.DNSName(name))
+        alt = alt_names(names)
         cert = (
             x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(self.cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
