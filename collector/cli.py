@@ -104,8 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# modules of the `collector` extra (pyproject.toml) that every command needs
+EXTRA_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "pydantic_settings")
+
+
+def check_extra() -> None:
+    """Installed without the `collector` extra: say how to install it, in one sentence."""
+    from importlib.util import find_spec
+
+    missing = [name for name in EXTRA_MODULES if find_spec(name) is None]
+    if missing:
+        raise UserError(f"the collector's dependencies are not installed ({', '.join(missing)} "
+                        "missing): pip install 'voipwatch[collector]'")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        check_extra()
+    except UserError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return exc.exit_status
     handler = {"serve": cmd_serve, "export": cmd_export, "probes": cmd_probes,
                "token": cmd_token, "migrate": cmd_migrate}[args.command]
     return run_command(PROG, handler, args)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m collector.quickstart",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--catalogue", default=None, help="catalogue YAML (default: the "
-                        "bundled configs/catalogue.yaml)")
+                        "probe's own, also at configs/catalogue.yaml)")
     parser.add_argument("--var", default="var", help="state directory (default ./var)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RUN_PORT") or
                                                         DEFAULT_PORT))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from probe.errors import UserError
 from probe.record import Role, Transport
 
-DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "configs" / "catalogue.yaml"
+# Package data (configs/catalogue.yaml is a link to it, for reading): an installed
+# probe must find its catalogue without the checkout.
+DEFAULT_CATALOGUE = Path(str(resources.files("probe.data").joinpath("catalogue.yaml")))
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.)*"
                        r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.?$")

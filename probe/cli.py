@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one measurement pass over the catalogue",
                          description="Run every check of the catalogue, classify, sign, spool, "
                                      "print a results table and upload.")
-    run.add_argument("--catalogue", metavar="FILE", help="catalogue YAML (default: the bundled "
-                     "configs/catalogue.yaml)")
+    run.add_argument("--catalogue", metavar="FILE", help="catalogue YAML (default: the one shipped "
+                     "with the probe, also at configs/catalogue.yaml)")
     run.add_argument("--services", metavar="ID,ID", help="only these service ids")
     run.add_argument("--skip", metavar="CHECK,CHECK",
                      help="leave out these checks, e.g. `--skip throttle` on a metered link "

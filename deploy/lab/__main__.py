@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from deploy.lab.scenario import Scenario
 
 PROG = "python -m deploy.lab"
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "configs" / "catalogue.yaml"
+# the probe's packaged default (configs/catalogue.yaml links to it); not imported from
+# probe.catalogue so that `--help` stays free of pydantic
+DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "probe" / "data" / "catalogue.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:

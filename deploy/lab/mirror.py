@@ -31,9 +31,8 @@ from urllib.parse import urlsplit
 from deploy.lab.addresses import SERVICES, ZONE
 from deploy.lab.shell import UsageError, run
 from deploy.lab.topology import Topology
+from probe.catalogue import DEFAULT_CATALOGUE  # the one the probe ships
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CATALOGUE = ROOT / "configs" / "catalogue.yaml"
 TABLE = "voipwatch_mirror"
 NAME_POOL = ipaddress.ip_network("192.88.99.128/25")
 # the mirror's own listeners, held by the lab's TLS server process

@@ -25,7 +25,11 @@ class CollectorFailed(Exception):
 
 class Collector:
     def __init__(self, data_dir: Path, db: str | None = None, args: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, program: str = COLLECTOR,
+                 cwd: Path | None = None, command: Sequence[str] | None = None) -> None:
+        self.program = program  # another install's voipwatch-collector (tests/deploy)
+        self.cwd = cwd
+        self.command = list(command) if command else None  # verbatim, e.g. a unit's ExecStart
         self.data_dir = data_dir
         self.db = db
         self.args = list(args)
@@ -43,9 +47,10 @@ class Collector:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [COLLECTOR, "serve", *self.db_args, "--host", "127.0.0.1", "--port",
-             str(self.port), *self.args], stdout=log, stderr=log, env=self.env)
+        command = self.command or [self.program, "serve", *self.db_args, "--host", "127.0.0.1",
+                                   "--port", str(self.port), *self.args]
+        self.proc = subprocess.Popen(command, stdout=log, stderr=log, env=self.env,
+                                     cwd=self.cwd)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -104,13 +109,13 @@ class Collector:
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """`voipwatch-collector ARGS` on the same database."""
-        command = [COLLECTOR, *args]
+        command = [self.program, *args]
         if args and args[0] in ("probes", "token"):
-            command = [COLLECTOR, *args[:2], *self.db_args, *args[2:]]
+            command = [self.program, *args[:2], *self.db_args, *args[2:]]
         elif args:
-            command = [COLLECTOR, args[0], *self.db_args, *args[1:]]
+            command = [self.program, args[0], *self.db_args, *args[1:]]
         result = subprocess.run(command, capture_output=True, text=True, env=self.env,
-                                timeout=120)
+                                timeout=120, cwd=self.cwd)
         if check and result.returncode != 0:
             raise CollectorFailed(f"{' '.join(args)}: {result.stderr}")
         return result
