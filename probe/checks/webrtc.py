@@ -54,10 +54,14 @@ MEDIA_SECONDS = 2.5  # of audio after DTLS, before the statistics are read
 GATHER_WAIT = 6.0
 RETRY_BUSY = 5.0  # a busy peer's Retry-After is honoured up to this many seconds
 
-# 20 ms of a 440 Hz tone, 8 kHz mono s16 (what aiortc's AudioStreamTrack makes):
-# speech-sized Opus packets, where silence would give 3-byte ones
-TONE = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
-                for i in range(160))
+# The audio sent: 20 ms Opus packets of a 440 Hz tone at 96 kbit/s (what aiortc's
+# own encoder makes of a tone: speech-sized packets, where silence would give 3-byte
+# ones), encoded once per process and sent in a loop. Encoding per call cost each
+# call an encoder, a resampling filter graph and its threads (docs/lab.md).
+OPUS_RATE = 48000
+OPUS_FRAME = 960  # samples: 20 ms
+TONE_FRAMES = 50  # one second of tone, then again
+OPUS_BITRATE = 96000
 
 
 class StageFailed(Exception):
@@ -108,6 +112,7 @@ class Call:
         self.echo_sent: dict[int, float] = {}
         self.echo_rtts: list[float] = []
         self.echoed = asyncio.Event()
+        self.drains: list[asyncio.Task[None]] = []
 
     def limit(self) -> float:
         return max(min(self.ctx.timeout, self.deadline - time.monotonic()), 0.0)
@@ -188,6 +193,7 @@ class Call:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
         self.channel = pc.createDataChannel("voipwatch-echo")
         self.channel.on("message", self._on_echo)
+        pc.on("track", self._on_track)
         transceiver = pc.addTransceiver(_tone_track(), direction="sendrecv")
         opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs
                 if c.mimeType.lower() == "audio/opus"]
@@ -280,6 +286,12 @@ class Call:
             raise self.fail("echo", Failure.GENERIC_TIMEOUT, Blocking.WEBRTC_SCTP)
         self.stages["echo"]["ok"] = True
 
+    def _on_track(self, track: Any) -> None:
+        # aiortc decodes every packet the peer sends back into a queue the track's
+        # reader empties; nobody else reads it, and unread it grew by about 1 MiB a
+        # second per call (docs/lab.md). The statistics count RTP packets, not frames.
+        self.drains.append(asyncio.ensure_future(_drain(track)))
+
     def _on_echo(self, message: Any) -> None:
         try:
             index = int(str(message).split(":", 1)[0])
@@ -331,6 +343,8 @@ class Call:
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pc.close(), 5)
+        for drain in self.drains:
+            drain.cancel()
 
 
 def _retry_after(reply: Reply) -> float | None:
@@ -358,13 +372,74 @@ def _clock_rate(pc: Any) -> int:
     return 48000
 
 
-def _tone_track() -> Any:
-    from aiortc.mediastreams import AudioStreamTrack
+async def _drain(track: Any) -> None:
+    """Read and drop the decoded frames of a remote track until it ends."""
+    from aiortc.mediastreams import MediaStreamError
 
-    class ToneTrack(AudioStreamTrack):
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+
+
+_TONE: list[bytes] = []
+
+
+def _tone_packets() -> list[bytes]:
+    """One second of the tone as Opus packets (RFC 7587), encoded on first use."""
+    if not _TONE:
+        import av
+
+        codec = av.CodecContext.create("libopus", "w")
+        codec.bit_rate = OPUS_BITRATE
+        codec.format = "s16"
+        codec.layout = "stereo"
+        codec.sample_rate = OPUS_RATE
+        codec.options = {"application": "voip"}
+        step = 2 * math.pi * 440 / OPUS_RATE
+        for index in range(TONE_FRAMES + 1):  # one more: the encoder lags a frame
+            start = index * OPUS_FRAME
+            pcm = b"".join(struct.pack("<hh", sample, sample) for sample in (
+                int(8000 * math.sin(step * (start + i))) for i in range(OPUS_FRAME)))
+            frame = av.AudioFrame(format="s16", layout="stereo", samples=OPUS_FRAME)
+            frame.planes[0].update(pcm)
+            frame.sample_rate = OPUS_RATE
+            frame.pts = start
+            _TONE.extend(bytes(packet) for packet in codec.encode(frame))
+        del _TONE[TONE_FRAMES:]
+    return _TONE
+
+
+def _tone_track() -> Any:
+    import fractions
+
+    import av
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+    packets = _tone_packets()
+
+    class ToneTrack(MediaStreamTrack):
+        """Pre-encoded packets every 20 ms: aiortc sends a track's packets as they
+        are (RTCRtpSender packs them), with no encoder of its own."""
+
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent = 0
+            self.began = 0.0
+
         async def recv(self) -> Any:
-            frame = await super().recv()
-            frame.planes[0].update(TONE)
-            return frame
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.sent == 0:
+                self.began = time.monotonic()
+            else:
+                await asyncio.sleep(self.began + self.sent * OPUS_FRAME / OPUS_RATE
+                                    - time.monotonic())
+            packet = av.Packet(packets[self.sent % len(packets)])
+            packet.pts = self.sent * OPUS_FRAME
+            packet.time_base = fractions.Fraction(1, OPUS_RATE)
+            self.sent += 1
+            return packet
 
     return ToneTrack()
