@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from probe.webrtc_stats import candidate_counts
+from probe.wire.sdp import candidate_counts
 
 log = logging.getLogger("collector.webrtc")
 

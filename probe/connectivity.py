@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from probe.net import ConnectFailure, ResolveError, resolve_host, tcp_connect
+from probe.dns.resolve import ResolveError, resolve_host
+from probe.net import ConnectFailure, tcp_connect
 
 # Used only when the run has neither a control nor a collector: anycast
 # resolvers of three operators, reached over TCP port 443 (Cloudflare, Google, Quad9).

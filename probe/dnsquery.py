@@ -19,6 +19,9 @@ import dns.rdatatype
 import dns.resolver
 
 from probe.failures import Failure, describe
+from probe.flow import Flow, Mismatch, exchange
+from probe.net import udp_socket
+from probe.record import Transport
 
 _RCODE_FAILURE = {
     dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN,
@@ -64,10 +67,6 @@ async def query_addresses(
     RFC 8489-style timer the other UDP checks use (0, 0.5, 1.5, 3.5 s...), and an
     answer to any transmission accepted: lossy links lose a datagram or two, and
     a lookup must not fail for that. Several system nameservers share the time."""
-    from probe.flow import Flow, Mismatch, exchange
-    from probe.net import udp_socket
-    from probe.record import Transport
-
     servers = [resolver] if resolver else system_nameservers()
     rdtype = dns.rdatatype.from_text(qtype)
     deadline = time.monotonic() + timeout

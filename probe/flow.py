@@ -1,9 +1,10 @@
 """A measured request/response flow to an endpoint over UDP, TCP or TLS: what
-the `stun`, `turn` and `sip` checks share.
+the `stun`, `turn` and `sip` checks share. Transport only: failures are raised
+as transport errors, and the checks turn them into observations.
 
 `open_flow` connects (connected UDP socket with ICMP errors enabled; TCP
-connect telling RST from timeout from ICMP; TLS handshake with SNI) and turns a
-failure into the same observation the `tcp` and `tls` checks would make.
+connect telling RST from timeout from ICMP; TLS handshake with SNI) and
+raises OSError (no local socket), ConnectFailure or HandshakeFailed.
 `exchange` runs one transaction: it (re)transmits on UDP with the RFC 8489
 §6.2.1 / RFC 3261 §17.1.2.2 timer (500 ms, doubling), records each attempt's
 round-trip time, and keeps every message that did not answer the request as
@@ -21,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from probe.checks.base import Context, Observation
-from probe.checks.common import ICMP_FAILURES, connect_failed, resolve
 from probe.failures import Failure, classify_error, describe
 from probe.net import (
     ConnectFailure,
@@ -32,7 +31,7 @@ from probe.net import (
     tcp_traffic,
     udp_socket,
 )
-from probe.record import Blocking, Transport
+from probe.record import Transport
 
 T = TypeVar("T")
 Framer = Callable[[bytes], int | None]
@@ -43,17 +42,6 @@ MAX_ANOMALIES = 5  # kept in evidence; more are only counted
 MIN_WAIT = 0.5  # seconds an answer is always given, however long the connect took
 _MAX_BUFFER = 128 * 1024
 
-_CERT_FAILURES = (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
-                  Failure.SSL_INVALID_CERTIFICATE)
-
-
-class FlowError(Exception):
-    """The flow could not be opened; `observation` says where and how."""
-
-    def __init__(self, observation: Observation) -> None:
-        super().__init__(str(observation.failure))
-        self.observation = observation
-
 
 class Closed(Exception):
     """The flow ended under us: an ICMP error, a reset, an EOF, a local refusal."""
@@ -63,6 +51,17 @@ class Closed(Exception):
         self.failure = failure
         self.detail = detail
         self.icmp = icmp
+
+
+class HandshakeFailed(Exception):
+    """The TLS handshake (or the stream set-up) failed after the TCP connect;
+    the socket is closed, its traffic counted. `evidence`: the flow's facts so far."""
+
+    def __init__(self, failure: Failure, detail: str, icmp: IcmpError | None, elapsed_ms: float,
+                 traffic: tuple[int, int], evidence: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.failure, self.detail, self.icmp = failure, detail, icmp
+        self.elapsed_ms, self.traffic, self.evidence = elapsed_ms, traffic, evidence
 
 
 class Mismatch(ValueError):
@@ -86,15 +85,6 @@ def answer_deadline(deadline: float, timeout: float) -> float:
     if shorter) from now: a slow connect or handshake must not leave a request
     no time to be answered."""
     return max(deadline, time.monotonic() + min(MIN_WAIT, timeout))
-
-
-def closed_blocking(transport: Transport, closed: Closed) -> Blocking | None:
-    """How a flow that ended under us looks as interference (None: not recognisable)."""
-    if closed.failure in ICMP_FAILURES:
-        return Blocking.ICMP_UNREACHABLE
-    if closed.failure is Failure.CONNECTION_RESET:
-        return Blocking.TLS_RESET if transport is Transport.TLS else Blocking.TCP_RESET
-    return None
 
 
 def _overhead(address: str) -> int:
@@ -198,33 +188,24 @@ class Flow:
         else:
             self.sock.close()
 
-    def finish(self, observation: Observation) -> Observation:
-        """Close the flow; the observation gets its traffic and the flow's evidence."""
-        self.close()
-        observation.bytes_sent, observation.bytes_received = self.traffic()
-        for key, value in self.evidence.items():
-            observation.evidence.setdefault(key, value)
-        return observation
 
 
-async def open_flow(address: str, port: int, transport: Transport, ctx: Context, *,
-                    sni: str, deadline: float, framer: Framer) -> Flow:
-    """Open a flow, or raise FlowError with the observation of what went wrong."""
+async def open_flow(address: str, port: int, transport: Transport,
+                    ssl_context: Callable[[], ssl.SSLContext], *, sni: str, deadline: float,
+                    framer: Framer) -> Flow:
+    """Open a flow. Raises OSError (UDP: no local socket, e.g. no route),
+    ConnectFailure (TCP connect) or HandshakeFailed (TLS handshake)."""
     base: dict[str, Any] = {"address": address, "transport": str(transport)}
     if transport is Transport.UDP:
-        try:
-            sock = udp_socket(address, port)
-        except OSError as exc:  # no route: a local matter, not interference
-            raise FlowError(Observation.failed(classify_error(exc), None, phase="connect",
-                                               error=describe(exc), **base)) from exc
-        flow = Flow(transport, address, port, sock, framer)
+        flow = Flow(transport, address, port, udp_socket(address, port), framer)
         flow.evidence.update(base)
         return flow
 
     try:
         sock, connect_ms = await tcp_connect(address, port, max(deadline - time.monotonic(), 0.1))
     except ConnectFailure as exc:
-        raise FlowError(connect_failed(exc, **base)) from exc
+        exc.evidence.update(base)
+        raise
     base["connect_ms"] = round(connect_ms, 3)
     if transport is Transport.TLS:
         base["sni"] = sni
@@ -233,14 +214,17 @@ async def open_flow(address: str, port: int, transport: Transport, ctx: Context,
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
-                sock=sock, ssl=ctx.ssl_context() if transport is Transport.TLS else None,
+                sock=sock, ssl=ssl_context() if transport is Transport.TLS else None,
                 server_hostname=sni if transport is Transport.TLS else None,
                 # our own deadline: asyncio reports its handshake timeout as an abort
                 ssl_handshake_timeout=remaining + 60 if transport is Transport.TLS else None),
             remaining)
     except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
-        observation = _handshake_failed(exc, sock, address, base, start)
-        raise FlowError(observation) from exc
+        icmp = read_icmp_error(sock, address)
+        traffic = tcp_traffic(sock)
+        sock.close()
+        raise HandshakeFailed(icmp.failure if icmp else classify_error(exc), describe(exc), icmp,
+                              (time.perf_counter() - start) * 1000, traffic, base) from exc
     flow = Flow(transport, address, port, sock, framer, (reader, writer))
     if transport is Transport.TLS:
         base["handshake_ms"] = round((time.perf_counter() - start) * 1000, 3)
@@ -249,45 +233,6 @@ async def open_flow(address: str, port: int, transport: Transport, ctx: Context,
             base["tls_version"] = ssl_object.version()
     flow.evidence.update(base)
     return flow
-
-
-async def open_endpoint(endpoint: Any, ctx: Context, framer: Framer) -> tuple[Flow, float]:
-    """Resolve the endpoint's host and open a flow to it over its transport:
-    (the flow, the check's deadline), or FlowError with the observation of the
-    step that failed."""
-    address, failed = await resolve(endpoint, ctx)
-    if failed:
-        raise FlowError(failed)
-    assert address is not None
-    deadline = time.monotonic() + ctx.timeout
-    flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,
-                           sni=endpoint.sni or endpoint.host, deadline=deadline, framer=framer)
-    return flow, deadline
-
-
-def _handshake_failed(exc: BaseException, sock: socket.socket, address: str,
-                      evidence: dict[str, Any], start: float) -> Observation:
-    icmp = read_icmp_error(sock, address)
-    traffic = tcp_traffic(sock)
-    sock.close()
-    failure = icmp.failure if icmp else classify_error(exc)
-    evidence.update(phase="handshake", error=describe(exc),
-                    handshake_ms=round((time.perf_counter() - start) * 1000, 3))
-    if icmp:
-        evidence["icmp"] = icmp.as_evidence()
-    if failure in _CERT_FAILURES:
-        blocking: Blocking | None = Blocking.TLS_INVALID_CERT
-    elif failure is Failure.CONNECTION_RESET:
-        blocking = Blocking.TLS_RESET
-    elif failure is Failure.GENERIC_TIMEOUT:
-        blocking = Blocking.TLS_TIMEOUT
-    elif failure in (Failure.EOF, Failure.SSL_FAILED_HANDSHAKE):
-        blocking = Blocking.TLS_FAILURE
-    else:
-        blocking = Blocking.ICMP_UNREACHABLE if failure in ICMP_FAILURES else None
-    observation = Observation.failed(failure, blocking, **evidence)
-    observation.bytes_sent, observation.bytes_received = traffic
-    return observation
 
 
 @dataclass
@@ -324,21 +269,6 @@ class Outcome(Generic[T]):
             out["anomaly_count"] = self.anomaly_count
         return out
 
-
-def unanswered(outcome: Outcome[Any], evidence: dict[str, Any], transport: Transport,
-               no_response: Blocking, forged: Blocking) -> Observation:
-    """The observation of a transaction that got no valid reply: the flow was
-    closed (RST, ICMP, ...), only forged or garbled answers came, or nothing."""
-    if outcome.closed is not None:
-        closed = outcome.closed
-        evidence.update(phase="request", error=closed.detail)
-        if closed.icmp:
-            evidence["icmp"] = closed.icmp.as_evidence()
-        return Observation.failed(closed.failure, closed_blocking(transport, closed), **evidence)
-    if outcome.anomaly_count:
-        failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
-        return Observation.failed(failure, forged, phase="response", **evidence)
-    return Observation.failed(Failure.GENERIC_TIMEOUT, no_response, phase="request", **evidence)
 
 
 Request = bytes | Callable[[int], bytes] | None

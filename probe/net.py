@@ -1,5 +1,5 @@
-"""Socket primitives shared by the checks: name resolution through the run's
-resolver, TCP connect that tells RST from timeout from ICMP, connected UDP.
+"""Socket primitives shared by the checks: TCP connect that tells RST from
+timeout from ICMP, connected UDP, traffic counts, kernel receive times.
 
 ICMP errors are read from the socket error queue (IP_RECVERR): the kernel maps
 both a TCP RST and an ICMP port-unreachable to ECONNREFUSED, and only the error
@@ -83,30 +83,6 @@ def _offender_address(data: bytes) -> str | None:
         if family == socket.AF_INET6 and len(data) >= 24:
             return socket.inet_ntop(socket.AF_INET6, data[8:24])
     return None
-
-
-class ResolveError(Exception):
-    def __init__(self, failure: Failure, detail: str) -> None:
-        super().__init__(detail)
-        self.failure = failure
-
-
-async def resolve_host(host: str, resolver: tuple[str, int] | None, timeout: float) -> str:
-    """The first address of `host` (an IP literal passes through unchanged)."""
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    from probe.dnsquery import DnsError, query_addresses
-
-    try:
-        answer = await query_addresses(host, "A", resolver, timeout)
-    except DnsError as exc:
-        raise ResolveError(exc.failure, str(exc)) from exc
-    if not answer.addresses:
-        raise ResolveError(Failure.DNS_NO_ANSWER, f"{host}: no A record")
-    return answer.addresses[0]
 
 
 @dataclass

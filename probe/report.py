@@ -1,36 +1,19 @@
 """The results table at the end of a run, and the per-service call-path summary
-("messages open, calls blocked" at a glance)."""
+("messages open, calls blocked" at a glance, probe.core.summary)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from probe.core.summary import summarise
+
 VERDICT_STYLE = {"open": "green", "blocked": "bold red", "throttled": "yellow",
                  "inconclusive": "dim"}
 ROLE_ORDER = {"messaging": 0, "call": 1}
-
-
-def role_verdict(verdicts: Iterable[str]) -> str:
-    """One word for a service's role: blocked if any endpoint is, then throttled,
-    then open if any endpoint works, else inconclusive."""
-    found = set(verdicts)
-    for verdict in ("blocked", "throttled", "open"):
-        if verdict in found:
-            return verdict
-    return "inconclusive"
-
-
-def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    by_role: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for record in records:
-        by_role[record["service"]][record["endpoint"]["role"]].append(record["verdict"])
-    return {service: {role: role_verdict(v) for role, v in roles.items()}
-            for service, roles in by_role.items()}
 
 
 def _target(endpoint: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Signalling for the `webrtc` check: the SDP offer goes to the collector's
 reference peer as one signed HTTP/1.1 POST (RFC 9112; headers of probe/auth.py).
 
-The connection is opened like every other check's (`probe.flow.open_flow`):
+The connection is opened like every other check's (`probe.checks.common.open_flow`):
 the name resolves through the run's resolver, and a reset, a timeout, an
 ICMP error or a bad certificate becomes the same observation the `tcp` and
 `tls` checks would make. HTTP itself is h11's (a dependency of httpx).
@@ -21,9 +21,9 @@ import h11
 import probe
 from probe.auth import sign_request
 from probe.checks.base import Context, Observation
-from probe.checks.common import resolve
+from probe.checks.common import FlowError, closed_blocking, open_flow, resolve
 from probe.failures import Failure, classify_error, describe
-from probe.flow import Closed, Flow, FlowError, closed_blocking, open_flow
+from probe.flow import Closed, Flow
 from probe.record import Transport
 
 MAX_RESPONSE = 256 * 1024

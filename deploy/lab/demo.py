@@ -28,8 +28,8 @@ from deploy.lab.accuracy import run_probe
 from deploy.lab.lab import ROOT, Lab
 from deploy.lab.scenario import Scenario
 from deploy.lab.shell import LabError, UsageError
+from probe.core.summary import summarise
 from probe.record import LinkType, Role
-from probe.report import summarise
 
 SEED = ROOT / "seeds" / "morocco-2016.yaml"
 LINKS = (LinkType.CELLULAR, LinkType.ADSL)

@@ -17,16 +17,9 @@ from typing import Any
 
 from probe import sipmsg
 from probe.checks.base import Context, Observation
+from probe.checks.common import FlowError, finish, open_endpoint, unanswered
 from probe.failures import scrub
-from probe.flow import (
-    FlowError,
-    Mismatch,
-    Outcome,
-    answer_deadline,
-    exchange,
-    open_endpoint,
-    unanswered,
-)
+from probe.flow import Mismatch, Outcome, answer_deadline, exchange
 from probe.record import Blocking, Transport
 
 NAME = "sip"
@@ -66,7 +59,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
             outcome = later
     finally:  # also when cancelled: never leave the socket open
         flow.close()
-    return flow.finish(observe(outcome, sent, provisional, flow.transport))
+    return finish(flow, observe(outcome, sent, provisional, flow.transport))
 
 
 class Sent:

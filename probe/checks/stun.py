@@ -17,16 +17,9 @@ from aioice.stun import Class, Message, Method
 
 from probe import stunmsg
 from probe.checks.base import Context, Observation
+from probe.checks.common import FlowError, finish, open_endpoint, unanswered
 from probe.failures import Failure, scrub
-from probe.flow import (
-    FlowError,
-    Mismatch,
-    Outcome,
-    answer_deadline,
-    exchange,
-    open_endpoint,
-    unanswered,
-)
+from probe.flow import Mismatch, Outcome, answer_deadline, exchange
 from probe.record import Blocking
 
 NAME = "stun"
@@ -53,7 +46,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
                                  answer_deadline(deadline, ctx.timeout))
     finally:  # also when cancelled: never leave the socket open
         flow.close()
-    return flow.finish(observe(outcome, flow.local, flow.address, flow.transport))
+    return finish(flow, observe(outcome, flow.local, flow.address, flow.transport))
 
 
 def match(data: bytes, ids: list[bytes]) -> tuple[Message, int]:

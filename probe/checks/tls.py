@@ -16,9 +16,8 @@ import time
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.checks.common import resolve
+from probe.checks.common import FlowError, finish, open_flow, resolve
 from probe.failures import Failure
-from probe.flow import FlowError, open_flow
 from probe.record import Blocking, Transport
 
 NAME = "tls"
@@ -57,9 +56,9 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
     after = await _listen(reader, post_wait) if post_wait > 0 else "not_checked"
     flow.evidence["after_handshake"] = after
     if after == "reset":
-        return flow.finish(Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET,
+        return finish(flow, Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET,
                                               phase="after_handshake"))
-    return flow.finish(Observation.ok())
+    return finish(flow, Observation.ok())
 
 
 async def _listen(reader: asyncio.StreamReader, seconds: float) -> str:

@@ -25,20 +25,11 @@ from aioice.turn import UDP_TRANSPORT
 
 from probe import stunmsg
 from probe.checks.base import Context, Observation
-from probe.checks.common import resolve
+from probe.checks.common import FlowError, closed_blocking, finish, open_flow, resolve
 from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
+from probe.dns.resolve import ResolveError, resolve_host
 from probe.failures import Failure, scrub
-from probe.flow import (
-    Flow,
-    FlowError,
-    Mismatch,
-    Outcome,
-    answer_deadline,
-    closed_blocking,
-    exchange,
-    open_flow,
-)
-from probe.net import ResolveError, resolve_host
+from probe.flow import Flow, Mismatch, Outcome, answer_deadline, exchange
 from probe.record import Blocking
 
 NAME = "turn"
@@ -92,7 +83,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     finally:
         flow.close()
     observation.evidence.update(session.evidence())
-    return flow.finish(observation)
+    return finish(flow, observation)
 
 
 @dataclass

@@ -34,14 +34,13 @@ from probe.failures import Failure, describe
 from probe.record import Blocking
 from probe.webrtc_signal import Reply, SignalError, post
 from probe.webrtc_stats import (
-    candidate_counts,
     echo_evidence,
     media_evidence,
     pair_evidence,
-    reachable_candidate,
     transport_traffic,
     usable_gathering,
 )
+from probe.wire.sdp import candidate_counts, reachable_candidate
 
 NAME = "webrtc"
 VERSION = "1"

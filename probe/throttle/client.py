@@ -54,7 +54,7 @@ class ReflectorClient:
 
     async def _target(self, path: str) -> tuple[str, dict[str, str], dict[str, Any]]:
         """The URL to send to (the host's address), the Host header and httpx extensions."""
-        from probe.net import ResolveError, resolve_host
+        from probe.dns.resolve import ResolveError, resolve_host
 
         host = self.parts.hostname or ""
         for attempt in range(2):  # a lossy link may lose both tries of one lookup

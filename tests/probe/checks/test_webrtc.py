@@ -26,12 +26,8 @@ from probe.checks.base import Context, ControlState, Status
 from probe.failures import Failure
 from probe.record import Blocking
 from probe.signing import ProbeKey
-from probe.webrtc_stats import (
-    candidate_counts,
-    echo_evidence,
-    media_evidence,
-    reachable_candidate,
-)
+from probe.webrtc_stats import echo_evidence, media_evidence
+from probe.wire.sdp import candidate_counts, reachable_candidate
 from tests.support.netns import CallLab, call_lab, ice_servers, require_lab
 from tests.support.tcp_servers import closed_port
 

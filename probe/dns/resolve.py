@@ -1,0 +1,30 @@
+"""Resolution of the names the checks need, through the run's resolver."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from probe.dnsquery import DnsError, query_addresses
+from probe.failures import Failure
+
+
+class ResolveError(Exception):
+    def __init__(self, failure: Failure, detail: str) -> None:
+        super().__init__(detail)
+        self.failure = failure
+
+
+async def resolve_host(host: str, resolver: tuple[str, int] | None, timeout: float) -> str:
+    """The first address of `host` (an IP literal passes through unchanged)."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        answer = await query_addresses(host, "A", resolver, timeout)
+    except DnsError as exc:
+        raise ResolveError(exc.failure, str(exc)) from exc
+    if not answer.addresses:
+        raise ResolveError(Failure.DNS_NO_ANSWER, f"{host}: no A record")
+    return answer.addresses[0]
