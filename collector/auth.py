@@ -3,7 +3,7 @@ that only probes may use (the test helper, the WebRTC reference peer, the
 throttling reflector).
 
 The probe signs `METHOD\\nPATH\\nUNIX_TIME\\nSHA256_HEX(BODY)` with its Ed25519
-key (`probe/auth.py`) and sends `X-Voipwatch-Key`, `X-Voipwatch-Time` and
+key (`probe/core/auth.py`) and sends `X-Voipwatch-Key`, `X-Voipwatch-Time` and
 `X-Voipwatch-Signature`. Usage in a router::
 
     from collector.auth import SignedProbe
@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from collector.errors import ApiError
 from collector.keys import ProbeRow
 from collector.services import Services, get_services
-from probe.auth import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, request_message
+from probe.core.auth import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, request_message
 
 
 def _unauthorised(code: str, detail: str) -> ApiError:
@@ -44,7 +44,7 @@ async def signed_probe(request: Request,
     signature = request.headers.get(HEADER_SIGNATURE)
     if not (key_id and stamp and signature):
         raise _unauthorised("unsigned_request", f"sign the request ({HEADER_KEY}, "
-                            f"{HEADER_TIME}, {HEADER_SIGNATURE}); see probe/auth.py")
+                            f"{HEADER_TIME}, {HEADER_SIGNATURE}); see probe/core/auth.py")
     try:
         moment = int(stamp)
     except ValueError:

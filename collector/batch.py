@@ -1,7 +1,7 @@
 """Strict parsing of an ingest body: a JSON array of signed records.
 
 Each element keeps its exact source text (stored verbatim, so it can be
-re-verified forever) and a parsed value ready for `collector.jcs`. The parse is
+re-verified forever) and a parsed value ready for `probe.core.canonical`. The parse is
 stricter than RFC 8259 requires, because a signature must mean one thing only:
 duplicate object keys, NaN/Infinity and integers beyond 2**53 refuse the whole
 body; so do invalid UTF-8, a top level that is not an array, and trailing data.
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from collector.jcs import MAX_SAFE_INTEGER, float_fragment
+from probe.core.canonical import MAX_SAFE_INTEGER, float_fragment
 
 _WHITESPACE = " \t\n\r"
 

@@ -27,11 +27,11 @@ from pydantic import ValidationError
 
 from collector.batch import Element
 from collector.geoip import Enrichment
-from collector.jcs import canonical_bytes
 from collector.keys import KeyStore, ProbeRow
 from collector.settings import Settings
 from collector.store import MeasurementStore
-from probe.record import Measurement, utcnow
+from probe.core.canonical import canonical_bytes
+from probe.core.record import Measurement, utcnow
 
 MAX_SERVICE = 64
 MAX_HOST = 255

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 
 from collector.db.engine import write_options
 from collector.db.schema import enrollment_tokens, probes
-from probe.record import utcnow
-from probe.signing import SignatureError, decode_public_key, key_id_of
+from probe.core.record import utcnow
+from probe.core.signing import SignatureError, decode_public_key, key_id_of
 
 TOKEN_PREFIX = "vwt_"
 

@@ -6,7 +6,7 @@ reflector opens a listener on that port for it, on the address the request
 came in on (or `reflector_address`), so a replay runs on the service's own
 port with no per-port configuration. Two sessions on one port share its
 listener: each packet carries a token made with its session's key
-(`probe/throttle/wire.py`), and the token says which session, flow and
+(`probe/wire/throttle.py`), and the token says which session, flow and
 sequence number it is; a source address once matched is tried first. Packets
 whose token matches no session are ignored, never echoed.
 
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.settings import Settings
-from probe.net import SO_TIMESTAMPNS, kernel_time
-from probe.throttle import wire
+from probe.net.sockets import SO_TIMESTAMPNS, kernel_time
+from probe.wire import throttle as wire
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from collector.db.engine import write_options
 from collector.db.schema import measurements, probes, rejections
-from probe.record import utcnow
+from probe.core.record import utcnow
 
 
 @dataclass(frozen=True)

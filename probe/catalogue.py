@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from probe.errors import UserError
-from probe.record import Role, Transport
+from probe.core.errors import UserError
+from probe.core.record import Role, Transport
 
 # Package data (configs/catalogue.yaml is a link to it, for reading): an installed
 # probe must find its catalogue without the checkout.
@@ -189,7 +189,7 @@ class ThrottleEndpoint(_UrlEndpoint):
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, value: str) -> str:
-        from probe.throttle.profiles import NAMES  # the traffic each service's calls make
+        from probe.wire.profiles import NAMES  # the traffic each service's calls make
 
         if value not in NAMES:
             raise ValueError(f"unknown profile {value!r} (known: {', '.join(NAMES)})")

@@ -20,7 +20,7 @@ def voipwatch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def probe_key():  # type: ignore[no-untyped-def]
-    from probe.signing import ProbeKey
+    from probe.core.signing import ProbeKey
 
     return ProbeKey.generate()
 

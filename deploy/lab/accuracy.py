@@ -22,7 +22,7 @@ from rich.console import Console
 from deploy.lab.lab import Lab
 from deploy.lab.scenario import Scenario
 from deploy.lab.shell import LabError
-from probe.record import LinkType
+from probe.core.record import LinkType
 
 PROBE_TIMEOUT = 180.0
 NAMED = ("blocked", "throttled")

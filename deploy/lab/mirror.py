@@ -16,7 +16,7 @@ machine. So, in the internet namespace only:
   every catalogue host, plain TCP to a listener that holds the connection.
 
 `throttle` endpoints need nothing: their placeholder URL stands for the run's
-collector (probe.checks.throttle.reflector_url), the lab's. `webrtc`
+collector (probe.checks.throttle.check.reflector_url), the lab's. `webrtc`
 endpoints are not mirrored (their offer URL is HTTPS to a real host).
 """
 

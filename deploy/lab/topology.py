@@ -41,7 +41,7 @@ from deploy.lab.shell import (
     require_tools,
     run,
 )
-from probe.record import LinkType
+from probe.core.record import LinkType
 
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,11}$")
 ROLES = ("router", "inet", *SHORT.values())

@@ -13,8 +13,8 @@ REGISTRY: dict[str, str] = {
     "stun": "probe.checks.stun",
     "turn": "probe.checks.turn",
     "sip": "probe.checks.sip",
-    "webrtc": "probe.checks.webrtc",
-    "throttle": "probe.checks.throttle",
+    "webrtc": "probe.checks.webrtc.check",
+    "throttle": "probe.checks.throttle.check",
 }
 
 # Checks that measure bandwidth run alone, after everything else.

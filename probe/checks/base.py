@@ -2,7 +2,7 @@
 
 Each check is a module in this package with `NAME`, `VERSION`,
 `DEFAULT_TIMEOUT` and `async def run(endpoint, ctx) -> Observation`. A check
-records what it saw; it never decides the verdict (see probe.classify).
+records what it saw; it never decides the verdict (see probe.verdict.classify).
 `run` raises only when it could not run at all; network failures are results.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
 
 
 class Status(StrEnum):

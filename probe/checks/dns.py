@@ -12,9 +12,9 @@ import ipaddress
 from typing import Any
 
 from probe.checks.base import Context, Observation, Status
-from probe.dnsquery import DnsError, query_addresses
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.dns.query import DnsError, query_addresses
 
 NAME = "dns"
 VERSION = "1"

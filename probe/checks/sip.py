@@ -15,12 +15,12 @@ import ipaddress
 import secrets
 from typing import Any
 
-from probe import sipmsg
 from probe.checks.base import Context, Observation
-from probe.checks.common import FlowError, finish, open_endpoint, unanswered
-from probe.failures import scrub
-from probe.flow import Mismatch, Outcome, answer_deadline, exchange
-from probe.record import Blocking, Transport
+from probe.checks.results import FlowError, finish, open_endpoint, unanswered
+from probe.core.failures import scrub
+from probe.core.record import Blocking, Transport
+from probe.net.flow import Mismatch, Outcome, answer_deadline, exchange
+from probe.wire import sip as sipmsg
 
 NAME = "sip"
 VERSION = "1"

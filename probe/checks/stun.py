@@ -15,12 +15,12 @@ from typing import Any
 
 from aioice.stun import Class, Message, Method
 
-from probe import stunmsg
 from probe.checks.base import Context, Observation
-from probe.checks.common import FlowError, finish, open_endpoint, unanswered
-from probe.failures import Failure, scrub
-from probe.flow import Mismatch, Outcome, answer_deadline, exchange
-from probe.record import Blocking
+from probe.checks.results import FlowError, finish, open_endpoint, unanswered
+from probe.core.failures import Failure, scrub
+from probe.core.record import Blocking
+from probe.net.flow import Mismatch, Outcome, answer_deadline, exchange
+from probe.wire import stun as stunmsg
 
 NAME = "stun"
 VERSION = "1"

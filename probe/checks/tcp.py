@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.checks.common import connect_failed, resolve
-from probe.net import ConnectFailure, tcp_connect, tcp_traffic
+from probe.checks.results import connect_failed, resolve
+from probe.net.sockets import ConnectFailure, tcp_connect, tcp_traffic
 
 NAME = "tcp"
 VERSION = "1"

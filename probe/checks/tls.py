@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.checks.common import FlowError, finish, open_flow, resolve
-from probe.failures import Failure
-from probe.record import Blocking, Transport
+from probe.checks.results import FlowError, finish, open_flow, resolve
+from probe.core.failures import Failure
+from probe.core.record import Blocking, Transport
 
 NAME = "tls"
 VERSION = "1"

@@ -23,14 +23,14 @@ from typing import Any
 from aioice.stun import Class, Message, Method
 from aioice.turn import UDP_TRANSPORT
 
-from probe import stunmsg
 from probe.checks.base import Context, Observation
-from probe.checks.common import FlowError, closed_blocking, finish, open_flow, resolve
+from probe.checks.results import FlowError, closed_blocking, finish, open_flow, resolve
 from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
+from probe.core.failures import Failure, scrub
+from probe.core.record import Blocking
 from probe.dns.resolve import ResolveError, resolve_host
-from probe.failures import Failure, scrub
-from probe.flow import Flow, Mismatch, Outcome, answer_deadline, exchange
-from probe.record import Blocking
+from probe.net.flow import Flow, Mismatch, Outcome, answer_deadline, exchange
+from probe.wire import stun as stunmsg
 
 NAME = "turn"
 VERSION = "1"

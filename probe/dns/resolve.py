@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from probe.dnsquery import DnsError, query_addresses
-from probe.failures import Failure
+from probe.core.failures import Failure
+from probe.dns.query import DnsError, query_addresses
 
 
 class ResolveError(Exception):

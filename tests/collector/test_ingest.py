@@ -11,8 +11,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.record import rfc3339, utcnow
-from probe.signing import ProbeKey
+from probe.core.record import rfc3339, utcnow
+from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record, register, unique_service
 from tests.collector.harness import Collector
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector.settings import DEFAULT_PORT, load_settings
-from probe.errors import UserError
+from probe.core.errors import UserError
 
 
 @pytest.fixture(autouse=True)

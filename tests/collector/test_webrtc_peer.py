@@ -25,9 +25,9 @@ import pytest
 from collector.app import create_app
 from collector.settings import Settings
 from collector.webrtc_peer import PeerPool
-from probe.auth import sign_request
 from probe.catalogue import IceServer
-from probe.signing import ProbeKey
+from probe.core.auth import sign_request
+from probe.core.signing import ProbeKey
 
 PATH = "/api/v1/webrtc/offer"
 LIFETIME = 1.5

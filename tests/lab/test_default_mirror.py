@@ -18,7 +18,7 @@ import pytest
 from deploy.lab import addresses, mirror
 from deploy.lab.shell import UsageError
 from probe.catalogue import load_catalogue
-from probe.record import LinkType
+from probe.core.record import LinkType
 from tests.lab.conftest import require_root
 
 CELL = LinkType.CELLULAR

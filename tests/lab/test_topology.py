@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deploy.lab.shell import namespaces, pid_alive, run
 from deploy.lab.topology import NETNS_ETC, Topology, reap_stale
-from probe.record import LinkType
+from probe.core.record import LinkType
 from tests.conftest import ROOT
 from tests.lab.conftest import require_root, session_prefix
 

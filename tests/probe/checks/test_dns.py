@@ -7,8 +7,8 @@ import pytest
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import dns as dns_check
 from probe.checks.base import Context, Observation, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
 from tests.support.dns_server import DROP, EMPTY, GARBAGE, NXDOMAIN, REFUSED, SERVFAIL, DnsServer
 
 ZONE = {

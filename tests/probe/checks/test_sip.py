@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from probe import sipmsg
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import sip as sip_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.wire import sip as sipmsg
 from tests.support import hostile
 from tests.support.tcp_servers import closed_port, tcp_server
 from tests.support.voip import SERVER_NAME, Servers, kamailio_server

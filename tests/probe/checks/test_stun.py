@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from probe import stunmsg
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import stun as stun_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.flow import retransmit_offsets
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.net.flow import retransmit_offsets
+from probe.wire import stun as stunmsg
 from tests.support import hostile
 from tests.support.tcp_servers import closed_port, full_backlog, tcp_server
 from tests.support.voip import SERVER_NAME, Servers, coturn_server

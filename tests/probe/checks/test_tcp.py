@@ -5,8 +5,8 @@ from __future__ import annotations
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import tcp as tcp_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
 from tests.support.dns_server import DnsServer
 from tests.support.tcp_servers import closed_port, full_backlog, tcp_server
 

@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from probe.catalogue import ENDPOINT_ADAPTER
-from probe.checks import throttle
 from probe.checks.base import Budget, Context, ControlState, Status
-from probe.failures import Failure
-from probe.signing import ProbeKey
-from probe.throttle import profiles
+from probe.checks.throttle import check as throttle
+from probe.core.failures import Failure
+from probe.core.signing import ProbeKey
+from probe.wire import profiles
 from tests.collector.harness import Collector
 from tests.conftest import probe_command
 

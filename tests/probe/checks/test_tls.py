@@ -9,8 +9,8 @@ import pytest
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import tls as tls_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
 from tests.support.pki import TestCA
 from tests.support.tcp_servers import closed_port, full_backlog, tcp_server
 

@@ -13,8 +13,8 @@ import pytest
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import turn as turn_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
 from tests.support import hostile
 from tests.support.tcp_servers import closed_port
 from tests.support.voip import (

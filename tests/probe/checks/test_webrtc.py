@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from probe.catalogue import ENDPOINT_ADAPTER
-from probe.checks import webrtc
 from probe.checks.base import Context, ControlState, Status
-from probe.failures import Failure
-from probe.record import Blocking
-from probe.signing import ProbeKey
-from probe.webrtc_stats import echo_evidence, media_evidence
+from probe.checks.webrtc import check as webrtc
+from probe.checks.webrtc.stats import echo_evidence, media_evidence
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.core.signing import ProbeKey
 from probe.wire.sdp import candidate_counts, reachable_candidate
 from tests.support.netns import CallLab, call_lab, ice_servers, require_lab
 from tests.support.tcp_servers import closed_port
@@ -200,7 +200,7 @@ async def test_without_a_key_the_check_does_not_run() -> None:
 
 
 def test_importing_the_check_does_not_import_aiortc() -> None:
-    code = ("import sys, probe.checks.webrtc, probe.runner; "
+    code = ("import sys, probe.checks.webrtc.check, probe.run.runner; "
             "print('aiortc' in sys.modules, 'av' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[3], check=True)

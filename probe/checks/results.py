@@ -1,0 +1,150 @@
+"""What the checks share: target resolution, opening a flow, and turning the
+transport's errors (probe.net.sockets, probe.net.flow) into observations, so every check
+names a reset, an ICMP error or a bad certificate alike."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from probe.checks.base import Context, Observation
+from probe.core.failures import Failure, classify_error, describe
+from probe.core.record import Blocking, Transport
+from probe.dns.resolve import ResolveError, resolve_host
+from probe.net.flow import Closed, Flow, Framer, HandshakeFailed, Outcome
+from probe.net.flow import open_flow as open_transport
+from probe.net.sockets import ConnectFailure
+
+ICMP_FAILURES = frozenset({
+    Failure.HOST_UNREACHABLE, Failure.NETWORK_UNREACHABLE,
+    Failure.PORT_UNREACHABLE, Failure.ADMIN_PROHIBITED,
+})
+
+_CERT_FAILURES = (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
+                  Failure.SSL_INVALID_CERTIFICATE)
+
+
+class FlowError(Exception):
+    """The flow could not be opened; `observation` says where and how."""
+
+    def __init__(self, observation: Observation) -> None:
+        super().__init__(str(observation.failure))
+        self.observation = observation
+
+
+def tcp_blocking(failure: Failure) -> Blocking | None:
+    """How a failed TCP connect looks as interference (None: not recognisable)."""
+    if failure is Failure.CONNECTION_RESET:
+        return Blocking.TCP_RESET
+    if failure is Failure.GENERIC_TIMEOUT:
+        return Blocking.TCP_TIMEOUT
+    if failure in ICMP_FAILURES:
+        return Blocking.ICMP_UNREACHABLE
+    return None
+
+
+def closed_blocking(transport: Transport, closed: Closed) -> Blocking | None:
+    """How a flow that ended under us looks as interference (None: not recognisable)."""
+    if closed.failure in ICMP_FAILURES:
+        return Blocking.ICMP_UNREACHABLE
+    if closed.failure is Failure.CONNECTION_RESET:
+        return Blocking.TLS_RESET if transport is Transport.TLS else Blocking.TCP_RESET
+    return None
+
+
+def connect_failed(exc: ConnectFailure, **evidence: Any) -> Observation:
+    evidence.update({"phase": "connect", "connect_ms": round(exc.elapsed_ms, 3),
+                     "error": exc.detail})
+    if exc.icmp:
+        evidence["icmp"] = exc.icmp.as_evidence()
+    return Observation.failed(exc.failure, tcp_blocking(exc.failure), **evidence)
+
+
+def handshake_failed(exc: HandshakeFailed) -> Observation:
+    evidence = dict(exc.evidence)
+    evidence.update(phase="handshake", error=exc.detail, handshake_ms=round(exc.elapsed_ms, 3))
+    if exc.icmp:
+        evidence["icmp"] = exc.icmp.as_evidence()
+    failure = exc.failure
+    if failure in _CERT_FAILURES:
+        blocking: Blocking | None = Blocking.TLS_INVALID_CERT
+    elif failure is Failure.CONNECTION_RESET:
+        blocking = Blocking.TLS_RESET
+    elif failure is Failure.GENERIC_TIMEOUT:
+        blocking = Blocking.TLS_TIMEOUT
+    elif failure in (Failure.EOF, Failure.SSL_FAILED_HANDSHAKE):
+        blocking = Blocking.TLS_FAILURE
+    else:
+        blocking = Blocking.ICMP_UNREACHABLE if failure in ICMP_FAILURES else None
+    observation = Observation.failed(failure, blocking, **evidence)
+    observation.bytes_sent, observation.bytes_received = exc.traffic
+    return observation
+
+
+async def resolve(endpoint: Any, ctx: Context) -> tuple[str | None, Observation | None]:
+    """(address, None), or (None, an observation saying why the name did not resolve).
+
+    A name that does not resolve is the `dns` check's finding; here it only
+    means this check could not be made, so no blocking method is claimed."""
+    start = time.perf_counter()
+    try:
+        return await resolve_host(endpoint.host, ctx.resolver, ctx.timeout), None
+    except ResolveError as exc:
+        elapsed = round((time.perf_counter() - start) * 1000, 3)
+        return None, Observation.failed(exc.failure, None, phase="resolve",
+                                        resolve_ms=elapsed, error=str(exc))
+
+
+async def open_flow(address: str, port: int, transport: Transport, ctx: Context, *,
+                    sni: str, deadline: float, framer: Framer) -> Flow:
+    """Open a flow, or raise FlowError with the observation of what went wrong."""
+    try:
+        return await open_transport(address, port, transport, ctx.ssl_context, sni=sni,
+                                    deadline=deadline, framer=framer)
+    except ConnectFailure as exc:
+        raise FlowError(connect_failed(exc, **exc.evidence)) from exc
+    except HandshakeFailed as exc:
+        raise FlowError(handshake_failed(exc)) from exc
+    except OSError as exc:  # no local UDP socket (no route): a local matter, not interference
+        raise FlowError(Observation.failed(classify_error(exc), None, phase="connect",
+                                           error=describe(exc), address=address,
+                                           transport=str(transport))) from exc
+
+
+async def open_endpoint(endpoint: Any, ctx: Context, framer: Framer) -> tuple[Flow, float]:
+    """Resolve the endpoint's host and open a flow to it over its transport:
+    (the flow, the check's deadline), or FlowError with the observation of the
+    step that failed."""
+    address, failed = await resolve(endpoint, ctx)
+    if failed:
+        raise FlowError(failed)
+    assert address is not None
+    deadline = time.monotonic() + ctx.timeout
+    flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,
+                           sni=endpoint.sni or endpoint.host, deadline=deadline, framer=framer)
+    return flow, deadline
+
+
+def finish(flow: Flow, observation: Observation) -> Observation:
+    """Close the flow; the observation gets its traffic and the flow's evidence."""
+    flow.close()
+    observation.bytes_sent, observation.bytes_received = flow.traffic()
+    for key, value in flow.evidence.items():
+        observation.evidence.setdefault(key, value)
+    return observation
+
+
+def unanswered(outcome: Outcome[Any], evidence: dict[str, Any], transport: Transport,
+               no_response: Blocking, forged: Blocking) -> Observation:
+    """The observation of a transaction that got no valid reply: the flow was
+    closed (RST, ICMP, ...), only forged or garbled answers came, or nothing."""
+    if outcome.closed is not None:
+        closed = outcome.closed
+        evidence.update(phase="request", error=closed.detail)
+        if closed.icmp:
+            evidence["icmp"] = closed.icmp.as_evidence()
+        return Observation.failed(closed.failure, closed_blocking(transport, closed), **evidence)
+    if outcome.anomaly_count:
+        failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
+        return Observation.failed(failure, forged, phase="response", **evidence)
+    return Observation.failed(Failure.GENERIC_TIMEOUT, no_response, phase="request", **evidence)

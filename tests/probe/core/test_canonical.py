@@ -1,0 +1,63 @@
+"""The fast RFC 8785 path (probe.core.canonical + collector.batch) gives exactly the
+bytes of the reference implementation, for any JSON value."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.batch import parse_batch
+from probe.core.canonical import canonical_bytes, es_number
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(), json_values, max_size=8))
+def test_fast_path_equals_reference(record: dict) -> None:  # type: ignore[type-arg]
+    text = json.dumps(record, ensure_ascii=False)
+    (element,) = parse_batch(f"[{text}]".encode())
+    reference = rfc8785.dumps({k: v for k, v in record.items() if k != "signature"})
+    if element.fast:
+        assert canonical_bytes(element.value) == reference
+    else:  # non-ASCII keys: the ingest takes the reference path instead
+        assert not "".join(_keys(record)).isascii()
+
+
+def _keys(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return list(value) + [k for v in value.values() for k in _keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _keys(v)]
+    return []
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(0, 2**64 - 1))
+def test_every_double_formats_as_ecmascript(bits: int) -> None:
+    value = struct.unpack("<d", struct.pack("<Q", bits))[0]
+    if math.isfinite(value):
+        assert es_number(value) == rfc8785.dumps(value).decode()
+
+
+def test_number_forms() -> None:
+    assert es_number(-0.0) == "0"
+    cases = {0.0: "0", 100.0: "100", 1e21: "1e+21", 1e20: "100000000000000000000",
+             1e-7: "1e-7", 1e-6: "0.000001", 12.5: "12.5", -3.25e-10: "-3.25e-10",
+             5e-324: "5e-324", 1.7976931348623157e308: "1.7976931348623157e+308"}
+    for value, text in cases.items():
+        assert es_number(value) == text
+
+
+def test_literal_forms_do_not_matter() -> None:
+    (a,) = parse_batch(b'[{"b":1.50,"a":[1E2,-0.0,0.1e1]}]')
+    assert canonical_bytes(a.value) == b'{"a":[100,0,1],"b":1.5}'
