@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from probe.core.canonical import MAX_SAFE_INTEGER, float_fragment
+from probe.core.errors import MalformedMessage
 
 _WHITESPACE = " \t\n\r"
 
 
-class MalformedBody(ValueError):
+class MalformedBody(MalformedMessage):
     """The body is not a strict JSON array; the message says where."""
 
 
@@ -105,7 +106,7 @@ def parse_batch(body: bytes, max_items: int | None = None) -> list[Element]:
     return elements
 
 
-class TooManyItems(ValueError):
+class TooManyItems(MalformedMessage):
     def __init__(self, limit: int) -> None:
         super().__init__(f"more than {limit} records in one batch")
         self.limit = limit

@@ -31,6 +31,7 @@ from collector.keys import KeyStore, ProbeRow
 from collector.settings import Settings
 from collector.store import MeasurementStore
 from probe.core.canonical import canonical_bytes
+from probe.core.errors import VoipwatchError
 from probe.core.record import Measurement, utcnow
 
 MAX_SERVICE = 64
@@ -71,7 +72,7 @@ class Outcome:
         return out
 
 
-class Rejected(Exception):
+class Rejected(VoipwatchError):
     def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(detail or reason)
         self.reason = reason

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.settings import Settings
+from probe.core.errors import VoipwatchError
 from probe.net.sockets import SO_TIMESTAMPNS, kernel_time
 from probe.wire import throttle as wire
 
@@ -51,7 +52,7 @@ READ_BATCH = 256  # datagrams per wake-up, so one busy port cannot starve the lo
 RFC4571_HEADER = 2
 
 
-class ReflectorError(Exception):
+class ReflectorError(VoipwatchError):
     """A request the reflector refuses: HTTP status, stable code, one sentence."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:

@@ -24,11 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.core.errors import MalformedMessage, VoipwatchError
 from probe.wire.sdp import candidate_counts
 
 log = logging.getLogger("collector.webrtc")
 
-class PeerFull(Exception):
+class PeerFull(VoipwatchError):
     """Every session slot is taken; `retry_after` seconds until the oldest ends."""
 
     def __init__(self, retry_after: float) -> None:
@@ -36,7 +37,7 @@ class PeerFull(Exception):
         self.retry_after = retry_after
 
 
-class BadOffer(ValueError):
+class BadOffer(MalformedMessage):
     """The offer is not an SDP offer aiortc can answer; the message says why."""
 
 

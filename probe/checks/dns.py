@@ -12,9 +12,10 @@ import ipaddress
 from typing import Any
 
 from probe.checks.base import Context, Observation, Status
+from probe.core.errors import DnsError
 from probe.core.failures import Failure
 from probe.core.record import Blocking
-from probe.dns.query import DnsError, query_addresses
+from probe.dns.query import query_addresses
 
 NAME = "dns"
 VERSION = "1"

@@ -8,28 +8,15 @@ import time
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.core.failures import Failure, classify_error, describe
+from probe.core.errors import ConnectFailed, FlowClosed, HandshakeFailed, ResolveError, StepFailed
+from probe.core.failures import ICMP_FAILURES, Failure, classify_error, describe
 from probe.core.record import Blocking, Transport
-from probe.dns.resolve import ResolveError, resolve_host
-from probe.net.flow import Closed, Flow, Framer, HandshakeFailed, Outcome
+from probe.dns.resolve import resolve_host
+from probe.net.flow import Flow, Framer, Outcome
 from probe.net.flow import open_flow as open_transport
-from probe.net.sockets import ConnectFailure
-
-ICMP_FAILURES = frozenset({
-    Failure.HOST_UNREACHABLE, Failure.NETWORK_UNREACHABLE,
-    Failure.PORT_UNREACHABLE, Failure.ADMIN_PROHIBITED,
-})
 
 _CERT_FAILURES = (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
                   Failure.SSL_INVALID_CERTIFICATE)
-
-
-class FlowError(Exception):
-    """The flow could not be opened; `observation` says where and how."""
-
-    def __init__(self, observation: Observation) -> None:
-        super().__init__(str(observation.failure))
-        self.observation = observation
 
 
 def tcp_blocking(failure: Failure) -> Blocking | None:
@@ -43,7 +30,7 @@ def tcp_blocking(failure: Failure) -> Blocking | None:
     return None
 
 
-def closed_blocking(transport: Transport, closed: Closed) -> Blocking | None:
+def closed_blocking(transport: Transport, closed: FlowClosed) -> Blocking | None:
     """How a flow that ended under us looks as interference (None: not recognisable)."""
     if closed.failure in ICMP_FAILURES:
         return Blocking.ICMP_UNREACHABLE
@@ -52,7 +39,7 @@ def closed_blocking(transport: Transport, closed: Closed) -> Blocking | None:
     return None
 
 
-def connect_failed(exc: ConnectFailure, **evidence: Any) -> Observation:
+def connect_failed(exc: ConnectFailed, **evidence: Any) -> Observation:
     evidence.update({"phase": "connect", "connect_ms": round(exc.elapsed_ms, 3),
                      "error": exc.detail})
     if exc.icmp:
@@ -97,27 +84,27 @@ async def resolve(endpoint: Any, ctx: Context) -> tuple[str | None, Observation 
 
 async def open_flow(address: str, port: int, transport: Transport, ctx: Context, *,
                     sni: str, deadline: float, framer: Framer) -> Flow:
-    """Open a flow, or raise FlowError with the observation of what went wrong."""
+    """Open a flow, or raise StepFailed with the observation of what went wrong."""
     try:
         return await open_transport(address, port, transport, ctx.ssl_context, sni=sni,
                                     deadline=deadline, framer=framer)
-    except ConnectFailure as exc:
-        raise FlowError(connect_failed(exc, **exc.evidence)) from exc
+    except ConnectFailed as exc:
+        raise StepFailed(connect_failed(exc, **exc.evidence)) from exc
     except HandshakeFailed as exc:
-        raise FlowError(handshake_failed(exc)) from exc
+        raise StepFailed(handshake_failed(exc)) from exc
     except OSError as exc:  # no local UDP socket (no route): a local matter, not interference
-        raise FlowError(Observation.failed(classify_error(exc), None, phase="connect",
+        raise StepFailed(Observation.failed(classify_error(exc), None, phase="connect",
                                            error=describe(exc), address=address,
                                            transport=str(transport))) from exc
 
 
 async def open_endpoint(endpoint: Any, ctx: Context, framer: Framer) -> tuple[Flow, float]:
     """Resolve the endpoint's host and open a flow to it over its transport:
-    (the flow, the check's deadline), or FlowError with the observation of the
+    (the flow, the check's deadline), or StepFailed with the observation of the
     step that failed."""
     address, failed = await resolve(endpoint, ctx)
     if failed:
-        raise FlowError(failed)
+        raise StepFailed(failed)
     assert address is not None
     deadline = time.monotonic() + ctx.timeout
     flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,

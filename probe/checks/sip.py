@@ -16,10 +16,11 @@ import secrets
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.checks.results import FlowError, finish, open_endpoint, unanswered
+from probe.checks.results import finish, open_endpoint, unanswered
+from probe.core.errors import Mismatch, StepFailed
 from probe.core.failures import scrub
 from probe.core.record import Blocking, Transport
-from probe.net.flow import Mismatch, Outcome, answer_deadline, exchange
+from probe.net.flow import Outcome, answer_deadline, exchange
 from probe.wire import sip as sipmsg
 
 NAME = "sip"
@@ -40,7 +41,7 @@ def request_uri(endpoint: Any) -> str:
 async def run(endpoint: Any, ctx: Context) -> Observation:
     try:
         flow, deadline = await open_endpoint(endpoint, ctx, sipmsg.frame_length)
-    except FlowError as exc:
+    except StepFailed as exc:
         return exc.observation
     sent = Sent(str(endpoint.transport), flow.local)
     request = sent.request(request_uri(endpoint))

@@ -16,10 +16,11 @@ from typing import Any
 from aioice.stun import Class, Message, Method
 
 from probe.checks.base import Context, Observation
-from probe.checks.results import FlowError, finish, open_endpoint, unanswered
+from probe.checks.results import finish, open_endpoint, unanswered
+from probe.core.errors import BadCookie, Mismatch, StepFailed
 from probe.core.failures import Failure, scrub
 from probe.core.record import Blocking
-from probe.net.flow import Mismatch, Outcome, answer_deadline, exchange
+from probe.net.flow import Outcome, answer_deadline, exchange
 from probe.wire import stun as stunmsg
 
 NAME = "stun"
@@ -32,7 +33,7 @@ Address = tuple[str, int]
 async def run(endpoint: Any, ctx: Context) -> Observation:
     try:
         flow, deadline = await open_endpoint(endpoint, ctx, stunmsg.frame_length)
-    except FlowError as exc:
+    except StepFailed as exc:
         return exc.observation
     ids: list[bytes] = []
 
@@ -53,7 +54,7 @@ def match(data: bytes, ids: list[bytes]) -> tuple[Message, int]:
     """The message if it answers one of our requests; Mismatch or ValueError if not."""
     try:
         message = stunmsg.parse(data)
-    except stunmsg.BadCookie as exc:
+    except BadCookie as exc:
         raise Mismatch(str(exc)) from exc
     if message.transaction_id not in ids:
         raise Mismatch(f"STUN {message.message_class.name.lower()} with a transaction id "

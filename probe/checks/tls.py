@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.checks.results import FlowError, finish, open_flow, resolve
+from probe.checks.results import finish, open_flow, resolve
+from probe.core.errors import StepFailed
 from probe.core.failures import Failure
 from probe.core.record import Blocking, Transport
 
@@ -39,7 +40,7 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
     try:
         flow = await open_flow(address, port, Transport.TLS, ctx, sni=sni, deadline=deadline,
                                framer=len)
-    except FlowError as exc:
+    except StepFailed as exc:
         observation = exc.observation
         if observation.blocking is Blocking.TLS_INVALID_CERT:
             remaining = max(deadline - time.monotonic(), 1.0)

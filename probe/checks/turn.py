@@ -24,12 +24,13 @@ from aioice.stun import Class, Message, Method
 from aioice.turn import UDP_TRANSPORT
 
 from probe.checks.base import Context, Observation
-from probe.checks.results import FlowError, closed_blocking, finish, open_flow, resolve
+from probe.checks.results import closed_blocking, finish, open_flow, resolve
 from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
+from probe.core.errors import BadCookie, Mismatch, ResolveError, StepFailed
 from probe.core.failures import Failure, scrub
 from probe.core.record import Blocking
-from probe.dns.resolve import ResolveError, resolve_host
-from probe.net.flow import Flow, Mismatch, Outcome, answer_deadline, exchange
+from probe.dns.resolve import resolve_host
+from probe.net.flow import Flow, Outcome, answer_deadline, exchange
 from probe.wire import stun as stunmsg
 
 NAME = "turn"
@@ -38,12 +39,6 @@ DEFAULT_TIMEOUT = 5.0
 REFRESH_GRACE = 1.0  # seconds allowed to free the allocation once the deadline has passed
 
 Address = tuple[str, int]
-
-
-class StepFailed(Exception):
-    def __init__(self, observation: Observation) -> None:
-        super().__init__(str(observation.failure))
-        self.observation = observation
 
 
 def parse_peer(text: str) -> Address:
@@ -71,7 +66,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
         flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,
                                sni=endpoint.sni or endpoint.host, deadline=deadline,
                                framer=functools.partial(stunmsg.frame_length, channels=channels))
-    except FlowError as exc:
+    except StepFailed as exc:
         return exc.observation
     session = Session(flow, ctx.timeout, deadline, channels)
     try:
@@ -285,7 +280,7 @@ class Session:
             return None
         try:
             return stunmsg.parse(data)
-        except stunmsg.BadCookie as exc:
+        except BadCookie as exc:
             raise Mismatch(str(exc)) from exc
 
     def _not_ours(self, message: Message) -> None:

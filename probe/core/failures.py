@@ -12,7 +12,9 @@ import errno
 import ipaddress
 import re
 import ssl
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Failure(StrEnum):
@@ -63,6 +65,40 @@ _ERRNO = {
     errno.EPERM: Failure.PERMISSION_DENIED,
     errno.EACCES: Failure.PERMISSION_DENIED,
 }
+
+# ICMP destination-unreachable codes (RFC 792, RFC 1812 §5.2.7.1; RFC 4443 §3.1)
+_ICMP4_FAILURE = {0: Failure.NETWORK_UNREACHABLE, 1: Failure.HOST_UNREACHABLE,
+                  3: Failure.PORT_UNREACHABLE, 9: Failure.ADMIN_PROHIBITED,
+                  10: Failure.ADMIN_PROHIBITED, 13: Failure.ADMIN_PROHIBITED}
+_ICMP6_FAILURE = {0: Failure.NETWORK_UNREACHABLE, 1: Failure.ADMIN_PROHIBITED,
+                  3: Failure.HOST_UNREACHABLE, 4: Failure.PORT_UNREACHABLE,
+                  5: Failure.ADMIN_PROHIBITED, 6: Failure.ADMIN_PROHIBITED}
+
+# What an ICMP error says, whatever its code: the destination cannot be reached
+ICMP_FAILURES = frozenset({
+    Failure.HOST_UNREACHABLE, Failure.NETWORK_UNREACHABLE,
+    Failure.PORT_UNREACHABLE, Failure.ADMIN_PROHIBITED,
+})
+
+
+@dataclass
+class IcmpReport:
+    """An ICMP error that came back for a flow (read from the socket's error queue)."""
+
+    type: int
+    code: int
+    failure: Failure
+    from_target: bool  # sent by the target itself, or by a router on the way
+
+    def as_evidence(self) -> dict[str, Any]:
+        # the sender's address is not recorded: it may identify the volunteer's network
+        return {"type": self.type, "code": self.code, "from_target": self.from_target}
+
+
+def icmp_failure(code: int, ipv6: bool) -> Failure:
+    """The failure an ICMP (or ICMPv6) destination-unreachable code means."""
+    return (_ICMP6_FAILURE if ipv6 else _ICMP4_FAILURE).get(code, Failure.HOST_UNREACHABLE)
+
 
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])")

@@ -21,15 +21,7 @@ import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from probe.core.errors import UserError
-
-
-class SignatureError(Exception):
-    """A record whose signature does not verify; `reason` is a short closed-set string."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+from probe.core.errors import SignatureError, UserError
 
 
 def key_id_of(public_raw: bytes) -> str:

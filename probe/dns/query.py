@@ -18,9 +18,10 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from probe.core.errors import DnsError, Mismatch
 from probe.core.failures import Failure, describe
 from probe.core.record import Transport
-from probe.net.flow import Flow, Mismatch, exchange
+from probe.net.flow import Flow, exchange
 from probe.net.sockets import udp_socket
 
 _RCODE_FAILURE = {
@@ -28,13 +29,6 @@ _RCODE_FAILURE = {
     dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL,
     dns.rcode.REFUSED: Failure.DNS_REFUSED,
 }
-
-
-class DnsError(Exception):
-    def __init__(self, failure: Failure, detail: str, answer: DnsAnswer | None = None) -> None:
-        super().__init__(detail)
-        self.failure = failure
-        self.answer = answer
 
 
 @dataclass

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from probe.core.errors import DnsError, ResolveError
 from probe.core.failures import Failure
-from probe.dns.query import DnsError, query_addresses
-
-
-class ResolveError(Exception):
-    def __init__(self, failure: Failure, detail: str) -> None:
-        super().__init__(detail)
-        self.failure = failure
+from probe.dns.query import query_addresses
 
 
 async def resolve_host(host: str, resolver: tuple[str, int] | None, timeout: float) -> str:

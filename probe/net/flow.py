@@ -4,7 +4,7 @@ as transport errors, and the checks turn them into observations.
 
 `open_flow` connects (connected UDP socket with ICMP errors enabled; TCP
 connect telling RST from timeout from ICMP; TLS handshake with SNI) and
-raises OSError (no local socket), ConnectFailure or HandshakeFailed.
+raises OSError (no local socket), ConnectFailed or HandshakeFailed.
 `exchange` runs one transaction: it (re)transmits on UDP with the RFC 8489
 §6.2.1 / RFC 3261 §17.1.2.2 timer (500 ms, doubling), records each attempt's
 round-trip time, and keeps every message that did not answer the request as
@@ -22,11 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from probe.core.errors import ConnectFailed, FlowClosed, HandshakeFailed, Mismatch
 from probe.core.failures import Failure, classify_error, describe
 from probe.core.record import Transport
 from probe.net.sockets import (
-    ConnectFailure,
-    IcmpError,
     read_icmp_error,
     tcp_connect,
     tcp_traffic,
@@ -41,32 +40,6 @@ MAX_SENDS = 7  # RFC 8489 §6.2.1 Rc
 MAX_ANOMALIES = 5  # kept in evidence; more are only counted
 MIN_WAIT = 0.5  # seconds an answer is always given, however long the connect took
 _MAX_BUFFER = 128 * 1024
-
-
-class Closed(Exception):
-    """The flow ended under us: an ICMP error, a reset, an EOF, a local refusal."""
-
-    def __init__(self, failure: Failure, detail: str, icmp: IcmpError | None = None) -> None:
-        super().__init__(detail)
-        self.failure = failure
-        self.detail = detail
-        self.icmp = icmp
-
-
-class HandshakeFailed(Exception):
-    """The TLS handshake (or the stream set-up) failed after the TCP connect;
-    the socket is closed, its traffic counted. `evidence`: the flow's facts so far."""
-
-    def __init__(self, failure: Failure, detail: str, icmp: IcmpError | None, elapsed_ms: float,
-                 traffic: tuple[int, int], evidence: dict[str, Any]) -> None:
-        super().__init__(detail)
-        self.failure, self.detail, self.icmp = failure, detail, icmp
-        self.elapsed_ms, self.traffic, self.evidence = elapsed_ms, traffic, evidence
-
-
-class Mismatch(ValueError):
-    """A well-formed message that does not answer our request (RFC 8489 §6.3 and
-    RFC 3261 §17.1.3 discard it); recorded, since a real server does not send it."""
 
 
 def retransmit_offsets(timeout: float, rto: float = RTO, limit: int = MAX_SENDS) -> list[float]:
@@ -126,10 +99,10 @@ class Flow:
             writer.write(data)
             await writer.drain()
         except (OSError, ssl.SSLError) as exc:
-            raise Closed(classify_error(exc), describe(exc)) from exc
+            raise FlowClosed(classify_error(exc), describe(exc)) from exc
 
     async def receive(self, timeout: float) -> bytes:
-        """The next message; TimeoutError when none comes in time, Closed when the
+        """The next message; TimeoutError when none comes in time, FlowClosed when the
         flow ends, ValueError when a byte stream cannot be framed (garbage)."""
         if self.streams is None:
             try:
@@ -156,21 +129,21 @@ class Flow:
             except TimeoutError:
                 raise
             except (OSError, ssl.SSLError) as exc:
-                raise Closed(classify_error(exc), describe(exc)) from exc
+                raise FlowClosed(classify_error(exc), describe(exc)) from exc
             if not chunk:
                 if self.buffer:
                     raise ValueError(f"the connection closed {len(self.buffer)} bytes into "
                                      "a message: truncated")
-                raise Closed(Failure.EOF, "the server closed the connection")
+                raise FlowClosed(Failure.EOF, "the server closed the connection")
             self.buffer += chunk
 
-    def _udp_error(self, exc: OSError) -> Closed:
+    def _udp_error(self, exc: OSError) -> FlowClosed:
         icmp = read_icmp_error(self.sock, self.address)
         if icmp is not None:
-            return Closed(icmp.failure, describe(exc), icmp)
+            return FlowClosed(icmp.failure, describe(exc), icmp)
         if isinstance(exc, ConnectionRefusedError):  # the kernel saw a port unreachable
-            return Closed(Failure.PORT_UNREACHABLE, describe(exc))
-        return Closed(classify_error(exc), describe(exc))
+            return FlowClosed(Failure.PORT_UNREACHABLE, describe(exc))
+        return FlowClosed(classify_error(exc), describe(exc))
 
     def traffic(self) -> tuple[int, int]:
         if self._final is not None:
@@ -194,7 +167,7 @@ async def open_flow(address: str, port: int, transport: Transport,
                     ssl_context: Callable[[], ssl.SSLContext], *, sni: str, deadline: float,
                     framer: Framer) -> Flow:
     """Open a flow. Raises OSError (UDP: no local socket, e.g. no route),
-    ConnectFailure (TCP connect) or HandshakeFailed (TLS handshake)."""
+    ConnectFailed (TCP connect) or HandshakeFailed (TLS handshake)."""
     base: dict[str, Any] = {"address": address, "transport": str(transport)}
     if transport is Transport.UDP:
         flow = Flow(transport, address, port, udp_socket(address, port), framer)
@@ -203,7 +176,7 @@ async def open_flow(address: str, port: int, transport: Transport,
 
     try:
         sock, connect_ms = await tcp_connect(address, port, max(deadline - time.monotonic(), 0.1))
-    except ConnectFailure as exc:
+    except ConnectFailed as exc:
         exc.evidence.update(base)
         raise
     base["connect_ms"] = round(connect_ms, 3)
@@ -245,7 +218,7 @@ class Outcome(Generic[T]):
     attempts: list[dict[str, float]] = field(default_factory=list)
     anomalies: list[dict[str, str]] = field(default_factory=list)
     anomaly_count: int = 0
-    closed: Closed | None = None
+    closed: FlowClosed | None = None
     elapsed_ms: float = 0.0
 
     def note(self, kind: str, exc: BaseException) -> None:
@@ -340,7 +313,7 @@ async def exchange(flow: Flow, request: Request, match: Match[T], deadline: floa
                     index = len(sent_at) - 1
                 outcome.attempts[index]["rtt_ms"] = round((received - sent_at[index]) * 1000, 3)
             break
-    except Closed as exc:
+    except FlowClosed as exc:
         outcome.ended, outcome.closed = "closed", exc
     outcome.elapsed_ms = round((time.monotonic() - start) * 1000, 3)
     return outcome

@@ -13,36 +13,15 @@ import ipaddress
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
-from probe.core.failures import Failure, classify_error, describe
+from probe.core.errors import ConnectFailed
+from probe.core.failures import Failure, IcmpReport, classify_error, describe, icmp_failure
 
 IP_RECVERR = 11  # linux/in.h; Python's socket module lacks the constant
 IPV6_RECVERR = 25
 SO_EE_ORIGIN_ICMP = 2
 SO_EE_ORIGIN_ICMP6 = 3
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; 35 when Python lacks the name
-
-_ICMP4_FAILURE = {0: Failure.NETWORK_UNREACHABLE, 1: Failure.HOST_UNREACHABLE,
-                  3: Failure.PORT_UNREACHABLE, 9: Failure.ADMIN_PROHIBITED,
-                  10: Failure.ADMIN_PROHIBITED, 13: Failure.ADMIN_PROHIBITED}
-_ICMP6_FAILURE = {0: Failure.NETWORK_UNREACHABLE, 1: Failure.ADMIN_PROHIBITED,
-                  3: Failure.HOST_UNREACHABLE, 4: Failure.PORT_UNREACHABLE,
-                  5: Failure.ADMIN_PROHIBITED, 6: Failure.ADMIN_PROHIBITED}
-
-
-@dataclass
-class IcmpError:
-    type: int
-    code: int
-    failure: Failure
-    from_target: bool  # sent by the target itself, or by a router on the way
-
-    def as_evidence(self) -> dict[str, Any]:
-        # the sender's address is not recorded: it may identify the volunteer's network
-        return {"type": self.type, "code": self.code, "from_target": self.from_target}
-
 
 def enable_recverr(sock: socket.socket) -> None:
     if sock.family == socket.AF_INET6:
@@ -51,7 +30,7 @@ def enable_recverr(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
 
 
-def read_icmp_error(sock: socket.socket, target: str) -> IcmpError | None:
+def read_icmp_error(sock: socket.socket, target: str) -> IcmpReport | None:
     """Pop one ICMP error from the socket's error queue, if there is one."""
     try:
         _, ancdata, _, _ = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
@@ -65,13 +44,10 @@ def read_icmp_error(sock: socket.socket, target: str) -> IcmpError | None:
             "=IBBBBII", data[:16]
         )
         offender = _offender_address(data[16:])
-        if origin == SO_EE_ORIGIN_ICMP:
-            failure = _ICMP4_FAILURE.get(icmp_code, Failure.HOST_UNREACHABLE)
-        elif origin == SO_EE_ORIGIN_ICMP6:
-            failure = _ICMP6_FAILURE.get(icmp_code, Failure.HOST_UNREACHABLE)
-        else:
+        if origin not in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
             continue
-        return IcmpError(icmp_type, icmp_code, failure, offender == target)
+        failure = icmp_failure(icmp_code, ipv6=origin == SO_EE_ORIGIN_ICMP6)
+        return IcmpReport(icmp_type, icmp_code, failure, offender == target)
     return None
 
 
@@ -85,24 +61,12 @@ def _offender_address(data: bytes) -> str | None:
     return None
 
 
-@dataclass
-class ConnectFailure(Exception):
-    failure: Failure
-    elapsed_ms: float
-    detail: str
-    icmp: IcmpError | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.failure}: {self.detail}"
-
-
 def _family(ip: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
 
 
 async def tcp_connect(ip: str, port: int, timeout: float) -> tuple[socket.socket, float]:
-    """Connect and return (socket, connect time in ms), or raise ConnectFailure."""
+    """Connect and return (socket, connect time in ms), or raise ConnectFailed."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(_family(ip), socket.SOCK_STREAM)
     sock.setblocking(False)
@@ -117,7 +81,7 @@ async def tcp_connect(ip: str, port: int, timeout: float) -> tuple[socket.socket
         failure = icmp.failure if icmp else classify_error(exc)
         if failure is Failure.CONNECTION_REFUSED:
             failure = Failure.CONNECTION_RESET  # a RST answering our SYN
-        raise ConnectFailure(failure, elapsed, describe(exc), icmp) from exc
+        raise ConnectFailed(failure, elapsed, describe(exc), icmp) from exc
     return sock, (time.perf_counter() - start) * 1000
 
 

@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from probe.dns.resolve import ResolveError, resolve_host
-from probe.net.sockets import ConnectFailure, tcp_connect
+from probe.core.errors import ConnectFailed, ResolveError
+from probe.dns.resolve import resolve_host
+from probe.net.sockets import tcp_connect
 
 # Used only when the run has neither a control nor a collector: anycast
 # resolvers of three operators, reached over TCP port 443 (Cloudflare, Google, Quad9).
@@ -54,7 +55,7 @@ async def precheck(targets: list[tuple[str, int]], resolver: tuple[str, int] | N
         for finished in asyncio.as_completed(tasks):
             try:
                 target = await finished
-            except (ConnectFailure, ResolveError, OSError) as exc:
+            except (ConnectFailed, ResolveError, OSError) as exc:
                 errors.append(str(exc))
                 continue
             return Connectivity(True, target, "connected",

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from probe.catalogue import ENDPOINT_ADAPTER, endpoint_key
 from probe.checks.base import ControlState, Observation, Status
 from probe.core.auth import sign_request
+from probe.core.errors import ControlUnavailable
 from probe.core.signing import ProbeKey
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,6 @@ PATH = "/api/v1/control"
 SUPPORTED_CHECKS = frozenset({"dns", "tcp", "tls", "stun", "turn", "sip"})
 CHUNK = 32
 CONTROL_WAIT = 15.0  # seconds a run waits for the test helper before going on without it
-
-
-class ControlUnavailable(Exception):
-    pass
 
 
 def control_state(observation: Observation | None) -> ControlState:

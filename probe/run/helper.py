@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from probe import checks
 from probe.catalogue import ENDPOINT_ADAPTER, is_ip_literal
 from probe.checks.base import Context
-from probe.dns.resolve import ResolveError, resolve_host
+from probe.core.errors import ResolveError
+from probe.dns.resolve import resolve_host
 
 # The checks the helper runs: the others carry their own control (webrtc's
 # reference peer, throttle's inverted flow).

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from probe.core.errors import UserError
+from probe.core.errors import CollectorUnavailable, TooLarge, UserError
 from probe.core.signing import ProbeKey
 from probe.store.spool import Spool
 from probe.store.state import ProbeConfig, save_config, spool_path
@@ -66,10 +66,6 @@ class Summary:
                 f"{self.rejected_total} rejected" + (f" ({reasons})" if reasons else "")
                 + f"; {self.left} left in the spool")
         return text + (f"; stopped: {self.error}" if self.error else "")
-
-
-class CollectorUnavailable(Exception):
-    pass
 
 
 def _base(url: str) -> str:
@@ -158,7 +154,7 @@ class Uploader:
                 break
             try:
                 results = self._send(records)
-            except _TooLarge:
+            except TooLarge:
                 if size == 1:
                     summary.error = "the collector refuses even a single record as too large"
                     break
@@ -195,7 +191,7 @@ class Uploader:
             if response.status_code == 200:
                 return self._results(response, records)
             if response.status_code == 413:
-                raise _TooLarge()
+                raise TooLarge()
             problem = f"HTTP {response.status_code}: {_error_detail(response)}"
             if response.status_code not in RETRY_STATUS:
                 break  # the collector will not change its mind
@@ -236,10 +232,6 @@ class Uploader:
                 rejected += 1
         self.spool.remove(done)
         return len(done) + rejected
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _say(line: str) -> None:

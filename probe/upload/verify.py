@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from probe.core.errors import UserError
-from probe.core.signing import SignatureError, decode_public_key, verify_record
+from probe.core.errors import SignatureError, UserError
+from probe.core.signing import decode_public_key, verify_record
 
 
 def _record_and_key(obj: Any) -> tuple[dict[str, Any], str]:

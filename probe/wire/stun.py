@@ -25,15 +25,12 @@ from collections.abc import Container
 from aioice.stun import COOKIE, HEADER_LENGTH, Message, padding_length, parse_message
 from aioice.turn import make_integrity_key
 
+from probe.core.errors import BadCookie
+
 __all__ = ["COOKIE", "BadCookie", "Message", "channel_data", "frame_length",
            "is_channel_data", "long_term_key", "parse", "parse_channel_data"]
 
 CHANNEL_MIN, CHANNEL_MAX = 0x4000, 0x4FFF  # RFC 8656 §12
-
-
-class BadCookie(ValueError):
-    """A message shaped like STUN whose magic cookie is wrong: not from a
-    RFC 5389/8489 server (a forgery, or an RFC 3489 server's reply to another query)."""
 
 
 def parse(data: bytes) -> Message:

@@ -11,19 +11,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probe.core.auth import sign_request
+from probe.core.errors import ReflectorUnavailable, ResolveError
 from probe.core.failures import Failure, classify_error, describe
 from probe.core.signing import ProbeKey
 
 SESSIONS = "/api/v1/reflector/sessions"
 HTTP_OVERHEAD = 400  # request and response headers, TCP/TLS framing: an estimate per call
-
-
-class ReflectorUnavailable(Exception):
-    """The reflector could not be used: no session, no report."""
-
-    def __init__(self, failure: Failure, detail: str, status: int | None = None) -> None:
-        super().__init__(detail)
-        self.failure, self.detail, self.status = failure, detail, status
 
 
 @dataclass(frozen=True)
@@ -54,7 +47,7 @@ class ReflectorClient:
 
     async def _target(self, path: str) -> tuple[str, dict[str, str], dict[str, Any]]:
         """The URL to send to (the host's address), the Host header and httpx extensions."""
-        from probe.dns.resolve import ResolveError, resolve_host
+        from probe.dns.resolve import resolve_host
 
         host = self.parts.hostname or ""
         for attempt in range(2):  # a lossy link may lose both tries of one lookup

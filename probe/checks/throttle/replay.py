@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.checks.throttle.stats import Sent
-from probe.core.failures import classify_error, describe
+from probe.core.failures import IcmpReport, classify_error, describe
 from probe.net.sockets import (
     SO_TIMESTAMPNS,
-    IcmpError,
     kernel_time,
     read_icmp_error,
     tcp_traffic,
@@ -52,7 +51,7 @@ class FlowLog:
     send_errors: int = 0
     error: str | None = None
     connect_failure: str | None = None  # TCP: the connection was never made (a Failure)
-    icmp: IcmpError | None = None
+    icmp: IcmpReport | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
 

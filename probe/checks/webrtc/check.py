@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from probe.checks.base import Context, ControlState, Observation, Status
-from probe.checks.webrtc.signal import Reply, SignalError, post
+from probe.checks.webrtc.signal import Reply, post
 from probe.checks.webrtc.stats import (
     echo_evidence,
     media_evidence,
@@ -38,6 +38,7 @@ from probe.checks.webrtc.stats import (
     transport_traffic,
     usable_gathering,
 )
+from probe.core.errors import StepFailed
 from probe.core.failures import Failure, describe
 from probe.core.record import Blocking
 from probe.wire.sdp import candidate_counts, reachable_candidate
@@ -63,12 +64,6 @@ TONE_FRAMES = 50  # one second of tone, then again
 OPUS_BITRATE = 96000
 
 
-class StageFailed(Exception):
-    def __init__(self, observation: Observation) -> None:
-        super().__init__(str(observation.failure))
-        self.observation = observation
-
-
 async def run(endpoint: Any, ctx: Context) -> Observation:
     if ctx.signer is None:
         return Observation(status=Status.UNMEASURABLE, failure=Failure.NOT_RUN,
@@ -77,7 +72,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     try:
         try:
             observation = await call.run()
-        except StageFailed as exc:
+        except StepFailed as exc:
             observation = exc.observation
         await call.collect()
     finally:
@@ -117,9 +112,9 @@ class Call:
         return max(min(self.ctx.timeout, self.deadline - time.monotonic()), 0.0)
 
     def fail(self, stage: str, failure: Failure, blocking: Blocking | None,
-             status: Status = Status.FAILED, **evidence: Any) -> StageFailed:
+             status: Status = Status.FAILED, **evidence: Any) -> StepFailed:
         self.stages.setdefault(stage, {}).update(ok=False, **evidence)
-        return StageFailed(Observation(status=status, failure=failure, blocking=blocking,
+        return StepFailed(Observation(status=status, failure=failure, blocking=blocking,
                                        evidence={"phase": stage}))
 
     async def timed(self, stage: str, waiting: Callable[[], Any], at_least: float = 0) -> float:
@@ -235,14 +230,14 @@ class Call:
         while True:
             try:
                 reply = await post(self.endpoint, body, self.ctx, self.deadline)
-            except SignalError as exc:
+            except StepFailed as exc:
                 observation = exc.observation
                 self._count(observation.bytes_sent, observation.bytes_received)
                 observation.bytes_sent = observation.bytes_received = 0  # counted once
                 step = observation.evidence.pop("phase", None)
                 self.stages["signalling"] = {"ok": False, "step": step}
                 observation.evidence["phase"] = "signalling"
-                raise StageFailed(observation) from exc
+                raise StepFailed(observation) from exc
             self._count(*reply.traffic)
             wait = _retry_after(reply)
             if wait is None or time.monotonic() + wait > self.deadline - self.ctx.timeout:

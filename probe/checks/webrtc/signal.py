@@ -20,21 +20,14 @@ import h11
 
 import probe
 from probe.checks.base import Context, Observation
-from probe.checks.results import FlowError, closed_blocking, open_flow, resolve
+from probe.checks.results import closed_blocking, open_flow, resolve
 from probe.core.auth import sign_request
+from probe.core.errors import FlowClosed, StepFailed
 from probe.core.failures import Failure, classify_error, describe
 from probe.core.record import Transport
-from probe.net.flow import Closed, Flow
+from probe.net.flow import Flow
 
 MAX_RESPONSE = 256 * 1024
-
-
-class SignalError(Exception):
-    """The POST did not get an HTTP response; `observation` says where and how."""
-
-    def __init__(self, observation: Observation) -> None:
-        super().__init__(str(observation.failure))
-        self.observation = observation
 
 
 @dataclass
@@ -55,7 +48,7 @@ async def post(endpoint: Any, body: bytes, ctx: Context, deadline: float) -> Rep
     """POST `body` (JSON) to `endpoint.url`, signed with the probe's key."""
     address, failed = await resolve(endpoint, ctx)
     if failed:
-        raise SignalError(failed)
+        raise StepFailed(failed)
     assert address is not None
     parts = urlsplit(endpoint.url)
     transport = Transport.TLS if parts.scheme == "https" else Transport.TCP
@@ -63,13 +56,13 @@ async def post(endpoint: Any, body: bytes, ctx: Context, deadline: float) -> Rep
     try:
         flow = await open_flow(address, endpoint.port, transport, ctx, sni=endpoint.host,
                                deadline=deadline, framer=_no_framing)
-    except FlowError as exc:
-        raise SignalError(exc.observation) from exc
+    except StepFailed as exc:
+        raise StepFailed(exc.observation) from exc
     try:
         status, headers, content = await _exchange(flow, parts, body, ctx, deadline)
-    except (Closed, TimeoutError, h11.ProtocolError, ValueError) as exc:
+    except (FlowClosed, TimeoutError, h11.ProtocolError, ValueError) as exc:
         flow.close()
-        raise SignalError(_failed(exc, transport, flow)) from exc
+        raise StepFailed(_failed(exc, transport, flow)) from exc
     flow.close()
     return Reply(status, headers, content, round((time.perf_counter() - start) * 1000, 3),
                  dict(flow.evidence), flow.traffic())
@@ -98,7 +91,7 @@ async def _exchange(flow: Flow, parts: Any, body: bytes, ctx: Context,
                 chunk = await asyncio.wait_for(reader.read(65536),
                                                max(deadline - time.monotonic(), 0))
             except (OSError, ssl.SSLError) as exc:
-                raise Closed(classify_error(exc), describe(exc)) from exc
+                raise FlowClosed(classify_error(exc), describe(exc)) from exc
             conn.receive_data(chunk)  # b"": the end of the stream
         elif isinstance(event, h11.Response):
             status = event.status_code
@@ -110,12 +103,12 @@ async def _exchange(flow: Flow, parts: Any, body: bytes, ctx: Context,
         elif isinstance(event, h11.EndOfMessage):
             return status, received, bytes(content)
         elif isinstance(event, h11.ConnectionClosed):
-            raise Closed(Failure.EOF, "the collector closed the connection")
+            raise FlowClosed(Failure.EOF, "the collector closed the connection")
 
 
 def _failed(exc: BaseException, transport: Transport, flow: Flow) -> Observation:
     evidence: dict[str, Any] = {"phase": "signalling", "error": describe(exc), **flow.evidence}
-    if isinstance(exc, Closed):
+    if isinstance(exc, FlowClosed):
         observation = Observation.failed(exc.failure, closed_blocking(transport, exc), **evidence)
     elif isinstance(exc, TimeoutError):
         observation = Observation.failed(Failure.GENERIC_TIMEOUT, None, **evidence)

@@ -25,8 +25,9 @@ from probe.checks import sip as sip_check
 from probe.checks import stun as stun_check
 from probe.checks import turn as turn_check
 from probe.checks.base import Context, Observation, Status
+from probe.core.errors import DnsError
 from probe.core.record import Transport
-from probe.dns.query import DnsError, _answer
+from probe.dns.query import _answer
 from probe.net.flow import Mismatch, Outcome
 from probe.wire import sip as sipmsg
 from probe.wire import stun as stunmsg
