@@ -14,7 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from probe.core.checks import CheckName
+
 SCHEMA = "voipwatch.measurement/1"
+
+__all__ = ["SCHEMA", "Blocking", "CheckName", "LinkType", "Measurement", "Role", "Transport",
+           "Verdict", "rfc3339", "utcnow"]
 
 
 class Verdict(StrEnum):
@@ -55,17 +60,6 @@ class Blocking(StrEnum):
     WEBRTC_MEDIA = "webrtc.media"
     THROTTLE_RATE = "throttle.rate"
     THROTTLE_LOSS = "throttle.loss"
-
-
-class CheckName(StrEnum):
-    DNS = "dns"
-    TCP = "tcp"
-    TLS = "tls"
-    STUN = "stun"
-    TURN = "turn"
-    SIP = "sip"
-    WEBRTC = "webrtc"
-    THROTTLE = "throttle"
 
 
 class Transport(StrEnum):

@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 from probe.catalogue import ENDPOINT_ADAPTER, endpoint_key
 from probe.checks.base import ControlState, Observation, Status
 from probe.core.auth import sign_request
+from probe.core.checks import HELPER_CHECKS
 from probe.core.errors import ControlUnavailable
 from probe.core.signing import ProbeKey
 
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/control"
-SUPPORTED_CHECKS = frozenset({"dns", "tcp", "tls", "stun", "turn", "sip"})
 CHUNK = 32
 CONTROL_WAIT = 15.0  # seconds a run waits for the test helper before going on without it
 
@@ -82,7 +82,7 @@ class ControlLookup:
     endpoint's control observation, or None when there is none."""
 
     def __init__(self, client: ControlClient | None, endpoints: list[Any]) -> None:
-        self.wanted = [e for e in endpoints if e.check in SUPPORTED_CHECKS]
+        self.wanted = [e for e in endpoints if e.check in HELPER_CHECKS]
         self.client = client
         self.error: str | None = None if client else "no control configured"
         self._task: asyncio.Task[dict[str, Observation | None]] | None = None

@@ -16,12 +16,9 @@ from pydantic import ValidationError
 from probe import checks
 from probe.catalogue import ENDPOINT_ADAPTER, is_ip_literal
 from probe.checks.base import Context
+from probe.core.checks import HELPER_CHECKS
 from probe.core.errors import ResolveError
 from probe.dns.resolve import resolve_host
-
-# The checks the helper runs: the others carry their own control (webrtc's
-# reference peer, throttle's inverted flow).
-SUPPORTED = frozenset({"dns", "tcp", "tls", "stun", "turn", "sip"})
 
 
 def parse_endpoint(raw: Any) -> Any | None:
@@ -31,7 +28,7 @@ def parse_endpoint(raw: Any) -> Any | None:
         endpoint = ENDPOINT_ADAPTER.validate_python(raw)
     except ValidationError:
         return None
-    return endpoint if endpoint.check in SUPPORTED else None
+    return endpoint if endpoint.check in HELPER_CHECKS else None
 
 
 def default_timeout(endpoint: Any) -> float:

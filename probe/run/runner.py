@@ -22,6 +22,7 @@ import probe
 from probe import checks
 from probe.catalogue import Catalogue, endpoint_ref
 from probe.checks.base import Budget, Context, ControlState, Observation, Status
+from probe.core.checks import EXCLUSIVE, NOT_REPEATED
 from probe.core.errors import UserError
 from probe.core.failures import Failure, describe
 from probe.core.record import SCHEMA, Blocking, LinkType, Verdict, rfc3339, utcnow
@@ -32,11 +33,6 @@ from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 
 log = logging.getLogger(__name__)
-
-
-# Checks whose `blocked` is not repeated: each already repeats itself
-# (throttle's confirmation round) or is too long to run twice (a whole call).
-NOT_REPEATED = frozenset({"throttle", "webrtc"})
 
 
 @dataclass
@@ -101,8 +97,8 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
     shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
                       clock_offset)
 
-    regular = [t for t in tasks if t.endpoint.check not in checks.EXCLUSIVE]
-    exclusive = [t for t in tasks if t.endpoint.check in checks.EXCLUSIVE]
+    regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
+    exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
     semaphore = asyncio.Semaphore(options.concurrency)
     resolver = ResolverHealth(sum(t.endpoint.check == "dns" for t in regular))
 
