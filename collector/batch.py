@@ -27,7 +27,7 @@ class MalformedBody(MalformedMessage):
 class Element:
     text: str  # the element's exact JSON text
     value: Any
-    fast: bool  # jcs.canonical_bytes is exact for `value` (no non-ASCII keys)
+    fast: bool  # canonical_bytes(value, parsed=True) applies (no non-ASCII keys)
 
 
 class _Decoder(json.JSONDecoder):

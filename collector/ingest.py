@@ -19,8 +19,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import orjson
-import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import ValidationError
@@ -175,11 +173,7 @@ class Ingestor:
             signature = base64.b64decode(str(item.model.signature.value), validate=True)  # type: ignore[union-attr]
         except (binascii.Error, ValueError):
             raise Rejected(Reason.BAD_SIGNATURE, "signature.value is not base64") from None
-        verifier = self._verifier(probe)
-        if item.element.fast and _verifies(verifier, _fast_bytes(item.element.value), signature):
-            return
-        # the reference path: slower, and the last word (also covers non-ASCII keys)
-        if not _verifies(verifier, _reference_bytes(item.element.text), signature):
+        if not _verifies(self._verifier(probe), _signed_bytes(item.element), signature):
             raise Rejected(Reason.BAD_SIGNATURE, "the signature does not match the record")
 
     def _verifier(self, probe: ProbeRow) -> VerifyKey:
@@ -191,17 +185,16 @@ class Ingestor:
         return verifier
 
 
-def _fast_bytes(value: dict[str, Any]) -> bytes | None:
+def _signed_bytes(element: Element) -> bytes | None:
+    """The bytes the record's signature covers (None: it has none)."""
+    if element.fast:  # parsed for orjson already (collector/batch.py)
+        try:
+            return canonical_bytes(element.value, parsed=True)
+        except (ValueError, TypeError, RecursionError):  # e.g. a lone surrogate, deep nesting
+            pass
     try:
-        return canonical_bytes(value)
-    except orjson.JSONEncodeError:  # e.g. a lone surrogate, deep nesting
-        return None
-
-
-def _reference_bytes(text: str) -> bytes | None:
-    try:
-        return rfc8785.dumps({k: v for k, v in json.loads(text).items() if k != "signature"})
-    except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError):
+        return canonical_bytes(json.loads(element.text))
+    except (ValueError, TypeError, RecursionError):  # CanonicalizationError is a ValueError
         return None
 
 

@@ -20,7 +20,7 @@ def test_every_check_name_has_one_row_and_a_module() -> None:
     assert [spec.name for spec in REGISTRY] == list(CheckName)
     for spec in REGISTRY:
         module = checks.get(spec.name)
-        assert module.NAME == spec.name and module.VERSION and module.DEFAULT_TIMEOUT > 0
+        assert spec.name == module.NAME and module.VERSION and module.DEFAULT_TIMEOUT > 0
         assert callable(module.run)
 
 
@@ -31,6 +31,6 @@ def test_the_catalogue_knows_exactly_the_registered_checks() -> None:
 
 
 def test_derived_sets() -> None:
-    assert EXCLUSIVE == {"throttle"}
-    assert NOT_REPEATED == {"throttle", "webrtc"}
-    assert HELPER_CHECKS == {"dns", "tcp", "tls", "stun", "turn", "sip"}
+    assert {"throttle"} == EXCLUSIVE
+    assert {"throttle", "webrtc"} == NOT_REPEATED
+    assert {"dns", "tcp", "tls", "stun", "turn", "sip"} == HELPER_CHECKS
