@@ -70,6 +70,7 @@ async def worker(runs: int) -> None:
     from probe.core.signing import load_key
     from probe.store.state import key_path, load_config
     from probe.verdict.classify import Situation, classify
+    from probe.verdict.methods import suspected
 
     key = load_key(key_path(load_config()))
     endpoint = ENDPOINT_ADAPTER.validate_python(
@@ -80,7 +81,7 @@ async def worker(runs: int) -> None:
         start = time.monotonic()
         observation = await throttle.run(endpoint, ctx)
         seconds = time.monotonic() - start
-        result = classify(Situation(observation.status, observation.blocking,
+        result = classify(Situation(observation.status, suspected(observation),
                                     observation.control or ControlState.ABSENT))
         decision = observation.evidence.get("decision", {})
         print(json.dumps({

@@ -7,36 +7,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from probe.checks.base import Context, Observation
-from probe.core.errors import ConnectFailed, FlowClosed, HandshakeFailed, ResolveError, StepFailed
-from probe.core.failures import ICMP_FAILURES, Failure, classify_error, describe
-from probe.core.record import Blocking, Transport
+from probe.checks.base import Context, Observation, Operation
+from probe.core.errors import ConnectFailed, HandshakeFailed, ResolveError, StepFailed
+from probe.core.failures import Failure, classify_error, describe
+from probe.core.record import Transport
 from probe.dns.resolve import resolve_host
 from probe.net.flow import Flow, Framer, Outcome
 from probe.net.flow import open_flow as open_transport
 
-_CERT_FAILURES = (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
-                  Failure.SSL_INVALID_CERTIFICATE)
+_FLOW_OPERATION = {Transport.UDP: Operation.UDP_FLOW, Transport.TCP: Operation.TCP_FLOW,
+                   Transport.TLS: Operation.TLS_FLOW}
 
 
-def tcp_blocking(failure: Failure) -> Blocking | None:
-    """How a failed TCP connect looks as interference (None: not recognisable)."""
-    if failure is Failure.CONNECTION_RESET:
-        return Blocking.TCP_RESET
-    if failure is Failure.GENERIC_TIMEOUT:
-        return Blocking.TCP_TIMEOUT
-    if failure in ICMP_FAILURES:
-        return Blocking.ICMP_UNREACHABLE
-    return None
-
-
-def closed_blocking(transport: Transport, closed: FlowClosed) -> Blocking | None:
-    """How a flow that ended under us looks as interference (None: not recognisable)."""
-    if closed.failure in ICMP_FAILURES:
-        return Blocking.ICMP_UNREACHABLE
-    if closed.failure is Failure.CONNECTION_RESET:
-        return Blocking.TLS_RESET if transport is Transport.TLS else Blocking.TCP_RESET
-    return None
+def flow_operation(transport: Transport) -> Operation:
+    """The operation of a flow that ended under us over `transport`."""
+    return _FLOW_OPERATION[transport]
 
 
 def connect_failed(exc: ConnectFailed, **evidence: Any) -> Observation:
@@ -44,7 +29,7 @@ def connect_failed(exc: ConnectFailed, **evidence: Any) -> Observation:
                      "error": exc.detail})
     if exc.icmp:
         evidence["icmp"] = exc.icmp.as_evidence()
-    return Observation.failed(exc.failure, tcp_blocking(exc.failure), **evidence)
+    return Observation.failed(exc.failure, Operation.TCP_CONNECT, **evidence)
 
 
 def handshake_failed(exc: HandshakeFailed) -> Observation:
@@ -52,18 +37,7 @@ def handshake_failed(exc: HandshakeFailed) -> Observation:
     evidence.update(phase="handshake", error=exc.detail, handshake_ms=round(exc.elapsed_ms, 3))
     if exc.icmp:
         evidence["icmp"] = exc.icmp.as_evidence()
-    failure = exc.failure
-    if failure in _CERT_FAILURES:
-        blocking: Blocking | None = Blocking.TLS_INVALID_CERT
-    elif failure is Failure.CONNECTION_RESET:
-        blocking = Blocking.TLS_RESET
-    elif failure is Failure.GENERIC_TIMEOUT:
-        blocking = Blocking.TLS_TIMEOUT
-    elif failure in (Failure.EOF, Failure.SSL_FAILED_HANDSHAKE):
-        blocking = Blocking.TLS_FAILURE
-    else:
-        blocking = Blocking.ICMP_UNREACHABLE if failure in ICMP_FAILURES else None
-    observation = Observation.failed(failure, blocking, **evidence)
+    observation = Observation.failed(exc.failure, Operation.TLS_HANDSHAKE, **evidence)
     observation.bytes_sent, observation.bytes_received = exc.traffic
     return observation
 
@@ -78,7 +52,7 @@ async def resolve(endpoint: Any, ctx: Context) -> tuple[str | None, Observation 
         return await resolve_host(endpoint.host, ctx.resolver, ctx.timeout), None
     except ResolveError as exc:
         elapsed = round((time.perf_counter() - start) * 1000, 3)
-        return None, Observation.failed(exc.failure, None, phase="resolve",
+        return None, Observation.failed(exc.failure, Operation.RESOLVE, phase="resolve",
                                         resolve_ms=elapsed, error=str(exc))
 
 
@@ -93,7 +67,7 @@ async def open_flow(address: str, port: int, transport: Transport, ctx: Context,
     except HandshakeFailed as exc:
         raise StepFailed(handshake_failed(exc)) from exc
     except OSError as exc:  # no local UDP socket (no route): a local matter, not interference
-        raise StepFailed(Observation.failed(classify_error(exc), None, phase="connect",
+        raise StepFailed(Observation.failed(classify_error(exc), Operation.SOCKET, phase="connect",
                                            error=describe(exc), address=address,
                                            transport=str(transport))) from exc
 
@@ -122,16 +96,17 @@ def finish(flow: Flow, observation: Observation) -> Observation:
 
 
 def unanswered(outcome: Outcome[Any], evidence: dict[str, Any], transport: Transport,
-               no_response: Blocking, forged: Blocking) -> Observation:
+               request: Operation, response: Operation) -> Observation:
     """The observation of a transaction that got no valid reply: the flow was
-    closed (RST, ICMP, ...), only forged or garbled answers came, or nothing."""
+    closed (RST, ICMP, ...), only forged or garbled answers came (`response`),
+    or nothing (`request`)."""
     if outcome.closed is not None:
         closed = outcome.closed
         evidence.update(phase="request", error=closed.detail)
         if closed.icmp:
             evidence["icmp"] = closed.icmp.as_evidence()
-        return Observation.failed(closed.failure, closed_blocking(transport, closed), **evidence)
+        return Observation.failed(closed.failure, flow_operation(transport), **evidence)
     if outcome.anomaly_count:
         failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
-        return Observation.failed(failure, forged, phase="response", **evidence)
-    return Observation.failed(Failure.GENERIC_TIMEOUT, no_response, phase="request", **evidence)
+        return Observation.failed(failure, response, phase="response", **evidence)
+    return Observation.failed(Failure.GENERIC_TIMEOUT, request, phase="request", **evidence)

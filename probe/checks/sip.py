@@ -15,11 +15,11 @@ import ipaddress
 import secrets
 from typing import Any
 
-from probe.checks.base import Context, Observation
+from probe.checks.base import Context, Observation, Operation
 from probe.checks.results import finish, open_endpoint, unanswered
 from probe.core.errors import Mismatch, StepFailed
 from probe.core.failures import scrub
-from probe.core.record import Blocking, Transport
+from probe.core.record import Transport
 from probe.net.flow import Outcome, answer_deadline, exchange
 from probe.wire import sip as sipmsg
 
@@ -140,5 +140,5 @@ def observe(outcome: Outcome[sipmsg.Response], sent: Sent, provisional: list[int
         if server:
             evidence["server"] = scrub(server)[:80]
         return Observation.ok(**evidence)
-    return unanswered(outcome, evidence, transport, Blocking.SIP_NO_RESPONSE,
-                      Blocking.SIP_FORGED)
+    return unanswered(outcome, evidence, transport, Operation.SIP_REQUEST,
+                      Operation.SIP_RESPONSE)

@@ -15,11 +15,10 @@ from typing import Any
 
 from aioice.stun import Class, Message, Method
 
-from probe.checks.base import Context, Observation
+from probe.checks.base import Context, Observation, Operation
 from probe.checks.results import finish, open_endpoint, unanswered
 from probe.core.errors import BadCookie, Mismatch, StepFailed
 from probe.core.failures import Failure, scrub
-from probe.core.record import Blocking
 from probe.net.flow import Outcome, answer_deadline, exchange
 from probe.wire import stun as stunmsg
 
@@ -67,8 +66,8 @@ def observe(outcome: Outcome[Message], local: Address, server: str,
     evidence = outcome.evidence()
     if outcome.reply is not None:
         return judge(outcome.reply, local, server, evidence)
-    return unanswered(outcome, evidence, transport, Blocking.STUN_NO_RESPONSE,
-                      Blocking.STUN_FORGED)
+    return unanswered(outcome, evidence, transport, Operation.STUN_REQUEST,
+                      Operation.STUN_RESPONSE)
 
 
 def judge(message: Message, local: Address, server: str,
@@ -80,7 +79,7 @@ def judge(message: Message, local: Address, server: str,
         # e.g. our own request reflected by an echo service or a middlebox
         evidence["unexpected"] = (f"{message.message_method.name.lower()} "
                                   f"{message.message_class.name.lower()}")
-        return Observation.failed(Failure.UNEXPECTED_RESPONSE, Blocking.STUN_FORGED,
+        return Observation.failed(Failure.UNEXPECTED_RESPONSE, Operation.STUN_RESPONSE,
                                   phase="response", **evidence)
     if message.message_class == Class.ERROR:
         evidence["error_code"] = message.error_code  # still a STUN server answering
@@ -89,12 +88,12 @@ def judge(message: Message, local: Address, server: str,
     if mapped is None and "MAPPED-ADDRESS" in message.attributes:
         mapped = message.attributes["MAPPED-ADDRESS"]  # an RFC 3489-era server
     if mapped is None:
-        return Observation.failed(Failure.PROTOCOL_ERROR, Blocking.STUN_FORGED, phase="response",
+        return Observation.failed(Failure.PROTOCOL_ERROR, Operation.STUN_RESPONSE, phase="response",
                                   error="success response without a mapped address", **evidence)
     evidence["mapped"] = mapped_evidence(mapped, local)
     problem = implausible_mapping(mapped, local, server)
     if problem:
-        return Observation.failed(Failure.FORGED_RESPONSE, Blocking.STUN_FORGED,
+        return Observation.failed(Failure.FORGED_RESPONSE, Operation.STUN_RESPONSE,
                                   phase="response", implausible=problem, **evidence)
     return Observation.ok(**evidence)
 

@@ -23,12 +23,11 @@ from typing import Any
 from aioice.stun import Class, Message, Method
 from aioice.turn import UDP_TRANSPORT
 
-from probe.checks.base import Context, Observation
-from probe.checks.results import closed_blocking, finish, open_flow, resolve
+from probe.checks.base import Context, Observation, Operation
+from probe.checks.results import finish, flow_operation, open_flow, resolve
 from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
 from probe.core.errors import BadCookie, Mismatch, ResolveError, StepFailed
 from probe.core.failures import Failure, scrub
-from probe.core.record import Blocking
 from probe.dns.resolve import resolve_host
 from probe.net.flow import Flow, Outcome, answer_deadline, exchange
 from probe.wire import stun as stunmsg
@@ -58,7 +57,8 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
         try:
             peer = (await resolve_host(host, ctx.resolver, ctx.timeout), port)
         except ResolveError as exc:  # our own echo peer: nothing said about the TURN server
-            return Observation.failed(exc.failure, None, phase="peer", error=str(exc))
+            return Observation.failed(exc.failure, Operation.RESOLVE, phase="peer",
+                                      error=str(exc))
     # an authenticated run has more round trips: it may take up to twice the timeout
     deadline = time.monotonic() + ctx.timeout * (2 if endpoint.username else 1)
     channels: set[int] = set()
@@ -108,7 +108,7 @@ class Session:
             realm, nonce = reply.attributes.get("REALM"), reply.attributes.get("NONCE")
             if not realm or not nonce:
                 raise StepFailed(Observation.failed(
-                    Failure.UNEXPECTED_RESPONSE, Blocking.TURN_FORGED, phase="allocate",
+                    Failure.UNEXPECTED_RESPONSE, Operation.TURN_RESPONSE, phase="allocate",
                     error="401 without REALM and NONCE (RFC 8489 §9.2.4)"))
             self.realm, self.nonce = realm, nonce
             if username is None:
@@ -149,13 +149,13 @@ class Session:
                    if a not in reply.attributes]
         if missing:
             raise StepFailed(Observation.failed(
-                Failure.PROTOCOL_ERROR, Blocking.TURN_FORGED, phase="allocate",
+                Failure.PROTOCOL_ERROR, Operation.TURN_RESPONSE, phase="allocate",
                 error=f"Allocate success without {', '.join(missing)}"))
         mapped = reply.attributes["XOR-MAPPED-ADDRESS"]
         relayed = ipaddress.ip_address(reply.attributes["XOR-RELAYED-ADDRESS"][0])
         problem = implausible_mapping(mapped, self.flow.local, self.flow.address)
         if problem:
-            raise StepFailed(Observation.failed(Failure.FORGED_RESPONSE, Blocking.TURN_FORGED,
+            raise StepFailed(Observation.failed(Failure.FORGED_RESPONSE, Operation.TURN_RESPONSE,
                                                 phase="allocate", implausible=problem))
         return mapped, {
             "mapped": mapped_evidence(mapped, self.flow.local),
@@ -220,7 +220,7 @@ class Session:
         if self.key is not None and reply.message_class == Class.RESPONSE \
                 and not reply.check_message_integrity(self.key):
             raise StepFailed(Observation.failed(
-                Failure.FORGED_RESPONSE, Blocking.TURN_FORGED, phase=step,
+                Failure.FORGED_RESPONSE, Operation.TURN_RESPONSE, phase=step,
                 error="success response without a valid MESSAGE-INTEGRITY (RFC 8489 §9.2.5)"))
         return reply
 
@@ -254,20 +254,20 @@ class Session:
             if outcome.closed.icmp:
                 evidence["icmp"] = outcome.closed.icmp.as_evidence()
             return Observation.failed(outcome.closed.failure,
-                                      closed_blocking(self.flow.transport, outcome.closed),
-                                      **evidence)
+                                      flow_operation(self.flow.transport), **evidence)
         if outcome.anomaly_count:
             failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
-            return Observation.failed(failure, Blocking.TURN_FORGED, **evidence)
-        blocking = Blocking.TURN_RELAY if relay else Blocking.TURN_NO_RESPONSE
-        return Observation.failed(Failure.GENERIC_TIMEOUT, blocking, **evidence)
+            return Observation.failed(failure, Operation.TURN_RESPONSE, **evidence)
+        operation = Operation.TURN_RELAY if relay else Operation.TURN_REQUEST
+        return Observation.failed(Failure.GENERIC_TIMEOUT, operation, **evidence)
 
     @staticmethod
     def error_response(step: str, reply: Message) -> Observation:
         """A TURN error where success was needed: a refusal (credentials, quota,
         permission), not a recognisable sign of interference."""
         code, reason = reply.attributes.get("ERROR-CODE", (None, ""))
-        return Observation.failed(Failure.ERROR_RESPONSE, None, phase=step, error_code=code,
+        return Observation.failed(Failure.ERROR_RESPONSE, Operation.TURN_RESPONSE, phase=step,
+                                  error_code=code,
                                   reason=scrub(reason)[:120])
 
     # --- what comes back ------------------------------------------------------------

@@ -80,6 +80,11 @@ ICMP_FAILURES = frozenset({
     Failure.PORT_UNREACHABLE, Failure.ADMIN_PROHIBITED,
 })
 
+# What a certificate that fails validation says (docs/failures.md)
+CERT_FAILURES = frozenset({
+    Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY, Failure.SSL_INVALID_CERTIFICATE,
+})
+
 
 @dataclass
 class IcmpReport:

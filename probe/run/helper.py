@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from probe import checks
 from probe.catalogue import ENDPOINT_ADAPTER, is_ip_literal
-from probe.checks.base import Context
+from probe.checks.base import Context, Observation
 from probe.core.checks import HELPER_CHECKS
 from probe.core.errors import ResolveError
 from probe.dns.resolve import resolve_host
+from probe.verdict.methods import suspected
 
 
 def parse_endpoint(raw: Any) -> Any | None:
@@ -65,4 +66,17 @@ async def observe(endpoint: Any, *, timeout: float,
     helper's JSON answer carries it."""
     ctx = Context(timeout=timeout, resolver=resolver, is_control=True)
     observation = await checks.get(endpoint.check).run(endpoint, ctx)
-    return observation.model_dump(mode="json")
+    return answer(observation)
+
+
+def answer(observation: Observation) -> dict[str, Any]:
+    """An observation as the helper's JSON answer carries it: with the blocking
+    method it suggests (`blocking`), without the operation (a probe's own
+    classification is the probe's)."""
+    method = suspected(observation)
+    return {"status": str(observation.status),
+            "failure": None if observation.failure is None else str(observation.failure),
+            "blocking": None if method is None else str(method),
+            "evidence": observation.model_dump(mode="json", include={"evidence"})["evidence"],
+            "bytes_sent": observation.bytes_sent, "bytes_received": observation.bytes_received,
+            "control": None if observation.control is None else str(observation.control)}

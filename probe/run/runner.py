@@ -12,10 +12,10 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import probe
@@ -25,12 +25,23 @@ from probe.checks.base import Budget, Context, ControlState, Observation, Status
 from probe.core.checks import EXCLUSIVE, NOT_REPEATED
 from probe.core.errors import UserError
 from probe.core.failures import Failure, describe
-from probe.core.record import SCHEMA, Blocking, LinkType, Verdict, rfc3339, utcnow
+from probe.core.record import (
+    Blocking,
+    EndpointRef,
+    LinkType,
+    Measurement,
+    NetworkInfo,
+    ProbeInfo,
+    Verdict,
+    rfc3339,
+    utcnow,
+)
 from probe.core.signing import ProbeKey
 from probe.run.connectivity import Connectivity, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlClient, ControlLookup, control_state
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
+from probe.verdict.methods import suspected
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +117,16 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
         async with semaphore:
             observed = await shared.observe(task)
         if task.endpoint.check == "dns":
-            resolver.report(observed[1])
+            resolver.report(observed.observation)
         works = True
-        if observed[1].blocking in RESOLVER_HEALTH:
+        if observed.suspected in RESOLVER_HEALTH:
             works = await resolver.works()
-        return await shared.finish(*observed, resolver_works=works)
+        return await shared.finish(observed, resolver_works=works)
 
     try:
         records = list(await asyncio.gather(*(one(t) for t in regular)))
         for task in exclusive:  # one at a time, after everything else
-            records.append(await shared.finish(*await shared.observe(task)))
+            records.append(await shared.finish(await shared.observe(task)))
     finally:
         await lookup.close()
     return records
@@ -155,110 +166,136 @@ class RunState:
     on_record: Progress | None
     clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
 
-    def context(self, check: Any) -> Context:
-        timeout = self.options.timeout or check.DEFAULT_TIMEOUT
+    def context(self, module: Any) -> Context:
+        timeout = self.options.timeout or module.DEFAULT_TIMEOUT
         return Context(timeout=timeout, resolver=self.options.resolver, budget=self.budget,
                        control=self.lookup, collector=self.options.collector_url,
                        signer=self.key)
 
-    async def observe(self, task: Task) -> tuple[Task, Observation, float, Any]:
+    async def observe(self, task: Task) -> Observed:
         started_at = utcnow() + (self.clock_offset or timedelta(0))
         start = time.perf_counter()
-        check = checks.get(task.endpoint.check)
+        module = checks.get(task.endpoint.check)
         if self.budget.exhausted():
             observation = Observation(status=Status.UNMEASURABLE,
                                       failure=Failure.BUDGET_EXHAUSTED,
                                       evidence={"budget_bytes": self.budget.limit})
         else:
-            ctx = self.context(check)
+            ctx = self.context(module)
             try:
                 # the check bounds itself; this cap only guards against a check that
                 # hangs (some checks also wait for the control's answer)
-                observation = await asyncio.wait_for(check.run(task.endpoint, ctx),
+                observation = await asyncio.wait_for(module.run(task.endpoint, ctx),
                                                      ctx.timeout * 3 + CONTROL_WAIT + 5)
             except TimeoutError:
                 observation = Observation(status=Status.UNMEASURABLE,
                                           failure=Failure.GENERIC_TIMEOUT,
                                           evidence={"error": "check exceeded its time limit"})
             except Exception as exc:  # a bug in a check must not lose the others
-                log.exception("check %s failed internally", check.NAME)
+                log.exception("check %s failed internally", module.NAME)
                 observation = Observation(status=Status.UNMEASURABLE, failure=Failure.UNKNOWN,
                                           evidence={"error": describe(exc)})
             self.budget.charge(observation.bytes_sent + observation.bytes_received)
         runtime_ms = int((time.perf_counter() - start) * 1000)
-        return task, observation, runtime_ms, (started_at, check)
+        return Observed(task, observation, suspected(observation), runtime_ms, started_at,
+                        module.VERSION)
 
-    async def finish(self, task: Task, observation: Observation, runtime_ms: float,
-                     meta: Any, resolver_works: bool = True) -> dict[str, Any]:
-        started_at, check = meta
+    async def finish(self, observed: Observed, resolver_works: bool = True) -> dict[str, Any]:
+        """Classify (with a second look before `blocked`), build, sign and spool the record."""
+        task = observed.task
         control_observation = None
-        if observation.control is not None:
-            control = observation.control
+        if observed.observation.control is not None:
+            control = observed.observation.control
         else:
             control_observation = await self.lookup(task.endpoint)
             control = control_state(control_observation)
-        def judge(seen: Observation) -> Classification:
+
+        def judge(seen: Observed) -> Classification:
             return classify(Situation(
-                status=seen.status, blocking=seen.blocking, control=control,
+                status=seen.observation.status, suspected=seen.suspected, control=control,
                 connectivity=self.connectivity.ok, resolver_works=resolver_works,
             ))
 
-        result = judge(observation)
-        confirmation = None
-        if result.verdict is Verdict.BLOCKED and check.NAME not in NOT_REPEATED:
+        result = judge(observed)
+        confirmation: dict[str, Any] | None = None
+        if result.verdict is Verdict.BLOCKED and task.endpoint.check not in NOT_REPEATED:
             # A `blocked` is said only after a second look: a lossy link can
             # lose every packet of one attempt, it rarely loses two attempts.
-            _, again, again_ms, again_meta = await self.observe(task)
+            again = await self.observe(task)
             again_result = judge(again)
             if again_result.verdict is Verdict.BLOCKED:
-                confirmation = {"outcome": "confirmed", "runtime_ms": int(again_ms),
-                                "suspected": again.blocking and str(again.blocking)}
+                confirmation = {"outcome": "confirmed", "runtime_ms": again.runtime_ms,
+                                "suspected": _text(again.suspected)}
             else:
+                first = observed.observation
                 confirmation = {"outcome": "not_confirmed", "first": {
-                    "failure": observation.failure and str(observation.failure),
-                    "suspected": observation.blocking and str(observation.blocking),
-                    "runtime_ms": int(runtime_ms)}}
-                observation, runtime_ms, meta, result = again, again_ms, again_meta, again_result
-                started_at = meta[0]
+                    "failure": _text(first.failure), "suspected": _text(observed.suspected),
+                    "runtime_ms": observed.runtime_ms}}
+                observed, result = again, again_result
+        record = self.record(observed, result, confirmation, _control_evidence(
+            control, control_observation, self.lookup.error))
+        signed = self.key.sign(record.to_json_dict())
+        self.spool.add(signed)
+        if self.on_record:
+            self.on_record(task, signed)
+        return signed
+
+    def record(self, observed: Observed, result: Classification,
+               confirmation: dict[str, Any] | None, control: dict[str, Any]) -> Measurement:
+        """The measurement record (docs/measurement.md), before its signature."""
+        observation = observed.observation
         evidence = dict(observation.evidence)
         if confirmation is not None:
             evidence["confirmation"] = confirmation
         evidence.update(
             status=str(observation.status),
-            failure=observation.failure and str(observation.failure),
-            suspected=observation.blocking and str(observation.blocking),
+            failure=_text(observation.failure),
+            suspected=_text(observed.suspected),
             rule=result.rule,
-            check_version=check.VERSION,
+            check_version=observed.check_version,
             bytes_sent=observation.bytes_sent,
             bytes_received=observation.bytes_received,
-            control=_control_evidence(control, control_observation, self.lookup.error),
+            control=control,
             connectivity={"ok": self.connectivity.ok, "target": self.connectivity.target},
         )
-        record = {
-            "schema": SCHEMA,
-            "id": str(uuid.uuid4()),
-            "started_at": rfc3339(started_at),
-            "runtime_ms": int(runtime_ms),
-            "probe": {"key_id": self.key.key_id, "software_version": probe.__version__,
-                      "public_key": self.key.public_b64},
-            "network": {"link_type": str(self.options.link_type), **self.options.extra_network},
-            "service": task.service,
-            "endpoint": endpoint_ref(task.endpoint),
-            "verdict": str(result.verdict),
-            "blocking": result.blocking and str(result.blocking),
-            "evidence": evidence,
-        }
+        network: dict[str, Any] = {"link_type": self.options.link_type,
+                                   **self.options.extra_network}
+        extra: dict[str, Any] = {}
         if self.clock_offset is not None:  # a lab replay: marked wherever one looks
-            replay = {"clock": rfc3339(started_at),
-                      "real_started_at": rfc3339(started_at - self.clock_offset)}
-            record["network"]["replay"] = True
-            record["lab_clock"] = replay
+            replay = {"clock": rfc3339(observed.started_at),
+                      "real_started_at": rfc3339(observed.started_at - self.clock_offset)}
+            network["replay"] = True
+            extra["lab_clock"] = replay
             evidence["lab_clock"] = replay
-        signed = self.key.sign(record)
-        self.spool.add(signed)
-        if self.on_record:
-            self.on_record(task, signed)
-        return signed
+        return Measurement(
+            started_at=observed.started_at,
+            runtime_ms=observed.runtime_ms,
+            probe=ProbeInfo(key_id=self.key.key_id, software_version=probe.__version__,
+                            public_key=self.key.public_b64),
+            network=NetworkInfo(**network),
+            service=observed.task.service,
+            endpoint=EndpointRef(**endpoint_ref(observed.task.endpoint)),
+            verdict=result.verdict,
+            blocking=result.blocking,
+            evidence=evidence,
+            **extra,
+        )
+
+
+@dataclass
+class Observed:
+    """One run of a check on one endpoint, as the pass keeps it until its record is made."""
+
+    task: Task
+    observation: Observation
+    suspected: Blocking | None  # the blocking method it suggests (probe.verdict.methods)
+    runtime_ms: int
+    started_at: datetime
+    check_version: str
+
+
+def _text(value: StrEnum | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _control_evidence(state: ControlState, observation: Observation | None,

@@ -27,8 +27,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from probe.checks.base import Context, ControlState, Observation, Status
-from probe.checks.results import tcp_blocking
+from probe.checks.base import Context, ControlState, Observation, Operation, Status
 from probe.checks.throttle import stats
 from probe.checks.throttle.client import (
     HTTP_OVERHEAD,
@@ -38,7 +37,7 @@ from probe.checks.throttle.client import (
 )
 from probe.checks.throttle.replay import OVERHEAD, FlowLog, replay_tcp, replay_udp
 from probe.core.failures import Failure, classify_error, describe
-from probe.core.record import Blocking, Transport
+from probe.core.record import Transport
 from probe.wire import profiles
 from probe.wire.profiles import Kind, Profile, Schedule
 
@@ -140,9 +139,9 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
                   for d in ("up", "rt")}
         decision = stats.decide(pooled, schedule.slice_seconds, profile.offered_kbit,
                                 final=number == ROUNDS - 1)
-        if decision.outcome is not stats.Outcome.CONFIRM:
+        if decision.finding is not stats.Finding.CONFIRM:
             break
-    if decision is not None and decision.outcome is stats.Outcome.CONFIRM:
+    if decision is not None and decision.finding is stats.Finding.CONFIRM:
         pooled = {d: {f: stats.pool([r[d][f] for r in rounds]) for f in ("voip", "control")}
                   for d in ("up", "rt")}
         decision = stats.decide(pooled, profiles.build(profile, media).slice_seconds,
@@ -221,7 +220,7 @@ def _connect_failure(endpoint: Any, logs: dict[str, FlowLog]) -> Observation | N
     if voip.connect_failure and control.connect_failure is None:
         failure = Failure(voip.connect_failure)
         return Observation(status=Status.FAILED, failure=failure,
-                           blocking=tcp_blocking(failure), control=ControlState.OK,
+                           operation=Operation.TCP_CONNECT, control=ControlState.OK,
                            evidence={"phase": "connect", "error": voip.error})
     failure = Failure(control.connect_failure or voip.connect_failure or Failure.UNKNOWN)
     return Observation(status=Status.UNMEASURABLE, failure=failure, control=ControlState.FAILED,
@@ -230,26 +229,27 @@ def _connect_failure(endpoint: Any, logs: dict[str, FlowLog]) -> Observation | N
 
 def _observe(decision: stats.Decision, profile: Profile, logs: dict[str, FlowLog]
              ) -> Observation:
-    outcome = decision.outcome
+    finding = decision.finding
     evidence: dict[str, Any] = {"reason": decision.reason}
-    if outcome is stats.Outcome.OK:
+    if finding is stats.Finding.OK:
         return Observation(status=Status.OK, control=ControlState.OK, evidence=evidence)
-    if outcome in (stats.Outcome.RATE, stats.Outcome.LOSS):
-        blocking = Blocking.THROTTLE_RATE if outcome is stats.Outcome.RATE \
-            else Blocking.THROTTLE_LOSS
-        return Observation(status=Status.DEGRADED, blocking=blocking, control=ControlState.OK,
+    if finding in (stats.Finding.RATE, stats.Finding.LOSS):
+        operation = Operation.THROTTLE_RATE if finding is stats.Finding.RATE \
+            else Operation.THROTTLE_LOSS
+        return Observation(status=Status.DEGRADED, operation=operation, control=ControlState.OK,
                            evidence=evidence)
-    if outcome is stats.Outcome.BLOCKED:
+    if finding is stats.Finding.BLOCKED:
         voip = logs["voip"]
         if voip.icmp is not None:
             return Observation(status=Status.FAILED, failure=voip.icmp.failure,
-                               blocking=Blocking.ICMP_UNREACHABLE, control=ControlState.OK,
+                               operation=Operation.UDP_FLOW, control=ControlState.OK,
                                evidence=evidence)
         stun = [p for p in voip.sent if p.kind == Kind.STUN]
-        blocking = Blocking.STUN_NO_RESPONSE if stun and not any(
-            p.seq in voip.echoes for p in stun) else Blocking.UDP_TIMEOUT
+        # the replay's STUN checks unanswered: what a STUN-blocking censor shows
+        operation = Operation.STUN_REQUEST if stun and not any(
+            p.seq in voip.echoes for p in stun) else Operation.THROTTLE_REPLAY
         return Observation(status=Status.FAILED, failure=Failure.GENERIC_TIMEOUT,
-                           blocking=blocking, control=ControlState.OK, evidence=evidence)
+                           operation=operation, control=ControlState.OK, evidence=evidence)
     return Observation(status=Status.UNMEASURABLE,
                        failure=None if decision.control_ok else Failure.GENERIC_TIMEOUT,
                        control=ControlState.OK if decision.control_ok else ControlState.FAILED,

@@ -58,7 +58,7 @@ LOW_RATE_FRACTION = 0.75  # the control got less than this share of what was off
 RULE_VERSION = "2"
 
 
-class Outcome(StrEnum):
+class Finding(StrEnum):
     OK = "ok"
     RATE = "rate"
     LOSS = "loss"
@@ -297,14 +297,14 @@ def _loss_verdict(c: Comparison) -> str:
 
 @dataclass
 class Decision:
-    outcome: Outcome
+    finding: Finding
     reason: str
     directions: dict[str, Comparison] = field(default_factory=dict)
     low_rate: bool = False
     control_ok: bool = True
 
     def evidence(self) -> dict[str, Any]:
-        return {"outcome": str(self.outcome), "reason": self.reason, "low_rate": self.low_rate,
+        return {"outcome": str(self.finding), "reason": self.reason, "low_rate": self.low_rate,
                 "rule_version": RULE_VERSION,
                 "directions": {k: v.evidence() for k, v in self.directions.items()}}
 
@@ -319,12 +319,12 @@ def decide(flows: dict[str, dict[str, FlowMetrics]], slice_seconds: float,
                      and d["control"].sent > 0 for d in (up, rt))
     if not control_ok:
         if all(d[f].delivered == 0 for d in (up, rt) for f in d):
-            return Decision(Outcome.UNMEASURABLE, "nothing got through, on either flow",
+            return Decision(Finding.UNMEASURABLE, "nothing got through, on either flow",
                             low_rate=low_rate, control_ok=False)
-        return Decision(Outcome.UNMEASURABLE, "the control flow lost too much to compare "
+        return Decision(Finding.UNMEASURABLE, "the control flow lost too much to compare "
                         "against", low_rate=low_rate, control_ok=False)
     if up["voip"].delivered <= BLOCKED_DELIVERY * up["voip"].sent:
-        return Decision(Outcome.BLOCKED, "the VoIP flow got (almost) nothing through while "
+        return Decision(Finding.BLOCKED, "the VoIP flow got (almost) nothing through while "
                         "its control did", low_rate=low_rate)
     directions = {name: compare(d["voip"], d["control"], slice_seconds)
                   for name, d in (("up", up), ("rt", rt))}
@@ -334,20 +334,20 @@ def decide(flows: dict[str, dict[str, FlowMetrics]], slice_seconds: float,
     if rate or loss:
         rate_dependent = any(rate_dependent_treatment(c) for c in directions.values())
         if rate_dependent or not loss:
-            return Decision(Outcome.RATE, "the VoIP flow got less goodput than its control"
+            return Decision(Finding.RATE, "the VoIP flow got less goodput than its control"
                             + (", with queueing or rate-dependent loss" if rate_dependent
                                else ""), directions, low_rate)
-        return Decision(Outcome.LOSS, "the VoIP flow lost more packets than its control, "
+        return Decision(Finding.LOSS, "the VoIP flow lost more packets than its control, "
                         "independently of its rate", directions, low_rate)
     noisy = max(c.noise for c in directions.values()) > MAX_NOISE
     maybe = any("maybe" in pair for pair in verdicts)
     if maybe and not final:
-        return Decision(Outcome.CONFIRM, "a difference below the thresholds: one more round",
+        return Decision(Finding.CONFIRM, "a difference below the thresholds: one more round",
                         directions, low_rate)
     if noisy:
-        return Decision(Outcome.UNMEASURABLE, "the comparison is too noisy to tell",
+        return Decision(Finding.UNMEASURABLE, "the comparison is too noisy to tell",
                         directions, low_rate)
-    return Decision(Outcome.OK, "both flows were treated alike", directions, low_rate)
+    return Decision(Finding.OK, "both flows were treated alike", directions, low_rate)
 
 
 def rate_dependent_treatment(c: Comparison) -> bool:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from probe.checks.base import Context, ControlState, Observation, Status
+from probe.checks.base import Context, ControlState, Observation, Operation, Status
 from probe.checks.webrtc.signal import Reply, post
 from probe.checks.webrtc.stats import (
     echo_evidence,
@@ -40,7 +40,6 @@ from probe.checks.webrtc.stats import (
 )
 from probe.core.errors import StepFailed
 from probe.core.failures import Failure, describe
-from probe.core.record import Blocking
 from probe.wire.sdp import candidate_counts, reachable_candidate
 
 NAME = "webrtc"
@@ -53,6 +52,10 @@ MEDIA_SECONDS = 2.5  # of audio after DTLS, before the statistics are read
 # (host candidates, under policy all): gathering gets that long whatever the timeout
 GATHER_WAIT = 6.0
 RETRY_BUSY = 5.0  # a busy peer's Retry-After is honoured up to this many seconds
+STAGES = {"gathering": Operation.WEBRTC_GATHERING, "signalling": Operation.WEBRTC_SIGNALLING,
+          "ice": Operation.WEBRTC_ICE, "dtls": Operation.WEBRTC_DTLS,
+          "sctp": Operation.WEBRTC_SCTP, "echo": Operation.WEBRTC_ECHO,
+          "media": Operation.WEBRTC_MEDIA}
 
 # The audio sent: 20 ms Opus packets of a 440 Hz tone at 96 kbit/s (what aiortc's
 # own encoder makes of a tone: speech-sized packets, where silence would give 3-byte
@@ -111,11 +114,11 @@ class Call:
     def limit(self) -> float:
         return max(min(self.ctx.timeout, self.deadline - time.monotonic()), 0.0)
 
-    def fail(self, stage: str, failure: Failure, blocking: Blocking | None,
-             status: Status = Status.FAILED, **evidence: Any) -> StepFailed:
+    def fail(self, stage: str, failure: Failure, status: Status = Status.FAILED,
+             **evidence: Any) -> StepFailed[Observation]:
         self.stages.setdefault(stage, {}).update(ok=False, **evidence)
-        return StepFailed(Observation(status=status, failure=failure, blocking=blocking,
-                                       evidence={"phase": stage}))
+        return StepFailed(Observation(status=status, failure=failure, operation=STAGES[stage],
+                                      evidence={"phase": stage}))
 
     async def timed(self, stage: str, waiting: Callable[[], Any], at_least: float = 0) -> float:
         """Run one stage, recording its duration; TimeoutError past its limit."""
@@ -133,37 +136,37 @@ class Call:
         try:
             self.pc = self._peer_connection()
         except ValueError as exc:  # an ICE server URL aiortc cannot parse
-            raise self.fail("gathering", Failure.NOT_RUN, None, Status.UNMEASURABLE,
+            raise self.fail("gathering", Failure.NOT_RUN, Status.UNMEASURABLE,
                             error=describe(exc)) from exc
         try:
             await self.timed("gathering", self._gather, at_least=GATHER_WAIT)
         except TimeoutError:
-            raise self.fail("gathering", Failure.GENERIC_TIMEOUT, Blocking.WEBRTC_ICE) from None
+            raise self.fail("gathering", Failure.GENERIC_TIMEOUT) from None
         counts = candidate_counts(self.pc.localDescription.sdp)
         self.stages["gathering"].update(candidates=counts)
         if not usable_gathering(counts, self.endpoint.policy):
             # nothing to call with: which ICE server failed, and why, is the
             # stun/turn checks' finding; the reference peer cannot vouch for it
-            raise self.fail("gathering", Failure.ICE_NO_CANDIDATES, Blocking.WEBRTC_ICE)
+            raise self.fail("gathering", Failure.ICE_NO_CANDIDATES)
         self.stages["gathering"]["ok"] = True
 
         answer = await self._signal()
         try:
             await self.pc.setRemoteDescription(answer)
         except Exception as exc:  # an answer aiortc cannot use: our peer's fault
-            raise self.fail("signalling", Failure.PROTOCOL_ERROR, None, Status.UNMEASURABLE,
+            raise self.fail("signalling", Failure.PROTOCOL_ERROR, Status.UNMEASURABLE,
                             error=describe(exc)) from exc
 
         await self._stage_state("ice", lambda: self.pc.iceConnectionState,
                                 ("completed",), ("failed", "closed"),
-                                Failure.ICE_FAILED, Blocking.WEBRTC_ICE)
+                                Failure.ICE_FAILED)
         self.stages["ice"]["pair"] = pair_evidence(self._nominated())
         dtls = self.pc.sctp.transport
         await self._stage_state("dtls", lambda: dtls.state, ("connected",),
-                                ("failed", "closed"), Failure.DTLS_FAILED, Blocking.WEBRTC_DTLS)
+                                ("failed", "closed"), Failure.DTLS_FAILED)
         self.dtls_at = time.monotonic()
         await self._stage_state("sctp", lambda: self.channel.readyState, ("open",),
-                                ("closed",), Failure.GENERIC_TIMEOUT, Blocking.WEBRTC_SCTP)
+                                ("closed",), Failure.GENERIC_TIMEOUT)
         await self._echo()
         return Observation(status=Status.OK)
 
@@ -206,7 +209,7 @@ class Call:
         self.stages["signalling"] = {"ms": round((time.monotonic() - began) * 1000, 1),
                                      "http_status": reply.status, **reply.evidence}
         if reply.status != 200:
-            raise self.fail("signalling", Failure.ERROR_RESPONSE, None, Status.UNMEASURABLE,
+            raise self.fail("signalling", Failure.ERROR_RESPONSE, Status.UNMEASURABLE,
                             error=_api_error(reply))
         try:
             data = json.loads(reply.body)
@@ -214,7 +217,7 @@ class Call:
             if data.get("type") != "answer" or not isinstance(sdp, str):
                 raise ValueError("not an SDP answer")
         except (ValueError, KeyError, TypeError) as exc:
-            raise self.fail("signalling", Failure.PROTOCOL_ERROR, None, Status.UNMEASURABLE,
+            raise self.fail("signalling", Failure.PROTOCOL_ERROR, Status.UNMEASURABLE,
                             error=describe(exc)) from exc
         self.stages["signalling"]["ok"] = True
         # the peer is up and its ICE agent gathered a candidate this network can
@@ -249,7 +252,7 @@ class Call:
         self.traffic[1] += received
 
     async def _stage_state(self, stage: str, state: Callable[[], str], good: tuple[str, ...],
-                           bad: tuple[str, ...], failure: Failure, blocking: Blocking) -> None:
+                           bad: tuple[str, ...], failure: Failure) -> None:
         async def settled() -> None:
             while state() not in good + bad:
                 await asyncio.sleep(0.02)
@@ -257,9 +260,9 @@ class Call:
         try:
             await self.timed(stage, settled)
         except TimeoutError:
-            raise self.fail(stage, Failure.GENERIC_TIMEOUT, blocking, state=state()) from None
+            raise self.fail(stage, Failure.GENERIC_TIMEOUT, state=state()) from None
         if state() in bad:
-            raise self.fail(stage, failure, blocking, state=state())
+            raise self.fail(stage, failure, state=state())
         self.stages[stage].update(ok=True)
 
     def _nominated(self) -> Any:
@@ -277,7 +280,7 @@ class Call:
         echo = echo_evidence(ECHO_MESSAGES, self.echo_rtts)
         self.stages["echo"] = {"ms": round((time.monotonic() - began) * 1000, 1), **echo}
         if not self.echo_rtts:
-            raise self.fail("echo", Failure.GENERIC_TIMEOUT, Blocking.WEBRTC_SCTP)
+            raise self.fail("echo", Failure.GENERIC_TIMEOUT)
         self.stages["echo"]["ok"] = True
 
     def _on_track(self, track: Any) -> None:
@@ -320,7 +323,7 @@ class Call:
                 if media is not None:
                     media["ok"] = False
                 observation = Observation(status=Status.FAILED, failure=Failure.GENERIC_TIMEOUT,
-                                          blocking=Blocking.WEBRTC_MEDIA,
+                                          operation=Operation.WEBRTC_MEDIA,
                                           evidence={"phase": "media"})
         observation.bytes_sent, observation.bytes_received = self.traffic
         observation.evidence.update(

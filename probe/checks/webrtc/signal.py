@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import h11
 
 import probe
-from probe.checks.base import Context, Observation
-from probe.checks.results import closed_blocking, open_flow, resolve
+from probe.checks.base import Context, Observation, Operation
+from probe.checks.results import flow_operation, open_flow, resolve
 from probe.core.auth import sign_request
 from probe.core.errors import FlowClosed, StepFailed
 from probe.core.failures import Failure, classify_error, describe
@@ -109,10 +109,12 @@ async def _exchange(flow: Flow, parts: Any, body: bytes, ctx: Context,
 def _failed(exc: BaseException, transport: Transport, flow: Flow) -> Observation:
     evidence: dict[str, Any] = {"phase": "signalling", "error": describe(exc), **flow.evidence}
     if isinstance(exc, FlowClosed):
-        observation = Observation.failed(exc.failure, closed_blocking(transport, exc), **evidence)
+        observation = Observation.failed(exc.failure, flow_operation(transport), **evidence)
     elif isinstance(exc, TimeoutError):
-        observation = Observation.failed(Failure.GENERIC_TIMEOUT, None, **evidence)
+        observation = Observation.failed(Failure.GENERIC_TIMEOUT, Operation.WEBRTC_SIGNALLING,
+                                         **evidence)
     else:  # a response that is not HTTP: nothing said about the path
-        observation = Observation.failed(Failure.PROTOCOL_ERROR, None, **evidence)
+        observation = Observation.failed(Failure.PROTOCOL_ERROR, Operation.WEBRTC_SIGNALLING,
+                                         **evidence)
     observation.bytes_sent, observation.bytes_received = flow.traffic()
     return observation

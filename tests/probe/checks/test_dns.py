@@ -9,6 +9,7 @@ from probe.checks import dns as dns_check
 from probe.checks.base import Context, Observation, Status
 from probe.core.failures import Failure
 from probe.core.record import Blocking
+from probe.verdict.methods import suspected
 from tests.support.dns_server import DROP, EMPTY, GARBAGE, NXDOMAIN, REFUSED, SERVFAIL, DnsServer
 
 ZONE = {
@@ -67,18 +68,18 @@ async def test_tampering_is_recognised(server: DnsServer, host: str, failure: Fa
                                        blocking: Blocking) -> None:
     obs = await run(server, host)
     assert obs.status is Status.FAILED
-    assert (obs.failure, obs.blocking) == (failure, blocking)
+    assert (obs.failure, suspected(obs)) == (failure, blocking)
 
 
 async def test_dropped_query_times_out(server: DnsServer) -> None:
     obs = await run(server, "drop.test", timeout=1.0)
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.DNS_TIMEOUT)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.DNS_TIMEOUT)
 
 
 async def test_garbage_answer_is_a_failure_not_a_crash(server: DnsServer) -> None:
     obs = await run(server, "garbage.test", timeout=1.0)
     assert obs.status is Status.FAILED
-    assert obs.blocking in (None, Blocking.DNS_TIMEOUT)
+    assert suspected(obs) in (None, Blocking.DNS_TIMEOUT)
 
 
 async def test_lost_queries_are_retransmitted(server: DnsServer) -> None:
@@ -91,7 +92,7 @@ async def test_lost_queries_are_retransmitted(server: DnsServer) -> None:
 
 async def test_aaaa_answers(server: DnsServer) -> None:
     obs = await run(server, "v6.test", qtype="AAAA")
-    assert obs.status is Status.FAILED and obs.blocking is Blocking.DNS_BOGON  # 2001:db8::/32
+    assert obs.status is Status.FAILED and suspected(obs) is Blocking.DNS_BOGON  # 2001:db8::/32
     assert obs.evidence["bogons"] == ["2001:db8::1"]
 
 
@@ -105,7 +106,7 @@ async def test_private_answer_the_control_also_sees_is_not_a_bogon(server: DnsSe
 async def test_private_answer_differing_from_the_control_is_a_bogon(server: DnsServer) -> None:
     control = Observation.ok(answers=["10.20.30.40"])
     obs = await run(server, "bogon.test", control=control)
-    assert obs.blocking is Blocking.DNS_BOGON
+    assert suspected(obs) is Blocking.DNS_BOGON
 
 
 async def test_unreachable_resolver_port(server: DnsServer) -> None:

@@ -27,6 +27,7 @@ from probe.checks.webrtc.stats import echo_evidence, media_evidence
 from probe.core.failures import Failure
 from probe.core.record import Blocking
 from probe.core.signing import ProbeKey
+from probe.verdict.methods import suspected
 from probe.wire.sdp import candidate_counts, reachable_candidate
 from tests.support.netns import CallLab, call_lab, ice_servers, require_lab
 from tests.support.tcp_servers import closed_port
@@ -179,7 +180,7 @@ async def test_an_unreachable_collector_is_no_evidence_of_blocking() -> None:
                                    Context(timeout=2, signer=ProbeKey.generate()))
     assert observation.status is Status.FAILED
     assert observation.failure is Failure.CONNECTION_RESET
-    assert observation.blocking is Blocking.TCP_RESET  # suspected only:
+    assert suspected(observation) is Blocking.TCP_RESET  # suspected only:
     assert observation.control is ControlState.ABSENT  # nothing vouches for the peer
     assert observation.evidence["phase"] == "signalling"
     assert observation.evidence["stages"]["signalling"]["step"] == "connect"

@@ -41,7 +41,7 @@ async def one_record(server: DnsServer, tmp_path) -> dict[str, Any]:  # type: ig
                          connectivity=Connectivity(True, "test", "connected", 0.0),
                          on_record=None)
         (task,) = tasks_of(catalogue)
-        record = await state.finish(*await state.observe(task))
+        record = await state.finish(await state.observe(task))
         assert spool.pending(10) == [record]
     return record
 

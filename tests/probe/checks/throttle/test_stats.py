@@ -9,7 +9,7 @@ import random
 import pytest
 
 from probe.checks.throttle import stats
-from probe.checks.throttle.stats import Outcome, Sent
+from probe.checks.throttle.stats import Finding, Sent
 
 SLICE = 0.1
 MEDIA = 3.0
@@ -149,7 +149,7 @@ def test_rfc3550_jitter() -> None:
 
 def test_clean_path_is_ok() -> None:
     d = situation(both(seed=1), both(seed=3), schedule())
-    assert d.outcome is Outcome.OK and not d.low_rate
+    assert d.finding is Finding.OK and not d.low_rate
     assert d.directions["up"].rate == "no" and d.directions["up"].loss == "no"
 
 
@@ -157,53 +157,53 @@ def test_equal_random_loss_is_ok() -> None:
     for seed in range(20):
         d = situation(both(loss=0.03, seed=seed), both(loss=0.03, seed=seed + 100), schedule(),
                       final=True)
-        assert d.outcome in (Outcome.OK, Outcome.UNMEASURABLE), (seed, d.reason)
-        assert d.outcome is Outcome.OK, (seed, d.evidence())
+        assert d.finding in (Finding.OK, Finding.UNMEASURABLE), (seed, d.reason)
+        assert d.finding is Finding.OK, (seed, d.evidence())
 
 
 def test_shaped_voip_is_rate() -> None:
     d = situation(both(rate_kbit=64), both(seed=5), schedule())
-    assert d.outcome is Outcome.RATE
+    assert d.finding is Finding.RATE
     assert d.directions["up"].deficit > 0.6 and d.directions["up"].ks_p < 1e-6
 
 
 @pytest.mark.parametrize("share", [0.1, 0.25, 0.5])
 def test_detects_throttling_at_a_share_of_the_control_rate(share: float) -> None:
     d = situation(both(rate_kbit=265 * share), both(seed=5), schedule())
-    assert d.outcome is Outcome.RATE, d.evidence()
+    assert d.finding is Finding.RATE, d.evidence()
 
 
 def test_policer_burst_loss_is_rate() -> None:
     d = situation(both(burst_loss=0.6), both(seed=9), schedule())
-    assert d.outcome is Outcome.RATE
+    assert d.finding is Finding.RATE
     assert "rate-dependent" in d.reason
 
 
 def test_random_loss_on_the_voip_flow_only_is_loss() -> None:
     d = situation(both(loss=0.1, seed=2), both(seed=4), schedule())
-    assert d.outcome is Outcome.LOSS, d.evidence()
+    assert d.finding is Finding.LOSS, d.evidence()
 
 
 def test_both_shaped_alike_is_ok_with_a_low_rate() -> None:
     d = situation(both(rate_kbit=100, seed=1), both(rate_kbit=100, seed=7), schedule())
-    assert d.outcome is Outcome.OK and d.low_rate
+    assert d.finding is Finding.OK and d.low_rate
 
 
 def test_voip_faster_than_control_is_not_throttling() -> None:
     d = situation(both(seed=1), both(rate_kbit=64), schedule())
-    assert d.outcome is Outcome.OK
+    assert d.finding is Finding.OK
 
 
 def test_blocked_voip_flow() -> None:
     d = situation({"up": {}, "rt": {}}, both(), schedule())
-    assert d.outcome is Outcome.BLOCKED and d.control_ok
+    assert d.finding is Finding.BLOCKED and d.control_ok
 
 
 def test_lost_control_is_unmeasurable() -> None:
     d = situation(both(), both(loss=0.9), schedule())
-    assert d.outcome is Outcome.UNMEASURABLE and not d.control_ok
+    assert d.finding is Finding.UNMEASURABLE and not d.control_ok
     d = situation({"up": {}, "rt": {}}, {"up": {}, "rt": {}}, schedule())
-    assert d.outcome is Outcome.UNMEASURABLE and "nothing got through" in d.reason
+    assert d.finding is Finding.UNMEASURABLE and "nothing got through" in d.reason
 
 
 def test_a_small_difference_asks_for_a_second_round() -> None:
@@ -211,10 +211,10 @@ def test_a_small_difference_asks_for_a_second_round() -> None:
     # the VoIP flow loses a fifth of its bursts: a 17% goodput deficit, significant
     voip = both(burst_loss=0.2, loss=0.0, seed=11)
     d = situation(voip, both(seed=12), sent)
-    assert d.outcome in (Outcome.CONFIRM, Outcome.RATE)
-    if d.outcome is Outcome.CONFIRM:
+    assert d.finding in (Finding.CONFIRM, Finding.RATE)
+    if d.finding is Finding.CONFIRM:
         final = situation(voip, both(seed=12), sent, final=True)
-        assert final.outcome in (Outcome.OK, Outcome.UNMEASURABLE)
+        assert final.finding in (Finding.OK, Finding.UNMEASURABLE)
 
 
 def test_a_noisy_comparison_is_unmeasurable_not_ok() -> None:
@@ -228,8 +228,8 @@ def test_a_noisy_comparison_is_unmeasurable_not_ok() -> None:
                 if math.floor(max(p.at - 0.15, 0) / 0.5) not in dead}
 
     outcomes = {situation({"up": noisy(), "rt": noisy()}, {"up": noisy(), "rt": noisy()},
-                          sent, final=True).outcome for _ in range(10)}
-    assert Outcome.UNMEASURABLE in outcomes
+                          sent, final=True).finding for _ in range(10)}
+    assert Finding.UNMEASURABLE in outcomes
 
 
 def test_pool_concatenates_rounds() -> None:
