@@ -49,16 +49,16 @@ class Reason(StrEnum):
     FROM_FUTURE = "from_future"  # started_at later than now + max_clock_skew_seconds
 
 
-class Status(StrEnum):
+class IngestStatus(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
 
 
 @dataclass
-class Outcome:
+class IngestResult:
     id: str | None
-    status: Status
+    status: IngestStatus
     reason: Reason | None = None
     detail: str | None = None
 
@@ -92,11 +92,11 @@ class Ingestor:
         self._verify_keys: dict[str, VerifyKey] = {}
 
     def ingest(self, elements: list[Element], origin: Enrichment,
-               probe_ip: str | None = None) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+               probe_ip: str | None = None) -> list[IngestResult]:
+        outcomes: list[IngestResult] = []
         checked: list[tuple[int, _Checked]] = []
         for element in elements:
-            outcome = Outcome(_record_id(element.value), Status.REJECTED)
+            outcome = IngestResult(_record_id(element.value), IngestStatus.REJECTED)
             outcomes.append(outcome)
             try:
                 checked.append((len(outcomes) - 1, self._check_shape(element)))
@@ -115,19 +115,19 @@ class Ingestor:
                 continue
             row = _row(item, origin, received_at, probe_ip)
             if row["id"] in rows:  # the same record twice in one batch
-                outcome.status = Status.DUPLICATE
+                outcome.status = IngestStatus.DUPLICATE
                 continue
             rows[row["id"]] = (index, row)
 
         rejected: dict[str, int] = {}
         for outcome in outcomes:
-            if outcome.status is Status.REJECTED and outcome.reason:
+            if outcome.status is IngestStatus.REJECTED and outcome.reason:
                 rejected[outcome.reason] = rejected.get(outcome.reason, 0) + 1
         inserted = self.store.insert([row for _, row in rows.values()], rejected,
                                      {row["key_id"] for _, row in rows.values()})
         for record_id, (index, _) in rows.items():
-            outcomes[index].status = (Status.ACCEPTED if record_id in inserted
-                                      else Status.DUPLICATE)
+            outcomes[index].status = (IngestStatus.ACCEPTED if record_id in inserted
+                                      else IngestStatus.DUPLICATE)
             outcomes[index].reason = None
         return outcomes
 

@@ -12,7 +12,7 @@ from probe.core.errors import ConnectFailed, HandshakeFailed, ResolveError, Step
 from probe.core.failures import Failure, classify_error, describe
 from probe.core.record import Transport
 from probe.dns.resolve import resolve_host
-from probe.net.flow import Flow, Framer, Outcome
+from probe.net.flow import Flow, Framer, Transaction
 from probe.net.flow import open_flow as open_transport
 
 _FLOW_OPERATION = {Transport.UDP: Operation.UDP_FLOW, Transport.TCP: Operation.TCP_FLOW,
@@ -95,7 +95,7 @@ def finish(flow: Flow, observation: Observation) -> Observation:
     return observation
 
 
-def unanswered(outcome: Outcome[Any], evidence: dict[str, Any], transport: Transport,
+def unanswered(outcome: Transaction[Any], evidence: dict[str, Any], transport: Transport,
                request: Operation, response: Operation) -> Observation:
     """The observation of a transaction that got no valid reply: the flow was
     closed (RST, ICMP, ...), only forged or garbled answers came (`response`),

@@ -20,7 +20,7 @@ from probe.checks.results import finish, open_endpoint, unanswered
 from probe.core.errors import Mismatch, StepFailed
 from probe.core.failures import scrub
 from probe.core.record import Transport
-from probe.net.flow import Outcome, answer_deadline, exchange
+from probe.net.flow import Transaction, answer_deadline, exchange
 from probe.wire import sip as sipmsg
 
 NAME = "sip"
@@ -122,7 +122,7 @@ def _same_host(a: str, b: str) -> bool:
         return a.lower() == b.lower()
 
 
-def observe(outcome: Outcome[sipmsg.Response], sent: Sent, provisional: list[int],
+def observe(outcome: Transaction[sipmsg.Response], sent: Sent, provisional: list[int],
             transport: Transport) -> Observation:
     evidence = outcome.evidence()
     if provisional:

@@ -19,7 +19,7 @@ from probe.checks.base import Context, Observation, Operation
 from probe.checks.results import finish, open_endpoint, unanswered
 from probe.core.errors import BadCookie, Mismatch, StepFailed
 from probe.core.failures import Failure, scrub
-from probe.net.flow import Outcome, answer_deadline, exchange
+from probe.net.flow import Transaction, answer_deadline, exchange
 from probe.wire import stun as stunmsg
 
 NAME = "stun"
@@ -61,7 +61,7 @@ def match(data: bytes, ids: list[bytes]) -> tuple[Message, int]:
     return message, ids.index(message.transaction_id)
 
 
-def observe(outcome: Outcome[Message], local: Address, server: str,
+def observe(outcome: Transaction[Message], local: Address, server: str,
             transport: Any) -> Observation:
     evidence = outcome.evidence()
     if outcome.reply is not None:

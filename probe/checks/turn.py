@@ -29,7 +29,7 @@ from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
 from probe.core.errors import BadCookie, Mismatch, ResolveError, StepFailed
 from probe.core.failures import Failure, scrub
 from probe.dns.resolve import resolve_host
-from probe.net.flow import Flow, Outcome, answer_deadline, exchange
+from probe.net.flow import Flow, Transaction, answer_deadline, exchange
 from probe.wire import stun as stunmsg
 
 NAME = "turn"
@@ -228,7 +228,7 @@ class Session:
         deadline = answer_deadline(min(self.deadline, time.monotonic() + self.step_timeout),
                                    self.step_timeout)
         # relayed data is resent on every transport: the peer leg is UDP
-        outcome: Outcome[Any] = await exchange(self.flow, data, match, deadline,
+        outcome: Transaction[Any] = await exchange(self.flow, data, match, deadline,
                                                resend=True if relay else None)
         record: dict[str, Any] = {"step": name, "attempts": len(outcome.attempts),
                                   "ms": outcome.evidence().get("rtt_ms", outcome.elapsed_ms),
@@ -247,7 +247,7 @@ class Session:
             self.server.setdefault("fingerprint", "FINGERPRINT" in outcome.reply.attributes)
         return outcome.reply
 
-    def no_reply(self, step: str, outcome: Outcome[Any], relay: bool) -> Observation:
+    def no_reply(self, step: str, outcome: Transaction[Any], relay: bool) -> Observation:
         evidence: dict[str, Any] = {"phase": step}
         if outcome.closed is not None:
             evidence["error"] = outcome.closed.detail

@@ -209,7 +209,7 @@ async def open_flow(address: str, port: int, transport: Transport,
 
 
 @dataclass
-class Outcome(Generic[T]):
+class Transaction(Generic[T]):
     """What one transaction saw. `ended`: `reply`, `timeout`, `closed` (see
     `closed`) or `garbage` (a byte stream that cannot be framed)."""
 
@@ -249,7 +249,7 @@ Match = Callable[[bytes], tuple[T, int | None] | None]
 
 
 async def exchange(flow: Flow, request: Request, match: Match[T], deadline: float, *,
-                   resend: bool | None = None) -> Outcome[T]:
+                   resend: bool | None = None) -> Transaction[T]:
     """Send `request` (bytes, or a function of the attempt number giving each
     attempt its own transaction; None: send nothing, only wait) and wait until
     `match` accepts a message or `deadline` (time.monotonic()) passes.
@@ -260,7 +260,7 @@ async def exchange(flow: Flow, request: Request, match: Match[T], deadline: floa
     retransmitted on UDP (`resend` None), always (True) or never (False); the
     round-trip time of a request retransmitted with one transaction id is
     measured from the latest send (RFC 6298 §3)."""
-    outcome: Outcome[T] = Outcome()
+    transaction: Transaction[T] = Transaction()
     start = time.monotonic()
     if request is None:
         offsets: list[float] = []
@@ -277,7 +277,7 @@ async def exchange(flow: Flow, request: Request, match: Match[T], deadline: floa
                 data = request(len(sent_at)) if callable(request) else request
                 await flow.send(data)
                 sent_at.append(time.monotonic())
-                outcome.attempts.append({"sent_ms": round((sent_at[-1] - start) * 1000, 3)})
+                transaction.attempts.append({"sent_ms": round((sent_at[-1] - start) * 1000, 3)})
                 now = time.monotonic()
             wake = deadline
             if len(sent_at) < len(offsets):
@@ -289,31 +289,31 @@ async def exchange(flow: Flow, request: Request, match: Match[T], deadline: floa
             except TimeoutError:
                 continue
             except ValueError as exc:  # a stream that cannot be framed: nothing more to read
-                outcome.note("malformed", exc)
-                outcome.ended = "garbage"
+                transaction.note("malformed", exc)
+                transaction.ended = "garbage"
                 break
             received = time.monotonic()
             try:
                 matched = match(data)
             except Mismatch as exc:
-                outcome.note("mismatch", exc)
+                transaction.note("mismatch", exc)
                 continue
             except ValueError as exc:
-                outcome.note("malformed", exc)
+                transaction.note("malformed", exc)
                 if not flow.datagram:
-                    outcome.ended = "garbage"
+                    transaction.ended = "garbage"
                     break
                 continue
             if matched is None:
                 continue
             reply, index = matched
-            outcome.ended, outcome.reply = "reply", reply
+            transaction.ended, transaction.reply = "reply", reply
             if sent_at:
                 if index is None or not 0 <= index < len(sent_at):
                     index = len(sent_at) - 1
-                outcome.attempts[index]["rtt_ms"] = round((received - sent_at[index]) * 1000, 3)
+                transaction.attempts[index]["rtt_ms"] = round((received - sent_at[index]) * 1000, 3)
             break
     except FlowClosed as exc:
-        outcome.ended, outcome.closed = "closed", exc
-    outcome.elapsed_ms = round((time.monotonic() - start) * 1000, 3)
-    return outcome
+        transaction.ended, transaction.closed = "closed", exc
+    transaction.elapsed_ms = round((time.monotonic() - start) * 1000, 3)
+    return transaction

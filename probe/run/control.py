@@ -77,7 +77,7 @@ def _verify() -> Any:
     return default_ssl_context()
 
 
-class ControlLookup:
+class ControlAnswers:
     """Starts the control request once; `await lookup(endpoint)` gives that
     endpoint's control observation, or None when there is none."""
 

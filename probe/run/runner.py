@@ -38,7 +38,7 @@ from probe.core.record import (
 )
 from probe.core.signing import ProbeKey
 from probe.run.connectivity import Connectivity, precheck, targets_for
-from probe.run.control import CONTROL_WAIT, ControlClient, ControlLookup, control_state
+from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.verdict.methods import suspected
@@ -98,7 +98,7 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
     tasks = tasks_of(options.catalogue)
     clock_offset = lab_clock_offset()  # read once, before any traffic
     control_client = ControlClient(options.control_url, key) if options.control_url else None
-    lookup = ControlLookup(control_client, [t.endpoint for t in tasks])
+    lookup = ControlAnswers(control_client, [t.endpoint for t in tasks])
     lookup.start()
     connectivity = await precheck(targets_for(options.control_url, options.collector_url),
                                   options.resolver)
@@ -161,7 +161,7 @@ class RunState:
     key: ProbeKey
     spool: Spool
     budget: Budget
-    lookup: ControlLookup
+    lookup: ControlAnswers
     connectivity: Connectivity
     on_record: Progress | None
     clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.lab.accuracy import Outcome, run_scenario
+from deploy.lab.accuracy import ScenarioVerdict, run_scenario
 from deploy.lab.scenario import SCENARIOS, load_scenario
 
 
-def describe(o: Outcome) -> str:
+def describe(o: ScenarioVerdict) -> str:
     return (f"{o.link} {o.service} {o.check} {o.target}: expected {o.expected}, got "
             f"{o.observed} (rule {o.rule}; {o.failure} in phase {o.phase})")
 

@@ -28,7 +28,7 @@ from probe.checks.base import Context, Observation, Status
 from probe.core.errors import DnsError
 from probe.core.record import Transport
 from probe.dns.query import _answer
-from probe.net.flow import Mismatch, Outcome
+from probe.net.flow import Mismatch, Transaction
 from probe.wire import sip as sipmsg
 from probe.wire import stun as stunmsg
 from tests.support import hostile
@@ -113,12 +113,12 @@ def test_stun_check_turns_any_datagram_into_an_observation(data: bytes) -> None:
     try:
         message, _ = stun_check.match(data, [TXID])
     except ValueError as exc:  # Mismatch is one too
-        outcome: Outcome[Any] = Outcome()
+        outcome: Transaction[Any] = Transaction()
         outcome.note("mismatch" if isinstance(exc, Mismatch) else "malformed", exc)
         observation = stun_check.observe(outcome, local, "127.0.0.1", Transport.UDP)
         assert observation.status is Status.FAILED
         return
-    outcome = Outcome(ended="reply", reply=message, attempts=[{"sent_ms": 0.0}])
+    outcome = Transaction(ended="reply", reply=message, attempts=[{"sent_ms": 0.0}])
     observation = stun_check.observe(outcome, local, "127.0.0.1", Transport.UDP)
     assert isinstance(observation, Observation)
     json.dumps(observation.evidence)  # evidence must stay serialisable
@@ -172,7 +172,7 @@ def test_sip_check_turns_any_answer_into_an_observation(data: bytes) -> None:
         response, _ = sent.match(data)
     except ValueError:
         return
-    outcome = Outcome(ended="reply", reply=response, attempts=[{"sent_ms": 0.0}])
+    outcome = Transaction(ended="reply", reply=response, attempts=[{"sent_ms": 0.0}])
     observation = sip_check.observe(outcome, sent, [], Transport.UDP)
     assert observation.status is Status.OK
     json.dumps(observation.evidence)
