@@ -40,8 +40,10 @@ class _Decoder(json.JSONDecoder):
         obj = dict(pairs)
         if len(obj) != len(pairs):
             seen: set[str] = set()
-            duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-            raise ValueError(f"duplicate key {duplicate[:40]!r}")
+            for key, _ in pairs:
+                if key in seen:
+                    raise ValueError(f"duplicate key {key[:40]!r}")
+                seen.add(key)
         if self.ascii_keys and not "".join(obj).isascii():
             self.ascii_keys = False
         return obj

@@ -265,7 +265,8 @@ def cmd_probes(args: argparse.Namespace) -> int:
     row = keys.revoke(key_id)
     if row is None:
         raise UserError(f"no probe with key id {args.key_id!r} (see `{PROG} probes list`)")
-    print(f"revoked {row.key_id} at {rfc3339(row.revoked_at)}")  # type: ignore[arg-type]
+    assert row.revoked_at is not None  # revoke() stamps it
+    print(f"revoked {row.key_id} at {rfc3339(row.revoked_at)}")
     return 0
 
 

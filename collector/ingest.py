@@ -170,7 +170,8 @@ class Ingestor:
         if claimed is not None and claimed != probe.public_key:
             raise Rejected(Reason.KEY_MISMATCH, "probe.public_key is not the registered key")
         try:
-            signature = base64.b64decode(str(item.model.signature.value), validate=True)  # type: ignore[union-attr]
+            signature = base64.b64decode(str(item.model.signature.value  # _check_shape saw it
+                                             if item.model.signature else ""), validate=True)
         except (binascii.Error, ValueError):
             raise Rejected(Reason.BAD_SIGNATURE, "signature.value is not base64") from None
         if not _verifies(self._verifier(probe), _signed_bytes(item.element), signature):

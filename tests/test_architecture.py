@@ -1,5 +1,6 @@
 """The layering of docs/architecture.md, enforced: the import-linter contracts
-of pyproject.toml, and what the collector may import from the probe."""
+of pyproject.toml, what the collector may import from the probe, and mypy on
+the probe (what `make lint` runs, so CI runs it too)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,9 @@ def test_collector_imports_only_the_probes_interfaces() -> None:
         i == prefix or i.startswith(prefix + ".") for prefix in COLLECTOR_MAY_IMPORT)}
     assert found - allowed == set()
     assert any(i == "probe.run.helper" for _, i in found)  # the test helper's entry point
+
+
+def test_the_probe_type_checks() -> None:
+    result = subprocess.run([str(BIN / "mypy")], cwd=ROOT, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -49,9 +49,9 @@ def _reflector(services: Services) -> Reflector:
     if not services.settings.reflector_enabled:
         raise ApiError(403, "reflector_disabled", "this collector runs no throttling reflector")
     reflector = services.extras.get("reflector")
-    if reflector is None:
+    if not isinstance(reflector, Reflector):  # the first request: start it
         reflector = services.extras["reflector"] = Reflector(services.settings)
-    return reflector  # type: ignore[no-any-return]
+    return reflector
 
 
 def _api(exc: ReflectorError) -> ApiError:

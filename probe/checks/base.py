@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from probe.core.errors import StepFailed
 from probe.core.failures import Failure
 
 
@@ -87,6 +88,13 @@ class Observation(BaseModel):
     def failed(cls, failure: Failure, operation: Operation | None,
                **evidence: Any) -> Observation:
         return cls(status=Status.FAILED, failure=failure, operation=operation, evidence=evidence)
+
+
+def carried(exc: StepFailed[Any]) -> Observation:
+    """The observation a StepFailed carries (the core names no Observation type)."""
+    observation = exc.observation
+    assert isinstance(observation, Observation)
+    return observation
 
 
 class Budget:

@@ -53,8 +53,10 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     evidence.update(rcode=answer.rcode, answers=answer.addresses, cnames=answer.cnames,
                     rtt_ms=answer.rtt_ms, attempts=answer.attempts,
                     resolver=_resolver_label(answer.resolver))
-    observation = _judge(answer.addresses, evidence, await ctx.control(endpoint))
-    if observation is None:
+    judged = _judge(answer.addresses, evidence, await ctx.control(endpoint))
+    if judged is not None:
+        observation = judged
+    else:
         evidence["consistency"] = await _confirm_with_tls(endpoint, answer.addresses[0], ctx)
         observation = (
             Observation.failed(Failure.DNS_MISMATCH, Operation.DNS_ANSWER, **evidence)

@@ -15,7 +15,7 @@ import ipaddress
 import secrets
 from typing import Any
 
-from probe.checks.base import Context, Observation, Operation
+from probe.checks.base import Context, Observation, Operation, carried
 from probe.checks.results import finish, open_endpoint, unanswered
 from probe.core.errors import Mismatch, StepFailed
 from probe.core.failures import scrub
@@ -42,7 +42,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     try:
         flow, deadline = await open_endpoint(endpoint, ctx, sipmsg.frame_length)
     except StepFailed as exc:
-        return exc.observation
+        return carried(exc)
     sent = Sent(str(endpoint.transport), flow.local)
     request = sent.request(request_uri(endpoint))
     deadline = answer_deadline(deadline, ctx.timeout)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aioice.stun import Class, Message, Method
 
-from probe.checks.base import Context, Observation, Operation
+from probe.checks.base import Context, Observation, Operation, carried
 from probe.checks.results import finish, open_endpoint, unanswered
 from probe.core.errors import BadCookie, Mismatch, StepFailed
 from probe.core.failures import Failure, scrub
@@ -33,7 +33,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     try:
         flow, deadline = await open_endpoint(endpoint, ctx, stunmsg.frame_length)
     except StepFailed as exc:
-        return exc.observation
+        return carried(exc)
     ids: list[bytes] = []
 
     def request(attempt: int) -> bytes:

@@ -15,7 +15,7 @@ import ssl
 import time
 from typing import Any
 
-from probe.checks.base import Context, Observation, Operation
+from probe.checks.base import Context, Observation, Operation, carried
 from probe.checks.results import finish, open_flow, resolve
 from probe.core.errors import StepFailed
 from probe.core.failures import CERT_FAILURES, Failure
@@ -41,7 +41,7 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
         flow = await open_flow(address, port, Transport.TLS, ctx, sni=sni, deadline=deadline,
                                framer=len)
     except StepFailed as exc:
-        observation = exc.observation
+        observation = carried(exc)
         if observation.failure in CERT_FAILURES:
             remaining = max(deadline - time.monotonic(), 1.0)
             observation.evidence["certificate"] = await _unverified_certificate(

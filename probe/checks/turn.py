@@ -23,7 +23,7 @@ from typing import Any
 from aioice.stun import Class, Message, Method
 from aioice.turn import UDP_TRANSPORT
 
-from probe.checks.base import Context, Observation, Operation
+from probe.checks.base import Context, Observation, Operation, carried
 from probe.checks.results import finish, flow_operation, open_flow, resolve
 from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
 from probe.core.errors import BadCookie, Mismatch, ResolveError, StepFailed
@@ -67,13 +67,13 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
                                sni=endpoint.sni or endpoint.host, deadline=deadline,
                                framer=functools.partial(stunmsg.frame_length, channels=channels))
     except StepFailed as exc:
-        return exc.observation
+        return carried(exc)
     session = Session(flow, ctx.timeout, deadline, channels)
     try:
         try:
             observation = await session.run(endpoint.username, endpoint.password or "", peer)
         except StepFailed as exc:
-            observation = exc.observation
+            observation = carried(exc)
         await session.release()
     finally:
         flow.close()

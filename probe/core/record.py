@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from probe.core.checks import CheckName
 
-SCHEMA = "voipwatch.measurement/1"
+SCHEMA: Final = "voipwatch.measurement/1"
 
 __all__ = ["SCHEMA", "Blocking", "CheckName", "LinkType", "Measurement", "Role", "Transport",
            "Verdict", "rfc3339", "utcnow"]

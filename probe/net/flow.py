@@ -45,7 +45,8 @@ _MAX_BUFFER = 128 * 1024
 def retransmit_offsets(timeout: float, rto: float = RTO, limit: int = MAX_SENDS) -> list[float]:
     """When to send, in seconds from the first send: 0, 0.5, 1.5, 3.5, ... (the
     RTO doubles), at most `limit` sends, none after `timeout`."""
-    offsets, at, interval = [], 0.0, rto
+    offsets: list[float] = []
+    at, interval = 0.0, rto
     while len(offsets) < limit and at < timeout:
         offsets.append(at)
         at += interval
@@ -79,7 +80,8 @@ class Flow:
         self.buffer = b""
         self.evidence: dict[str, Any] = {}
         self.sent = self.received = 0
-        self.local: tuple[str, int] = tuple(sock.getsockname()[:2])  # type: ignore[assignment]
+        host, port = sock.getsockname()[:2]
+        self.local: tuple[str, int] = (host, port)
         self._final: tuple[int, int] | None = None
 
     @property

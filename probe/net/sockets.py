@@ -126,5 +126,5 @@ def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanoseconds = struct.unpack("=qq", data[:16])
-            return seconds + nanoseconds / 1e9
+            return float(seconds) + float(nanoseconds) / 1e9
     return time.time()

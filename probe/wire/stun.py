@@ -83,14 +83,14 @@ def frame_length(buffer: bytes, *, channels: Container[int] = ()) -> int | None:
         channel, length = struct.unpack_from("!HH", buffer)
         if channel not in channels:
             raise ValueError(f"not STUN, nor ChannelData on a bound channel (0x{channel:04x})")
-        return 4 + length + padding_length(length)
+        return 4 + int(length) + padding_length(length)
     if buffer[0] & 0xC0:
         raise ValueError("not a STUN message: the two leading bits are not zero")
     if len(buffer) >= 8 and struct.unpack_from("!I", buffer, 4)[0] != COOKIE:
         raise BadCookie("STUN magic cookie mismatch in the stream")
     if len(buffer) < 4:
         return None
-    length = struct.unpack_from("!H", buffer, 2)[0]
+    length = int(struct.unpack_from("!H", buffer, 2)[0])
     if length % 4:
         raise ValueError("STUN message length is not a multiple of 4")
     return HEADER_LENGTH + length

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def scenario_params() -> list[object]:
 
 
 @pytest.mark.parametrize("path", scenario_params())
-def test_scenario_verdicts(lab, path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_scenario_verdicts(lab: Any, path: Path) -> None:
     scenario = load_scenario(path)
     outcomes = asyncio.run(run_scenario(lab, scenario))
     assert outcomes

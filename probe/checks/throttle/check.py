@@ -29,13 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from probe.checks.base import Context, ControlState, Observation, Operation, Status
 from probe.checks.throttle import stats
-from probe.checks.throttle.client import (
-    HTTP_OVERHEAD,
-    ReflectorClient,
-    ReflectorUnavailable,
-    Session,
-)
+from probe.checks.throttle.client import HTTP_OVERHEAD, ReflectorClient, Session
 from probe.checks.throttle.replay import OVERHEAD, FlowLog, replay_tcp, replay_udp
+from probe.core.errors import ReflectorUnavailable
 from probe.core.failures import Failure, classify_error, describe
 from probe.core.record import Transport
 from probe.wire import profiles

@@ -136,4 +136,5 @@ def _root_cause(exc: BaseException) -> BaseException:
         seen = seen.__cause__ or seen.__context__
     errors = [e for e in chain if isinstance(e, OSError)]
     with_errno = [e for e in errors if e.errno is not None]
-    return (with_errno or errors or [exc])[0]
+    candidates: list[BaseException] = [*with_errno] or [*errors] or [exc]
+    return candidates[0]

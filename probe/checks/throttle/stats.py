@@ -365,7 +365,7 @@ def pool(rounds: Sequence[FlowMetrics]) -> FlowMetrics:
         return sum(getattr(r, name) for r in rounds)
 
     def mean(name: str) -> float:
-        return sum(getattr(r, name) for r in rounds) / max(len(rounds), 1)
+        return float(sum(getattr(r, name) for r in rounds)) / max(len(rounds), 1)
 
     return FlowMetrics(
         sent=total("sent"), delivered=total("delivered"), audio_sent=total("audio_sent"),

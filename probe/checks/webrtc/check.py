@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from probe.checks.base import Context, ControlState, Observation, Operation, Status
+from probe.checks.base import Context, ControlState, Observation, Operation, Status, carried
 from probe.checks.webrtc.signal import Reply, post
 from probe.checks.webrtc.stats import (
     echo_evidence,
@@ -76,7 +76,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
         try:
             observation = await call.run()
         except StepFailed as exc:
-            observation = exc.observation
+            observation = carried(exc)
         await call.collect()
     finally:
         await call.close()
@@ -234,7 +234,7 @@ class Call:
             try:
                 reply = await post(self.endpoint, body, self.ctx, self.deadline)
             except StepFailed as exc:
-                observation = exc.observation
+                observation = carried(exc)
                 self._count(observation.bytes_sent, observation.bytes_received)
                 observation.bytes_sent = observation.bytes_received = 0  # counted once
                 step = observation.evidence.pop("phase", None)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import h11
 
 import probe
-from probe.checks.base import Context, Observation, Operation
+from probe.checks.base import Context, Observation, Operation, carried
 from probe.checks.results import flow_operation, open_flow, resolve
 from probe.core.auth import sign_request
 from probe.core.errors import FlowClosed, StepFailed
@@ -57,7 +57,7 @@ async def post(endpoint: Any, body: bytes, ctx: Context, deadline: float) -> Rep
         flow = await open_flow(address, endpoint.port, transport, ctx, sni=endpoint.host,
                                deadline=deadline, framer=_no_framing)
     except StepFailed as exc:
-        raise StepFailed(exc.observation) from exc
+        raise StepFailed(carried(exc)) from exc
     try:
         status, headers, content = await _exchange(flow, parts, body, ctx, deadline)
     except (FlowClosed, TimeoutError, h11.ProtocolError, ValueError) as exc:

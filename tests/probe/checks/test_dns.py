@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 
 from probe.catalogue import ENDPOINT_ADAPTER
@@ -26,13 +29,13 @@ ZONE = {
 }
 
 
-def endpoint(host: str, qtype: str = "A"):  # type: ignore[no-untyped-def]
+def endpoint(host: str, qtype: str = "A") -> Any:
     return ENDPOINT_ADAPTER.validate_python(
         {"check": "dns", "host": host, "role": "messaging", "qtype": qtype})
 
 
 @pytest.fixture
-async def server():  # type: ignore[no-untyped-def]
+async def server() -> AsyncIterator[DnsServer]:
     async with DnsServer(ZONE) as srv:
         yield srv
 

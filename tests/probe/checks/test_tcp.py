@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import tcp as tcp_check
 from probe.checks.base import Context, Status
@@ -12,7 +14,7 @@ from tests.support.dns_server import DnsServer
 from tests.support.tcp_servers import closed_port, full_backlog, tcp_server
 
 
-def endpoint(host: str, port: int):  # type: ignore[no-untyped-def]
+def endpoint(host: str, port: int) -> Any:
     return ENDPOINT_ADAPTER.validate_python(
         {"check": "tcp", "host": host, "port": port, "role": "messaging"})
 

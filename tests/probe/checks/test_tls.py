@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def ca(tmp_path: Path) -> TestCA:
     return TestCA(tmp_path)
 
 
-def endpoint(port: int, sni: str = "chat.test"):  # type: ignore[no-untyped-def]
+def endpoint(port: int, sni: str = "chat.test") -> Any:
     return ENDPOINT_ADAPTER.validate_python(
         {"check": "tls", "host": "127.0.0.1", "port": port, "sni": sni, "role": "messaging"})
 

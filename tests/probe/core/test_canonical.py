@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from typing import Any
 
 import pytest
 import rfc8785
@@ -25,19 +26,19 @@ json_values = st.recursive(
 records = st.dictionaries(st.text(), json_values, max_size=8)
 
 
-def reference(record: dict) -> bytes:  # type: ignore[type-arg]
+def reference(record: dict[str, Any]) -> bytes:
     return rfc8785.dumps({k: v for k, v in record.items() if k != "signature"})
 
 
 @settings(max_examples=400, deadline=None)
 @given(records)
-def test_plain_values_equal_reference(record: dict) -> None:  # type: ignore[type-arg]
+def test_plain_values_equal_reference(record: dict[str, Any]) -> None:
     assert canonical_bytes(record) == reference(record)
 
 
 @settings(max_examples=400, deadline=None)
 @given(records)
-def test_batch_parsed_values_equal_reference(record: dict) -> None:  # type: ignore[type-arg]
+def test_batch_parsed_values_equal_reference(record: dict[str, Any]) -> None:
     text = json.dumps(record, ensure_ascii=False)
     (element,) = parse_batch(f"[{text}]".encode())
     if element.fast:
@@ -49,7 +50,7 @@ def test_batch_parsed_values_equal_reference(record: dict) -> None:  # type: ign
 
 @settings(max_examples=100, deadline=None)
 @given(records)
-def test_without_orjson_the_reference_path(record: dict) -> None:  # type: ignore[type-arg]
+def test_without_orjson_the_reference_path(record: dict[str, Any]) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(canonical, "orjson", None)
         assert canonical_bytes(record) == reference(record)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 from probe.core.record import SCHEMA, Blocking, Measurement, Verdict, rfc3339
 
 
-def make(**overrides):  # type: ignore[no-untyped-def]
+def make(**overrides: Any) -> Measurement:
     data = {
         "schema": SCHEMA, "started_at": "2016-01-07T09:30:00.000Z", "runtime_ms": 10,
         "probe": {"key_id": "a" * 64, "software_version": "0.1.0"},

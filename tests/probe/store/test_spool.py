@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from probe.store.spool import Spool
 
@@ -25,7 +26,7 @@ def test_add_pending_remove_reject(tmp_path: Path) -> None:
         assert [r["n"] for r in spool.pending(10)] == [3, 4]
 
 
-def _writer(path: str, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _writer(path: str, ready: Any) -> None:  # a multiprocessing Event
     spool = Spool(Path(path))
     for i in range(200):
         spool.add(record(i))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from probe.core.signing import ProbeKey
 from tests.conftest import probe_command
 
 CATALOGUE = """\
@@ -130,7 +131,7 @@ def test_upload_without_collector() -> None:
     assert_user_error(run_cli("upload"), "no collector")
 
 
-def test_verify_names_each_bad_line(tmp_path: Path, probe_key) -> None:  # type: ignore[no-untyped-def]
+def test_verify_names_each_bad_line(tmp_path: Path, probe_key: ProbeKey) -> None:
     from tests.probe.core.test_signing import sample_record
 
     good = probe_key.sign(sample_record(probe_key))

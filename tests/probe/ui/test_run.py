@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ async def probe_run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-async def lab(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def lab(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     ca = TestCA(tmp_path)
     leaf = ca.issue("chat.test")
     async with DnsServer(ZONE) as dns, tcp_server() as tcp_port, \
@@ -64,7 +65,8 @@ def by_endpoint(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dic
     return {(r["service"], r["endpoint"]["check"], r["endpoint"]["host"]): r for r in records}
 
 
-async def test_full_pass_without_a_control(lab, tmp_path: Path, voipwatch_home: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_full_pass_without_a_control(lab: dict[str, Any], tmp_path: Path,
+                                           voipwatch_home: Path) -> None:
     output = tmp_path / "out.jsonl"
     # the control URL accepts TCP (the pre-check passes) but resets any request:
     # so there is no control answer, and only self-evident failures are `blocked`
@@ -100,7 +102,7 @@ async def test_full_pass_without_a_control(lab, tmp_path: Path, voipwatch_home: 
     assert await verify.wait() == 0
 
 
-async def test_no_connectivity_means_inconclusive_everywhere(lab) -> None:  # type: ignore[no-untyped-def]
+async def test_no_connectivity_means_inconclusive_everywhere(lab: dict[str, Any]) -> None:
     code, out, err = await probe_run(
         "--catalogue", str(lab["catalogue"]), "--no-upload", "--json", "--timeout", "1",
         "--resolver", f"127.0.0.1:{lab['dns'].port}",
@@ -113,7 +115,7 @@ async def test_no_connectivity_means_inconclusive_everywhere(lab) -> None:  # ty
     assert "no connectivity" in err
 
 
-async def test_table_and_service_selection(lab) -> None:  # type: ignore[no-untyped-def]
+async def test_table_and_service_selection(lab: dict[str, Any]) -> None:
     code, out, err = await probe_run(
         "--catalogue", str(lab["catalogue"]), "--no-upload", "--services", "chat",
         "--resolver", f"127.0.0.1:{lab['dns'].port}",
@@ -125,7 +127,7 @@ async def test_table_and_service_selection(lab) -> None:  # type: ignore[no-unty
     assert "[3/3]" in err  # progress lines when stderr is not a terminal
 
 
-async def test_budget_stops_measuring(lab) -> None:  # type: ignore[no-untyped-def]
+async def test_budget_stops_measuring(lab: dict[str, Any]) -> None:
     code, out, err = await probe_run(
         "--catalogue", str(lab["catalogue"]), "--no-upload", "--json", "--budget-mb", "0.000001",
         "--concurrency", "1", "--resolver", f"127.0.0.1:{lab['dns'].port}",

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,7 +45,7 @@ def probe_key() -> ProbeKey:
     return key
 
 
-def spool(*records: dict) -> None:  # type: ignore[type-arg]
+def spool(*records: dict[str, Any]) -> None:
     with Spool(spool_path()) as s:
         for record in records:
             s.add(record)

@@ -44,7 +44,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("status,blocking,control,connectivity,resolver,verdict,method,rule", CASES)
-def test_table(status, blocking, control, connectivity, resolver, verdict, method, rule) -> None:  # type: ignore[no-untyped-def]
+def test_table(status: S, blocking: B | None, control: C, connectivity: bool, resolver: bool,
+               verdict: V, method: B | None, rule: str) -> None:
     result = classify(Situation(status, blocking, control, connectivity, resolver))
     assert (result.verdict, result.blocking, result.rule) == (verdict, method, rule)
 

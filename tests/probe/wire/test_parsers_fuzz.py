@@ -11,7 +11,7 @@ import json
 import os
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import dns.exception
 import dns.message
@@ -28,7 +28,7 @@ from probe.checks.base import Context, Observation, Status
 from probe.core.errors import DnsError
 from probe.core.record import Transport
 from probe.dns.query import _answer
-from probe.net.flow import Mismatch, Transaction
+from probe.net.flow import Flow, Mismatch, Transaction
 from probe.wire import sip as sipmsg
 from probe.wire import stun as stunmsg
 from tests.support import hostile
@@ -86,7 +86,7 @@ def network_bytes(templates: list[bytes]) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=200), mutated(templates))
 
 
-def only_value_error(parse: Callable[[bytes], Any], data: bytes) -> Any:
+def only_value_error(parse: Callable[[Any], Any], data: bytes | str) -> Any:
     try:
         return parse(data)
     except ValueError:
@@ -129,7 +129,7 @@ def test_stun_check_turns_any_datagram_into_an_observation(data: bytes) -> None:
 def test_turn_session_matchers_raise_only_value_error(data: bytes) -> None:
     flow = types.SimpleNamespace(local=("127.0.0.1", 4000), address="127.0.0.1",
                                  transport=Transport.UDP, datagram=True)
-    session = turn_check.Session(flow, 1.0, 0.0, {0x4001})  # type: ignore[arg-type]
+    session = turn_check.Session(cast(Flow, flow), 1.0, 0.0, {0x4001})  # a flow that never sends
     session.sent_ids.add(os.urandom(12))
     request = Message(Method.ALLOCATE, Class.REQUEST, transaction_id=TXID)
     session.key = KEY
@@ -154,7 +154,7 @@ def test_sip_parsers_raise_only_value_error(data: bytes) -> None:
     only_value_error(sipmsg.frame_length, data)
     if response is not None:
         for via in response.vias:
-            only_value_error(sipmsg.parse_via, via)  # type: ignore[arg-type]
+            only_value_error(sipmsg.parse_via, via)
 
 
 @FAST

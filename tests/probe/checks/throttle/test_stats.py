@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 
@@ -98,11 +99,10 @@ def situation(voip: dict[str, dict[int, float]], control: dict[str, dict[int, fl
     return stats.decide(flows, SLICE, offered_kbit=265, final=final)
 
 
-def both(**kwargs: object) -> dict[str, dict[int, float]]:
+def both(seed: int = 0, **kwargs: Any) -> dict[str, dict[int, float]]:
     sent = schedule()
-    seed = int(kwargs.pop("seed", 0))  # type: ignore[call-overload]
-    return {"up": arrivals(sent, rng=random.Random(seed), **kwargs),  # type: ignore[arg-type]
-            "rt": arrivals(sent, rng=random.Random(seed + 1), **kwargs)}  # type: ignore[arg-type]
+    return {"up": arrivals(sent, rng=random.Random(seed), **kwargs),
+            "rt": arrivals(sent, rng=random.Random(seed + 1), **kwargs)}
 
 
 # --- metrics -------------------------------------------------------------------------
