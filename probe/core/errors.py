@@ -38,9 +38,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from probe.core.failures import Failure, IcmpReport
+if TYPE_CHECKING:  # annotations only: `voipwatch-probe --help` imports this module
+    from probe.core.failures import Failure, IcmpReport
 
 O = TypeVar("O")  # noqa: E741 (the Observation type, which lives above the core)
 
