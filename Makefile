@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run        one full probe pass against an embedded collector (CATALOGUE=file.yaml)"
 	@echo "make test       install everything the tests need, then run the whole suite"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff, mypy, the layer contracts (lint-imports)"
 	@echo "make bench      speed, memory and traffic figures (ratios against a baseline)"
 	@echo "make accuracy   every censorship-lab scenario, confusion matrix (root)"
 	@echo "make demo       replay Morocco 2016 in the censorship lab (root)"
@@ -32,6 +32,8 @@ test: venv system-deps
 
 lint: venv
 	$(BIN)/ruff check probe collector tests bench deploy
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Embedded collector (./var/) + one probe pass + upload + results table (collector/quickstart.py).
 run: venv

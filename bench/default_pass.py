@@ -53,7 +53,7 @@ def rss_mb(p: Pass) -> float:
 def bench() -> int:
     from deploy.lab.lab import Lab
     from deploy.lab.mirror import DEFAULT_CATALOGUE
-    from probe.record import LinkType
+    from probe.core.record import LinkType
 
     link = LinkType.CELLULAR
     passes: dict[tuple[str, str], list[Pass]] = defaultdict(list)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from bench.ingest import realistic, upload  # noqa: E402
-from probe.signing import ProbeKey  # noqa: E402
+from probe.core.signing import ProbeKey  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_EXPORT_RECORDS", "200000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))

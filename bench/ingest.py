@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
-from probe.record import rfc3339, utcnow  # noqa: E402
-from probe.signing import ProbeKey, canonical_bytes  # noqa: E402
+from probe.core.canonical import canonical_bytes  # noqa: E402
+from probe.core.record import rfc3339, utcnow  # noqa: E402
+from probe.core.signing import ProbeKey  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_INGEST_RECORDS", "20000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))

@@ -64,7 +64,7 @@ def startup() -> None:
 
 def lab_bench() -> None:
     from deploy.lab.lab import Lab
-    from probe.record import LinkType
+    from probe.core.record import LinkType
 
     link = LinkType.CELLULAR
     with tempfile.TemporaryDirectory(prefix="vwbench-") as workdir:

@@ -11,7 +11,7 @@ cellular host under conditions whose truth is known, and prints:
   the port sharing one slow bucket;
 - seconds and bytes per service test (median and maximum), rounds used;
 - the deficit, KS p-value and loss figures behind the thresholds of
-  probe/throttle/stats.py (docs/throttle.md quotes them);
+  probe/checks/throttle/stats.py (docs/throttle.md quotes them);
 - Wehe's published settings beside ours.
 
 `BENCH_THROTTLE_RUNS` (default 10) sets the repetitions per condition. Each
@@ -65,11 +65,12 @@ CONDITIONS: list[tuple[str, str, list[dict[str, Any]]]] = [
 
 async def worker(runs: int) -> None:
     from probe.catalogue import ENDPOINT_ADAPTER
-    from probe.checks import throttle
     from probe.checks.base import Context, ControlState
-    from probe.classify import Situation, classify
-    from probe.signing import load_key
-    from probe.state import key_path, load_config
+    from probe.checks.throttle import check as throttle
+    from probe.core.signing import load_key
+    from probe.store.state import key_path, load_config
+    from probe.verdict.classify import Situation, classify
+    from probe.verdict.methods import suspected
 
     key = load_key(key_path(load_config()))
     endpoint = ENDPOINT_ADAPTER.validate_python(
@@ -80,7 +81,7 @@ async def worker(runs: int) -> None:
         start = time.monotonic()
         observation = await throttle.run(endpoint, ctx)
         seconds = time.monotonic() - start
-        result = classify(Situation(observation.status, observation.blocking,
+        result = classify(Situation(observation.status, suspected(observation),
                                     observation.control or ControlState.ABSENT))
         decision = observation.evidence.get("decision", {})
         print(json.dumps({
@@ -98,7 +99,7 @@ def run_condition(lab: Any, rules: list[dict[str, Any]]) -> list[dict[str, Any]]
     """RUNS checks, each on a freshly installed policy: a shaper's queue left
     over from the previous run (seconds of it at 25 kbit/s) must not slow the next."""
     from deploy.lab.scenario import Scenario
-    from probe.record import LinkType
+    from probe.core.record import LinkType
 
     scenario = Scenario.model_validate({"name": "bench", "description": "throttle bench",
                                         "links": ["cellular"], "policy": {"cellular": rules}})
@@ -186,7 +187,7 @@ def main() -> int:
         return 0
     from deploy.lab.lab import Lab
     from deploy.lab.topology import Topology, reap_stale
-    from probe.record import LinkType
+    from probe.core.record import LinkType
 
     reap_stale()
     if Topology(PREFIX).existing():

@@ -34,7 +34,7 @@ IMPORT = ("import resource, time; t = time.perf_counter(); {}; "
 def import_cost() -> None:
     rows = []
     for name, statement in (("python (nothing)", "pass"),
-                            ("probe.checks.webrtc", "import probe.checks.webrtc"),
+                            ("probe.checks.webrtc.check", "import probe.checks.webrtc.check"),
                             ("aiortc (on the first webrtc endpoint)", "import aiortc")):
         samples = [subprocess.run([sys.executable, "-c", IMPORT.format(statement)], cwd=ROOT,
                                   capture_output=True, text=True, check=True).stdout.split()

@@ -3,7 +3,7 @@ that only probes may use (the test helper, the WebRTC reference peer, the
 throttling reflector).
 
 The probe signs `METHOD\\nPATH\\nUNIX_TIME\\nSHA256_HEX(BODY)` with its Ed25519
-key (`probe/auth.py`) and sends `X-Voipwatch-Key`, `X-Voipwatch-Time` and
+key (`probe/core/auth.py`) and sends `X-Voipwatch-Key`, `X-Voipwatch-Time` and
 `X-Voipwatch-Signature`. Usage in a router::
 
     from collector.auth import SignedProbe
@@ -17,20 +17,22 @@ Missing, stale or bad signatures and unknown keys get 401; revoked keys 403.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import time
 from typing import Annotated
 
 from fastapi import Depends, Request
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 from starlette.concurrency import run_in_threadpool
 
 from collector.errors import ApiError
 from collector.keys import ProbeRow
 from collector.services import Services, get_services
-from probe.auth import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, request_message
+from probe.core.auth import (
+    HEADER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIME,
+    MAX_SKEW,
+    verify_request,
+    within_skew,
+)
 
 
 def _unauthorised(code: str, detail: str) -> ApiError:
@@ -44,12 +46,12 @@ async def signed_probe(request: Request,
     signature = request.headers.get(HEADER_SIGNATURE)
     if not (key_id and stamp and signature):
         raise _unauthorised("unsigned_request", f"sign the request ({HEADER_KEY}, "
-                            f"{HEADER_TIME}, {HEADER_SIGNATURE}); see probe/auth.py")
+                            f"{HEADER_TIME}, {HEADER_SIGNATURE}); see probe/core/auth.py")
     try:
         moment = int(stamp)
     except ValueError:
         raise _unauthorised("stale_request", f"{HEADER_TIME} is not a Unix time") from None
-    if abs(time.time() - moment) > MAX_SKEW:
+    if not within_skew(moment):
         raise _unauthorised("stale_request", f"{HEADER_TIME} is more than {MAX_SKEW} s away "
                             "from the collector's clock")
     probe = await run_in_threadpool(services.keys.get, key_id)
@@ -59,11 +61,9 @@ async def signed_probe(request: Request,
     if probe.revoked:
         raise ApiError(403, "revoked_key", "this key was revoked")
     body = await request.body()
-    message = request_message(request.method, request.url.path, stamp, body)
-    try:
-        VerifyKey(probe.public_raw).verify(message, base64.b64decode(signature, validate=True))
-    except (BadSignatureError, binascii.Error, ValueError):
-        raise _unauthorised("bad_signature", "the request signature does not verify") from None
+    if not verify_request(probe.public_raw, request.method, request.url.path, stamp, body,
+                          signature):
+        raise _unauthorised("bad_signature", "the request signature does not verify")
     return probe
 
 

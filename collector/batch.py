@@ -1,7 +1,7 @@
 """Strict parsing of an ingest body: a JSON array of signed records.
 
 Each element keeps its exact source text (stored verbatim, so it can be
-re-verified forever) and a parsed value ready for `collector.jcs`. The parse is
+re-verified forever) and a parsed value ready for `probe.core.canonical`. The parse is
 stricter than RFC 8259 requires, because a signature must mean one thing only:
 duplicate object keys, NaN/Infinity and integers beyond 2**53 refuse the whole
 body; so do invalid UTF-8, a top level that is not an array, and trailing data.
@@ -13,12 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from collector.jcs import MAX_SAFE_INTEGER, float_fragment
+from probe.core.canonical import MAX_SAFE_INTEGER, float_fragment
+from probe.core.errors import MalformedMessage
 
 _WHITESPACE = " \t\n\r"
 
 
-class MalformedBody(ValueError):
+class MalformedBody(MalformedMessage):
     """The body is not a strict JSON array; the message says where."""
 
 
@@ -26,7 +27,7 @@ class MalformedBody(ValueError):
 class Element:
     text: str  # the element's exact JSON text
     value: Any
-    fast: bool  # jcs.canonical_bytes is exact for `value` (no non-ASCII keys)
+    fast: bool  # canonical_bytes(value, parsed=True) applies (no non-ASCII keys)
 
 
 class _Decoder(json.JSONDecoder):
@@ -39,8 +40,10 @@ class _Decoder(json.JSONDecoder):
         obj = dict(pairs)
         if len(obj) != len(pairs):
             seen: set[str] = set()
-            duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-            raise ValueError(f"duplicate key {duplicate[:40]!r}")
+            for key, _ in pairs:
+                if key in seen:
+                    raise ValueError(f"duplicate key {key[:40]!r}")
+                seen.add(key)
         if self.ascii_keys and not "".join(obj).isascii():
             self.ascii_keys = False
         return obj
@@ -105,7 +108,7 @@ def parse_batch(body: bytes, max_items: int | None = None) -> list[Element]:
     return elements
 
 
-class TooManyItems(ValueError):
+class TooManyItems(MalformedMessage):
     def __init__(self, limit: int) -> None:
         super().__init__(f"more than {limit} records in one batch")
         self.limit = limit

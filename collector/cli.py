@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collector import __version__
-from probe.errors import UserError, run_command
+from probe.core.errors import UserError, run_command
 
 PROG = "voipwatch-collector"
 
@@ -212,7 +212,7 @@ def _parse_filters(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
     from collector.store import Filters
-    from probe.record import CheckName, LinkType, Role, Verdict
+    from probe.core.record import CheckName, LinkType, Role, Verdict
 
     values: dict[str, Any] = {}
     for name, kind in (("verdict", Verdict), ("link_type", LinkType), ("check", CheckName),
@@ -248,7 +248,7 @@ def _parse_filters(args: argparse.Namespace) -> Any:
 
 def cmd_probes(args: argparse.Namespace) -> int:
     from collector.keys import KeyStore
-    from probe.record import rfc3339
+    from probe.core.record import rfc3339
 
     keys = KeyStore(open_database(_settings(args)))
     if args.action == "list":
@@ -265,7 +265,8 @@ def cmd_probes(args: argparse.Namespace) -> int:
     row = keys.revoke(key_id)
     if row is None:
         raise UserError(f"no probe with key id {args.key_id!r} (see `{PROG} probes list`)")
-    print(f"revoked {row.key_id} at {rfc3339(row.revoked_at)}")  # type: ignore[arg-type]
+    assert row.revoked_at is not None  # revoke() stamps it
+    print(f"revoked {row.key_id} at {rfc3339(row.revoked_at)}")
     return 0
 
 

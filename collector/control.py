@@ -11,28 +11,14 @@ get no answer: a probe must not use the collector to reach its own network.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from typing import Any
 
-from pydantic import ValidationError
-
 from collector.settings import Settings
-from probe import checks
-from probe.catalogue import ENDPOINT_ADAPTER, is_ip_literal
-from probe.checks.base import Context, Observation
+from probe.run import helper
 
 log = logging.getLogger(__name__)
-
-SUPPORTED = frozenset({"dns", "tcp", "tls", "stun", "turn", "sip"})
-
-
-def _global(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_global
-    except ValueError:
-        return False
 
 
 class ControlRunner:
@@ -59,50 +45,25 @@ class ControlRunner:
                 task.cancel()
 
     async def _one(self, raw: Any, deadline: float) -> dict[str, Any] | None:
-        try:
-            endpoint = ENDPOINT_ADAPTER.validate_python(raw)
-        except ValidationError:
-            return None
-        if endpoint.check not in SUPPORTED:
-            return None
-        try:
-            check = checks.get(endpoint.check)
-        except (ImportError, LookupError):  # a check not written yet
+        endpoint = helper.parse_endpoint(raw)
+        if endpoint is None:
             return None
         try:
             async with self.slots:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                observation = await asyncio.wait_for(self._run(check, endpoint, remaining),
-                                                     remaining)
+                return await asyncio.wait_for(self._run(endpoint, remaining), remaining)
         except TimeoutError:
             return None
         except Exception:
             log.exception("control check %s failed internally", endpoint.check)
             return None
-        return None if observation is None else observation.model_dump(mode="json")
 
-    async def _run(self, check: Any, endpoint: Any, remaining: float) -> Observation | None:
-        timeout = min(self.settings.control_timeout_seconds,
-                      getattr(check, "DEFAULT_TIMEOUT", 5.0), remaining)
-        if not self.settings.control_allow_private and not await self._allowed(endpoint,
-                                                                                 timeout):
+    async def _run(self, endpoint: Any, remaining: float) -> dict[str, Any] | None:
+        timeout = min(self.settings.control_timeout_seconds, helper.default_timeout(endpoint),
+                      remaining)
+        if not self.settings.control_allow_private and not await helper.targets_global_address(
+                endpoint, self.resolver, timeout):
             return None
-        ctx = Context(timeout=timeout, resolver=self.resolver, is_control=True)
-        result: Observation = await check.run(endpoint, ctx)
-        return result
-
-    async def _allowed(self, endpoint: Any, timeout: float) -> bool:
-        if endpoint.check == "dns":  # only asks the collector's resolver
-            return True
-        host = endpoint.host
-        if is_ip_literal(host):
-            return _global(host)
-        from probe.net import ResolveError, resolve_host
-
-        try:
-            address = await resolve_host(host, self.resolver, timeout)
-        except (ResolveError, OSError):
-            return True  # the check will meet (and record) the same failure
-        return _global(address)
+        return await helper.observe(endpoint, timeout=timeout, resolver=self.resolver)

@@ -11,8 +11,8 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from probe.record import rfc3339
-from probe.report import role_verdict
+from probe.core.record import rfc3339
+from probe.core.summary import role_verdict
 
 ROLE_ORDER = {"call": 0, "messaging": 1}
 

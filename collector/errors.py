@@ -16,8 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from probe.core.errors import VoipwatchError
 
-class ApiError(Exception):
+
+class ApiError(VoipwatchError):
     def __init__(self, status: int, code: str, detail: str,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from collector import export_sqlite
 from collector.store import Filters, MeasurementStore
-from probe.record import rfc3339
+from probe.core.record import rfc3339
 
 FORMATS = ("jsonl", "csv", "parquet")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.settings import Settings
-from probe.errors import UserError
+from probe.core.errors import UserError
 
 BUILTIN_FILE = "geoip2fast-asn-ipv6.dat.gz"
 

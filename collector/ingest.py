@@ -19,19 +19,18 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import orjson
-import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import ValidationError
 
 from collector.batch import Element
 from collector.geoip import Enrichment
-from collector.jcs import canonical_bytes
 from collector.keys import KeyStore, ProbeRow
 from collector.settings import Settings
 from collector.store import MeasurementStore
-from probe.record import Measurement, utcnow
+from probe.core.canonical import canonical_bytes
+from probe.core.errors import VoipwatchError
+from probe.core.record import Measurement, utcnow
 
 MAX_SERVICE = 64
 MAX_HOST = 255
@@ -50,16 +49,16 @@ class Reason(StrEnum):
     FROM_FUTURE = "from_future"  # started_at later than now + max_clock_skew_seconds
 
 
-class Status(StrEnum):
+class IngestStatus(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
 
 
 @dataclass
-class Outcome:
+class IngestResult:
     id: str | None
-    status: Status
+    status: IngestStatus
     reason: Reason | None = None
     detail: str | None = None
 
@@ -71,7 +70,7 @@ class Outcome:
         return out
 
 
-class Rejected(Exception):
+class Rejected(VoipwatchError):
     def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(detail or reason)
         self.reason = reason
@@ -93,11 +92,11 @@ class Ingestor:
         self._verify_keys: dict[str, VerifyKey] = {}
 
     def ingest(self, elements: list[Element], origin: Enrichment,
-               probe_ip: str | None = None) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+               probe_ip: str | None = None) -> list[IngestResult]:
+        outcomes: list[IngestResult] = []
         checked: list[tuple[int, _Checked]] = []
         for element in elements:
-            outcome = Outcome(_record_id(element.value), Status.REJECTED)
+            outcome = IngestResult(_record_id(element.value), IngestStatus.REJECTED)
             outcomes.append(outcome)
             try:
                 checked.append((len(outcomes) - 1, self._check_shape(element)))
@@ -116,19 +115,19 @@ class Ingestor:
                 continue
             row = _row(item, origin, received_at, probe_ip)
             if row["id"] in rows:  # the same record twice in one batch
-                outcome.status = Status.DUPLICATE
+                outcome.status = IngestStatus.DUPLICATE
                 continue
             rows[row["id"]] = (index, row)
 
         rejected: dict[str, int] = {}
         for outcome in outcomes:
-            if outcome.status is Status.REJECTED and outcome.reason:
+            if outcome.status is IngestStatus.REJECTED and outcome.reason:
                 rejected[outcome.reason] = rejected.get(outcome.reason, 0) + 1
         inserted = self.store.insert([row for _, row in rows.values()], rejected,
                                      {row["key_id"] for _, row in rows.values()})
         for record_id, (index, _) in rows.items():
-            outcomes[index].status = (Status.ACCEPTED if record_id in inserted
-                                      else Status.DUPLICATE)
+            outcomes[index].status = (IngestStatus.ACCEPTED if record_id in inserted
+                                      else IngestStatus.DUPLICATE)
             outcomes[index].reason = None
         return outcomes
 
@@ -171,14 +170,11 @@ class Ingestor:
         if claimed is not None and claimed != probe.public_key:
             raise Rejected(Reason.KEY_MISMATCH, "probe.public_key is not the registered key")
         try:
-            signature = base64.b64decode(str(item.model.signature.value), validate=True)  # type: ignore[union-attr]
+            signature = base64.b64decode(str(item.model.signature.value  # _check_shape saw it
+                                             if item.model.signature else ""), validate=True)
         except (binascii.Error, ValueError):
             raise Rejected(Reason.BAD_SIGNATURE, "signature.value is not base64") from None
-        verifier = self._verifier(probe)
-        if item.element.fast and _verifies(verifier, _fast_bytes(item.element.value), signature):
-            return
-        # the reference path: slower, and the last word (also covers non-ASCII keys)
-        if not _verifies(verifier, _reference_bytes(item.element.text), signature):
+        if not _verifies(self._verifier(probe), _signed_bytes(item.element), signature):
             raise Rejected(Reason.BAD_SIGNATURE, "the signature does not match the record")
 
     def _verifier(self, probe: ProbeRow) -> VerifyKey:
@@ -190,17 +186,16 @@ class Ingestor:
         return verifier
 
 
-def _fast_bytes(value: dict[str, Any]) -> bytes | None:
+def _signed_bytes(element: Element) -> bytes | None:
+    """The bytes the record's signature covers (None: it has none)."""
+    if element.fast:  # parsed for orjson already (collector/batch.py)
+        try:
+            return canonical_bytes(element.value, parsed=True)
+        except (ValueError, TypeError, RecursionError):  # e.g. a lone surrogate, deep nesting
+            pass
     try:
-        return canonical_bytes(value)
-    except orjson.JSONEncodeError:  # e.g. a lone surrogate, deep nesting
-        return None
-
-
-def _reference_bytes(text: str) -> bytes | None:
-    try:
-        return rfc8785.dumps({k: v for k, v in json.loads(text).items() if k != "signature"})
-    except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError):
+        return canonical_bytes(json.loads(element.text))
+    except (ValueError, TypeError, RecursionError):  # CanonicalizationError is a ValueError
         return None
 
 

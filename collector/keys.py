@@ -18,8 +18,9 @@ from sqlalchemy.engine import Engine
 
 from collector.db.engine import write_options
 from collector.db.schema import enrollment_tokens, probes
-from probe.record import utcnow
-from probe.signing import SignatureError, decode_public_key, key_id_of
+from probe.core.errors import SignatureError, VoipwatchError
+from probe.core.record import utcnow
+from probe.core.signing import decode_public_key, key_id_of
 
 TOKEN_PREFIX = "vwt_"
 
@@ -41,7 +42,7 @@ class ProbeRow:
         return self.revoked_at is not None
 
 
-class RegistrationError(Exception):
+class RegistrationError(VoipwatchError):
     """`code` is a stable string: bad_public_key, token_required, bad_token, revoked_key."""
 
     def __init__(self, code: str, message: str, status: int = 400) -> None:

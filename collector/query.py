@@ -9,7 +9,7 @@ from fastapi import Depends, Query
 
 from collector.errors import ApiError
 from collector.store import Filters
-from probe.record import CheckName, LinkType, Role, Verdict
+from probe.core.record import CheckName, LinkType, Role, Verdict
 
 
 def filters(

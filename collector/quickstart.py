@@ -25,12 +25,13 @@ import httpx
 
 from collector.routers.health import SERVICE
 from collector.settings import DEFAULT_PORT
+from probe.core.errors import VoipwatchError
 
 BIN = Path(sys.executable).parent
 PROG = "make run"
 
 
-class QuickstartError(Exception):
+class QuickstartError(VoipwatchError):
     pass
 
 

@@ -6,7 +6,7 @@ reflector opens a listener on that port for it, on the address the request
 came in on (or `reflector_address`), so a replay runs on the service's own
 port with no per-port configuration. Two sessions on one port share its
 listener: each packet carries a token made with its session's key
-(`probe/throttle/wire.py`), and the token says which session, flow and
+(`probe/wire/throttle.py`), and the token says which session, flow and
 sequence number it is; a source address once matched is tried first. Packets
 whose token matches no session are ignored, never echoed.
 
@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.settings import Settings
-from probe.net import SO_TIMESTAMPNS, kernel_time
-from probe.throttle import wire
+from probe.core.errors import VoipwatchError
+from probe.net.sockets import SO_TIMESTAMPNS, kernel_time
+from probe.wire import throttle as wire
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ READ_BATCH = 256  # datagrams per wake-up, so one busy port cannot starve the lo
 RFC4571_HEADER = 2
 
 
-class ReflectorError(Exception):
+class ReflectorError(VoipwatchError):
     """A request the reflector refuses: HTTP status, stable code, one sentence."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:

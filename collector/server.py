@@ -10,7 +10,7 @@ import socket
 from typing import Any
 
 from collector.settings import ENV_PREFIX, Settings
-from probe.errors import UserError
+from probe.core.errors import UserError
 
 log = logging.getLogger("collector")
 

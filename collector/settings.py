@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from probe.catalogue import IceServer
-from probe.errors import UserError
+from probe.core.errors import UserError
 
 ENV_PREFIX = "VOIPWATCH_COLLECTOR_"
 DEFAULT_PORT = 8470

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from collector.db.engine import write_options
 from collector.db.schema import measurements, probes, rejections
-from probe.record import utcnow
+from probe.core.record import utcnow
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,9 @@ class MeasurementStore:
         casts = ", ".join(f"%b::{_PG_ARRAY[measurements.c[name].type.__class__.__name__]}"
                           for name in names)
         # binary parameters: text-format arrays would escape every record's quotes
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        driver = conn.connection.driver_connection  # psycopg's: this path is PostgreSQL's
+        assert driver is not None
+        cursor = driver.cursor()
         try:
             cursor.execute(
                 f"INSERT INTO measurements ({', '.join(names)}) SELECT * FROM unnest({casts}) "

@@ -3,7 +3,7 @@
 For each offer (non-trickle SDP, RFC 8829 §5.3, gathered completely, as aiortc
 does) it creates one aiortc peer connection that answers, echoes every
 data-channel message and sends audio back: the probe's own pre-encoded tone
-(probe.media, a voice call's 32 kbit/s), while the audio it receives is read
+(probe.wire.media, a voice call's 32 kbit/s), while the audio it receives is read
 and dropped. Echoing the received audio would cost a decoder and an encoder
 per session, and aiortc's encoder sends 96 kbit/s whatever the probe sent. The
 number of live sessions is bounded (`PeerFull` when full) and each session is
@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from probe.media import drain, tone_track
-from probe.webrtc_stats import candidate_counts
+from probe.core.errors import MalformedMessage, VoipwatchError
+from probe.wire.media import drain, tone_track
+from probe.wire.sdp import candidate_counts
 
 log = logging.getLogger("collector.webrtc")
 
-class PeerFull(Exception):
+class PeerFull(VoipwatchError):
     """Every session slot is taken; `retry_after` seconds until the oldest ends."""
 
     def __init__(self, retry_after: float) -> None:
@@ -40,7 +41,7 @@ class PeerFull(Exception):
         self.retry_after = retry_after
 
 
-class BadOffer(ValueError):
+class BadOffer(MalformedMessage):
     """The offer is not an SDP offer aiortc can answer; the message says why."""
 
 

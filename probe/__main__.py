@@ -1,3 +1,3 @@
-from probe.cli import main
+from probe.ui.cli import main
 
 raise SystemExit(main())

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from probe.errors import UserError
-from probe.record import Role, Transport
+from probe.core.checks import CHECK_NAMES, CheckName
+from probe.core.errors import UserError
+from probe.core.record import Role, Transport
 
 # Package data (configs/catalogue.yaml is a link to it, for reading): an installed
 # probe must find its catalogue without the checkout.
@@ -42,7 +43,6 @@ def _check_host(value: str) -> str:
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-CHECK_NAMES = ("dns", "tcp", "tls", "stun", "turn", "sip", "webrtc", "throttle")
 
 
 class _Endpoint(BaseModel):
@@ -62,34 +62,34 @@ class _HostEndpoint(_Endpoint):
 
 
 class DnsEndpoint(_HostEndpoint):
-    check: Literal["dns"]
+    check: Literal[CheckName.DNS]
     qtype: Literal["A", "AAAA"] = "A"
     port: Port = 443  # the TLS port used to confirm an answer that differs from the control's
     transport: Literal[Transport.UDP] = Transport.UDP
 
 
 class TcpEndpoint(_HostEndpoint):
-    check: Literal["tcp"]
+    check: Literal[CheckName.TCP]
     port: Port
     transport: Literal[Transport.TCP] = Transport.TCP
 
 
 class TlsEndpoint(_HostEndpoint):
-    check: Literal["tls"]
+    check: Literal[CheckName.TLS]
     port: Port = 443
     sni: str | None = None
     transport: Literal[Transport.TLS] = Transport.TLS
 
 
 class StunEndpoint(_HostEndpoint):
-    check: Literal["stun"]
+    check: Literal[CheckName.STUN]
     port: Port = 3478
     transport: Transport = Transport.UDP
     sni: str | None = None
 
 
 class TurnEndpoint(_HostEndpoint):
-    check: Literal["turn"]
+    check: Literal[CheckName.TURN]
     port: Port = 3478
     transport: Transport = Transport.UDP
     sni: str | None = None
@@ -112,7 +112,7 @@ class TurnEndpoint(_HostEndpoint):
 
 
 class SipEndpoint(_HostEndpoint):
-    check: Literal["sip"]
+    check: Literal[CheckName.SIP]
     port: Port = 5060
     transport: Transport = Transport.UDP
     sni: str | None = None
@@ -152,7 +152,7 @@ class _UrlEndpoint(_Endpoint):
 
 
 class WebrtcEndpoint(_UrlEndpoint):
-    check: Literal["webrtc"]
+    check: Literal[CheckName.WEBRTC]
     ice_servers: tuple[IceServer, ...] = Field(min_length=0)
     policy: Literal["all", "relay"] = "all"
 
@@ -174,7 +174,7 @@ class WebrtcEndpoint(_UrlEndpoint):
 
 
 class ThrottleEndpoint(_UrlEndpoint):
-    check: Literal["throttle"]
+    check: Literal[CheckName.THROTTLE]
     port: Port
     transport: Transport = Transport.UDP
     profile: str = Field(pattern=r"^[a-z0-9-]+$")
@@ -189,7 +189,7 @@ class ThrottleEndpoint(_UrlEndpoint):
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, value: str) -> str:
-        from probe.throttle.profiles import NAMES  # the traffic each service's calls make
+        from probe.wire.profiles import NAMES  # the traffic each service's calls make
 
         if value not in NAMES:
             raise ValueError(f"unknown profile {value!r} (known: {', '.join(NAMES)})")
@@ -256,7 +256,7 @@ class Catalogue(BaseModel):
 def endpoint_ref(endpoint: Any) -> dict[str, Any]:
     """The `endpoint` object of a measurement record."""
     ref = {
-        "check": endpoint.check,
+        "check": str(endpoint.check),
         "host": endpoint.host,
         "port": endpoint.port,
         "transport": str(endpoint.transport),
@@ -363,7 +363,7 @@ def parse_catalogue(text: str, source: str = "<catalogue>") -> Catalogue:
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         if error["type"] == "union_tag_invalid":
-            message = "unknown check (dns, tcp, tls, stun, turn, sip, webrtc, throttle)"
+            message = f"unknown check ({', '.join(CHECK_NAMES)})"
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
         raise UserError(f"{where}: {_describe_loc(data, loc)}: {message}{more}") from exc
     seen: set[str] = set()

@@ -3,8 +3,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from probe.core.signing import ProbeKey
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -19,8 +23,8 @@ def voipwatch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def probe_key():  # type: ignore[no-untyped-def]
-    from probe.signing import ProbeKey
+def probe_key() -> ProbeKey:
+    from probe.core.signing import ProbeKey
 
     return ProbeKey.generate()
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from probe.errors import UserError
+from probe.core.errors import UserError
 
 
 def normalise_url(url: str) -> URL:

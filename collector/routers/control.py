@@ -30,7 +30,7 @@ class ControlResponse(BaseModel):
 async def control(payload: ControlRequest, probe: SignedProbe,
                   services: ServicesDep) -> Response:
     """What the collector sees of each endpoint: one Observation (or null) per
-    endpoint, in order. Signed requests (probe/auth.py) from registered keys."""
+    endpoint, in order. Signed requests (probe/core/auth.py) from registered keys."""
     settings = services.settings
     if not settings.control_enabled:
         raise ApiError(403, "control_disabled", "this collector runs no test helper")

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.dashboard import render, summarise
 from collector.services import ServicesDep
-from probe.record import utcnow
+from probe.core.record import utcnow
 
 router = APIRouter(tags=["dashboard"])
 

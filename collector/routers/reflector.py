@@ -4,7 +4,7 @@
     GET    /api/v1/reflector/sessions/{id}/report   what arrived so far
     DELETE /api/v1/reflector/sessions/{id}          close it; the final report
 
-Signed requests (probe/auth.py) from registered keys only; a session is seen
+Signed requests (probe/core/auth.py) from registered keys only; a session is seen
 and closed only by the key that opened it.
 """
 
@@ -37,7 +37,7 @@ class SessionRequest(BaseModel):
 class SessionCreated(BaseModel):
     id: str
     key: str = Field(description="base64 session key for the packet tokens "
-                     "(probe/throttle/wire.py)")
+                     "(probe/wire/throttle.py)")
     address: str = Field(description="where to send: the reflector's address")
     port: int
     transport: str
@@ -49,9 +49,9 @@ def _reflector(services: Services) -> Reflector:
     if not services.settings.reflector_enabled:
         raise ApiError(403, "reflector_disabled", "this collector runs no throttling reflector")
     reflector = services.extras.get("reflector")
-    if reflector is None:
+    if not isinstance(reflector, Reflector):  # the first request: start it
         reflector = services.extras["reflector"] = Reflector(services.settings)
-    return reflector  # type: ignore[no-any-return]
+    return reflector
 
 
 def _api(exc: ReflectorError) -> ApiError:

@@ -64,7 +64,7 @@ def _pool(services: Services) -> PeerPool:
 @router.post("/api/v1/webrtc/offer", response_model=AnswerBody)
 async def offer(payload: Offer, probe: SignedProbe, services: ServicesDep) -> AnswerBody:
     """Answer a WebRTC offer with the reference peer, which echoes data-channel
-    messages and sends the received audio back. Signed requests (probe/auth.py)
+    messages and sends the received audio back. Signed requests (probe/core/auth.py)
     from registered keys; 429 with Retry-After when every session is taken."""
     if not services.settings.webrtc_enabled:
         raise ApiError(403, "webrtc_disabled", "this collector runs no WebRTC reference peer")

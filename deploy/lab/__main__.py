@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from deploy.lab.shell import LabError, NeedsRoot
-    from probe.errors import VoipwatchError
+    from probe.core.errors import VoipwatchError
 
     try:
         return _dispatch(args)

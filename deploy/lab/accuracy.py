@@ -22,14 +22,14 @@ from rich.console import Console
 from deploy.lab.lab import Lab
 from deploy.lab.scenario import Scenario
 from deploy.lab.shell import LabError
-from probe.record import LinkType
+from probe.core.record import LinkType
 
 PROBE_TIMEOUT = 180.0
 NAMED = ("blocked", "throttled")
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ScenarioVerdict:
     scenario: str
     link: str
     service: str
@@ -76,12 +76,13 @@ async def run_probe(lab: Lab, link: LinkType, *, timeout: float | None = None,
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
-def compare(scenario: Scenario, link: LinkType, records: list[dict[str, Any]]) -> list[Outcome]:
+def compare(scenario: Scenario, link: LinkType,
+            records: list[dict[str, Any]]) -> list[ScenarioVerdict]:
     outcomes = []
     for record in records:
         expected = scenario.expect.expected(str(link), record)
         endpoint = record["endpoint"]
-        outcomes.append(Outcome(
+        outcomes.append(ScenarioVerdict(
             scenario=scenario.name, link=str(link), service=record["service"],
             role=endpoint["role"], check=endpoint["check"],
             target=_target(endpoint),
@@ -102,7 +103,7 @@ def _target(endpoint: dict[str, Any]) -> str:
     return f"{endpoint['host']}:{endpoint['port']}/{endpoint['transport']}{label}"
 
 
-async def run_scenario(lab: Lab, scenario: Scenario) -> list[Outcome]:
+async def run_scenario(lab: Lab, scenario: Scenario) -> list[ScenarioVerdict]:
     lab.apply(scenario)
     links = [link for link in scenario.links if link in lab.links]
     results = await asyncio.gather(*(run_probe(lab, link, timeout=scenario.timeout)
@@ -118,9 +119,9 @@ async def run_scenario(lab: Lab, scenario: Scenario) -> list[Outcome]:
 
 
 def run_all(lab: Lab, scenarios: list[Scenario], console: Console | None = None
-            ) -> list[Outcome]:
+            ) -> list[ScenarioVerdict]:
     console = console or Console(stderr=True)
-    outcomes: list[Outcome] = []
+    outcomes: list[ScenarioVerdict] = []
     for scenario in scenarios:
         start = time.monotonic()
         found = asyncio.run(run_scenario(lab, scenario))
@@ -132,11 +133,11 @@ def run_all(lab: Lab, scenarios: list[Scenario], console: Console | None = None
     return outcomes
 
 
-def confusion(outcomes: list[Outcome]) -> Counter[tuple[str, str]]:
+def confusion(outcomes: list[ScenarioVerdict]) -> Counter[tuple[str, str]]:
     return Counter((o.expected, o.observed) for o in outcomes)
 
 
-def render(outcomes: list[Outcome], console: Console) -> None:
+def render(outcomes: list[ScenarioVerdict], console: Console) -> None:
     """The confusion matrix (columns numbered, with a legend, so it fits a
     terminal), the mismatches one per line, and the false-positive count."""
 
@@ -172,6 +173,6 @@ def render(outcomes: list[Outcome], console: Console) -> None:
         f"was): {false_positives}")
 
 
-def to_json(outcomes: list[Outcome]) -> str:
+def to_json(outcomes: list[ScenarioVerdict]) -> str:
     return json.dumps([asdict(o) | {"ok": o.ok, "false_positive": o.false_positive}
                        for o in outcomes], indent=1)

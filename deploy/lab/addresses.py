@@ -14,7 +14,7 @@ two labs (different prefixes) never see each other's.
 
 from __future__ import annotations
 
-from probe.record import LinkType
+from probe.core.record import LinkType
 
 LINKS: dict[LinkType, int] = {LinkType.CELLULAR: 1, LinkType.ADSL: 2, LinkType.WIFI: 3}
 SHORT: dict[LinkType, str] = {LinkType.CELLULAR: "cell", LinkType.ADSL: "adsl",

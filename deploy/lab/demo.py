@@ -28,8 +28,8 @@ from deploy.lab.accuracy import run_probe
 from deploy.lab.lab import ROOT, Lab
 from deploy.lab.scenario import Scenario
 from deploy.lab.shell import LabError, UsageError
-from probe.record import LinkType, Role
-from probe.report import summarise
+from probe.core.record import LinkType, Role
+from probe.core.summary import summarise
 
 SEED = ROOT / "seeds" / "morocco-2016.yaml"
 LINKS = (LinkType.CELLULAR, LinkType.ADSL)
@@ -149,7 +149,7 @@ def run_demo(lab: Lab, passes: int = 2, console: Console | None = None) -> int:
 
 def _left_in_spools(lab: Lab) -> int:
     """Records still pending or rejected in the probes' spools (0: all uploaded)."""
-    from probe.spool import Spool
+    from probe.store.spool import Spool
 
     left = 0
     for link in LINKS:

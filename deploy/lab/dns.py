@@ -25,7 +25,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dns.flags
 import dns.message
@@ -140,12 +140,12 @@ class _Udp(asyncio.DatagramProtocol):
         self.server, self.role = server, role
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # the datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = self.server.answer(data, self.role, addr[0])
         if reply is not None:
-            self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
+            self.transport.sendto(reply, addr)
 
 
 async def _tcp(server: Server, role: str, reader: asyncio.StreamReader,

@@ -26,7 +26,7 @@ from deploy.lab.pki import LabCA
 from deploy.lab.scenario import Scenario
 from deploy.lab.shell import LabError, netns_exec, pid_alive
 from deploy.lab.topology import Topology
-from probe.record import LinkType
+from probe.core.record import LinkType
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_CATALOGUE = ROOT / "configs" / "lab-catalogue.yaml"

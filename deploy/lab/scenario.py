@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deploy.lab.shell import UsageError
 from probe.catalogue import node_line
-from probe.record import Blocking, CheckName, LinkType, Role, Transport, Verdict
+from probe.core.record import Blocking, CheckName, LinkType, Role, Transport, Verdict
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 ICMP_TYPES = ("admin-prohibited", "port-unreachable", "host-unreachable", "net-unreachable")

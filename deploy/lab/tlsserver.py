@@ -19,7 +19,7 @@ import signal
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -39,10 +39,10 @@ def _context(spec: dict[str, Any]) -> ssl.SSLContext | None:
 
 class _Echo(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # the datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+        self.transport.sendto(data, addr)
 
 
 async def serve(config: dict[str, Any]) -> None:

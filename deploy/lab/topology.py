@@ -41,7 +41,7 @@ from deploy.lab.shell import (
     require_tools,
     run,
 )
-from probe.record import LinkType
+from probe.core.record import LinkType
 
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,11}$")
 ROLES = ("router", "inet", *SHORT.values())
@@ -131,7 +131,11 @@ class Topology:
         run(["ip", "-n", inet, "route", "add", LAB_NETWORK, "via", ROUTER_TRANSIT])
         for address in SERVICES.values():
             run(["ip", "-n", inet, "addr", "add", f"{address}/32", "dev", "lo"])
-        run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"], namespace=inet)
+        # the far end routes nothing: a packet for an address it does not hold (a
+        # bogon a censor's resolver gave) goes nowhere. A new namespace inherits the
+        # host's IPv4 forwarding; with it on, such packets got ICMP net-unreachable
+        run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+             "net.ipv4.ip_forward=0"], namespace=inet)
         self._resolv_conf(inet)
 
     def _probe_host(self, link: LinkType) -> None:

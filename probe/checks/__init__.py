@@ -1,28 +1,15 @@
-"""The check registry. Modules are imported on first use, so a run that has no
-`webrtc` endpoint never pays for importing aiortc."""
+"""The checks, one module each (their properties: probe.core.checks). Modules
+are imported on first use, so a run that has no `webrtc` endpoint never pays
+for importing aiortc."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-REGISTRY: dict[str, str] = {
-    "dns": "probe.checks.dns",
-    "tcp": "probe.checks.tcp",
-    "tls": "probe.checks.tls",
-    "stun": "probe.checks.stun",
-    "turn": "probe.checks.turn",
-    "sip": "probe.checks.sip",
-    "webrtc": "probe.checks.webrtc",
-    "throttle": "probe.checks.throttle",
-}
-
-# Checks that measure bandwidth run alone, after everything else.
-EXCLUSIVE = frozenset({"throttle"})
+from probe.core.checks import spec
 
 
 def get(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(REGISTRY[name])
-    except KeyError:
-        raise LookupError(f"unknown check {name!r}") from None
+    """The module of check `name` (LookupError for an unknown name)."""
+    return importlib.import_module(spec(name).module)

@@ -1,9 +1,11 @@
 """The uniform check interface.
 
 Each check is a module in this package with `NAME`, `VERSION`,
-`DEFAULT_TIMEOUT` and `async def run(endpoint, ctx) -> Observation`. A check
-records what it saw; it never decides the verdict (see probe.classify).
-`run` raises only when it could not run at all; network failures are results.
+`DEFAULT_TIMEOUT` and `async def run(endpoint, ctx) -> Observation` (its
+properties: probe.core.checks). A check records what it saw: the failure and
+the operation it happened in; whether that can mean blocking, and how, is the
+verdict layer's to say (probe.verdict). `run` raises only when it could not
+run at all; network failures are results.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.errors import StepFailed
+from probe.core.failures import Failure
 
 
 class Status(StrEnum):
     OK = "ok"  # the endpoint behaved as a working one does
-    FAILED = "failed"  # it did not: `failure` says what was seen, `blocking` how, if recognisable
+    FAILED = "failed"  # it did not: `failure` says what was seen, `operation` where
     DEGRADED = "degraded"  # it worked, but worse than its control (throttling)
     UNMEASURABLE = "unmeasurable"  # the check could not measure (budget, local error)
 
@@ -33,10 +35,44 @@ class ControlState(StrEnum):
     ABSENT = "absent"  # no control answer for this endpoint
 
 
+class Operation(StrEnum):
+    """Where a failure was observed, before any judgement (as OONI's
+    `failed_operation`): the verdict layer's input (probe/verdict/methods.py).
+    Never written into a record, whose `evidence.phase` says it in words."""
+
+    RESOLVE = "resolve"  # a name the check needs (judging names is the dns check's)
+    SOCKET = "socket"  # no local socket: no route, no permission; a local matter
+    DNS_QUERY = "dns_query"  # the dns check's query: an rcode, or no answer in time
+    DNS_ANSWER = "dns_answer"  # what the dns check's answer says: empty, bogon, a lie
+    TCP_CONNECT = "tcp_connect"
+    TLS_HANDSHAKE = "tls_handshake"
+    TLS_AFTER_HANDSHAKE = "tls_after_handshake"  # killed right after a finished handshake
+    UDP_FLOW = "udp_flow"  # an open flow ended under us mid-exchange: ICMP, reset, EOF
+    TCP_FLOW = "tcp_flow"
+    TLS_FLOW = "tls_flow"
+    STUN_REQUEST = "stun_request"  # requests sent, no answer in time
+    STUN_RESPONSE = "stun_response"  # answers came, none a real server sends
+    TURN_REQUEST = "turn_request"
+    TURN_RESPONSE = "turn_response"  # forged or garbled; an error code is a refusal
+    TURN_RELAY = "turn_relay"  # data through the relay did not come back
+    SIP_REQUEST = "sip_request"
+    SIP_RESPONSE = "sip_response"
+    WEBRTC_GATHERING = "webrtc_gathering"  # no candidates from the ICE servers
+    WEBRTC_SIGNALLING = "webrtc_signalling"  # the reference peer's answer: not the path's
+    WEBRTC_ICE = "webrtc_ice"
+    WEBRTC_DTLS = "webrtc_dtls"
+    WEBRTC_SCTP = "webrtc_sctp"
+    WEBRTC_ECHO = "webrtc_echo"  # data channel open, the messages never came back
+    WEBRTC_MEDIA = "webrtc_media"
+    THROTTLE_RATE = "throttle_rate"  # the VoIP flow got less goodput than its inverted twin
+    THROTTLE_LOSS = "throttle_loss"  # ... lost more
+    THROTTLE_REPLAY = "throttle_replay"  # nothing of the VoIP flow came back, the twin's did
+
+
 class Observation(BaseModel):
     status: Status
     failure: Failure | None = None
-    blocking: Blocking | None = None
+    operation: Operation | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -49,8 +85,16 @@ class Observation(BaseModel):
         return cls(status=Status.OK, evidence=evidence)
 
     @classmethod
-    def failed(cls, failure: Failure, blocking: Blocking | None, **evidence: Any) -> Observation:
-        return cls(status=Status.FAILED, failure=failure, blocking=blocking, evidence=evidence)
+    def failed(cls, failure: Failure, operation: Operation | None,
+               **evidence: Any) -> Observation:
+        return cls(status=Status.FAILED, failure=failure, operation=operation, evidence=evidence)
+
+
+def carried(exc: StepFailed[Any]) -> Observation:
+    """The observation a StepFailed carries (the core names no Observation type)."""
+    observation = exc.observation
+    assert isinstance(observation, Observation)
+    return observation
 
 
 class Budget:

@@ -11,22 +11,14 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from probe.checks.base import Context, Observation, Status
-from probe.dnsquery import DnsError, query_addresses
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.checks.base import Context, Observation, Operation, Status
+from probe.core.errors import DnsError
+from probe.core.failures import CERT_FAILURES, Failure
+from probe.dns.query import query_addresses
 
 NAME = "dns"
 VERSION = "1"
 DEFAULT_TIMEOUT = 5.0
-
-_RCODE_BLOCKING = {
-    Failure.DNS_NXDOMAIN: Blocking.DNS_NXDOMAIN,
-    Failure.DNS_SERVFAIL: Blocking.DNS_SERVFAIL,
-    Failure.DNS_REFUSED: Blocking.DNS_REFUSED,
-    Failure.GENERIC_TIMEOUT: Blocking.DNS_TIMEOUT,
-}
-
 
 def is_bogon(address: str) -> bool:
     ip = ipaddress.ip_address(address)
@@ -52,7 +44,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
             evidence.update(rcode=exc.answer.rcode, rtt_ms=exc.answer.rtt_ms,
                             resolver=_resolver_label(exc.answer.resolver))
         evidence["error"] = str(exc)
-        observation = Observation.failed(exc.failure, _RCODE_BLOCKING.get(exc.failure), **evidence)
+        observation = Observation.failed(exc.failure, Operation.DNS_QUERY, **evidence)
         if exc.answer is not None:
             observation.bytes_sent = exc.answer.bytes_sent
             observation.bytes_received = exc.answer.bytes_received
@@ -61,11 +53,13 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     evidence.update(rcode=answer.rcode, answers=answer.addresses, cnames=answer.cnames,
                     rtt_ms=answer.rtt_ms, attempts=answer.attempts,
                     resolver=_resolver_label(answer.resolver))
-    observation = _judge(answer.addresses, evidence, await ctx.control(endpoint))
-    if observation is None:
+    judged = _judge(answer.addresses, evidence, await ctx.control(endpoint))
+    if judged is not None:
+        observation = judged
+    else:
         evidence["consistency"] = await _confirm_with_tls(endpoint, answer.addresses[0], ctx)
         observation = (
-            Observation.failed(Failure.DNS_MISMATCH, Blocking.DNS_MISMATCH, **evidence)
+            Observation.failed(Failure.DNS_MISMATCH, Operation.DNS_ANSWER, **evidence)
             if evidence["consistency"] == "tls_invalid" else Observation.ok(**evidence)
         )
     observation.bytes_sent, observation.bytes_received = answer.bytes_sent, answer.bytes_received
@@ -77,7 +71,7 @@ def _judge(addresses: list[str], evidence: dict[str, Any],
     """The observation for these answers, or None when they differ from the
     control's and only a TLS handshake can tell a CDN from a lie."""
     if not addresses:
-        return Observation.failed(Failure.DNS_NO_ANSWER, Blocking.DNS_EMPTY, **evidence)
+        return Observation.failed(Failure.DNS_NO_ANSWER, Operation.DNS_ANSWER, **evidence)
 
     control_answers: set[str] = set()
     if control is not None and control.status is Status.OK:
@@ -86,7 +80,7 @@ def _judge(addresses: list[str], evidence: dict[str, Any],
     bogons = [a for a in addresses if is_bogon(a) and a not in control_answers]
     if bogons:
         evidence["bogons"] = bogons
-        return Observation.failed(Failure.DNS_BOGON, Blocking.DNS_BOGON, **evidence)
+        return Observation.failed(Failure.DNS_BOGON, Operation.DNS_ANSWER, **evidence)
     if control_answers and not control_answers.intersection(addresses):
         return None
     if control_answers:
@@ -103,7 +97,6 @@ async def _confirm_with_tls(endpoint: Any, address: str, ctx: Context) -> str:
     result = await handshake(address, endpoint.port, endpoint.host, ctx, post_wait=0)
     if result.status is Status.OK:
         return "tls_valid"
-    if result.failure in (Failure.SSL_INVALID_HOSTNAME, Failure.SSL_UNKNOWN_AUTHORITY,
-                          Failure.SSL_INVALID_CERTIFICATE):
+    if result.failure in CERT_FAILURES:
         return "tls_invalid"
     return "unconfirmed"

@@ -15,19 +15,13 @@ import ipaddress
 import secrets
 from typing import Any
 
-from probe import sipmsg
-from probe.checks.base import Context, Observation
-from probe.failures import scrub
-from probe.flow import (
-    FlowError,
-    Mismatch,
-    Outcome,
-    answer_deadline,
-    exchange,
-    open_endpoint,
-    unanswered,
-)
-from probe.record import Blocking, Transport
+from probe.checks.base import Context, Observation, Operation, carried
+from probe.checks.results import finish, open_endpoint, unanswered
+from probe.core.errors import Mismatch, StepFailed
+from probe.core.failures import scrub
+from probe.core.record import Transport
+from probe.net.flow import Transaction, answer_deadline, exchange
+from probe.wire import sip as sipmsg
 
 NAME = "sip"
 VERSION = "1"
@@ -47,8 +41,8 @@ def request_uri(endpoint: Any) -> str:
 async def run(endpoint: Any, ctx: Context) -> Observation:
     try:
         flow, deadline = await open_endpoint(endpoint, ctx, sipmsg.frame_length)
-    except FlowError as exc:
-        return exc.observation
+    except StepFailed as exc:
+        return carried(exc)
     sent = Sent(str(endpoint.transport), flow.local)
     request = sent.request(request_uri(endpoint))
     deadline = answer_deadline(deadline, ctx.timeout)
@@ -66,7 +60,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
             outcome = later
     finally:  # also when cancelled: never leave the socket open
         flow.close()
-    return flow.finish(observe(outcome, sent, provisional, flow.transport))
+    return finish(flow, observe(outcome, sent, provisional, flow.transport))
 
 
 class Sent:
@@ -128,7 +122,7 @@ def _same_host(a: str, b: str) -> bool:
         return a.lower() == b.lower()
 
 
-def observe(outcome: Outcome[sipmsg.Response], sent: Sent, provisional: list[int],
+def observe(outcome: Transaction[sipmsg.Response], sent: Sent, provisional: list[int],
             transport: Transport) -> Observation:
     evidence = outcome.evidence()
     if provisional:
@@ -146,5 +140,5 @@ def observe(outcome: Outcome[sipmsg.Response], sent: Sent, provisional: list[int
         if server:
             evidence["server"] = scrub(server)[:80]
         return Observation.ok(**evidence)
-    return unanswered(outcome, evidence, transport, Blocking.SIP_NO_RESPONSE,
-                      Blocking.SIP_FORGED)
+    return unanswered(outcome, evidence, transport, Operation.SIP_REQUEST,
+                      Operation.SIP_RESPONSE)

@@ -15,19 +15,12 @@ from typing import Any
 
 from aioice.stun import Class, Message, Method
 
-from probe import stunmsg
-from probe.checks.base import Context, Observation
-from probe.failures import Failure, scrub
-from probe.flow import (
-    FlowError,
-    Mismatch,
-    Outcome,
-    answer_deadline,
-    exchange,
-    open_endpoint,
-    unanswered,
-)
-from probe.record import Blocking
+from probe.checks.base import Context, Observation, Operation, carried
+from probe.checks.results import finish, open_endpoint, unanswered
+from probe.core.errors import BadCookie, Mismatch, StepFailed
+from probe.core.failures import Failure, scrub
+from probe.net.flow import Transaction, answer_deadline, exchange
+from probe.wire import stun as stunmsg
 
 NAME = "stun"
 VERSION = "1"
@@ -39,8 +32,8 @@ Address = tuple[str, int]
 async def run(endpoint: Any, ctx: Context) -> Observation:
     try:
         flow, deadline = await open_endpoint(endpoint, ctx, stunmsg.frame_length)
-    except FlowError as exc:
-        return exc.observation
+    except StepFailed as exc:
+        return carried(exc)
     ids: list[bytes] = []
 
     def request(attempt: int) -> bytes:
@@ -53,14 +46,14 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
                                  answer_deadline(deadline, ctx.timeout))
     finally:  # also when cancelled: never leave the socket open
         flow.close()
-    return flow.finish(observe(outcome, flow.local, flow.address, flow.transport))
+    return finish(flow, observe(outcome, flow.local, flow.address, flow.transport))
 
 
 def match(data: bytes, ids: list[bytes]) -> tuple[Message, int]:
     """The message if it answers one of our requests; Mismatch or ValueError if not."""
     try:
         message = stunmsg.parse(data)
-    except stunmsg.BadCookie as exc:
+    except BadCookie as exc:
         raise Mismatch(str(exc)) from exc
     if message.transaction_id not in ids:
         raise Mismatch(f"STUN {message.message_class.name.lower()} with a transaction id "
@@ -68,13 +61,13 @@ def match(data: bytes, ids: list[bytes]) -> tuple[Message, int]:
     return message, ids.index(message.transaction_id)
 
 
-def observe(outcome: Outcome[Message], local: Address, server: str,
+def observe(outcome: Transaction[Message], local: Address, server: str,
             transport: Any) -> Observation:
     evidence = outcome.evidence()
     if outcome.reply is not None:
         return judge(outcome.reply, local, server, evidence)
-    return unanswered(outcome, evidence, transport, Blocking.STUN_NO_RESPONSE,
-                      Blocking.STUN_FORGED)
+    return unanswered(outcome, evidence, transport, Operation.STUN_REQUEST,
+                      Operation.STUN_RESPONSE)
 
 
 def judge(message: Message, local: Address, server: str,
@@ -86,7 +79,7 @@ def judge(message: Message, local: Address, server: str,
         # e.g. our own request reflected by an echo service or a middlebox
         evidence["unexpected"] = (f"{message.message_method.name.lower()} "
                                   f"{message.message_class.name.lower()}")
-        return Observation.failed(Failure.UNEXPECTED_RESPONSE, Blocking.STUN_FORGED,
+        return Observation.failed(Failure.UNEXPECTED_RESPONSE, Operation.STUN_RESPONSE,
                                   phase="response", **evidence)
     if message.message_class == Class.ERROR:
         evidence["error_code"] = message.error_code  # still a STUN server answering
@@ -95,12 +88,12 @@ def judge(message: Message, local: Address, server: str,
     if mapped is None and "MAPPED-ADDRESS" in message.attributes:
         mapped = message.attributes["MAPPED-ADDRESS"]  # an RFC 3489-era server
     if mapped is None:
-        return Observation.failed(Failure.PROTOCOL_ERROR, Blocking.STUN_FORGED, phase="response",
+        return Observation.failed(Failure.PROTOCOL_ERROR, Operation.STUN_RESPONSE, phase="response",
                                   error="success response without a mapped address", **evidence)
     evidence["mapped"] = mapped_evidence(mapped, local)
     problem = implausible_mapping(mapped, local, server)
     if problem:
-        return Observation.failed(Failure.FORGED_RESPONSE, Blocking.STUN_FORGED,
+        return Observation.failed(Failure.FORGED_RESPONSE, Operation.STUN_RESPONSE,
                                   phase="response", implausible=problem, **evidence)
     return Observation.ok(**evidence)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from probe.checks.base import Context, Observation
-from probe.checks.common import connect_failed, resolve
-from probe.net import ConnectFailure, tcp_connect, tcp_traffic
+from probe.checks.results import connect_failed, resolve
+from probe.core.errors import ConnectFailed
+from probe.net.sockets import tcp_connect, tcp_traffic
 
 NAME = "tcp"
 VERSION = "1"
@@ -20,7 +21,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     assert address is not None
     try:
         sock, connect_ms = await tcp_connect(address, endpoint.port, ctx.timeout)
-    except ConnectFailure as exc:
+    except ConnectFailed as exc:
         return connect_failed(exc, address=address)
     sent, received = tcp_traffic(sock)
     sock.close()

@@ -15,11 +15,11 @@ import ssl
 import time
 from typing import Any
 
-from probe.checks.base import Context, Observation
-from probe.checks.common import resolve
-from probe.failures import Failure
-from probe.flow import FlowError, open_flow
-from probe.record import Blocking, Transport
+from probe.checks.base import Context, Observation, Operation, carried
+from probe.checks.results import finish, open_flow, resolve
+from probe.core.errors import StepFailed
+from probe.core.failures import CERT_FAILURES, Failure
+from probe.core.record import Transport
 
 NAME = "tls"
 VERSION = "1"
@@ -40,9 +40,9 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
     try:
         flow = await open_flow(address, port, Transport.TLS, ctx, sni=sni, deadline=deadline,
                                framer=len)
-    except FlowError as exc:
-        observation = exc.observation
-        if observation.blocking is Blocking.TLS_INVALID_CERT:
+    except StepFailed as exc:
+        observation = carried(exc)
+        if observation.failure in CERT_FAILURES:
             remaining = max(deadline - time.monotonic(), 1.0)
             observation.evidence["certificate"] = await _unverified_certificate(
                 address, port, sni, remaining)
@@ -57,9 +57,10 @@ async def handshake(address: str, port: int, sni: str, ctx: Context,
     after = await _listen(reader, post_wait) if post_wait > 0 else "not_checked"
     flow.evidence["after_handshake"] = after
     if after == "reset":
-        return flow.finish(Observation.failed(Failure.CONNECTION_RESET, Blocking.TLS_RESET,
-                                              phase="after_handshake"))
-    return flow.finish(Observation.ok())
+        return finish(flow, Observation.failed(Failure.CONNECTION_RESET,
+                                               Operation.TLS_AFTER_HANDSHAKE,
+                                               phase="after_handshake"))
+    return finish(flow, Observation.ok())
 
 
 async def _listen(reader: asyncio.StreamReader, seconds: float) -> str:

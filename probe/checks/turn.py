@@ -23,23 +23,14 @@ from typing import Any
 from aioice.stun import Class, Message, Method
 from aioice.turn import UDP_TRANSPORT
 
-from probe import stunmsg
-from probe.checks.base import Context, Observation
-from probe.checks.common import resolve
+from probe.checks.base import Context, Observation, Operation, carried
+from probe.checks.results import finish, flow_operation, open_flow, resolve
 from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
-from probe.failures import Failure, scrub
-from probe.flow import (
-    Flow,
-    FlowError,
-    Mismatch,
-    Outcome,
-    answer_deadline,
-    closed_blocking,
-    exchange,
-    open_flow,
-)
-from probe.net import ResolveError, resolve_host
-from probe.record import Blocking
+from probe.core.errors import BadCookie, Mismatch, ResolveError, StepFailed
+from probe.core.failures import Failure, scrub
+from probe.dns.resolve import resolve_host
+from probe.net.flow import Flow, Transaction, answer_deadline, exchange
+from probe.wire import stun as stunmsg
 
 NAME = "turn"
 VERSION = "1"
@@ -47,12 +38,6 @@ DEFAULT_TIMEOUT = 5.0
 REFRESH_GRACE = 1.0  # seconds allowed to free the allocation once the deadline has passed
 
 Address = tuple[str, int]
-
-
-class StepFailed(Exception):
-    def __init__(self, observation: Observation) -> None:
-        super().__init__(str(observation.failure))
-        self.observation = observation
 
 
 def parse_peer(text: str) -> Address:
@@ -72,7 +57,8 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
         try:
             peer = (await resolve_host(host, ctx.resolver, ctx.timeout), port)
         except ResolveError as exc:  # our own echo peer: nothing said about the TURN server
-            return Observation.failed(exc.failure, None, phase="peer", error=str(exc))
+            return Observation.failed(exc.failure, Operation.RESOLVE, phase="peer",
+                                      error=str(exc))
     # an authenticated run has more round trips: it may take up to twice the timeout
     deadline = time.monotonic() + ctx.timeout * (2 if endpoint.username else 1)
     channels: set[int] = set()
@@ -80,19 +66,19 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
         flow = await open_flow(address, endpoint.port, endpoint.transport, ctx,
                                sni=endpoint.sni or endpoint.host, deadline=deadline,
                                framer=functools.partial(stunmsg.frame_length, channels=channels))
-    except FlowError as exc:
-        return exc.observation
+    except StepFailed as exc:
+        return carried(exc)
     session = Session(flow, ctx.timeout, deadline, channels)
     try:
         try:
             observation = await session.run(endpoint.username, endpoint.password or "", peer)
         except StepFailed as exc:
-            observation = exc.observation
+            observation = carried(exc)
         await session.release()
     finally:
         flow.close()
     observation.evidence.update(session.evidence())
-    return flow.finish(observation)
+    return finish(flow, observation)
 
 
 @dataclass
@@ -122,7 +108,7 @@ class Session:
             realm, nonce = reply.attributes.get("REALM"), reply.attributes.get("NONCE")
             if not realm or not nonce:
                 raise StepFailed(Observation.failed(
-                    Failure.UNEXPECTED_RESPONSE, Blocking.TURN_FORGED, phase="allocate",
+                    Failure.UNEXPECTED_RESPONSE, Operation.TURN_RESPONSE, phase="allocate",
                     error="401 without REALM and NONCE (RFC 8489 §9.2.4)"))
             self.realm, self.nonce = realm, nonce
             if username is None:
@@ -163,13 +149,13 @@ class Session:
                    if a not in reply.attributes]
         if missing:
             raise StepFailed(Observation.failed(
-                Failure.PROTOCOL_ERROR, Blocking.TURN_FORGED, phase="allocate",
+                Failure.PROTOCOL_ERROR, Operation.TURN_RESPONSE, phase="allocate",
                 error=f"Allocate success without {', '.join(missing)}"))
         mapped = reply.attributes["XOR-MAPPED-ADDRESS"]
         relayed = ipaddress.ip_address(reply.attributes["XOR-RELAYED-ADDRESS"][0])
         problem = implausible_mapping(mapped, self.flow.local, self.flow.address)
         if problem:
-            raise StepFailed(Observation.failed(Failure.FORGED_RESPONSE, Blocking.TURN_FORGED,
+            raise StepFailed(Observation.failed(Failure.FORGED_RESPONSE, Operation.TURN_RESPONSE,
                                                 phase="allocate", implausible=problem))
         return mapped, {
             "mapped": mapped_evidence(mapped, self.flow.local),
@@ -234,7 +220,7 @@ class Session:
         if self.key is not None and reply.message_class == Class.RESPONSE \
                 and not reply.check_message_integrity(self.key):
             raise StepFailed(Observation.failed(
-                Failure.FORGED_RESPONSE, Blocking.TURN_FORGED, phase=step,
+                Failure.FORGED_RESPONSE, Operation.TURN_RESPONSE, phase=step,
                 error="success response without a valid MESSAGE-INTEGRITY (RFC 8489 §9.2.5)"))
         return reply
 
@@ -242,7 +228,7 @@ class Session:
         deadline = answer_deadline(min(self.deadline, time.monotonic() + self.step_timeout),
                                    self.step_timeout)
         # relayed data is resent on every transport: the peer leg is UDP
-        outcome: Outcome[Any] = await exchange(self.flow, data, match, deadline,
+        outcome: Transaction[Any] = await exchange(self.flow, data, match, deadline,
                                                resend=True if relay else None)
         record: dict[str, Any] = {"step": name, "attempts": len(outcome.attempts),
                                   "ms": outcome.evidence().get("rtt_ms", outcome.elapsed_ms),
@@ -261,27 +247,27 @@ class Session:
             self.server.setdefault("fingerprint", "FINGERPRINT" in outcome.reply.attributes)
         return outcome.reply
 
-    def no_reply(self, step: str, outcome: Outcome[Any], relay: bool) -> Observation:
+    def no_reply(self, step: str, outcome: Transaction[Any], relay: bool) -> Observation:
         evidence: dict[str, Any] = {"phase": step}
         if outcome.closed is not None:
             evidence["error"] = outcome.closed.detail
             if outcome.closed.icmp:
                 evidence["icmp"] = outcome.closed.icmp.as_evidence()
             return Observation.failed(outcome.closed.failure,
-                                      closed_blocking(self.flow.transport, outcome.closed),
-                                      **evidence)
+                                      flow_operation(self.flow.transport), **evidence)
         if outcome.anomaly_count:
             failure = Failure.FORGED_RESPONSE if outcome.forged else Failure.PROTOCOL_ERROR
-            return Observation.failed(failure, Blocking.TURN_FORGED, **evidence)
-        blocking = Blocking.TURN_RELAY if relay else Blocking.TURN_NO_RESPONSE
-        return Observation.failed(Failure.GENERIC_TIMEOUT, blocking, **evidence)
+            return Observation.failed(failure, Operation.TURN_RESPONSE, **evidence)
+        operation = Operation.TURN_RELAY if relay else Operation.TURN_REQUEST
+        return Observation.failed(Failure.GENERIC_TIMEOUT, operation, **evidence)
 
     @staticmethod
     def error_response(step: str, reply: Message) -> Observation:
         """A TURN error where success was needed: a refusal (credentials, quota,
         permission), not a recognisable sign of interference."""
         code, reason = reply.attributes.get("ERROR-CODE", (None, ""))
-        return Observation.failed(Failure.ERROR_RESPONSE, None, phase=step, error_code=code,
+        return Observation.failed(Failure.ERROR_RESPONSE, Operation.TURN_RESPONSE, phase=step,
+                                  error_code=code,
                                   reason=scrub(reason)[:120])
 
     # --- what comes back ------------------------------------------------------------
@@ -294,7 +280,7 @@ class Session:
             return None
         try:
             return stunmsg.parse(data)
-        except stunmsg.BadCookie as exc:
+        except BadCookie as exc:
             raise Mismatch(str(exc)) from exc
 
     def _not_ours(self, message: Message) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.record import rfc3339, utcnow
-from probe.signing import ProbeKey
+from probe.core.record import rfc3339, utcnow
+from probe.core.signing import ProbeKey
 from tests.collector.harness import Collector
 from tests.conftest import in_ci
 from tests.support.postgres import PostgresServer, PostgresUnavailable

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from probe.signing import ProbeKey
+from probe.core.signing import ProbeKey
 from tests.collector.harness import COLLECTOR, Collector
 
 
@@ -117,7 +117,7 @@ def test_migrations_match_the_tables(backend: str, request: pytest.FixtureReques
 def test_several_workers_share_the_settings(tmp_path: Path) -> None:
     import json
 
-    from probe.auth import sign_request
+    from probe.core.auth import sign_request
 
     config = tmp_path / "collector.toml"
     config.write_text("max_batch = 3\n")

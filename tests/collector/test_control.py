@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.auth import sign_request
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks.base import Status
-from probe.control import ControlClient
-from probe.signing import ProbeKey
+from probe.core.auth import sign_request
+from probe.core.signing import ProbeKey
+from probe.run.control import ControlClient
 from tests.collector.conftest import register
 from tests.collector.harness import Collector
 from tests.support.dns_server import NXDOMAIN, DnsServer

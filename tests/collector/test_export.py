@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 
-from probe.signing import ProbeKey
+from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record, register, unique_service
 from tests.collector.harness import Collector
 from tests.conftest import probe_command

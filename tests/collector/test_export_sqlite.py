@@ -17,8 +17,8 @@ from collector import export_sqlite
 from collector.db.engine import make_engine
 from collector.export import export, parquet
 from collector.store import Filters, MeasurementStore
-from probe.record import rfc3339
-from probe.signing import ProbeKey
+from probe.core.record import rfc3339
+from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record, register
 from tests.collector.harness import Collector
 

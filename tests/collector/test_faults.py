@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from collector.db.engine import make_engine
 from collector.db.schema import measurements
-from probe.signing import ProbeKey
-from probe.spool import Spool
-from probe.state import spool_path
+from probe.core.signing import ProbeKey
+from probe.store.spool import Spool
+from probe.store.state import spool_path
 from tests.collector.conftest import BACKENDS, database_url, make_record, register
 from tests.collector.harness import Collector
 from tests.conftest import probe_command
@@ -45,8 +45,8 @@ def stored_ids(collector: Collector, key: ProbeKey) -> list[str]:
 
 def spool_records(collector: Collector, count: int = RECORDS) -> tuple[ProbeKey, set[str]]:
     """A registered probe (key in $VOIPWATCH_HOME) with `count` records spooled."""
-    from probe.signing import write_key
-    from probe.state import ensure_home, key_path, load_config, save_config
+    from probe.core.signing import write_key
+    from probe.store.state import ensure_home, key_path, load_config, save_config
 
     key = ProbeKey.generate()
     ensure_home()

@@ -13,7 +13,7 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from collector.geoip import NOTHING, Enricher
-from probe.signing import ProbeKey
+from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record, register, unique_service
 from tests.collector.harness import Collector
 

@@ -4,6 +4,7 @@ what is accepted, what is a duplicate, what is rejected and why."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,8 +12,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.record import rfc3339, utcnow
-from probe.signing import ProbeKey
+from probe.core.record import rfc3339, utcnow
+from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record, register, unique_service
 from tests.collector.harness import Collector
 
@@ -182,7 +183,7 @@ def test_size_limits(http: httpx.Client, collector: Collector) -> None:
     response = http.post("/api/v1/measurements", content=huge)
     assert response.status_code == 413 and response.json()["error"] == "body_too_large"
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         yield b"["
         for _ in range(17):
             yield b" " * (1024 * 1024)

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.auth import sign_request
-from probe.signing import ProbeKey
-from probe.throttle import wire
+from probe.core.auth import sign_request
+from probe.core.signing import ProbeKey
+from probe.wire import throttle as wire
 from tests.collector.harness import Collector
 
 MAX_BYTES = 64 * 1024

@@ -4,11 +4,12 @@ defaults; a bad value is one sentence naming its source."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from collector.settings import DEFAULT_PORT, load_settings
-from probe.errors import UserError
+from probe.core.errors import UserError
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +60,7 @@ def test_config_file_found_in_the_data_directory(tmp_path: Path) -> None:
      "VOIPWATCH_COLLECTOR_MAX_BATCH in the environment: Input should be a valid integer"),
 ])
 def test_bad_values_name_their_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      toml: str, flags: dict, env: dict,  # type: ignore[type-arg]
+                                      toml: str, flags: dict[str, Any], env: dict[str, str],
                                       message: str) -> None:
     config = tmp_path / "collector.toml"
     config.write_text(toml)

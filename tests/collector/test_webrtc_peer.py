@@ -25,9 +25,9 @@ import pytest
 from collector.app import create_app
 from collector.settings import Settings
 from collector.webrtc_peer import PeerPool
-from probe.auth import sign_request
 from probe.catalogue import IceServer
-from probe.signing import ProbeKey
+from probe.core.auth import sign_request
+from probe.core.signing import ProbeKey
 
 PATH = "/api/v1/webrtc/offer"
 LIFETIME = 1.5
@@ -60,7 +60,7 @@ async def running(tmp_path: Path, **settings: Any) -> AsyncIterator[httpx.AsyncC
                               webrtc_session_seconds=LIFETIME, **settings))
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://collector") as client:
-        client.app = app  # type: ignore[attr-defined]
+        client.app = app  # type: ignore[attr-defined]  # the app rides on the client, for tests that look inside it
         yield client
 
 
@@ -91,7 +91,7 @@ async def post_offer(client: httpx.AsyncClient, key: ProbeKey | None, sdp: str) 
 
 
 def pool_of(client: httpx.AsyncClient) -> PeerPool:
-    pool: PeerPool = client.app.state.services.extras["webrtc_peer"]  # type: ignore[attr-defined]
+    pool: PeerPool = client.app.state.services.extras["webrtc_peer"]  # type: ignore[attr-defined]  # set by running()
     return pool
 
 
@@ -115,7 +115,7 @@ async def test_unsigned_and_unknown_probes_are_refused(client: httpx.AsyncClient
     assert unsigned.status_code == 401 and unsigned.json()["error"] == "unsigned_request"
     stranger = await post_offer(client, ProbeKey.generate(), offer)
     assert stranger.status_code == 401 and stranger.json()["error"] == "unknown_key"
-    assert "webrtc_peer" not in client.app.state.services.extras  # type: ignore[attr-defined]
+    assert "webrtc_peer" not in client.app.state.services.extras  # type: ignore[attr-defined]  # set by running()
 
 
 async def test_a_malformed_offer_is_a_400(client: httpx.AsyncClient, key: ProbeKey) -> None:

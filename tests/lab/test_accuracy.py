@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from deploy.lab.accuracy import Outcome, run_scenario
+from deploy.lab.accuracy import ScenarioVerdict, run_scenario
 from deploy.lab.scenario import SCENARIOS, load_scenario
 
 
-def describe(o: Outcome) -> str:
+def describe(o: ScenarioVerdict) -> str:
     return (f"{o.link} {o.service} {o.check} {o.target}: expected {o.expected}, got "
             f"{o.observed} (rule {o.rule}; {o.failure} in phase {o.phase})")
 
@@ -22,7 +23,7 @@ def scenario_params() -> list[object]:
 
 
 @pytest.mark.parametrize("path", scenario_params())
-def test_scenario_verdicts(lab, path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_scenario_verdicts(lab: Any, path: Path) -> None:
     scenario = load_scenario(path)
     outcomes = asyncio.run(run_scenario(lab, scenario))
     assert outcomes

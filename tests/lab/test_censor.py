@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.lab.censor import Compiler, ice_host
+from deploy.lab.censor import Compiled, Compiler, ice_host
 from deploy.lab.lab import LAB_CATALOGUE
 from deploy.lab.scenario import parse_scenario
 from deploy.lab.topology import Topology
@@ -30,7 +30,7 @@ down: [relay.lumen.lab]
 """
 
 
-def compiled():  # type: ignore[no-untyped-def]
+def compiled() -> Compiled:
     scenario = parse_scenario(EVERY_PRIMITIVE, "every.yaml")
     return Compiler(load_catalogue(LAB_CATALOGUE)).compile(scenario, Topology("vwlabx"))
 

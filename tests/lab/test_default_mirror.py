@@ -13,13 +13,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploy.lab import addresses, mirror
 from deploy.lab.shell import UsageError
 from probe.catalogue import load_catalogue
-from probe.record import LinkType
+from probe.core.record import LinkType
 from tests.lab.conftest import require_root
 
 CELL = LinkType.CELLULAR
@@ -44,7 +45,7 @@ def mirror_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         lab.down()
 
 
-def probe_run(lab, **options: tuple[str, ...]) -> list[dict]:  # type: ignore[no-untyped-def]
+def probe_run(lab: Any, **options: tuple[str, ...]) -> list[dict[str, Any]]:
     argv = lab.run_argv(CELL, catalogue=mirror.DEFAULT_CATALOGUE, **options)
     result = subprocess.run(argv, env=lab.probe_env(CELL), capture_output=True, text=True,
                             timeout=120, check=False)
@@ -98,7 +99,7 @@ def test_the_mirror_refuses_literals_it_cannot_keep_inside_the_lab(tmp_path: Pat
 # --- the running mirror (root) -----------------------------------------------------
 
 
-def test_a_default_catalogue_pass_is_all_open(mirror_lab) -> None:  # type: ignore[no-untyped-def]
+def test_a_default_catalogue_pass_is_all_open(mirror_lab: Any) -> None:
     records = probe_run(mirror_lab, skip=("throttle",))
     expected = sum(e.check != "throttle" for _, e in ENDPOINTS)
     assert len(records) == expected
@@ -116,7 +117,7 @@ def test_a_default_catalogue_pass_is_all_open(mirror_lab) -> None:  # type: igno
         assert call["evidence"]["stages"]["media"]["ok"] is True
 
 
-def test_the_throttle_placeholder_is_the_lab_collector(mirror_lab) -> None:  # type: ignore[no-untyped-def]
+def test_the_throttle_placeholder_is_the_lab_collector(mirror_lab: Any) -> None:
     records = probe_run(mirror_lab, services=("zoom",))
     throttle = [r for r in records if r["endpoint"]["check"] == "throttle"]
     assert len(throttle) == 1 and not_open(records) == []
@@ -134,7 +135,7 @@ for name in sys.argv[2:]:
 """
 
 
-def test_names_outside_the_catalogue_still_fail(mirror_lab) -> None:  # type: ignore[no-untyped-def]
+def test_names_outside_the_catalogue_still_fail(mirror_lab: Any) -> None:
     names = ["g.whatsapp.net", "nosuch.whatsapp.net", "www.example.com", "nosuch.lab",
              "chat.lumen.lab"]
     argv = ["ip", "netns", "exec", mirror_lab.topology.probe_ns(CELL), sys.executable, "-c",

@@ -70,7 +70,7 @@ def answers(message: dns.message.Message) -> list[str]:
     return [str(r) for rrset in message.answer for r in rrset]
 
 
-def test_authoritative_answers(server) -> None:  # type: ignore[no-untyped-def]
+def test_authoritative_answers(server: tuple[Path, int, int, subprocess.Popen[bytes]]) -> None:
     _, auth, _, _ = server
     assert answers(ask(auth, "chat.lumen.lab")) == ["192.88.99.10"]
     assert answers(ask(auth, "CHAT.lumen.lab.", tcp=True)) == ["192.88.99.10"]
@@ -79,7 +79,8 @@ def test_authoritative_answers(server) -> None:  # type: ignore[no-untyped-def]
     assert ask(auth, "example.org").rcode() == dns.rcode.REFUSED
 
 
-def test_the_liar_lies_only_about_its_names(server) -> None:  # type: ignore[no-untyped-def]
+def test_the_liar_lies_only_about_its_names(
+        server: tuple[Path, int, int, subprocess.Popen[bytes]]) -> None:
     _, _, liar, _ = server
     assert ask(liar, "chat.lumen.lab").rcode() == dns.rcode.NXDOMAIN
     assert answers(ask(liar, "msg.parla.lab", tcp=True)) == ["10.10.34.34"]
@@ -90,7 +91,7 @@ def test_the_liar_lies_only_about_its_names(server) -> None:  # type: ignore[no-
     assert ask(liar, "relay.lumen.lab").rcode() == dns.rcode.NXDOMAIN  # which is NXDOMAIN
 
 
-def test_sighup_switches_the_views(server) -> None:  # type: ignore[no-untyped-def]
+def test_sighup_switches_the_views(server: tuple[Path, int, int, subprocess.Popen[bytes]]) -> None:
     config, auth, liar, process = server
     listen = [{"address": "127.0.0.2", "port": auth, "role": "authoritative"},
               {"address": "127.0.0.2", "port": liar, "role": "liar"}]

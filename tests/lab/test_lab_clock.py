@@ -9,7 +9,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from probe.spool import Spool
+from probe.store.spool import Spool
 from tests.conftest import probe_command
 from tests.support.tcp_servers import closed_port, tcp_server
 

@@ -17,7 +17,7 @@ from deploy.lab.lab import LAB_CATALOGUE
 from deploy.lab.scenario import SCENARIOS, load_scenario, parse_scenario
 from deploy.lab.topology import Topology
 from probe.catalogue import load_catalogue
-from probe.record import LinkType
+from probe.core.record import LinkType
 
 COLLECTOR = "192.88.99.80"
 THROTTLE_ONLY = """version: 1

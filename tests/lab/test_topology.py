@@ -13,12 +13,12 @@ from pathlib import Path
 
 from deploy.lab.shell import namespaces, pid_alive, run
 from deploy.lab.topology import NETNS_ETC, Topology, reap_stale
-from probe.record import LinkType
+from probe.core.record import LinkType
 from tests.conftest import ROOT
 from tests.lab.conftest import require_root, session_prefix
 
 
-def test_the_lab_is_built_as_drawn(lab) -> None:  # type: ignore[no-untyped-def]
+def test_the_lab_is_built_as_drawn(lab: Topology) -> None:
     topology = lab.topology
     assert set(topology.namespaces()) <= set(namespaces())
     router_links = run(["ip", "-n", topology.router_ns, "-o", "link"]).stdout
@@ -38,7 +38,7 @@ def test_the_lab_is_built_as_drawn(lab) -> None:  # type: ignore[no-untyped-def]
     assert status["up"] and all(status["services"].values()), status
 
 
-def test_a_second_lab_coexists_and_down_is_idempotent(lab) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_lab_coexists_and_down_is_idempotent(lab: Topology) -> None:
     other = Topology(session_prefix("b"), (LinkType.CELLULAR,))
     other.up(owner_pid=os.getpid())
     try:

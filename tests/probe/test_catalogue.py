@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from probe.catalogue import DEFAULT_CATALOGUE, load_catalogue, parse_catalogue
-from probe.errors import UserError
+from probe.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 

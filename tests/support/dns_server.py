@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import cast
 
 import dns.message
 import dns.rcode
@@ -75,7 +76,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self.server = server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # the datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -83,4 +84,4 @@ class _Protocol(asyncio.DatagramProtocol):
         except Exception:  # a malformed query gets no answer, like a real server
             return
         if reply is not None:
-            self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
+            self.transport.sendto(reply, addr)

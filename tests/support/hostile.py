@@ -17,6 +17,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from aioice.stun import Class, Message, parse_message
 
@@ -35,12 +36,12 @@ class _Udp(asyncio.DatagramProtocol):
         self.behaviour, self.state = behaviour, state
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # the datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.state.requests.append(data)
         for reply in self.behaviour(data):
-            self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
+            self.transport.sendto(reply, addr)
 
 
 @contextlib.asynccontextmanager

@@ -29,7 +29,7 @@ import pytest
 from deploy.lab.addresses import SERVICES, probe_address
 from deploy.services import Daemon, Listener
 from deploy.services.coturn import Coturn
-from probe.record import LinkType
+from probe.core.record import LinkType
 from tests.conftest import BIN, in_ci
 from tests.support.pki import TestCA
 

@@ -7,7 +7,7 @@ import contextlib
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 
 def _rst(sock: socket.socket | None) -> None:
@@ -51,7 +51,7 @@ async def tcp_server(mode: str = "accept", ssl_context: ssl.SSLContext | None = 
 
 
 @contextlib.contextmanager
-def full_backlog(host: str = "127.0.0.1"):  # type: ignore[no-untyped-def]
+def full_backlog(host: str = "127.0.0.1") -> Iterator[int]:
     """A listener whose accept queue is full: the kernel drops further SYNs, so
     a connect times out exactly as behind a dropping firewall."""
     listener = socket.socket()

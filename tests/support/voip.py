@@ -9,6 +9,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -58,10 +59,10 @@ def kamailio_server(directory: Path, ca: TestCA | None = None) -> Iterator[Serve
 
 class _Echo(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # the datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+        self.transport.sendto(data, addr)
 
 
 @contextlib.asynccontextmanager

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import dns as dns_check
 from probe.checks.base import Context, Observation, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.verdict.methods import suspected
 from tests.support.dns_server import DROP, EMPTY, GARBAGE, NXDOMAIN, REFUSED, SERVFAIL, DnsServer
 
 ZONE = {
@@ -25,13 +29,13 @@ ZONE = {
 }
 
 
-def endpoint(host: str, qtype: str = "A"):  # type: ignore[no-untyped-def]
+def endpoint(host: str, qtype: str = "A") -> Any:
     return ENDPOINT_ADAPTER.validate_python(
         {"check": "dns", "host": host, "role": "messaging", "qtype": qtype})
 
 
 @pytest.fixture
-async def server():  # type: ignore[no-untyped-def]
+async def server() -> AsyncIterator[DnsServer]:
     async with DnsServer(ZONE) as srv:
         yield srv
 
@@ -67,18 +71,18 @@ async def test_tampering_is_recognised(server: DnsServer, host: str, failure: Fa
                                        blocking: Blocking) -> None:
     obs = await run(server, host)
     assert obs.status is Status.FAILED
-    assert (obs.failure, obs.blocking) == (failure, blocking)
+    assert (obs.failure, suspected(obs)) == (failure, blocking)
 
 
 async def test_dropped_query_times_out(server: DnsServer) -> None:
     obs = await run(server, "drop.test", timeout=1.0)
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.DNS_TIMEOUT)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.DNS_TIMEOUT)
 
 
 async def test_garbage_answer_is_a_failure_not_a_crash(server: DnsServer) -> None:
     obs = await run(server, "garbage.test", timeout=1.0)
     assert obs.status is Status.FAILED
-    assert obs.blocking in (None, Blocking.DNS_TIMEOUT)
+    assert suspected(obs) in (None, Blocking.DNS_TIMEOUT)
 
 
 async def test_lost_queries_are_retransmitted(server: DnsServer) -> None:
@@ -91,7 +95,7 @@ async def test_lost_queries_are_retransmitted(server: DnsServer) -> None:
 
 async def test_aaaa_answers(server: DnsServer) -> None:
     obs = await run(server, "v6.test", qtype="AAAA")
-    assert obs.status is Status.FAILED and obs.blocking is Blocking.DNS_BOGON  # 2001:db8::/32
+    assert obs.status is Status.FAILED and suspected(obs) is Blocking.DNS_BOGON  # 2001:db8::/32
     assert obs.evidence["bogons"] == ["2001:db8::1"]
 
 
@@ -105,7 +109,7 @@ async def test_private_answer_the_control_also_sees_is_not_a_bogon(server: DnsSe
 async def test_private_answer_differing_from_the_control_is_a_bogon(server: DnsServer) -> None:
     control = Observation.ok(answers=["10.20.30.40"])
     obs = await run(server, "bogon.test", control=control)
-    assert obs.blocking is Blocking.DNS_BOGON
+    assert suspected(obs) is Blocking.DNS_BOGON
 
 
 async def test_unreachable_resolver_port(server: DnsServer) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from probe import sipmsg
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import sip as sip_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.verdict.methods import suspected
+from probe.wire import sip as sipmsg
 from tests.support import hostile
 from tests.support.tcp_servers import closed_port, tcp_server
 from tests.support.voip import SERVER_NAME, Servers, kamailio_server
@@ -58,7 +59,7 @@ async def test_untrusted_certificate(servers: Servers) -> None:
     assert servers.kamailio is not None and servers.kamailio.tls_port is not None
     obs = await sip_check.run(endpoint(servers.kamailio.tls_port, "tls", sni=SERVER_NAME),
                               Context(timeout=2))
-    assert obs.blocking is Blocking.TLS_INVALID_CERT
+    assert suspected(obs) is Blocking.TLS_INVALID_CERT
 
 
 async def test_custom_request_uri(servers: Servers) -> None:
@@ -74,15 +75,15 @@ async def test_closed_ports() -> None:
     port = sock.getsockname()[1]
     sock.close()
     obs = await sip_check.run(endpoint(port), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.PORT_UNREACHABLE, Blocking.ICMP_UNREACHABLE)
+    assert (obs.failure, suspected(obs)) == (Failure.PORT_UNREACHABLE, Blocking.ICMP_UNREACHABLE)
     obs = await sip_check.run(endpoint(closed_port(), "tcp"), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.CONNECTION_RESET, Blocking.TCP_RESET)
+    assert (obs.failure, suspected(obs)) == (Failure.CONNECTION_RESET, Blocking.TCP_RESET)
 
 
 async def test_silence_is_no_response_after_timer_a_retransmissions() -> None:
     async with hostile.udp_responder(hostile.silent) as server:
         obs = await sip_check.run(endpoint(server.port), ctx(timeout=1.7))
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.SIP_NO_RESPONSE)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.SIP_NO_RESPONSE)
     assert len(obs.evidence["attempts"]) == len(server.requests) == 3
     assert len(set(server.requests)) == 1  # retransmissions of one transaction
 
@@ -90,7 +91,7 @@ async def test_silence_is_no_response_after_timer_a_retransmissions() -> None:
 async def test_reset_after_the_request() -> None:
     async with tcp_server(mode="reset_on_data") as port:
         obs = await sip_check.run(endpoint(port, "tcp"), ctx())
-    assert (obs.blocking, obs.evidence["phase"]) == (Blocking.TCP_RESET, "request")
+    assert (suspected(obs), obs.evidence["phase"]) == (Blocking.TCP_RESET, "request")
 
 
 async def test_request_is_well_formed() -> None:
@@ -122,7 +123,7 @@ async def test_rewriting_alg_is_detected_not_blocking(transport: str) -> None:
     async with (hostile.udp_responder(hostile.sip_alg) if transport == "udp"
                 else hostile.tcp_responder(hostile.sip_alg)) as server:
         obs = await sip_check.run(endpoint(server.port, transport), ctx())
-    assert obs.status is Status.OK and obs.blocking is None
+    assert obs.status is Status.OK and suspected(obs) is None
     assert obs.evidence["alg_detected"] is True
     assert set(obs.evidence["rewritten"]) == {"via.sent-by", "call-id"}
     assert obs.evidence["nat"] is True
@@ -150,7 +151,7 @@ async def test_hostile_answers_are_forged(transport: str, behaviour: Any,
     async with (hostile.udp_responder(behaviour) if transport == "udp"
                 else hostile.tcp_responder(behaviour)) as server:
         obs = await sip_check.run(endpoint(server.port, transport), ctx(timeout=0.6))
-    assert (obs.status, obs.failure, obs.blocking) == (Status.FAILED, failure,
+    assert (obs.status, obs.failure, suspected(obs)) == (Status.FAILED, failure,
                                                        Blocking.SIP_FORGED), obs
     assert obs.evidence["anomalies"][0]["detail"]
 
@@ -158,7 +159,7 @@ async def test_hostile_answers_are_forged(transport: str, behaviour: Any,
 async def test_truncated_stream_is_a_protocol_error() -> None:
     async with hostile.tcp_responder(hostile.sip_truncated, close_after=True) as server:
         obs = await sip_check.run(endpoint(server.port, "tcp"), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.PROTOCOL_ERROR, Blocking.SIP_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.PROTOCOL_ERROR, Blocking.SIP_FORGED)
 
 
 # --- the parser ---------------------------------------------------------------------------

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from probe import stunmsg
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import stun as stun_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.flow import retransmit_offsets
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.net.flow import retransmit_offsets
+from probe.verdict.methods import suspected
+from probe.wire import stun as stunmsg
 from tests.support import hostile
 from tests.support.tcp_servers import closed_port, full_backlog, tcp_server
 from tests.support.voip import SERVER_NAME, Servers, coturn_server
@@ -68,14 +69,14 @@ async def test_untrusted_certificate_is_tls_invalid_cert(servers: Servers) -> No
     assert servers.coturn is not None and servers.coturn.tls_port is not None
     obs = await stun_check.run(endpoint(servers.coturn.tls_port, "tls", sni=SERVER_NAME),
                                Context(timeout=2))  # the system store: the test CA unknown
-    assert (obs.failure, obs.blocking) == (Failure.SSL_UNKNOWN_AUTHORITY,
+    assert (obs.failure, suspected(obs)) == (Failure.SSL_UNKNOWN_AUTHORITY,
                                            Blocking.TLS_INVALID_CERT)
     assert obs.evidence["phase"] == "handshake"
 
 
 async def test_closed_udp_port_is_icmp_unreachable() -> None:
     obs = await stun_check.run(endpoint(closed_udp_port()), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.PORT_UNREACHABLE, Blocking.ICMP_UNREACHABLE)
+    assert (obs.failure, suspected(obs)) == (Failure.PORT_UNREACHABLE, Blocking.ICMP_UNREACHABLE)
     assert obs.evidence["icmp"] == {"type": 3, "code": 3, "from_target": True}
     assert len(obs.evidence["attempts"]) == 1  # no point retrying a port that refused
 
@@ -83,19 +84,19 @@ async def test_closed_udp_port_is_icmp_unreachable() -> None:
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 async def test_closed_tcp_port_is_reset(transport: str) -> None:
     obs = await stun_check.run(endpoint(closed_port(), transport), ctx())
-    assert (obs.blocking, obs.evidence["phase"]) == (Blocking.TCP_RESET, "connect")
+    assert (suspected(obs), obs.evidence["phase"]) == (Blocking.TCP_RESET, "connect")
 
 
 async def test_dropped_syn_is_tcp_timeout() -> None:
     with full_backlog() as port:
         obs = await stun_check.run(endpoint(port, "tcp"), ctx(timeout=0.6))
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.TCP_TIMEOUT)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.TCP_TIMEOUT)
 
 
 async def test_silence_is_no_response_after_rfc_retransmissions() -> None:
     async with hostile.udp_responder(hostile.silent) as server:
         obs = await stun_check.run(endpoint(server.port), ctx(timeout=1.7))
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.STUN_NO_RESPONSE)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.STUN_NO_RESPONSE)
     sends = [a["sent_ms"] for a in obs.evidence["attempts"]]
     assert len(sends) == 3 == len(server.requests)  # at 0, 500 and 1500 ms
     assert sends[1] == pytest.approx(500, abs=60) and sends[2] == pytest.approx(1500, abs=80)
@@ -116,13 +117,13 @@ async def test_rtt_is_recorded_for_the_attempt_that_got_through() -> None:
 async def test_silent_tcp_server_is_no_response() -> None:
     async with tcp_server() as port:
         obs = await stun_check.run(endpoint(port, "tcp"), ctx(timeout=0.6))
-    assert (obs.blocking, obs.evidence["phase"]) == (Blocking.STUN_NO_RESPONSE, "request")
+    assert (suspected(obs), obs.evidence["phase"]) == (Blocking.STUN_NO_RESPONSE, "request")
 
 
 async def test_reset_after_the_request_is_tcp_reset() -> None:
     async with tcp_server(mode="reset_on_data") as port:
         obs = await stun_check.run(endpoint(port, "tcp"), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.CONNECTION_RESET, Blocking.TCP_RESET)
+    assert (obs.failure, suspected(obs)) == (Failure.CONNECTION_RESET, Blocking.TCP_RESET)
     assert obs.evidence["phase"] == "request"
 
 
@@ -135,7 +136,7 @@ async def test_reset_after_the_request_is_tcp_reset() -> None:
 async def test_hostile_udp_answers_are_forged(behaviour: Any, failure: Failure) -> None:
     async with hostile.udp_responder(behaviour) as server:
         obs = await stun_check.run(endpoint(server.port), ctx(timeout=0.6))
-    assert (obs.status, obs.failure, obs.blocking) == (Status.FAILED, failure,
+    assert (obs.status, obs.failure, suspected(obs)) == (Status.FAILED, failure,
                                                        Blocking.STUN_FORGED)
     assert obs.evidence["anomaly_count"] == len(server.requests) >= 2
     assert obs.evidence["anomalies"][0]["detail"]
@@ -144,7 +145,7 @@ async def test_hostile_udp_answers_are_forged(behaviour: Any, failure: Failure) 
 async def test_reflected_request_is_unexpected() -> None:
     async with hostile.udp_responder(hostile.reflect) as server:
         obs = await stun_check.run(endpoint(server.port), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.UNEXPECTED_RESPONSE, Blocking.STUN_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.UNEXPECTED_RESPONSE, Blocking.STUN_FORGED)
     assert obs.evidence["unexpected"] == "binding request"
 
 
@@ -153,7 +154,7 @@ async def test_reflected_request_is_unexpected() -> None:
 async def test_impossible_mapped_address_is_forged(mapped: tuple[str, int]) -> None:
     async with hostile.udp_responder(hostile.stun_mapped(mapped)) as server:
         obs = await stun_check.run(endpoint(server.port), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.FORGED_RESPONSE, Blocking.STUN_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.FORGED_RESPONSE, Blocking.STUN_FORGED)
     assert obs.evidence["implausible"]
     assert mapped[0] not in str({k: v for k, v in obs.evidence.items() if k != "address"})
 
@@ -169,7 +170,7 @@ async def test_injected_answer_does_not_hide_the_real_one() -> None:
 async def test_garbage_on_tcp_ends_at_once() -> None:
     async with hostile.tcp_responder(hostile.garbage) as server:
         obs = await stun_check.run(endpoint(server.port, "tcp"), ctx(timeout=3))
-    assert (obs.failure, obs.blocking) == (Failure.PROTOCOL_ERROR, Blocking.STUN_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.PROTOCOL_ERROR, Blocking.STUN_FORGED)
     assert obs.evidence["attempts"][0]["sent_ms"] < 100
     assert sum(1 for _ in obs.evidence["anomalies"]) == 1
 
@@ -177,7 +178,7 @@ async def test_garbage_on_tcp_ends_at_once() -> None:
 async def test_wrong_transaction_id_on_tcp() -> None:
     async with hostile.tcp_responder(hostile.stun_wrong_txid) as server:
         obs = await stun_check.run(endpoint(server.port, "tcp"), ctx(timeout=0.5))
-    assert (obs.failure, obs.blocking) == (Failure.FORGED_RESPONSE, Blocking.STUN_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.FORGED_RESPONSE, Blocking.STUN_FORGED)
 
 
 def test_retransmission_schedule_follows_rfc_8489() -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import tcp as tcp_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.verdict.methods import suspected
 from tests.support.dns_server import DnsServer
 from tests.support.tcp_servers import closed_port, full_backlog, tcp_server
 
 
-def endpoint(host: str, port: int):  # type: ignore[no-untyped-def]
+def endpoint(host: str, port: int) -> Any:
     return ENDPOINT_ADAPTER.validate_python(
         {"check": "tcp", "host": host, "port": port, "role": "messaging"})
 
@@ -25,7 +28,7 @@ async def test_open_port() -> None:
 
 async def test_reset_is_tcp_reset() -> None:
     obs = await tcp_check.run(endpoint("127.0.0.1", closed_port()), Context(timeout=2))
-    assert (obs.status, obs.failure, obs.blocking) == (
+    assert (obs.status, obs.failure, suspected(obs)) == (
         Status.FAILED, Failure.CONNECTION_RESET, Blocking.TCP_RESET)
     assert "icmp" not in obs.evidence
 
@@ -33,7 +36,7 @@ async def test_reset_is_tcp_reset() -> None:
 async def test_dropped_syn_is_tcp_timeout() -> None:
     with full_backlog() as port:
         obs = await tcp_check.run(endpoint("127.0.0.1", port), Context(timeout=1.0))
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.TCP_TIMEOUT)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.TCP_TIMEOUT)
     assert obs.evidence["connect_ms"] >= 900
 
 
@@ -49,5 +52,5 @@ async def test_unresolvable_name_claims_no_blocking() -> None:
         obs = await tcp_check.run(endpoint("gone.test", 443),
                                   Context(timeout=2, resolver=dns.address))
     assert obs.status is Status.FAILED
-    assert obs.failure is Failure.DNS_NXDOMAIN and obs.blocking is None
+    assert obs.failure is Failure.DNS_NXDOMAIN and suspected(obs) is None
     assert obs.evidence["phase"] == "resolve"

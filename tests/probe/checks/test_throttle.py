@@ -16,11 +16,12 @@ import httpx
 import pytest
 
 from probe.catalogue import ENDPOINT_ADAPTER
-from probe.checks import throttle
 from probe.checks.base import Budget, Context, ControlState, Status
-from probe.failures import Failure
-from probe.signing import ProbeKey
-from probe.throttle import profiles
+from probe.checks.throttle import check as throttle
+from probe.core.failures import Failure
+from probe.core.signing import ProbeKey
+from probe.verdict.methods import suspected
+from probe.wire import profiles
 from tests.collector.harness import Collector
 from tests.conftest import probe_command
 
@@ -62,7 +63,7 @@ async def test_clean_path_is_ok_within_targets(collector: Collector, key: ProbeK
     observation = await throttle.run(endpoint(collector.url, free_port(kind), transport), ctx)
     evidence = observation.evidence
     assert observation.status is Status.OK, evidence
-    assert observation.control is ControlState.OK and observation.blocking is None
+    assert observation.control is ControlState.OK and suspected(observation) is None
     assert evidence["decision"]["outcome"] == "ok"
     assert evidence["seconds"] <= PER_SERVICE_SECONDS
     used = observation.bytes_sent + observation.bytes_received

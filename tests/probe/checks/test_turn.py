@@ -13,8 +13,9 @@ import pytest
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks import turn as turn_check
 from probe.checks.base import Context, Status
-from probe.failures import Failure
-from probe.record import Blocking
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.verdict.methods import suspected
 from tests.support import hostile
 from tests.support.tcp_servers import closed_port
 from tests.support.voip import (
@@ -98,7 +99,7 @@ async def test_allocation_without_a_peer_stops_at_the_permission(servers: Server
 async def test_rejected_credentials_are_not_blocking(servers: Servers) -> None:
     obs = await turn_check.run(endpoint(port_of(servers, "tcp"), "tcp",
                                         **credentials("wrong")), ctx(servers))
-    assert (obs.failure, obs.blocking) == (Failure.ERROR_RESPONSE, None)
+    assert (obs.failure, suspected(obs)) == (Failure.ERROR_RESPONSE, None)
     assert (obs.evidence["phase"], obs.evidence["error_code"]) == ("allocate_auth", 401)
 
 
@@ -112,7 +113,7 @@ async def test_silent_peer_is_a_relay_failure_and_the_allocation_is_freed(
                                    ctx(servers, timeout=0.8))
     finally:
         silent.close()
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.TURN_RELAY)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.TURN_RELAY)
     assert obs.evidence["phase"] == "send"
     steps = {s["step"]: s for s in obs.evidence["steps"]}
     assert steps["send"]["attempts"] >= 2  # relayed data is resent
@@ -125,15 +126,15 @@ async def test_closed_ports() -> None:
     port = sock.getsockname()[1]
     sock.close()
     obs = await turn_check.run(endpoint(port), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.PORT_UNREACHABLE, Blocking.ICMP_UNREACHABLE)
+    assert (obs.failure, suspected(obs)) == (Failure.PORT_UNREACHABLE, Blocking.ICMP_UNREACHABLE)
     obs = await turn_check.run(endpoint(closed_port(), "tcp"), ctx())
-    assert (obs.blocking, obs.evidence["phase"]) == (Blocking.TCP_RESET, "connect")
+    assert (suspected(obs), obs.evidence["phase"]) == (Blocking.TCP_RESET, "connect")
 
 
 async def test_silence_is_no_response() -> None:
     async with hostile.udp_responder(hostile.silent) as server:
         obs = await turn_check.run(endpoint(server.port, **credentials()), ctx(timeout=0.7))
-    assert (obs.failure, obs.blocking) == (Failure.GENERIC_TIMEOUT, Blocking.TURN_NO_RESPONSE)
+    assert (obs.failure, suspected(obs)) == (Failure.GENERIC_TIMEOUT, Blocking.TURN_NO_RESPONSE)
     assert obs.evidence["phase"] == "allocate"
     assert obs.evidence["steps"][0]["attempts"] == len(server.requests) == 2
 
@@ -141,13 +142,13 @@ async def test_silence_is_no_response() -> None:
 async def test_challenge_without_nonce_is_forged() -> None:
     async with hostile.udp_responder(hostile.turn_401_without_nonce) as server:
         obs = await turn_check.run(endpoint(server.port), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.UNEXPECTED_RESPONSE, Blocking.TURN_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.UNEXPECTED_RESPONSE, Blocking.TURN_FORGED)
 
 
 async def test_allocation_without_valid_integrity_is_forged() -> None:
     async with hostile.tcp_responder(hostile.turn_unsigned_allocation) as server:
         obs = await turn_check.run(endpoint(server.port, "tcp", **credentials()), ctx())
-    assert (obs.failure, obs.blocking) == (Failure.FORGED_RESPONSE, Blocking.TURN_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.FORGED_RESPONSE, Blocking.TURN_FORGED)
     assert obs.evidence["phase"] == "allocate_auth"
 
 
@@ -162,7 +163,7 @@ async def test_hostile_answers_are_forged(transport: str, behaviour: Any,
     async with (hostile.udp_responder(behaviour) if transport == "udp"
                 else hostile.tcp_responder(behaviour, close_after=True)) as server:
         obs = await turn_check.run(endpoint(server.port, transport), ctx(timeout=0.6))
-    assert (obs.status, obs.failure, obs.blocking) == (Status.FAILED, failure,
+    assert (obs.status, obs.failure, suspected(obs)) == (Status.FAILED, failure,
                                                        Blocking.TURN_FORGED), obs
     assert obs.evidence["anomaly_count"] >= 1
 
@@ -170,7 +171,7 @@ async def test_hostile_answers_are_forged(transport: str, behaviour: Any,
 async def test_reflected_allocate_is_forged() -> None:
     async with hostile.udp_responder(hostile.reflect) as server:
         obs = await turn_check.run(endpoint(server.port), ctx(timeout=0.6))
-    assert (obs.failure, obs.blocking) == (Failure.FORGED_RESPONSE, Blocking.TURN_FORGED)
+    assert (obs.failure, suspected(obs)) == (Failure.FORGED_RESPONSE, Blocking.TURN_FORGED)
     assert "with our transaction id" in obs.evidence["anomalies"][0]["detail"]
 
 

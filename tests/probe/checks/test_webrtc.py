@@ -21,17 +21,14 @@ from typing import Any
 import pytest
 
 from probe.catalogue import ENDPOINT_ADAPTER
-from probe.checks import webrtc
 from probe.checks.base import Context, ControlState, Status
-from probe.failures import Failure
-from probe.record import Blocking
-from probe.signing import ProbeKey
-from probe.webrtc_stats import (
-    candidate_counts,
-    echo_evidence,
-    media_evidence,
-    reachable_candidate,
-)
+from probe.checks.webrtc import check as webrtc
+from probe.checks.webrtc.stats import echo_evidence, media_evidence
+from probe.core.failures import Failure
+from probe.core.record import Blocking
+from probe.core.signing import ProbeKey
+from probe.verdict.methods import suspected
+from probe.wire.sdp import candidate_counts, reachable_candidate
 from tests.support.netns import CallLab, call_lab, ice_servers, require_lab
 from tests.support.tcp_servers import closed_port
 
@@ -183,7 +180,7 @@ async def test_an_unreachable_collector_is_no_evidence_of_blocking() -> None:
                                    Context(timeout=2, signer=ProbeKey.generate()))
     assert observation.status is Status.FAILED
     assert observation.failure is Failure.CONNECTION_RESET
-    assert observation.blocking is Blocking.TCP_RESET  # suspected only:
+    assert suspected(observation) is Blocking.TCP_RESET  # suspected only:
     assert observation.control is ControlState.ABSENT  # nothing vouches for the peer
     assert observation.evidence["phase"] == "signalling"
     assert observation.evidence["stages"]["signalling"]["step"] == "connect"
@@ -204,7 +201,7 @@ async def test_without_a_key_the_check_does_not_run() -> None:
 
 
 def test_importing_the_check_does_not_import_aiortc() -> None:
-    code = ("import sys, probe.checks.webrtc, probe.runner; "
+    code = ("import sys, probe.checks.webrtc.check, probe.run.runner; "
             "print('aiortc' in sys.modules, 'av' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[3], check=True)

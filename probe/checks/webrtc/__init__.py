@@ -1,0 +1,1 @@
+"""The `webrtc` check (`check`), its signalling (`signal`) and its statistics (`stats`)."""

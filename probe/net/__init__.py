@@ -1,0 +1,1 @@
+"""Sockets and flows: the transport. Raises transport errors; never builds observations."""

@@ -1,0 +1,312 @@
+"""One probe pass: every endpoint of the catalogue checked, classified, signed
+and spooled.
+
+Checks run concurrently under a bound; bandwidth-heavy checks (`throttle`) run
+alone afterwards so that one measurement never disturbs another. Each record
+is in the spool (fsync'd) before it is reported anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import probe
+from probe import checks
+from probe.catalogue import Catalogue, endpoint_ref
+from probe.checks.base import Budget, Context, ControlState, Observation, Status
+from probe.core.checks import EXCLUSIVE, NOT_REPEATED
+from probe.core.errors import UserError
+from probe.core.failures import Failure, describe
+from probe.core.record import (
+    Blocking,
+    EndpointRef,
+    LinkType,
+    Measurement,
+    NetworkInfo,
+    ProbeInfo,
+    Verdict,
+    rfc3339,
+    utcnow,
+)
+from probe.core.signing import ProbeKey
+from probe.run.connectivity import Connectivity, precheck, targets_for
+from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
+from probe.store.spool import Spool
+from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
+from probe.verdict.methods import suspected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    catalogue: Catalogue
+    link_type: LinkType = LinkType.UNKNOWN
+    resolver: tuple[str, int] | None = None
+    timeout: float | None = None  # per check; None: each check's own default
+    budget_bytes: int | None = None
+    concurrency: int = 16
+    control_url: str | None = None
+    collector_url: str | None = None
+    extra_network: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    service: str
+    endpoint: Any
+
+
+Progress = Callable[[Task, dict[str, Any]], None]
+
+
+def tasks_of(catalogue: Catalogue) -> list[Task]:
+    return [Task(s.id, e) for s in catalogue.services for e in s.endpoints]
+
+
+LAB_CLOCK = "VOIPWATCH_LAB_CLOCK"
+
+
+def lab_clock_offset() -> timedelta | None:
+    """Censorship-lab replays only (docs/lab.md): `VOIPWATCH_LAB_CLOCK=2016-01-15T10:00:00Z`
+    makes this run's records start at that time. Each such record says so
+    (`network.replay`, `lab_clock`), so it can never pass for a real measurement."""
+    text = os.environ.get(LAB_CLOCK)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise UserError(f"{LAB_CLOCK}={text!r}: expected an RFC 3339 time with a zone, "
+                        "e.g. 2016-01-15T10:00:00Z")
+    return moment - utcnow()
+
+
+async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
+                   on_record: Progress | None = None,
+                   on_start: Callable[[Connectivity], None] | None = None) -> list[dict[str, Any]]:
+    tasks = tasks_of(options.catalogue)
+    clock_offset = lab_clock_offset()  # read once, before any traffic
+    control_client = ControlClient(options.control_url, key) if options.control_url else None
+    lookup = ControlAnswers(control_client, [t.endpoint for t in tasks])
+    lookup.start()
+    connectivity = await precheck(targets_for(options.control_url, options.collector_url),
+                                  options.resolver)
+    if on_start:
+        on_start(connectivity)
+    budget = Budget(options.budget_bytes)
+    shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
+                      clock_offset)
+
+    regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
+    exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
+    semaphore = asyncio.Semaphore(options.concurrency)
+    resolver = ResolverHealth(sum(t.endpoint.check == "dns" for t in regular))
+
+    async def one(task: Task) -> dict[str, Any]:
+        async with semaphore:
+            observed = await shared.observe(task)
+        if task.endpoint.check == "dns":
+            resolver.report(observed.observation)
+        works = True
+        if observed.suspected in RESOLVER_HEALTH:
+            works = await resolver.works()
+        return await shared.finish(observed, resolver_works=works)
+
+    try:
+        records = list(await asyncio.gather(*(one(t) for t in regular)))
+        for task in exclusive:  # one at a time, after everything else
+            records.append(await shared.finish(await shared.observe(task)))
+    finally:
+        await lookup.close()
+    return records
+
+
+class ResolverHealth:
+    """Whether the run's resolver answered any lookup: a DNS timeout or SERVFAIL
+    is evidence of blocking only when the same resolver answered other names."""
+
+    def __init__(self, lookups: int) -> None:
+        self.remaining = lookups
+        self.answered = False
+        self.settled = asyncio.Event()
+        if lookups == 0:
+            self.settled.set()
+
+    def report(self, observation: Observation) -> None:
+        self.remaining -= 1
+        if observation.status is Status.OK:
+            self.answered = True
+        if self.answered or self.remaining <= 0:
+            self.settled.set()
+
+    async def works(self) -> bool:
+        await self.settled.wait()
+        return self.answered
+
+
+@dataclass
+class RunState:
+    options: RunOptions
+    key: ProbeKey
+    spool: Spool
+    budget: Budget
+    lookup: ControlAnswers
+    connectivity: Connectivity
+    on_record: Progress | None
+    clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
+
+    def context(self, module: Any) -> Context:
+        timeout = self.options.timeout or module.DEFAULT_TIMEOUT
+        return Context(timeout=timeout, resolver=self.options.resolver, budget=self.budget,
+                       control=self.lookup, collector=self.options.collector_url,
+                       signer=self.key)
+
+    async def observe(self, task: Task) -> Observed:
+        started_at = utcnow() + (self.clock_offset or timedelta(0))
+        start = time.perf_counter()
+        module = checks.get(task.endpoint.check)
+        if self.budget.exhausted():
+            observation = Observation(status=Status.UNMEASURABLE,
+                                      failure=Failure.BUDGET_EXHAUSTED,
+                                      evidence={"budget_bytes": self.budget.limit})
+        else:
+            ctx = self.context(module)
+            try:
+                # the check bounds itself; this cap only guards against a check that
+                # hangs (some checks also wait for the control's answer)
+                observation = await asyncio.wait_for(module.run(task.endpoint, ctx),
+                                                     ctx.timeout * 3 + CONTROL_WAIT + 5)
+            except TimeoutError:
+                observation = Observation(status=Status.UNMEASURABLE,
+                                          failure=Failure.GENERIC_TIMEOUT,
+                                          evidence={"error": "check exceeded its time limit"})
+            except Exception as exc:  # a bug in a check must not lose the others
+                log.exception("check %s failed internally", module.NAME)
+                observation = Observation(status=Status.UNMEASURABLE, failure=Failure.UNKNOWN,
+                                          evidence={"error": describe(exc)})
+            self.budget.charge(observation.bytes_sent + observation.bytes_received)
+        runtime_ms = int((time.perf_counter() - start) * 1000)
+        return Observed(task, observation, suspected(observation), runtime_ms, started_at,
+                        module.VERSION)
+
+    async def finish(self, observed: Observed, resolver_works: bool = True) -> dict[str, Any]:
+        """Classify (with a second look before `blocked`), build, sign and spool the record."""
+        task = observed.task
+        control_observation = None
+        if observed.observation.control is not None:
+            control = observed.observation.control
+        else:
+            control_observation = await self.lookup(task.endpoint)
+            control = control_state(control_observation)
+
+        def judge(seen: Observed) -> Classification:
+            return classify(Situation(
+                status=seen.observation.status, suspected=seen.suspected, control=control,
+                connectivity=self.connectivity.ok, resolver_works=resolver_works,
+            ))
+
+        result = judge(observed)
+        confirmation: dict[str, Any] | None = None
+        if result.verdict is Verdict.BLOCKED and task.endpoint.check not in NOT_REPEATED:
+            # A `blocked` is said only after a second look: a lossy link can
+            # lose every packet of one attempt, it rarely loses two attempts.
+            again = await self.observe(task)
+            again_result = judge(again)
+            if again_result.verdict is Verdict.BLOCKED:
+                confirmation = {"outcome": "confirmed", "runtime_ms": again.runtime_ms,
+                                "suspected": _text(again.suspected)}
+            else:
+                first = observed.observation
+                confirmation = {"outcome": "not_confirmed", "first": {
+                    "failure": _text(first.failure), "suspected": _text(observed.suspected),
+                    "runtime_ms": observed.runtime_ms}}
+                observed, result = again, again_result
+        record = self.record(observed, result, confirmation, _control_evidence(
+            control, control_observation, self.lookup.error))
+        signed = self.key.sign(record.to_json_dict())
+        self.spool.add(signed)
+        if self.on_record:
+            self.on_record(task, signed)
+        return signed
+
+    def record(self, observed: Observed, result: Classification,
+               confirmation: dict[str, Any] | None, control: dict[str, Any]) -> Measurement:
+        """The measurement record (docs/measurement.md), before its signature."""
+        observation = observed.observation
+        evidence = dict(observation.evidence)
+        if confirmation is not None:
+            evidence["confirmation"] = confirmation
+        evidence.update(
+            status=str(observation.status),
+            failure=_text(observation.failure),
+            suspected=_text(observed.suspected),
+            rule=result.rule,
+            check_version=observed.check_version,
+            bytes_sent=observation.bytes_sent,
+            bytes_received=observation.bytes_received,
+            control=control,
+            connectivity={"ok": self.connectivity.ok, "target": self.connectivity.target},
+        )
+        network: dict[str, Any] = {"link_type": self.options.link_type,
+                                   **self.options.extra_network}
+        extra: dict[str, Any] = {}
+        if self.clock_offset is not None:  # a lab replay: marked wherever one looks
+            replay = {"clock": rfc3339(observed.started_at),
+                      "real_started_at": rfc3339(observed.started_at - self.clock_offset)}
+            network["replay"] = True
+            extra["lab_clock"] = replay
+            evidence["lab_clock"] = replay
+        return Measurement(
+            started_at=observed.started_at,
+            runtime_ms=observed.runtime_ms,
+            probe=ProbeInfo(key_id=self.key.key_id, software_version=probe.__version__,
+                            public_key=self.key.public_b64),
+            network=NetworkInfo(**network),
+            service=observed.task.service,
+            endpoint=EndpointRef(**endpoint_ref(observed.task.endpoint)),
+            verdict=result.verdict,
+            blocking=result.blocking,
+            evidence=evidence,
+            **extra,
+        )
+
+
+@dataclass
+class Observed:
+    """One run of a check on one endpoint, as the pass keeps it until its record is made."""
+
+    task: Task
+    observation: Observation
+    suspected: Blocking | None  # the blocking method it suggests (probe.verdict.methods)
+    runtime_ms: int
+    started_at: datetime
+    check_version: str
+
+
+def _text(value: StrEnum | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _control_evidence(state: ControlState, observation: Observation | None,
+                      error: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"state": str(state)}
+    if observation is not None:
+        out["failure"] = observation.failure and str(observation.failure)
+        out["evidence"] = observation.evidence
+    elif state is ControlState.ABSENT and error:
+        out["reason"] = error
+    return out
+
+
+__all__ = ["Blocking", "RunOptions", "Task", "run_pass", "tasks_of"]

@@ -1,0 +1,97 @@
+"""Where the probe keeps its state: key, config, spool.
+
+`$VOIPWATCH_HOME` when set, else the platform's user data directory. Two probes
+with different homes never share anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe.core.errors import UserError
+
+
+def home() -> Path:
+    explicit = os.environ.get("VOIPWATCH_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("voipwatch", appauthor=False))
+
+
+def ensure_home() -> Path:
+    path = home()
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise UserError(f"cannot create the state directory {path}: {exc.strerror}") from exc
+    return path
+
+
+@dataclass
+class ProbeConfig:
+    """`probe.toml` in the state directory; every key optional."""
+
+    collector: str | None = None
+    control: str | None = None
+    key_file: Path | None = None
+    token: str | None = None
+    link_type: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return home() / "probe.toml"
+
+
+CONFIG_KEYS = ("collector", "control", "key_file", "token", "link_type")
+
+
+def load_config() -> ProbeConfig:
+    path = home() / "probe.toml"
+    if not path.exists():
+        return ProbeConfig()
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the probe config {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(CONFIG_KEYS)})")
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise UserError(f"{path}: {key} must be a string")
+    config = ProbeConfig(**{k: v for k, v in data.items() if k != "key_file"})
+    if "key_file" in data:
+        config.key_file = Path(data["key_file"]).expanduser()
+    return config
+
+
+def save_config(config: ProbeConfig) -> Path:
+    """Write the config atomically (small TOML subset: string values only)."""
+    path = ensure_home() / "probe.toml"
+    lines = []
+    for key in CONFIG_KEYS:
+        value = getattr(config, key)
+        if value is not None:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{key} = "{escaped}"')
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def key_path(config: ProbeConfig | None = None) -> Path:
+    config = config or load_config()
+    return config.key_file or home() / "probe.key"
+
+
+def spool_path() -> Path:
+    return home() / "spool.sqlite3"

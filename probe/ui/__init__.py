@@ -1,0 +1,1 @@
+"""The command line, the progress display and the results table."""

@@ -1,0 +1,306 @@
+"""`voipwatch-probe`: the command line. Only argparse is imported up front so
+that `--help` and argument errors answer at once; everything else is imported
+by the command that needs it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from probe import __version__
+from probe.core.errors import UserError, run_command
+
+PROG = "voipwatch-probe"
+LINK_TYPES = ("auto", "cellular", "wifi", "ethernet", "adsl")
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Measure whether VoIP services (calls and messaging) are reachable "
+                    "from this network, and produce signed evidence.",
+        epilog="State (key, config, spool) lives in $VOIPWATCH_HOME, else the user data "
+               "directory. Exit status: 0 pass completed, 2 bad input, 1 internal failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output on stderr (repeat for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run one measurement pass over the catalogue",
+                         description="Run every check of the catalogue, classify, sign, spool, "
+                                     "print a results table and upload.")
+    run.add_argument("--catalogue", metavar="FILE", help="catalogue YAML (default: the one shipped "
+                     "with the probe, also at configs/catalogue.yaml)")
+    run.add_argument("--services", metavar="ID,ID", help="only these service ids")
+    run.add_argument("--skip", metavar="CHECK,CHECK",
+                     help="leave out these checks, e.g. `--skip throttle` on a metered link "
+                          "(each throttle test costs up to 1 MB)")
+    run.add_argument("--link-type", choices=LINK_TYPES, default=None,
+                     help="how this machine is connected (default: auto-detect)")
+    run.add_argument("--output", metavar="FILE.jsonl",
+                     help="also append the signed records to this file")
+    run.add_argument("--collector", metavar="URL", help="collector to upload to "
+                     "(default: the one saved by `register`)")
+    run.add_argument("--control", metavar="URL", help="test helper for an uncensored view of "
+                     "the same endpoints (default: the collector)")
+    run.add_argument("--resolver", metavar="IP[:PORT]",
+                     help="DNS resolver to use instead of the system's")
+    run.add_argument("--no-upload", action="store_true", help="keep the records in the spool")
+    run.add_argument("--json", action="store_true",
+                     help="print the signed records (JSON lines) on stdout instead of the table")
+    run.add_argument("--budget-mb", type=_positive(float), metavar="N",
+                     help="stop measuring once this many megabytes were sent and received")
+    run.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+                     help="per-check timeout (default: each check's own)")
+    run.add_argument("--concurrency", type=_positive(int), default=16, metavar="N",
+                     help="checks running at once (default: 16)")
+
+    keygen = sub.add_parser("keygen", help="create this probe's Ed25519 signing key")
+    keygen.add_argument("--key-file", metavar="PATH", help="where to store it "
+                        "(default: probe.key in the state directory)")
+    keygen.add_argument("--force", action="store_true",
+                        help="replace an existing key (the old one is kept as a backup)")
+
+    register = sub.add_parser("register", help="register this probe's key with a collector")
+    register.add_argument("--collector", metavar="URL", required=True)
+    register.add_argument("--token", metavar="T", help="enrollment token, if the collector "
+                          "requires one")
+
+    upload = sub.add_parser("upload", help="upload the spooled records")
+    upload.add_argument("--collector", metavar="URL",
+                        help="collector (default: the one saved by `register`)")
+
+    verify = sub.add_parser("verify", help="check every signature in a JSONL file "
+                            "(probe output or collector export)")
+    verify.add_argument("file", metavar="FILE.jsonl")
+
+    sub.add_parser("status", help="show the key, the collector and what the spool holds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    handler = {"run": cmd_run, "keygen": cmd_keygen, "register": cmd_register,
+               "upload": cmd_upload, "verify": cmd_verify, "status": cmd_status}[args.command]
+    return run_command(PROG, handler, args,
+                       interrupted="interrupted; every finished measurement is in the spool")
+
+
+def _setup_logging(verbosity: int) -> None:
+    import logging
+
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(message)s")
+
+
+def parse_resolver(text: str | None) -> tuple[str, int] | None:
+    import ipaddress
+
+    if not text:
+        return None
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not 1 <= number <= 65535:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--resolver {text!r}: expected IP or IP:PORT, e.g. 9.9.9.9 or "
+                        "10.0.0.53:5353") from None
+    return host, number
+
+
+def _open_output(path: str | None) -> Any:
+    if not path:
+        return None
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write --output {path}: {exc.strerror}") from exc
+
+
+def load_or_create_key(config: Any, *, create: bool) -> Any:
+    from probe.core.signing import ProbeKey, load_key, write_key
+    from probe.store.state import ensure_home, key_path
+
+    path = key_path(config)
+    if not path.exists() and create:
+        ensure_home()
+        write_key(ProbeKey.generate(), path)
+        print(f"{PROG}: created a new probe key at {path}", file=sys.stderr)
+    return load_key(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from probe.catalogue import load_catalogue
+    from probe.core.record import LinkType
+    from probe.store.state import load_config
+
+    config = load_config()
+    catalogue = load_catalogue(Path(args.catalogue) if args.catalogue else None)
+    services = [s.strip() for s in args.services.split(",") if s.strip()] if args.services else None
+    catalogue = catalogue.select(services)
+    if args.skip:
+        catalogue = catalogue.without_checks([c.strip() for c in args.skip.split(",") if c.strip()])
+    resolver = parse_resolver(args.resolver)
+    link_choice = args.link_type or config.link_type or "auto"
+    if link_choice not in LINK_TYPES:
+        raise UserError(f"link_type {link_choice!r} in the probe config: expected one of "
+                        f"{', '.join(LINK_TYPES)}")
+    output = _open_output(args.output)
+    key = load_or_create_key(config, create=True)
+
+    from probe.run.linktype import detect
+    from probe.run.runner import RunOptions, run_pass
+    from probe.store.spool import Spool
+    from probe.store.state import spool_path
+
+    link_type = detect() if link_choice == "auto" else LinkType(link_choice)
+    collector = args.collector or config.collector
+    options = RunOptions(
+        catalogue=catalogue, link_type=link_type, resolver=resolver, timeout=args.timeout,
+        budget_bytes=int(args.budget_mb * 1_000_000) if args.budget_mb else None,
+        concurrency=args.concurrency, control_url=args.control or config.control or collector,
+        collector_url=collector,
+        extra_network={"link_type_source": "auto" if link_choice == "auto" else "user"},
+    )
+    from probe.ui.progress import RunProgress
+
+    with Spool(spool_path()) as spool, RunProgress(catalogue) as progress:
+        records = asyncio.run(run_pass(options, key, spool, on_record=progress.record,
+                                       on_start=progress.started))
+    import json
+
+    lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records]
+    if output is not None:
+        with output:
+            output.write("".join(line + "\n" for line in lines))
+    if args.json:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+    else:
+        from rich.console import Console
+
+        from probe.ui.report import render
+
+        # a pipe or a log file gets a wide table rather than rich's 80 columns
+        render(records, Console() if sys.stdout.isatty() else Console(width=150))
+    if collector and not args.no_upload:
+        from probe.upload.uploader import upload_and_report
+
+        upload_and_report(collector, key)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from probe.core.signing import ProbeKey, write_key
+    from probe.store.state import ensure_home, key_path, load_config
+
+    config = load_config()
+    path = Path(args.key_file).expanduser() if args.key_file else key_path(config)
+    if not args.key_file:
+        ensure_home()
+    key = ProbeKey.generate()
+    backup = write_key(key, path, force=args.force)
+    if backup:
+        print(f"previous key kept as {backup}", file=sys.stderr)
+    if args.key_file and config.key_file != path:
+        from probe.store.state import save_config
+
+        config.key_file = path.resolve()
+        save_config(config)
+    print(f"key file:   {path}\nkey id:     {key.key_id}\npublic key: {key.public_b64}")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from probe.store.state import load_config
+    from probe.upload.uploader import register
+
+    config = load_config()
+    key = load_or_create_key(config, create=True)
+    register(args.collector, key, args.token, config)
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from probe.store.state import load_config
+
+    config = load_config()
+    collector = args.collector or config.collector
+    if not collector:
+        raise UserError("no collector: pass --collector URL or run `voipwatch-probe register "
+                        "--collector URL` first")
+    from probe.upload.uploader import upload_and_report
+
+    upload_and_report(collector, load_or_create_key(config, create=False), strict=True)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from probe.upload.verify import verify_lines
+
+    path = Path(args.file)
+    good = bad = 0
+    for number, problem in verify_lines(path):
+        if problem is None:
+            good += 1
+        else:
+            bad += 1
+            print(f"{path}:{number}: {problem}")
+    if bad:
+        print(f"{bad} of {good + bad} records failed verification", file=sys.stderr)
+        return 1
+    if good == 0:
+        raise UserError(f"{path} holds no records")
+    print(f"{good} records, all signatures valid")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from probe.store.spool import Spool
+    from probe.store.state import home, key_path, load_config, spool_path
+
+    config = load_config()
+    path = key_path(config)
+    print(f"state directory: {home()}")
+    if path.exists():
+        key = load_or_create_key(config, create=False)
+        print(f"key:             {path} ({key.key_id})")
+    else:
+        print(f"key:             none yet at {path} (voipwatch-probe keygen)")
+    print(f"collector:       {config.collector or 'not registered'}")
+    if spool_path().exists():
+        with Spool(spool_path()) as spool:
+            counts = spool.counts()
+            print(f"spool:           {counts['pending']} pending, {counts['rejected']} rejected")
+            for record_id, reason in spool.rejected()[:20]:
+                print(f"  rejected {record_id}: {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

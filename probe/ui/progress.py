@@ -1,0 +1,52 @@
+"""Progress while a pass runs: a bar on a terminal, one line per record otherwise
+(so logs from a Pi's systemd unit say what happened)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from probe.catalogue import Catalogue
+from probe.run.connectivity import Connectivity
+
+
+class RunProgress:
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.total = sum(len(s.endpoints) for s in catalogue.services)
+        self.done = 0
+        self.console = Console(stderr=True)
+        self.interactive = sys.stderr.isatty()
+        self.bar: Progress | None = None
+        self.task_id: Any = None
+
+    def __enter__(self) -> RunProgress:
+        if self.interactive:
+            self.bar = Progress(TextColumn("[bold]measuring"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.description}"), TimeElapsedColumn(),
+                                console=self.console, transient=True)
+            self.bar.start()
+            self.task_id = self.bar.add_task("", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def started(self, connectivity: Connectivity) -> None:
+        if not connectivity.ok:
+            self.console.print(f"[yellow]no connectivity ({connectivity.target} unreachable): "
+                               "every verdict will be inconclusive[/]")
+
+    def record(self, task: Any, record: dict[str, Any]) -> None:
+        self.done += 1
+        endpoint = record["endpoint"]
+        label = f"{record['service']} {endpoint['check']} {endpoint['host']}:{endpoint['port']}"
+        if self.bar is not None:
+            self.bar.update(self.task_id, advance=1, description=label)
+        else:
+            how = f" ({record['blocking']})" if record.get("blocking") else ""
+            self.console.print(f"[{self.done}/{self.total}] {label}/{endpoint['transport']}: "
+                               f"{record['verdict']}{how}", highlight=False)

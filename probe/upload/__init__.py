@@ -1,0 +1,1 @@
+"""Registration with a collector, upload of the spool, offline verification of files."""

@@ -1,0 +1,282 @@
+"""Registration with a collector, and upload of the spool.
+
+A record leaves the spool only when the collector answered `accepted` or
+`duplicate` for it; `rejected` ones are kept aside with the reason. Batches go
+out one at a time and each is retried with exponential backoff and jitter, so a
+dead collector or a killed probe at any moment loses nothing and, since the
+collector is idempotent by record id, stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from probe.core.errors import CollectorUnavailable, TooLarge, UserError
+from probe.core.signing import ProbeKey
+from probe.store.spool import Spool
+from probe.store.state import ProbeConfig, save_config, spool_path
+
+log = logging.getLogger(__name__)
+
+REGISTER_PATH = "/api/v1/probes"
+INGEST_PATH = "/api/v1/measurements"
+BATCH = 500
+TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter (delays in seconds)."""
+
+    attempts: int = 6
+    base: float = 0.5
+    cap: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** attempt))
+
+
+@dataclass
+class Summary:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    left: int = 0
+    error: str | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def line(self, collector: str) -> str:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.rejected.items()))
+        text = (f"upload to {collector}: {self.accepted} accepted, {self.duplicate} duplicate, "
+                f"{self.rejected_total} rejected" + (f" ({reasons})" if reasons else "")
+                + f"; {self.left} left in the spool")
+        return text + (f"; stopped: {self.error}" if self.error else "")
+
+
+def _base(url: str) -> str:
+    return url.rstrip("/")
+
+
+def _explain(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection failed (is the collector running and the URL right?)"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return type(exc).__name__
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        if isinstance(body, dict) and body.get("detail"):
+            return str(body["detail"])[:300]
+    except ValueError:
+        pass
+    return response.text[:200] or response.reason_phrase
+
+
+def register(collector_url: str, key: ProbeKey, token: str | None, config: ProbeConfig,
+             client: httpx.Client | None = None) -> None:
+    """POST /api/v1/probes with this probe's public key, then remember the
+    collector in the probe config."""
+    body: dict[str, Any] = {"public_key": key.public_b64}
+    if token:
+        body["token"] = token
+    url = _base(collector_url) + REGISTER_PATH
+    http = client or httpx.Client(timeout=TIMEOUT)
+    try:
+        response = http.post(url, json=body)
+    except httpx.InvalidURL as exc:
+        raise UserError(f"--collector {collector_url!r} is not a valid URL") from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise UserError(f"--collector {collector_url!r}: use an http:// or https:// URL"
+                        ) from exc
+    except httpx.HTTPError as exc:
+        raise UserError(f"cannot reach the collector at {collector_url}: {_explain(exc)}"
+                        ) from exc
+    finally:
+        if client is None:
+            http.close()
+    if response.status_code not in (200, 201):
+        raise UserError(f"the collector at {collector_url} refused the registration "
+                        f"(HTTP {response.status_code}): {_error_detail(response)}")
+    try:
+        key_id = response.json()["key_id"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{collector_url} answered the registration with something that is "
+                        "not a voipwatch collector's answer") from exc
+    if key_id != key.key_id:
+        raise UserError(f"the collector at {collector_url} registered key {key_id}, "
+                        f"not this probe's {key.key_id}")
+    config.collector = _base(collector_url)
+    save_config(config)
+    sys.stdout.write(f"{key_id}\n")
+    _say(f"registered with {config.collector}")
+
+
+class Uploader:
+    def __init__(self, collector_url: str, spool: Spool, client: httpx.Client,
+                 backoff: Backoff | None = None, batch: int = BATCH,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        self.url = _base(collector_url) + INGEST_PATH
+        self.collector = collector_url
+        self.spool = spool
+        self.client = client
+        self.backoff = backoff or Backoff()
+        self.batch = batch
+        self.progress = progress
+
+    def run(self) -> Summary:
+        """Upload until the spool holds only rejected records, or the collector
+        cannot be reached (then `error` says why and the rest stays)."""
+        summary = Summary()
+        total = self.spool.counts()["pending"]
+        done = 0
+        size = self.batch
+        while True:
+            records = self.spool.pending(size)
+            if not records:
+                break
+            try:
+                results = self._send(records)
+            except TooLarge:
+                if size == 1:
+                    summary.error = "the collector refuses even a single record as too large"
+                    break
+                size = max(1, size // 2)
+                continue
+            except CollectorUnavailable as exc:
+                summary.error = str(exc)
+                break
+            if self._settle(records, results, summary) < len(records):
+                summary.error = (f"{self.collector} answered without a status for some "
+                                 "records")
+                break
+            done += len(records)
+            if self.progress and total > self.batch:
+                self.progress(min(done, total), total)
+        summary.left = self.spool.counts()["pending"]
+        return summary
+
+    def _send(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = ("[" + ",".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False)
+                               for r in records) + "]").encode()
+        self.spool.count_attempt([r["id"] for r in records])
+        problem = "no attempt made"
+        for attempt in range(self.backoff.attempts):
+            if attempt:
+                self.backoff.sleep(self.backoff.delay(attempt))
+            try:
+                response = self.client.post(self.url, content=body,
+                                            headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as exc:
+                problem = _explain(exc)
+                log.info("upload attempt %d failed: %s", attempt + 1, problem)
+                continue
+            if response.status_code == 200:
+                return self._results(response, records)
+            if response.status_code == 413:
+                raise TooLarge()
+            problem = f"HTTP {response.status_code}: {_error_detail(response)}"
+            if response.status_code not in RETRY_STATUS:
+                break  # the collector will not change its mind
+            log.info("upload attempt %d failed: %s", attempt + 1, problem)
+        raise CollectorUnavailable(f"cannot upload to {self.collector}: {problem}")
+
+    def _results(self, response: httpx.Response, records: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+        try:
+            results = response.json()["results"]
+        except (ValueError, KeyError, TypeError):
+            results = None
+        if (not isinstance(results, list) or len(results) != len(records)
+                or not all(isinstance(r, dict) for r in results)):
+            raise CollectorUnavailable(f"{self.collector} answered with something that is not "
+                                       "a voipwatch collector's answer")
+        return results
+
+    def _settle(self, records: list[dict[str, Any]], results: list[dict[str, Any]],
+                summary: Summary) -> int:
+        """Apply the collector's answers to the spool; how many records were settled."""
+        done: list[str] = []
+        rejected = 0
+        for record, result in zip(records, results, strict=True):
+            status = result.get("status")
+            if result.get("id") not in (None, record["id"]):
+                continue  # not an answer about this record: keep it for next time
+            if status in ("accepted", "duplicate"):
+                done.append(record["id"])
+                if status == "accepted":
+                    summary.accepted += 1
+                else:
+                    summary.duplicate += 1
+            elif status == "rejected":
+                reason = str(result.get("reason") or "unknown")[:64]
+                self.spool.reject(record["id"], reason)
+                summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
+                rejected += 1
+        self.spool.remove(done)
+        return len(done) + rejected
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _progress(done: int, total: int) -> None:
+    sys.stderr.write(f"\ruploading: {done}/{total} records" + ("" if done < total else "\n"))
+    sys.stderr.flush()
+
+
+def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
+                      client: httpx.Client | None = None, backoff: Backoff | None = None
+                      ) -> None:
+    """Upload the spool to the collector and print a one-line summary on stderr.
+    `strict` (the `upload` command): a UserError when the collector could not be
+    reached or rejected records. After `run`, problems are reported, not raised:
+    the records wait in the spool for the next upload."""
+    del key  # records carry their own signatures; the key is not needed to send them
+    if not spool_path().exists():
+        _say(f"upload to {collector_url}: the spool is empty")
+        return
+    if backoff is None and not strict:
+        backoff = Backoff(attempts=3)  # after a run: do not keep the user waiting long
+    own_client = client is None
+    http = client or httpx.Client(timeout=TIMEOUT)
+    with Spool(spool_path()) as spool, contextlib.closing(http) if own_client else \
+            contextlib.nullcontext(http):
+        uploader = Uploader(collector_url, spool, http, backoff,
+                            progress=_progress if sys.stderr.isatty() else None)
+        try:
+            summary = uploader.run()
+        except httpx.InvalidURL as exc:
+            raise UserError(f"collector URL {collector_url!r} is not valid") from exc
+        except httpx.UnsupportedProtocol as exc:
+            raise UserError(f"collector URL {collector_url!r}: use http:// or https://"
+                            ) from exc
+        kept = spool.counts()["rejected"]
+    _say(summary.line(collector_url))
+    if kept:
+        _say(f"{kept} rejected records are kept aside in the spool "
+             "(`voipwatch-probe status` lists them)")
+    if strict and summary.error:
+        raise UserError(f"{summary.error}; {summary.left} records stay in the spool")
+    if strict and summary.rejected_total:
+        raise UserError(f"the collector rejected {summary.rejected_total} records "
+                        "(kept aside in the spool; `voipwatch-probe status` lists them)")

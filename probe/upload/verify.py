@@ -1,0 +1,60 @@
+"""`voipwatch-probe verify FILE`: re-check every signature in a JSONL file.
+
+Accepts probe output (one signed record per line, the public key in
+`probe.public_key`) and collector exports (`{"measurement": {...}, "public_key":
+..., ...}` per line). Reads line by line: constant memory on any file size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from probe.core.errors import SignatureError, UserError
+from probe.core.signing import decode_public_key, verify_record
+
+
+def _record_and_key(obj: Any) -> tuple[dict[str, Any], str]:
+    if not isinstance(obj, dict):
+        raise SignatureError("not_a_record", "the line is not a JSON object")
+    if isinstance(obj.get("measurement"), dict):
+        record, key = obj["measurement"], obj.get("public_key")
+    else:
+        record, key = obj, (obj.get("probe") or {}).get("public_key")
+    if not isinstance(key, str):
+        raise SignatureError("no_public_key", "no public key to verify with")
+    return record, key
+
+
+def check_line(line: str) -> None:
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise SignatureError("not_json", str(exc)) from exc
+    record, key = _record_and_key(obj)
+    verify_record(record, decode_public_key(key))
+
+
+def verify_lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    """Yield (line number, None if valid else the reason) for each non-empty line."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UserError(f"no such file: {path}") from exc
+    except (IsADirectoryError, PermissionError) as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    check_line(line)
+                except SignatureError as exc:
+                    yield number, str(exc)
+                else:
+                    yield number, None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path} is not UTF-8 text (a JSONL file is expected)") from exc

@@ -1,0 +1,162 @@
+"""`voipwatch-probe register` and `upload` (probe/upload/uploader.py) against a real
+collector: what leaves the spool, what stays, and what the user is told."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from probe.core.errors import UserError
+from probe.core.signing import ProbeKey, write_key
+from probe.store.spool import Spool
+from probe.store.state import ensure_home, key_path, load_config, spool_path
+from probe.upload.uploader import Backoff, Uploader, upload_and_report
+from tests.collector.conftest import make_record
+from tests.collector.harness import Collector
+from tests.conftest import probe_command
+from tests.support.tcp_servers import closed_port
+
+FAST = Backoff(attempts=3, base=0.01, cap=0.05)
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    with Collector(tmp_path_factory.mktemp("uploader-collector"), None,
+                   ["--max-batch", "200"]) as running:
+        yield running
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*probe_command(), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def probe_key() -> ProbeKey:
+    key = ProbeKey.generate()
+    ensure_home()
+    write_key(key, key_path())
+    return key
+
+
+def spool(*records: dict[str, Any]) -> None:
+    with Spool(spool_path()) as s:
+        for record in records:
+            s.add(record)
+
+
+def counts() -> dict[str, int]:
+    with Spool(spool_path()) as s:
+        return s.counts()
+
+
+def test_register_saves_the_collector(collector: Collector) -> None:
+    result = cli("register", "--collector", collector.url + "/")
+    assert result.returncode == 0, result.stderr
+    key_id = result.stdout.strip()
+    assert len(key_id) == 64
+    assert load_config().collector == collector.url
+    again = cli("register", "--collector", collector.url)  # harmless the second time
+    assert (again.returncode, again.stdout.strip()) == (0, key_id)
+    assert f"collector:       {collector.url}" in cli("status").stdout
+
+
+def test_register_errors_are_sentences(collector: Collector) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    for args, message in (
+        (("--collector", dead), f"cannot reach the collector at {dead}: connection failed"),
+        (("--collector", "ftp://example.org"), "use an http:// or https:// URL"),
+        (("--collector", collector.url + "/nothing-here"), "refused the registration "
+                                                           "(HTTP 404)"),
+    ):
+        result = cli("register", *args)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 2
+
+
+def test_rejected_records_are_kept_aside(collector: Collector) -> None:
+    key = probe_key()
+    assert cli("register", "--collector", collector.url).returncode == 0
+    good = [make_record(key) for _ in range(3)]
+    tampered = make_record(key)
+    tampered["verdict"] = "blocked"
+    stranger = make_record(ProbeKey.generate())
+    spool(*good, tampered, stranger)
+    result = cli("upload")
+    assert result.returncode == 2
+    assert ("3 accepted, 0 duplicate, 2 rejected (1 bad_signature, 1 unknown_key); "
+            "0 left in the spool") in result.stderr
+    assert "the collector rejected 2 records" in result.stderr
+    assert counts() == {"pending": 0, "rejected": 2}
+    status = cli("status").stdout
+    assert f"rejected {tampered['id']}: bad_signature" in status
+    assert f"rejected {stranger['id']}: unknown_key" in status
+    # nothing left to send: a later upload is quiet and successful
+    assert cli("upload").returncode == 0
+
+
+def test_unreachable_collector_keeps_everything(tmp_path: Path) -> None:
+    key = probe_key()
+    spool(*(make_record(key) for _ in range(5)))
+    dead = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(UserError, match=r"cannot upload to .*connection failed.*5 records stay"):
+        upload_and_report(dead, key, strict=True, backoff=FAST)
+    upload_and_report(dead, key, strict=False, backoff=FAST)  # after a run: reported only
+    assert counts() == {"pending": 5, "rejected": 0}
+
+
+def test_retries_until_the_collector_comes_back(collector: Collector,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    key = probe_key()
+    with collector.client() as http:
+        http.post("/api/v1/probes", json={"public_key": key.public_b64})
+    spool(*(make_record(key) for _ in range(20)))
+    collector.stop()
+    restart = threading.Timer(0.5, collector.restart)
+    restart.start()
+    try:
+        upload_and_report(collector.url, key, strict=True,
+                          backoff=Backoff(attempts=12, base=0.2, cap=1.0))
+    finally:
+        restart.join()
+    assert "20 accepted" in capsys.readouterr().err
+    assert counts() == {"pending": 0, "rejected": 0}
+
+
+def test_batches_shrink_when_too_large_and_progress_is_shown(collector: Collector) -> None:
+    key = probe_key()
+    with collector.client() as http:
+        http.post("/api/v1/probes", json={"public_key": key.public_b64})
+    spool(*(make_record(key) for _ in range(1100)))
+    seen: list[tuple[int, int]] = []
+    with Spool(spool_path()) as s, httpx.Client(timeout=30) as http:
+        # the collector takes at most 200 records per request: 500 halves to 250, then 125
+        summary = Uploader(collector.url, s, http, FAST,
+                           progress=lambda done, total: seen.append((done, total))).run()
+    assert (summary.accepted, summary.left, summary.error) == (1100, 0, None)
+    assert seen[-1] == (1100, 1100) and len(seen) == 9
+    assert all(done % 125 == 0 for done, _ in seen[:-1])
+
+
+def test_a_non_collector_answer_keeps_the_records(collector: Collector) -> None:
+    key = probe_key()
+    spool(make_record(key))
+    with pytest.raises(UserError, match="HTTP 404"):
+        upload_and_report(collector.url + "/elsewhere", key, strict=True, backoff=FAST)
+    assert counts()["pending"] == 1
+
+
+def test_empty_spool(collector: Collector) -> None:
+    probe_key()
+    start = time.monotonic()
+    result = cli("upload", "--collector", collector.url)
+    assert result.returncode == 0
+    assert "the spool is empty" in result.stderr
+    assert time.monotonic() - start < 10
