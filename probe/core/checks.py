@@ -38,6 +38,9 @@ class CheckSpec:
     # the test helper runs it from the control vantage point; the others carry
     # their own control (webrtc's reference peer, throttle's inverted flow)
     helper: bool = True
+    # takes seconds whatever the network does (a whole call): started first, so
+    # that the pass ends sooner
+    long: bool = False
 
 
 REGISTRY: tuple[CheckSpec, ...] = (
@@ -47,7 +50,8 @@ REGISTRY: tuple[CheckSpec, ...] = (
     CheckSpec(CheckName.STUN, "probe.checks.stun"),
     CheckSpec(CheckName.TURN, "probe.checks.turn"),
     CheckSpec(CheckName.SIP, "probe.checks.sip"),
-    CheckSpec(CheckName.WEBRTC, "probe.checks.webrtc.check", repeated=False, helper=False),
+    CheckSpec(CheckName.WEBRTC, "probe.checks.webrtc.check", repeated=False, helper=False,
+              long=True),
     CheckSpec(CheckName.THROTTLE, "probe.checks.throttle.check", exclusive=True,
               repeated=False, helper=False),
 )
@@ -56,6 +60,7 @@ SPECS: dict[str, CheckSpec] = {str(spec.name): spec for spec in REGISTRY}
 CHECK_NAMES: tuple[str, ...] = tuple(SPECS)
 EXCLUSIVE = frozenset(name for name, spec in SPECS.items() if spec.exclusive)
 NOT_REPEATED = frozenset(name for name, spec in SPECS.items() if not spec.repeated)
+LONG = frozenset(name for name, spec in SPECS.items() if spec.long)
 HELPER_CHECKS = frozenset(name for name, spec in SPECS.items() if spec.helper)
 
 

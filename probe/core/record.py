@@ -81,6 +81,32 @@ class LinkType(StrEnum):
     UNKNOWN = "unknown"
 
 
+class Access(StrEnum):
+    """The local access link: how this machine is attached (docs/linktype.md)."""
+
+    WIFI = "wifi"
+    ETHERNET = "ethernet"
+    USB = "usb"  # a USB modem or a tethered phone (cdc_ether, rndis_host, cdc_ncm...)
+    WWAN = "wwan"  # a cellular modem seen as such (DEVTYPE=wwan, ModemManager)
+    UNKNOWN = "unknown"
+
+
+class Upstream(StrEnum):
+    """The network behind the access link: cellular behind a phone's hotspot is cellular."""
+
+    CELLULAR = "cellular"
+    FIXED = "fixed"
+    UNKNOWN = "unknown"
+
+
+class Attribution(StrEnum):
+    """Where the probe learnt its country and ASN, at measurement time."""
+
+    CONTROL = "control"  # the test helper looked up the address this link showed it
+    LOCAL = "local"  # a .mmdb file on the probe, for the link's public address
+    NONE = "none"
+
+
 class _Open(BaseModel):
     """Known fields are validated; unknown ones are kept (forward compatibility)."""
 
@@ -93,7 +119,22 @@ class ProbeInfo(_Open):
 
 
 class NetworkInfo(_Open):
+    """The measured network, signed. `link_type` is the one-word summary (schema
+    v1); the rest was added in v2 of the probe and is absent from older records."""
+
     link_type: LinkType
+    link_type_source: str | None = None
+    access: Access | None = None
+    access_source: str | None = None
+    upstream: Upstream | None = None
+    upstream_source: str | None = None
+    cc: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    asn: int | None = Field(None, ge=0, lt=2**32)
+    as_org: str | None = Field(None, max_length=256)
+    resolver_asn: int | None = Field(None, ge=0, lt=2**32)
+    attribution: Attribution | None = None
+    # changes noticed during the pass, up to this record (absent: none)
+    changes: list[dict[str, Any]] | None = Field(None, max_length=32)
 
 
 class EndpointRef(_Open):
@@ -132,6 +173,9 @@ class Measurement(_Open):
         data = self.model_dump(mode="json", by_alias=True, exclude={"signature"})
         data["started_at"] = rfc3339(self.started_at)
         data["id"] = str(self.id)
+        # the network's optional facts appear when set (a null cc is a finding; a key
+        # an older probe never knew is not)
+        data["network"] = self.network.model_dump(mode="json", exclude_unset=True)
         if self.signature is not None:
             data["signature"] = self.signature.model_dump(mode="json")
         return data

@@ -7,9 +7,10 @@ Ethernet behind a home router, so the user says `--link-type adsl`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from probe.core.record import LinkType
+from probe.core.record import Access, LinkType, Upstream
 
 SYS_NET = Path("/sys/class/net")
 CELLULAR_PREFIXES = ("wwan", "rmnet", "ccmni", "usb", "ppp")
@@ -58,3 +59,43 @@ def classify_interface(name: str, sys_net: Path = SYS_NET) -> LinkType:
 def detect() -> LinkType:
     name = default_interface()
     return classify_interface(name) if name else LinkType.UNKNOWN
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """Two facts, each with how it was decided, and the one-word summary."""
+
+    link_type: LinkType  # what every record has said since schema v1
+    link_type_source: str
+    access: Access
+    access_source: str
+    upstream: Upstream
+    upstream_source: str
+
+
+# what a user's --link-type says about each fact
+_USER = {
+    LinkType.CELLULAR: (Access.UNKNOWN, Upstream.CELLULAR),
+    LinkType.ADSL: (Access.UNKNOWN, Upstream.FIXED),
+    LinkType.WIFI: (Access.WIFI, Upstream.UNKNOWN),  # a home router, or a phone's hotspot
+    LinkType.ETHERNET: (Access.ETHERNET, Upstream.UNKNOWN),
+    LinkType.UNKNOWN: (Access.UNKNOWN, Upstream.UNKNOWN),
+}
+
+
+def from_user(link_type: LinkType) -> LinkFacts:
+    access, upstream = _USER[link_type]
+    return LinkFacts(link_type, "user", access, "user" if access is not Access.UNKNOWN
+                     else "none", upstream, "user" if upstream is not Upstream.UNKNOWN
+                     else "none")
+
+
+def detect_facts() -> LinkFacts:
+    """The link as sysfs shows the default route's interface."""
+    link_type = detect()
+    access = {LinkType.WIFI: Access.WIFI, LinkType.CELLULAR: Access.WWAN,
+              LinkType.ETHERNET: Access.ETHERNET}.get(link_type, Access.UNKNOWN)
+    upstream = Upstream.CELLULAR if link_type is LinkType.CELLULAR else Upstream.UNKNOWN
+    source = "driver" if access is not Access.UNKNOWN else "none"
+    return LinkFacts(link_type, "auto", access, source, upstream,
+                     "driver" if upstream is not Upstream.UNKNOWN else "none")

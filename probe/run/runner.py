@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -22,13 +22,12 @@ import probe
 from probe import checks
 from probe.catalogue import Catalogue, endpoint_ref
 from probe.checks.base import Budget, Context, ControlState, Observation, Status
-from probe.core.checks import EXCLUSIVE, NOT_REPEATED
+from probe.core.checks import EXCLUSIVE, LONG, NOT_REPEATED
 from probe.core.errors import UserError
 from probe.core.failures import Failure, describe
 from probe.core.record import (
     Blocking,
     EndpointRef,
-    LinkType,
     Measurement,
     NetworkInfo,
     ProbeInfo,
@@ -39,6 +38,7 @@ from probe.core.record import (
 from probe.core.signing import ProbeKey
 from probe.run.connectivity import Connectivity, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
+from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.verdict.methods import suspected
@@ -49,14 +49,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunOptions:
     catalogue: Catalogue
-    link_type: LinkType = LinkType.UNKNOWN
+    link_type: str = "auto"  # `auto` (detected) or a LinkType the user gave
     resolver: tuple[str, int] | None = None
     timeout: float | None = None  # per check; None: each check's own default
     budget_bytes: int | None = None
     concurrency: int = 16
     control_url: str | None = None
     collector_url: str | None = None
-    extra_network: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,8 +104,9 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
     if on_start:
         on_start(connectivity)
     budget = Budget(options.budget_bytes)
+    network = MeasuredNetwork(link_facts(options.link_type))
     shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
-                      clock_offset)
+                      NetworkWatch(network), clock_offset)
 
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
@@ -123,8 +123,11 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
             works = await resolver.works()
         return await shared.finish(observed, resolver_works=works)
 
+    # the longest checks (whole calls) take their slots first: the pass ends sooner
+    order = sorted(range(len(regular)), key=lambda i: regular[i].endpoint.check not in LONG)
     try:
-        records = list(await asyncio.gather(*(one(t) for t in regular)))
+        finished = await asyncio.gather(*(one(regular[i]) for i in order))
+        records = [record for _, record in sorted(zip(order, finished, strict=True))]
         for task in exclusive:  # one at a time, after everything else
             records.append(await shared.finish(await shared.observe(task)))
     finally:
@@ -164,6 +167,7 @@ class RunState:
     lookup: ControlAnswers
     connectivity: Connectivity
     on_record: Progress | None
+    watch: NetworkWatch
     clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
 
     def context(self, module: Any) -> Context:
@@ -258,8 +262,8 @@ class RunState:
             control=control,
             connectivity={"ok": self.connectivity.ok, "target": self.connectivity.target},
         )
-        network: dict[str, Any] = {"link_type": self.options.link_type,
-                                   **self.options.extra_network}
+        self.watch.poll()
+        network = self.watch.network.record_fields()
         extra: dict[str, Any] = {}
         if self.clock_offset is not None:  # a lab replay: marked wherever one looks
             replay = {"clock": rfc3339(observed.started_at),

@@ -157,7 +157,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from probe.catalogue import load_catalogue
-    from probe.core.record import LinkType
     from probe.store.state import load_config
 
     config = load_config()
@@ -174,19 +173,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     output = _open_output(args.output)
     key = load_or_create_key(config, create=True)
 
-    from probe.run.linktype import detect
     from probe.run.runner import RunOptions, run_pass
     from probe.store.spool import Spool
     from probe.store.state import spool_path
 
-    link_type = detect() if link_choice == "auto" else LinkType(link_choice)
     collector = args.collector or config.collector
     options = RunOptions(
-        catalogue=catalogue, link_type=link_type, resolver=resolver, timeout=args.timeout,
+        catalogue=catalogue, link_type=link_choice, resolver=resolver, timeout=args.timeout,
         budget_bytes=int(args.budget_mb * 1_000_000) if args.budget_mb else None,
         concurrency=args.concurrency, control_url=args.control or config.control or collector,
         collector_url=collector,
-        extra_network={"link_type_source": "auto" if link_choice == "auto" else "user"},
     )
     from probe.ui.progress import RunProgress
 

@@ -10,6 +10,7 @@ from probe.catalogue import parse_catalogue
 from probe.checks.base import Budget, Observation
 from probe.core.signing import ProbeKey
 from probe.run.connectivity import Connectivity
+from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
 from probe.run.runner import RunOptions, RunState, tasks_of
 from probe.store.spool import Spool
 from tests.support.dns_server import NXDOMAIN, DnsServer
@@ -40,7 +41,8 @@ async def one_record(server: DnsServer, tmp_path: Path) -> dict[str, Any]:
         state = RunState(options, ProbeKey.generate(), spool, budget=_budget(),
                          lookup=ControlSawItResolve(),  # type: ignore[arg-type]  # a stand-in for ControlAnswers: the same call, no HTTP
                          connectivity=Connectivity(True, "test", "connected", 0.0),
-                         on_record=None)
+                         on_record=None,
+                         watch=NetworkWatch(MeasuredNetwork(link_facts("auto"))))
         (task,) = tasks_of(catalogue)
         record = await state.finish(await state.observe(task))
         assert spool.pending(10) == [record]
