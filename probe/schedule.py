@@ -22,7 +22,7 @@ TIMERS = (HOURLY, DAILY)
 SCHEDULES: dict[str, tuple[str, ...]] = {"hourly": (HOURLY, DAILY), "daily": (DAILY,),
                                          "off": ()}
 DESCRIPTION = {HOURLY: "hourly pass without the throttle tests",
-               DAILY: "daily full pass, throttle tests included (up to 1 MB each)"}
+               DAILY: "daily full pass with the throttle tests (up to 1 MB each)"}
 
 
 def unit_dir() -> Path:
@@ -46,7 +46,14 @@ def installed() -> list[str]:
 
 def enabled(timer: str) -> bool:
     """`systemctl enable` links the timer into timers.target.wants (its [Install])."""
-    return (unit_dir() / "timers.target.wants" / timer).exists()
+    link = unit_dir() / "timers.target.wants" / timer
+    return link.is_symlink() or link.exists()
+
+
+def systemd_running() -> bool:
+    """systemd is PID 1 here (not so in a container, or when preparing an image
+    offline with `systemctl --root=DIR`, which can enable but not start)."""
+    return Path("/run/systemd/system").is_dir()
 
 
 class Applied(NamedTuple):
@@ -67,7 +74,8 @@ def apply(schedule: str) -> Applied:
         action = "enable" if timer in wanted else "disable"
         if enabled(timer) == (action == "enable"):
             continue
-        argv = [*(command or ["systemctl"]), action, "--now", timer]
+        argv = [*(command or ["systemctl"]), action,
+                *(["--now"] if systemd_running() else []), timer]
         if command is None:
             failed.append(f"no systemctl here; run: {shlex.join(argv)}")
             continue
@@ -119,7 +127,7 @@ def describe(home: Path, schedule: str | None = None) -> list[str]:
         state = "enabled" if enabled(timer) else "not enabled"
         lines.append(f"{timer} ({DESCRIPTION[timer]}): {state}")
     command = systemctl()
-    if command is not None and Path("/run/systemd/system").is_dir():
+    if command is not None and systemd_running():
         import subprocess
 
         result = subprocess.run([*command, "list-timers", "--all", "--no-pager", *timers],
