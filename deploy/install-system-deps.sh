@@ -11,6 +11,8 @@ declare -A NEEDED=(
   [turnserver]=coturn
   [kamailio]=kamailio
   [pg_ctl]=postgresql
+  [systemctl]=systemd          # install.sh's timers, enabled offline (--root)
+  [systemd-analyze]=systemd    # `verify` on the units
 )
 # packages with no command of their own to test for
 EXTRA_PACKAGES=(kamailio-tls-modules)
