@@ -46,7 +46,8 @@ COMPOSE_ENV = {"VOIPWATCH_DB_PASSWORD": "secret", "VOIPWATCH_PUBLIC_IP": "203.0.
 
 
 def require(command: str, package: str) -> str:
-    found = shutil.which(command) or (str(BIN / command) if (BIN / command).exists() else None)
+    # the virtualenv's first: Debian's podman-compose 1.0.3 has no `config`
+    found = str(BIN / command) if (BIN / command).exists() else shutil.which(command)
     if found is None:
         message = f"{command} is needed (apt-get install {package}; deploy/install-system-deps.sh)"
         if in_ci():
