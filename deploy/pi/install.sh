@@ -93,7 +93,7 @@ fi
 group=$(id -gn "$user")
 echo "install.sh: virtualenv in $prefix (pip install $package; this takes a few minutes on a Pi)"
 "$python" -m venv "$prefix"
-"$prefix/bin/python" -m pip install --quiet --disable-pip-version-check "$package"
+"$prefix/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$package"
 install -d -m 0700 -o "$user" -g "$group" "$state"
 
 # --- the units, with this install's paths ------------------------------------------------
