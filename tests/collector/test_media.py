@@ -180,3 +180,43 @@ async def test_no_loopback_address_for_a_probe_elsewhere(tmp_path: Path) -> None
     assert response.status_code == 503
     assert response.json()["error"] == "reflector_address_unset"
     assert "reflector_address" in response.json()["detail"]
+
+
+def test_a_media_service_of_its_own(tmp_path: Path) -> None:
+    """deploy/systemd/voipwatch-collector-media.service's command line, and an API
+    told its URL (media_url): a reflector session through the API."""
+    from tests.conftest import BIN, ROOT
+
+    unit = (ROOT / "deploy" / "systemd" / "voipwatch-collector-media.service").read_text()
+    (line,) = [x for x in unit.splitlines() if x.startswith("ExecStart=")]
+    argv = line.removeprefix("ExecStart=").replace("/opt/voipwatch/bin/", f"{BIN}/").split()
+    data = tmp_path / "data"
+    data.mkdir()
+    env = dict(os.environ, VOIPWATCH_COLLECTOR_HOME=str(data))
+    log = tmp_path / "media.log"
+    with log.open("wb") as out:
+        media = subprocess.Popen([*argv, "--port", "0"], stdout=out, stderr=out, env=env)
+    try:
+        url = ""
+        deadline = time.monotonic() + 30
+        while not url and time.monotonic() < deadline:
+            assert media.poll() is None, log.read_text()
+            for entry in log.read_text().splitlines():
+                if '"media_listening"' in entry:
+                    url = json.loads(entry)["url"]
+            time.sleep(0.1)
+        assert url, log.read_text()
+        api = Collector(data, env={**env, "VOIPWATCH_COLLECTOR_MEDIA_URL": url})
+        with api:
+            key = ProbeKey.generate()
+            httpx.post(api.url + "/api/v1/probes", json={"public_key": key.public_b64})
+            session = open_session(api, key, free_port())
+            final = call(api, key, "DELETE", f"{SESSIONS}/{session['id']}")
+            assert final.status_code == 200 and final.json()["closed"] is True
+        # the media service answered them: its access log has both requests
+        served = [json.loads(x) for x in log.read_text().splitlines() if '"path"' in x]
+        assert {(e["method"], e["status"]) for e in served
+                if e["path"].startswith(SESSIONS)} == {("POST", 201), ("DELETE", 200)}
+    finally:
+        media.terminate()
+        media.wait(15)
