@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from probe.cli import LINK_TYPES
-from probe.errors import UserError
+from probe.errors import InternalError, UserError
 
 if TYPE_CHECKING:
     from probe.signing import ProbeKey
@@ -60,11 +60,13 @@ def main(args: argparse.Namespace) -> int:
 
     config = load_config()
     collector = args.collector
-    if collector is None and interactive:
-        collector = ask("Collector URL (from the collector's operator)", config.collector)
-    if not collector:
-        raise UserError("no collector URL given")
-    collector = check_url(collector)
+    while collector is None and interactive:
+        answer = ask("Collector URL (from the collector's operator)", config.collector)
+        try:
+            collector = check_url(answer)
+        except UserError as exc:
+            _say(f"  {exc}")
+    collector = check_url(collector or "")
     token = args.token
     if token is None and interactive:
         token = ask("Enrollment token (Enter if the collector needs none)") or None
@@ -96,8 +98,8 @@ def main(args: argparse.Namespace) -> int:
         applied = apply(schedule)
         for line in applied.done:
             _say(f"schedule: {line}")
-        for line in applied.failed:
-            _say(f"schedule: could not apply: {line}")
+        if applied.failed:  # the machine's doing, not the input's: exit status 1
+            raise InternalError("could not apply the schedule: " + "; ".join(applied.failed))
     for line in describe(home(), schedule):
         _say(f"schedule: {line}")
     _say("check it any time with `voipwatch-probe status`")

@@ -89,6 +89,11 @@ def test_schedule_enables_the_installed_timers(collector: Collector, voipwatch_h
     off = run_cli("setup", "--collector", collector.url, "--schedule", "off", "--no-input")
     assert off.returncode == 0
     assert not wants.exists() or not list(wants.iterdir())
+    # a systemctl that fails: said, and exit status 1 (the machine's, not the input's)
+    monkeypatch.setenv("VOIPWATCH_SYSTEMCTL", "false")
+    failed = run_cli("setup", "--collector", collector.url, "--schedule", "daily", "--no-input")
+    assert failed.returncode == 1 and "could not apply the schedule: false enable" \
+        in failed.stderr, failed.stderr
 
 
 def converse(argv: list[str], answers: dict[str, str], home: Path,
@@ -125,7 +130,8 @@ def converse(argv: list[str], answers: dict[str, str], home: Path,
 
 def test_questions_on_a_terminal(collector: Collector, voipwatch_home: Path) -> None:
     code, transcript = converse([*probe_command(), "setup"], {
-        "Collector URL": collector.url,
+        "Collector URL": "collector.example.org",  # not a URL: asked again
+        "expected an http:// or https:// URL": collector.url,
         "Enrollment token": "",
         "How is this machine connected?": "5g",  # not a choice: asked again
         "please answer one of": "wifi",
@@ -133,6 +139,7 @@ def test_questions_on_a_terminal(collector: Collector, voipwatch_home: Path) -> 
     }, voipwatch_home)
     assert code == 0, transcript
     assert "please answer one of: auto, cellular, wifi, ethernet, adsl" in transcript
+    assert "'collector.example.org': expected an http:// or https:// URL" in transcript
     assert config(voipwatch_home) == {"collector": collector.url, "link_type": "wifi"}
     assert registered(collector, voipwatch_home)
     assert "passes run only by hand" in transcript
