@@ -2,7 +2,10 @@
 
 For each offer (non-trickle SDP, RFC 8829 §5.3, gathered completely, as aiortc
 does) it creates one aiortc peer connection that answers, echoes every
-data-channel message and sends the audio it receives straight back. The
+data-channel message and sends audio back: the probe's own pre-encoded tone
+(probe.media, a voice call's 32 kbit/s), while the audio it receives is read
+and dropped. Echoing the received audio would cost a decoder and an encoder
+per session, and aiortc's encoder sends 96 kbit/s whatever the probe sent. The
 number of live sessions is bounded (`PeerFull` when full) and each session is
 closed after `lifetime` seconds, or as soon as its connection fails or the
 probe hangs up. aiortc is imported on the first offer, not when the collector
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.media import drain, tone_track
 from probe.webrtc_stats import candidate_counts
 
 log = logging.getLogger("collector.webrtc")
@@ -49,6 +53,7 @@ class Session:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.Task[None] | None = None
     echoed: int = 0
+    drains: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 @dataclass
@@ -146,9 +151,10 @@ class PeerPool:
         @pc.on("track")
         def on_track(track: Any) -> None:
             # fired inside setRemoteDescription, before the answer: the same
-            # transceiver then sends the received audio straight back
+            # transceiver then sends the tone back
             if track.kind == "audio":
-                pc.addTrack(track)
+                session.drains.append(asyncio.ensure_future(drain(track)))
+                pc.addTrack(tone_track())
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -169,6 +175,8 @@ class PeerPool:
             session.timer.cancel()
         with contextlib.suppress(Exception):
             await session.pc.close()
+        for task in session.drains:
+            task.cancel()
         log.info("webrtc session closed", extra={
             "event": "webrtc_session_closed", "session": session.id, "echoed": session.echoed,
             "seconds": round(time.monotonic() - session.started, 1)})

@@ -15,9 +15,11 @@ machine. So, in the internet namespace only:
   TURN to coturn, SIP to Kamailio, TLS to a listener whose certificate names
   every catalogue host, plain TCP to a listener that holds the connection.
 
-`throttle` endpoints need nothing: their placeholder URL stands for the run's
-collector (probe.checks.throttle.reflector_url), the lab's. `webrtc`
-endpoints are not mirrored (their offer URL is HTTPS to a real host).
+`throttle` and `webrtc` endpoints whose URL is the catalogue's placeholder
+need nothing: it stands for the run's collector (probe.checks.collector_url),
+the lab's, whose reference peer answers the calls; the STUN servers their ICE
+goes through are mirrored like `stun` endpoints. A webrtc endpoint with a real
+offer URL is not mirrored.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from deploy.lab.addresses import SERVICES, ZONE
 from deploy.lab.shell import UsageError, run
 from deploy.lab.topology import Topology
 from probe.catalogue import DEFAULT_CATALOGUE  # the one the probe ships
+from probe.checks.collector_url import is_placeholder
 
 TABLE = "voipwatch_mirror"
 NAME_POOL = ipaddress.ip_network("192.88.99.128/25")
@@ -128,6 +131,30 @@ def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@dataclass(frozen=True)
+class IceStun:
+    """A `stun:` ICE server of a webrtc endpoint, mirrored as a STUN endpoint."""
+
+    host: str
+    port: int
+    check: str = "stun"
+    transport: str = "udp"
+    sni: None = None
+
+
+def ice_stun_servers(endpoint: Any) -> list[IceStun]:
+    """The webrtc endpoint's `stun:host[:port]` URLs (RFC 7064)."""
+    found = []
+    for server in endpoint.ice_servers:
+        for url in (server.urls,) if isinstance(server.urls, str) else server.urls:
+            scheme, _, rest = url.partition(":")
+            if scheme != "stun":
+                continue
+            parts = urlsplit("//" + rest.split("?")[0])
+            found.append(IceStun(parts.hostname or "", parts.port or 3478))
+    return found
+
+
 def build(catalogue: Any, path: Path = DEFAULT_CATALOGUE) -> Mirror:
     """The mirror of a loaded catalogue (`path` only names it)."""
     endpoints = [(service.id, e) for service in catalogue.services for e in service.endpoints]
@@ -135,8 +162,11 @@ def build(catalogue: Any, path: Path = DEFAULT_CATALOGUE) -> Mirror:
     hosts: list[tuple[str, Any]] = []
     for service, endpoint in endpoints:
         if endpoint.check == "webrtc":
-            if _host(urlsplit(endpoint.url).hostname or "") in LAB_HOSTS:
-                continue  # the lab's own reference peer
+            hosts.extend((service, server) for server in ice_stun_servers(endpoint)
+                         if _host(server.host) not in ZONE)
+            if is_placeholder(endpoint.url) or \
+                    _host(urlsplit(endpoint.url).hostname or "") in LAB_HOSTS:
+                continue  # the run's collector, or the lab's own: its reference peer answers
             skipped.append(f"{service} webrtc {endpoint.url}: the reference peer's URL is "
                            "not mirrored")
         elif endpoint.check != "throttle" and _host(endpoint.host) not in ZONE:

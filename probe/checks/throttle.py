@@ -25,9 +25,10 @@ import os
 import random
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from probe.checks.base import Context, ControlState, Observation, Status
+from probe.checks.collector_url import substitute
 from probe.checks.common import tcp_blocking
 from probe.failures import Failure, classify_error, describe
 from probe.record import Blocking, Transport
@@ -44,20 +45,11 @@ MIN_MEDIA_SECONDS = 1.5  # below this a round says too little: the check does no
 SESSION_SLACK = 15.0  # seconds a session outlives its round (set-up, drain, report)
 ROUNDS = 2  # the first, and one confirmation round when the rule is unsure
 BLOCK_WAIT = 3.0  # seconds to wait for a VoIP flow of which nothing came back
-# RFC 2606 / RFC 6761 names: a catalogue URL on one of them means "my collector"
-PLACEHOLDERS = ("example.org", "example.com", "example.net", "example", "invalid")
-
-
 def reflector_url(endpoint: Any, ctx: Context) -> tuple[str | None, bool]:
     """(URL, substituted): a placeholder host (the default catalogue ships
     `https://collector.example.org`) stands for the run's own collector."""
-    host = (urlsplit(endpoint.url).hostname or "").rstrip(".").lower()
-    if not any(host == name or host.endswith("." + name) for name in PLACEHOLDERS):
-        return endpoint.url, False
-    if not ctx.collector:
-        return None, False
-    parts = urlsplit(ctx.collector)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), True
+    url = substitute(endpoint.url, ctx.collector, keep_path=False)
+    return url, url is not None and url != endpoint.url
 
 
 def round_bytes(profile: Profile, media_seconds: float) -> int:

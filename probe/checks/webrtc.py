@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from probe.checks.base import Context, ControlState, Observation, Status
+from probe.checks.collector_url import substitute
 from probe.failures import Failure, describe
+from probe.media import drain, tone_track
 from probe.record import Blocking
 from probe.webrtc_signal import Reply, SignalError, post
 from probe.webrtc_stats import (
@@ -54,14 +54,6 @@ MEDIA_SECONDS = 2.5  # of audio after DTLS, before the statistics are read
 GATHER_WAIT = 6.0
 RETRY_BUSY = 5.0  # a busy peer's Retry-After is honoured up to this many seconds
 
-# The audio sent: 20 ms Opus packets of a 440 Hz tone at 96 kbit/s (what aiortc's
-# own encoder makes of a tone: speech-sized packets, where silence would give 3-byte
-# ones), encoded once per process and sent in a loop. Encoding per call cost each
-# call an encoder, a resampling filter graph and its threads (docs/lab.md).
-OPUS_RATE = 48000
-OPUS_FRAME = 960  # samples: 20 ms
-TONE_FRAMES = 50  # one second of tone, then again
-OPUS_BITRATE = 96000
 
 
 class StageFailed(Exception):
@@ -74,6 +66,14 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     if ctx.signer is None:
         return Observation(status=Status.UNMEASURABLE, failure=Failure.NOT_RUN,
                            evidence={"error": "no probe key to sign the offer"})
+    url = substitute(endpoint.url, ctx.collector, keep_path=True)
+    if url is None:
+        return Observation(status=Status.UNMEASURABLE, failure=Failure.NOT_RUN,
+                           evidence={"error": f"the catalogue's offer URL {endpoint.url} is a "
+                                     "placeholder and this run has no collector "
+                                     "(--collector URL)"})
+    if url != endpoint.url:  # the record keeps the catalogue's endpoint as written
+        endpoint = endpoint.model_copy(update={"url": url})
     call = Call(endpoint, ctx)
     try:
         try:
@@ -194,7 +194,7 @@ class Call:
         self.channel = pc.createDataChannel("voipwatch-echo")
         self.channel.on("message", self._on_echo)
         pc.on("track", self._on_track)
-        transceiver = pc.addTransceiver(_tone_track(), direction="sendrecv")
+        transceiver = pc.addTransceiver(tone_track(), direction="sendrecv")
         opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs
                 if c.mimeType.lower() == "audio/opus"]
         transceiver.setCodecPreferences(opus)
@@ -290,7 +290,7 @@ class Call:
         # aiortc decodes every packet the peer sends back into a queue the track's
         # reader empties; nobody else reads it, and unread it grew by about 1 MiB a
         # second per call (docs/lab.md). The statistics count RTP packets, not frames.
-        self.drains.append(asyncio.ensure_future(_drain(track)))
+        self.drains.append(asyncio.ensure_future(drain(track)))
 
     def _on_echo(self, message: Any) -> None:
         try:
@@ -343,8 +343,8 @@ class Call:
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pc.close(), 5)
-        for drain in self.drains:
-            drain.cancel()
+        for task in self.drains:
+            task.cancel()
 
 
 def _retry_after(reply: Reply) -> float | None:
@@ -370,76 +370,3 @@ def _clock_rate(pc: Any) -> int:
         for codec in getattr(transceiver, "_codecs", []):
             return int(codec.clockRate)
     return 48000
-
-
-async def _drain(track: Any) -> None:
-    """Read and drop the decoded frames of a remote track until it ends."""
-    from aiortc.mediastreams import MediaStreamError
-
-    with contextlib.suppress(MediaStreamError):
-        while True:
-            await track.recv()
-
-
-_TONE: list[bytes] = []
-
-
-def _tone_packets() -> list[bytes]:
-    """One second of the tone as Opus packets (RFC 7587), encoded on first use."""
-    if not _TONE:
-        import av
-
-        codec = av.CodecContext.create("libopus", "w")
-        codec.bit_rate = OPUS_BITRATE
-        codec.format = "s16"
-        codec.layout = "stereo"
-        codec.sample_rate = OPUS_RATE
-        codec.options = {"application": "voip"}
-        step = 2 * math.pi * 440 / OPUS_RATE
-        for index in range(TONE_FRAMES + 1):  # one more: the encoder lags a frame
-            start = index * OPUS_FRAME
-            pcm = b"".join(struct.pack("<hh", sample, sample) for sample in (
-                int(8000 * math.sin(step * (start + i))) for i in range(OPUS_FRAME)))
-            frame = av.AudioFrame(format="s16", layout="stereo", samples=OPUS_FRAME)
-            frame.planes[0].update(pcm)
-            frame.sample_rate = OPUS_RATE
-            frame.pts = start
-            _TONE.extend(bytes(packet) for packet in codec.encode(frame))
-        del _TONE[TONE_FRAMES:]
-    return _TONE
-
-
-def _tone_track() -> Any:
-    import fractions
-
-    import av
-    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-
-    packets = _tone_packets()
-
-    class ToneTrack(MediaStreamTrack):
-        """Pre-encoded packets every 20 ms: aiortc sends a track's packets as they
-        are (RTCRtpSender packs them), with no encoder of its own."""
-
-        kind = "audio"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.sent = 0
-            self.began = 0.0
-
-        async def recv(self) -> Any:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self.sent == 0:
-                self.began = time.monotonic()
-            else:
-                await asyncio.sleep(self.began + self.sent * OPUS_FRAME / OPUS_RATE
-                                    - time.monotonic())
-            packet = av.Packet(packets[self.sent % len(packets)])
-            packet.pts = self.sent * OPUS_FRAME
-            packet.time_base = fractions.Fraction(1, OPUS_RATE)
-            self.sent += 1
-            return packet
-
-    return ToneTrack()

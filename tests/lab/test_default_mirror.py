@@ -1,7 +1,8 @@
 """The lab's mirror of the default catalogue (deploy/lab/mirror.py): the
 probe runs configs/catalogue.yaml unchanged inside the lab, every endpoint
-answers with its real protocol and says `open`, its throttle placeholder is
-the lab's collector, and names outside the catalogue fail as before."""
+answers with its real protocol and says `open`, its throttle and webrtc
+placeholder is the lab's collector, and names outside the catalogue fail as
+before."""
 
 from __future__ import annotations
 
@@ -64,8 +65,11 @@ def test_every_endpoint_of_the_default_catalogue_is_mirrored() -> None:
     assert plan.skipped == ()
     pool = mirror.NAME_POOL
     served = {(f.address, f.proto, f.port) for f in plan.forwards}
-    for service, endpoint in ENDPOINTS:
-        if endpoint.check == "throttle":
+    stun_servers = [(service, server) for service, endpoint in ENDPOINTS
+                    if endpoint.check == "webrtc" for server in mirror.ice_stun_servers(endpoint)]
+    assert len(stun_servers) == 9  # every service's call but FaceTime's names one
+    for service, endpoint in [*ENDPOINTS, *stun_servers]:
+        if endpoint.check in ("throttle", "webrtc"):
             continue  # the run's collector: nothing to mirror
         host = endpoint.host.lower()
         literal = host in plan.literals
@@ -103,7 +107,13 @@ def test_a_default_catalogue_pass_is_all_open(mirror_lab) -> None:  # type: igno
     # through the same mirror from the internet namespace
     assert {r["evidence"]["control"]["state"] for r in records} == {"ok"}
     checks = {r["endpoint"]["check"] for r in records}
-    assert checks == {"dns", "tcp", "tls", "stun", "turn", "sip"}
+    assert checks == {"dns", "tcp", "tls", "stun", "turn", "sip", "webrtc"}
+    # every service's call path made a call, through the lab collector's reference peer
+    calls = {r["service"]: r for r in records if r["endpoint"]["check"] == "webrtc"}
+    assert set(calls) == {s.id for s in CATALOGUE.services}
+    for call in calls.values():
+        assert call["endpoint"]["host"] == "collector.example.org"  # as the catalogue says
+        assert call["evidence"]["stages"]["media"]["ok"] is True
 
 
 def test_the_throttle_placeholder_is_the_lab_collector(mirror_lab) -> None:  # type: ignore[no-untyped-def]
