@@ -11,25 +11,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from probe.errors import UserError
 
 ROLES = ("messaging", "call")  # the order a reader expects: does chat work, do calls
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     role: str
     check: str
     target: str  # host:port/transport, or the URL for webrtc and throttle
     label: str | None
 
 
-@dataclass(frozen=True)
-class ServiceSummary:
+class ServiceSummary(NamedTuple):
     id: str
     name: str
     entries: tuple[Entry, ...]
