@@ -45,6 +45,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for name in ROUTERS:
         module = importlib.import_module(f"collector.routers.{name}")
         app.include_router(module.router)
+    if settings.media_url:  # the peer and the reflector live in the media service
+        from collector.media_proxy import MediaProxy
+
+        app.add_middleware(MediaProxy, media_url=settings.media_url)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog, keep_ip=settings.keep_ip)
     return app

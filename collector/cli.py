@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
           "addresses (labs and tests only; default: off)")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
+    media = sub.add_parser("media", help="run the media service (WebRTC reference peer "
+                           "and throttling reflector) on its own; `serve --workers N` "
+                           "starts one itself")
+    _common(media)
+    media.add_argument("--host", default="127.0.0.1",
+                       help="address for the API processes to reach it (default 127.0.0.1)")
+    media.add_argument("--port", type=int, default=8471, help="port (default 8471)")
+    media.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a socket bound by `serve`
+    media.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
     export = sub.add_parser("export", help="write stored records to a file")
     _common(export)
     export.add_argument("--format", choices=("jsonl", "csv", "parquet"), required=True)
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return exc.exit_status
     handler = {"serve": cmd_serve, "export": cmd_export, "probes": cmd_probes,
-               "token": cmd_token, "migrate": cmd_migrate}[args.command]
+               "token": cmd_token, "migrate": cmd_migrate, "media": cmd_media}[args.command]
     return run_command(PROG, handler, args)
 
 
@@ -177,6 +187,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.config:  # worker processes read the same file
         os.environ["VOIPWATCH_COLLECTOR_CONFIG"] = str(Path(args.config).resolve())
     serve(settings, flags)
+    return 0
+
+
+def cmd_media(args: argparse.Namespace) -> int:
+    settings = _settings(args, ("data_dir", "db", "log_level"))
+    from collector import logs
+    from collector.media import run
+
+    logs.configure(settings.log_level)
+    open_database(settings).dispose()
+    run(settings, args.host, args.port, args.fd)
     return 0
 
 

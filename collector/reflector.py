@@ -18,8 +18,8 @@ and only up to the session's byte budget.
 
 Bounds: sessions at once (in all, and per key), sessions per key per minute,
 bytes per session, and a lifetime after which a session is closed and its
-listener released. State lives in this process: run the reflector with one
-worker (or on a collector of its own).
+listener released. State lives in this process: the media service
+(collector/media.py) is that one process when the API runs several workers.
 """
 
 from __future__ import annotations
@@ -132,6 +132,13 @@ class Session:
                 "bytes_received": self.bytes_in, "bytes_echoed": self.bytes_out,
                 "over_budget": self.over_budget, "echo_refused": self.echo_refused,
                 "echo_failed": self.echo_failed, "closed": self.closed}
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _same_ip(a: str, b: str) -> bool:
@@ -303,6 +310,12 @@ class Reflector:
             raise ReflectorError(429, "too_many_sessions", f"this key has {mine} reflector "
                                  "sessions open; close one first")
         address = settings.reflector_address or local_address
+        if _is_loopback(address) and not _is_loopback(client_ip):
+            # behind a reverse proxy the request arrives on loopback: a probe
+            # elsewhere cannot send there
+            raise ReflectorError(503, "reflector_address_unset", "the reflector would "
+                                 f"listen on {address}, which this probe cannot reach; the "
+                                 "operator must set reflector_address (docs/collector.md)")
         listener = await self._listener(transport, address, port)
         session = Session(
             id=secrets.token_urlsafe(12), key_id=key_id, key=os.urandom(wire.KEY_LEN),

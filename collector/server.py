@@ -60,13 +60,27 @@ def serve(settings: Settings, flags: dict[str, Any]) -> None:
             services.close()
         return
     # several processes: each builds the app from the same settings, passed on
-    # as environment variables
+    # as environment variables; the media service (peer, reflector) is one more
+    # process, unless it runs elsewhere (media_url)
+    media_sock = None
+    if not settings.media_url:
+        media_sock = bind("127.0.0.1", 0)
+        flags = {**flags, "media_url": url_of(media_sock)}
     for name, value in flags.items():
         if value is not None:
             os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() \
                 if isinstance(value, bool) else str(value)
+    media = None
+    if media_sock is not None:
+        from collector.media import MediaChild
+
+        media = MediaChild(media_sock).start()
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config("collector.app:app_from_environment", factory=True,
                             workers=settings.workers, **common)
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        if media is not None:
+            media.stop()

@@ -112,6 +112,19 @@ class Settings(BaseSettings):
         False, description="echo to any source with a valid token, not only to the address "
         "that opened the session")
 
+    # the media service (reference peer + reflector in one process, collector/media.py)
+    media_url: str | None = Field(
+        None, description="URL of a separate `voipwatch-collector media` service the API "
+        "forwards media requests to; default: in this process with one worker, a child "
+        "process started by `serve` with several")
+    media_proxies: str = Field(
+        "127.0.0.1,::1", description="addresses (comma list) of the API processes whose "
+        "X-Voipwatch-Client and X-Voipwatch-Local headers the media service believes")
+
+    @property
+    def media_proxy_set(self) -> set[str]:
+        return {part.strip() for part in self.media_proxies.split(",") if part.strip()}
+
     @field_validator("resolver")
     @classmethod
     def _resolver(cls, value: str | None) -> str | None:

@@ -11,6 +11,12 @@ declare -A NEEDED=(
   [turnserver]=coturn
   [kamailio]=kamailio
   [pg_ctl]=postgresql
+  [systemctl]=systemd          # install.sh's timers, enabled offline (--root)
+  [systemd-analyze]=systemd    # `verify` on the units
+  [podman]=podman              # the collector image built and run (tests/deploy/test_container.py)
+  [runc]=runc                  # podman's runtime where cgroups are hybrid (crun refuses them)
+  [debootstrap]=debootstrap    # the image's Debian base, with no image registry reachable
+  [caddy]=caddy                # `caddy validate` on deploy/caddy/Caddyfile
 )
 # packages with no command of their own to test for
 EXTRA_PACKAGES=(kamailio-tls-modules)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -19,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from probe.core.checks import CHECK_NAMES, CheckName
 from probe.core.errors import UserError
 from probe.core.record import Role, Transport
+from probe.data import CATALOGUE
 
 # Package data (configs/catalogue.yaml is a link to it, for reading): an installed
 # probe must find its catalogue without the checkout.
-DEFAULT_CATALOGUE = Path(str(resources.files("probe.data").joinpath("catalogue.yaml")))
+DEFAULT_CATALOGUE = CATALOGUE
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.)*"
                        r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\.?$")

@@ -89,7 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
                             "(probe output or collector export)")
     verify.add_argument("file", metavar="FILE.jsonl")
 
-    sub.add_parser("status", help="show the key, the collector and what the spool holds")
+    status = sub.add_parser("status", help="show the last pass, the spool, the collector "
+                            "and the schedule")
+    status.add_argument("--offline", action="store_true", help="do not ask the collector")
+    status.add_argument("--timeout", type=_positive(float), default=3.0, metavar="SECONDS",
+                        help="how long to wait for the collector (default: 3)")
+
+    services = sub.add_parser("services", help="list the catalogue's services and their "
+                              "checks, per role")
+    services.add_argument("--catalogue", metavar="FILE", help="another catalogue (validated)")
+    services.add_argument("--services", metavar="ID,ID", help="only these service ids")
+    services.add_argument("--endpoints", action="store_true", help="one line per endpoint")
+
+    setup = sub.add_parser("setup", help="configure this probe: collector, token, link "
+                           "type, schedule (asks on a terminal for what flags leave out)")
+    setup.add_argument("--collector", metavar="URL")
+    setup.add_argument("--token", metavar="T", help="enrollment token, if the collector "
+                       "requires one")
+    setup.add_argument("--link-type", choices=LINK_TYPES)
+    setup.add_argument("--schedule", choices=("hourly", "daily", "off"),
+                       help="enable the systemd timers for hourly light passes plus a daily "
+                            "full one, a daily full pass only, or none")
+    setup.add_argument("--no-input", action="store_true", help="never ask; use the flags")
     return parser
 
 
@@ -98,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     handler = {"run": cmd_run, "keygen": cmd_keygen, "register": cmd_register,
-               "upload": cmd_upload, "verify": cmd_verify, "status": cmd_status}[args.command]
+               "upload": cmd_upload, "verify": cmd_verify, "status": cmd_status,
+               "services": cmd_services, "setup": cmd_setup}[args.command]
     return run_command(PROG, handler, args,
                        interrupted="interrupted; every finished measurement is in the spool")
 
@@ -184,11 +206,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, control_url=args.control or config.control or collector,
         collector_url=collector,
     )
-    from probe.ui.progress import RunProgress
+    import time
 
+    from probe.ui.progress import RunProgress
+    from probe.ui.status import save_last_pass
+
+    started = time.time()
     with Spool(spool_path()) as spool, RunProgress(catalogue) as progress:
         records = asyncio.run(run_pass(options, key, spool, on_record=progress.record,
                                        on_start=progress.started))
+    # the link the pass said it measured (its records' signed network.link_type)
+    measured = records[0]["network"]["link_type"] if records else link_choice
+    save_last_pass(records, started, str(measured))
     import json
 
     lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records]
@@ -277,25 +306,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from probe.store.spool import Spool
-    from probe.store.state import home, key_path, load_config, spool_path
+    from probe.ui.status import main as status
 
-    config = load_config()
-    path = key_path(config)
-    print(f"state directory: {home()}")
-    if path.exists():
-        key = load_or_create_key(config, create=False)
-        print(f"key:             {path} ({key.key_id})")
-    else:
-        print(f"key:             none yet at {path} (voipwatch-probe keygen)")
-    print(f"collector:       {config.collector or 'not registered'}")
-    if spool_path().exists():
-        with Spool(spool_path()) as spool:
-            counts = spool.counts()
-            print(f"spool:           {counts['pending']} pending, {counts['rejected']} rejected")
-            for record_id, reason in spool.rejected()[:20]:
-                print(f"  rejected {record_id}: {reason}")
-    return 0
+    return status(args)
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from probe.ui.services_list import main as services
+
+    return services(args)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from probe.ui.setup import main as setup
+
+    return setup(args)
 
 
 if __name__ == "__main__":
