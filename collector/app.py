@@ -3,11 +3,13 @@ module per area, listed in `collector.routers.ROUTERS`."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from collector import __version__, errors
 from collector.middleware import AccessLog, BodyLimit
@@ -30,9 +32,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
             upgrade(current.engine)
         app.state.services = current
+        heads = None
+        if current.settings.transparency_log:
+            from collector.translog import keep_signing
+
+            await run_in_threadpool(current.log.catch_up)
+            heads = asyncio.ensure_future(
+                keep_signing(current.log, current.settings.log_head_interval_seconds))
         try:
             yield
         finally:
+            if heads is not None:
+                heads.cancel()
             if built:
                 current.close()
 

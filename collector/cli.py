@@ -181,6 +181,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from collector.server import serve
 
     Enricher.from_settings(settings).close()  # bad .mmdb files: an error now, not at startup
+    from collector.identity import load_or_create
+
+    load_or_create(settings.data_dir)  # made once, before the workers read it
 
     flags = {name: getattr(args, name, None) for name in SERVE_SETTINGS}
     flags["control_enabled"] = args.control

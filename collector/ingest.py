@@ -23,11 +23,15 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import ValidationError
 
+from collector import receipts
+from collector.attribution import filed
 from collector.batch import Element
 from collector.geoip import Enrichment
+from collector.identity import CollectorKey
 from collector.keys import KeyStore, ProbeRow
 from collector.settings import Settings
 from collector.store import MeasurementStore
+from collector.translog import TransLog
 from probe.core.canonical import canonical_bytes
 from probe.core.errors import VoipwatchError
 from probe.core.record import Measurement, utcnow
@@ -45,7 +49,7 @@ class Reason(StrEnum):
     UNKNOWN_KEY = "unknown_key"  # not registered here
     REVOKED_KEY = "revoked_key"
     BAD_SIGNATURE = "bad_signature"
-    TOO_OLD = "too_old"  # started_at older than max_record_age_days
+    TOO_OLD = "too_old"  # started_at older than max_record_age_days (the horizon)
     FROM_FUTURE = "from_future"  # started_at later than now + max_clock_skew_seconds
 
 
@@ -61,12 +65,18 @@ class IngestResult:
     status: IngestStatus
     reason: Reason | None = None
     detail: str | None = None
+    receipt: dict[str, Any] | None = None  # accepted, duplicate (collector/receipts.py)
+    late_seconds: int | None = None  # accepted long after it started (settings.late_after_hours)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "status": str(self.status),
                                "reason": self.reason and str(self.reason)}
         if self.detail:
             out["detail"] = self.detail
+        if self.receipt is not None:
+            out["receipt"] = self.receipt
+        if self.late_seconds is not None:
+            out["late"] = {"delay_seconds": self.late_seconds}
         return out
 
 
@@ -85,10 +95,13 @@ class _Checked:
 
 
 class Ingestor:
-    def __init__(self, settings: Settings, keys: KeyStore, store: MeasurementStore) -> None:
+    def __init__(self, settings: Settings, keys: KeyStore, store: MeasurementStore,
+                 identity: CollectorKey, log: TransLog | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.store = store
+        self.identity = identity
+        self.log = log
         self._verify_keys: dict[str, VerifyKey] = {}
 
     def ingest(self, elements: list[Element], origin: Enrichment,
@@ -113,7 +126,7 @@ class Ingestor:
             except Rejected as exc:
                 outcome.reason, outcome.detail = exc.reason, exc.detail
                 continue
-            row = _row(item, origin, received_at, probe_ip)
+            row = _row(item, origin, received_at, probe_ip, self.settings.late_after_hours)
             if row["id"] in rows:  # the same record twice in one batch
                 outcome.status = IngestStatus.DUPLICATE
                 continue
@@ -123,12 +136,21 @@ class Ingestor:
         for outcome in outcomes:
             if outcome.status is IngestStatus.REJECTED and outcome.reason:
                 rejected[outcome.reason] = rejected.get(outcome.reason, 0) + 1
-        inserted = self.store.insert([row for _, row in rows.values()], rejected,
-                                     {row["key_id"] for _, row in rows.values()})
-        for record_id, (index, _) in rows.items():
-            outcomes[index].status = (IngestStatus.ACCEPTED if record_id in inserted
-                                      else IngestStatus.DUPLICATE)
-            outcomes[index].reason = None
+        stored = self.store.insert([row for _, row in rows.values()], rejected,
+                                   {row["key_id"] for _, row in rows.values()}, self.log)
+        for record_id, (index, row) in rows.items():
+            outcome, where = outcomes[index], stored[record_id]
+            outcome.status = IngestStatus.ACCEPTED if where.inserted else IngestStatus.DUPLICATE
+            outcome.reason = None
+            outcome.late_seconds = row["late_seconds"] if where.inserted else None
+            outcome.receipt = receipts.receipt(self.identity, record_id, where)
+        for outcome in outcomes:  # the same record twice in one batch: one receipt
+            if outcome.status is IngestStatus.DUPLICATE and outcome.receipt is None and \
+                    outcome.id is not None:
+                where = stored.get(str(uuid.UUID(outcome.id)))
+                if where is not None:
+                    outcome.receipt = receipts.receipt(self.identity, str(uuid.UUID(outcome.id)),
+                                                       where)
         return outcomes
 
     def _check_shape(self, element: Element) -> _Checked:
@@ -216,10 +238,12 @@ def _record_id(value: Any) -> str | None:
 
 
 def _row(item: _Checked, origin: Enrichment, received_at: datetime,
-         probe_ip: str | None) -> dict[str, Any]:
+         probe_ip: str | None, late_after_hours: float) -> dict[str, Any]:
     model = item.model
     endpoint = model.endpoint
-    return {
+    delay = (received_at - model.started_at).total_seconds()
+    late = int(delay) if late_after_hours and delay > late_after_hours * 3600 else None
+    row = {
         "id": str(uuid.UUID(str(model.id))),
         "key_id": model.probe.key_id,
         "service": model.service,
@@ -231,9 +255,8 @@ def _row(item: _Checked, origin: Enrichment, received_at: datetime,
         "verdict": str(model.verdict),
         "blocking": model.blocking and str(model.blocking),
         "link_type": str(model.network.link_type),
-        "cc": origin.cc,
-        "asn": origin.asn,
-        "as_org": origin.as_org[:255] if origin.as_org else None,
+        **filed(model.network, origin),
+        "late_seconds": late,
         "geoip_source": origin.source,
         "geoip_date": origin.date,
         "probe_ip": probe_ip,
@@ -241,3 +264,5 @@ def _row(item: _Checked, origin: Enrichment, received_at: datetime,
         "received_at": received_at,
         "record": item.element.text,
     }
+    receipts.prepare(row, item.element)
+    return row

@@ -16,7 +16,9 @@ from collector.settings import Settings
 if TYPE_CHECKING:
     from collector.control import ControlRunner
     from collector.geoip import Enricher
+    from collector.identity import CollectorKey
     from collector.store import MeasurementStore
+    from collector.translog import TransLog
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Services:
     store: MeasurementStore
     enricher: Enricher
     control: ControlRunner
+    identity: CollectorKey
+    log: TransLog  # read side always; appends only with settings.transparency_log
     # room for other areas (webrtc peer, reflector) to keep per-process state
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -35,12 +39,16 @@ class Services:
         from collector.control import ControlRunner
         from collector.db.engine import make_engine
         from collector.geoip import Enricher
+        from collector.identity import load_or_create
         from collector.store import MeasurementStore
+        from collector.translog import TransLog
 
         engine = make_engine(settings.database_url)
+        identity = load_or_create(settings.data_dir)
         return cls(settings=settings, engine=engine, keys=KeyStore(engine),
                    store=MeasurementStore(engine), enricher=Enricher.from_settings(settings),
-                   control=ControlRunner(settings))
+                   control=ControlRunner(settings), identity=identity,
+                   log=TransLog(engine, identity))
 
     def close(self) -> None:
         self.enricher.close()

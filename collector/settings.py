@@ -76,7 +76,15 @@ class Settings(BaseSettings):
     # ingest
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_batch: int = Field(1000, ge=1)
-    max_record_age_days: float = Field(30.0, ge=0, description="0: no limit")
+    max_record_age_days: float = Field(
+        400.0, ge=0, description="the horizon: older records are `too_old` (probes keep them "
+        "and retry); long enough for a months-long shutdown; 0: no limit")
+    late_after_hours: float = Field(24.0, ge=0, description="records received longer after "
+                                    "they started are marked late, with the delay; 0: never")
+    transparency_log: bool = Field(True, description="append every stored record to the "
+                                   "transparency log (off only to measure its cost)")
+    log_head_interval_seconds: float = Field(300.0, gt=0, description="sign a tree head this "
+                                             "often when the log grew")
     max_clock_skew_seconds: float = Field(600.0, ge=0, description="0: no limit")
 
     # the test helper (POST /api/v1/control)

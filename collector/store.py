@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +15,9 @@ from sqlalchemy.engine import Engine
 from collector.db.engine import write_options
 from collector.db.schema import measurements, probes, rejections
 from probe.core.record import utcnow
+
+if TYPE_CHECKING:
+    from collector.translog import TransLog
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,18 @@ class Filters:
 
 
 _PG_ARRAY = {"String": "text[]", "Text": "text[]", "Integer": "integer[]",
-             "BigInteger": "bigint[]", "UtcDateTime": "timestamptz[]"}
+             "BigInteger": "bigint[]", "UtcDateTime": "timestamptz[]", "Boolean": "boolean[]"}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A record of a batch as the database holds it after the insert: new
+    (`inserted`) or there before (a duplicate), with what its receipt names."""
+
+    inserted: bool
+    log_index: int | None
+    record_sha256: str | None
+    received_at: datetime
 
 # what an exported row or an API item is made of
 EXPORT_COLUMNS = (
@@ -75,17 +89,33 @@ class MeasurementStore:
                 else sqlite.insert(table))
 
     def insert(self, rows: list[dict[str, Any]], rejected: dict[str, int],
-               key_ids: Iterable[str]) -> set[str]:
-        """Store `rows` and count `rejected` in one transaction; the ids actually
-        inserted (the others were already stored: duplicates)."""
-        inserted: set[str] = set()
+               key_ids: Iterable[str], log: TransLog | None = None) -> dict[str, Stored]:
+        """Store `rows` and count `rejected` in one transaction; each row's id ->
+        how it is stored (inserted now, or a duplicate of an earlier one). With a
+        `log`, new rows are appended to it in the same transaction, in batch order."""
         if not rows and not rejected:
-            return inserted
+            return {}
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
+            earlier: dict[str, Stored] = {}
             if rows:
+                if log is not None:
+                    # under the log's lock no other writer runs: what is not here yet
+                    # is new, and takes the next indexes
+                    frontier = log.lock(conn)
+                    earlier = self._stored(conn, [row["id"] for row in rows])
+                    rows = [row for row in rows if row["id"] not in earlier]
+                    for offset, row in enumerate(rows):
+                        row["log_index"] = frontier.size + offset
                 inserted = (self._insert_unnest(conn, rows) if self.dialect == "postgresql"
-                            else self._insert_many(conn, rows))
+                            else self._insert_many(conn, rows)) if rows else set()
+                if log is not None:
+                    if len(inserted) != len(rows):
+                        raise RuntimeError("a record appeared during a locked insert")
+                    log.append(conn, frontier, [row["leaf"].encode() for row in rows])
+                else:
+                    earlier = self._stored(conn, [row["id"] for row in rows
+                                                  if row["id"] not in inserted])
                 conn.execute(sa.update(probes)
                              .where(probes.c.key_id.in_(sorted(set(key_ids))))
                              .values(last_seen_at=utcnow()))
@@ -94,7 +124,18 @@ class MeasurementStore:
                 conn.execute(upsert.on_conflict_do_update(
                     index_elements=["reason"],
                     set_={"count": rejections.c.count + upsert.excluded.count}))
-        return inserted
+        out = {row["id"]: Stored(True, row.get("log_index"), row.get("record_sha256"),
+                                 row["received_at"]) for row in rows}
+        out.update(earlier)
+        return out
+
+    def _stored(self, conn: sa.Connection, ids: list[str]) -> dict[str, Stored]:
+        if not ids:
+            return {}
+        c = measurements.c
+        return {row.id: Stored(False, row.log_index, row.record_sha256, row.received_at)
+                for row in conn.execute(sa.select(c.id, c.log_index, c.record_sha256,
+                                                  c.received_at).where(c.id.in_(ids)))}
 
     def _insert_many(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         statement = (self._insert(measurements).on_conflict_do_nothing(index_elements=["id"])

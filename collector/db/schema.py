@@ -80,11 +80,25 @@ measurements = sa.Table(
     sa.Column("received_at", UtcDateTime, nullable=False),
     # the signed record exactly as the probe sent it: re-verifiable forever
     sa.Column("record", sa.Text, nullable=False),
+    # evidence (docs/evidence.md): the record's hash, its place and leaf in the
+    # transparency log; `cc`/`asn`/`as_org` above are what the record is filed
+    # under: its signed attribution (`attribution` control|local), else the upload
+    # address's look-up (`collector`), which is also kept apart in `upload_*`
+    sa.Column("record_sha256", sa.String(64), nullable=True),
+    sa.Column("log_index", sa.BigInteger, nullable=True),
+    sa.Column("leaf", sa.Text, nullable=True),
+    sa.Column("late_seconds", sa.BigInteger, nullable=True),
+    sa.Column("attribution", sa.String(16), nullable=True),
+    sa.Column("upload_cc", sa.String(2), nullable=True),
+    sa.Column("upload_asn", sa.BigInteger, nullable=True),
+    sa.Column("upload_as_org", sa.String(255), nullable=True),
+    sa.Column("attribution_mismatch", sa.Boolean, nullable=True),
     sa.Index("measurements_service_started", "service", "started_at"),
     sa.Index("measurements_started", "started_at"),
     sa.Index("measurements_verdict", "verdict", "started_at"),
     sa.Index("measurements_network", "cc", "asn", "link_type"),
     sa.Index("measurements_key", "key_id"),
+    sa.Index("measurements_log_index", "log_index", unique=True),
 )
 
 # rejected submissions, counted by reason (closed set, collector.ingest.Reason)
@@ -92,4 +106,29 @@ rejections = sa.Table(
     "rejections", metadata,
     sa.Column("reason", sa.String(32), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+# the transparency log (RFC 9162 hashing, collector/translog.py): one row of
+# state (its size and right edge, also the lock appends take), the internal
+# nodes of its perfect subtrees (leaves live in measurements.leaf), signed heads
+log_state = sa.Table(
+    "log_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("frontier", sa.LargeBinary, nullable=False),
+)
+
+log_nodes = sa.Table(
+    "log_nodes", metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary, nullable=False),
+)
+
+log_heads = sa.Table(
+    "log_heads", metadata,
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("signed_at", UtcDateTime, nullable=False),
+    sa.Column("head", sa.Text, nullable=False),  # the signed JSON, as served
 )

@@ -9,6 +9,8 @@ ROUTERS: tuple[str, ...] = (
     "measurements",
     "export",
     "control",
+    "attribution",  # GET /api/v1/attribution (the test helper's look-up of the probe's network)
+    "log",  # GET /api/v1/collector, /api/v1/log/* (receipts' key, the transparency log)
     "dashboard",
     "webrtc",  # POST /api/v1/webrtc/offer (the WebRTC reference peer)
     "reflector",  # /api/v1/reflector/sessions (the throttling reflector)

@@ -25,8 +25,10 @@ BATCH_EXAMPLE = {"results": [{"id": "5b0f...", "status": "accepted", "reason": N
 def get_ingestor(services: ServicesDep) -> Ingestor:
     ingestor = services.extras.get("ingestor")
     if ingestor is None:
+        log = services.log if services.settings.transparency_log else None
         ingestor = services.extras["ingestor"] = Ingestor(services.settings, services.keys,
-                                                          services.store)
+                                                          services.store, services.identity,
+                                                          log)
     return ingestor
 
 

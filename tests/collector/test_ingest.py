@@ -117,7 +117,7 @@ def test_schema_and_time_bounds(http: httpx.Client) -> None:
     assert rejected(http, make_record(key, service, verdict="maybe")) == ("rejected", "schema")
     assert rejected(http, make_record(key, service, schema="other/1")) == ("rejected", "schema")
     assert rejected(http, [1, 2]) == ("rejected", "schema")
-    old = rfc3339(utcnow() - timedelta(days=31))
+    old = rfc3339(utcnow() - timedelta(days=401))  # beyond the default horizon of 400 days
     assert rejected(http, make_record(key, service, started_at=old)) == ("rejected", "too_old")
     ahead = rfc3339(utcnow() + timedelta(hours=1))
     assert rejected(http, make_record(key, service, started_at=ahead)) == (

@@ -1,0 +1,258 @@
+"""The transparency log: every stored record's leaf appended to an append-only
+Merkle tree (RFC 9162 hashing, probe/core/merkle.py), in the database.
+
+- Appends happen inside the ingest transaction (`lock` then `append`): a record
+  is stored if and only if it is in the log, at the index its receipt names.
+  `lock` reads the one `log_state` row FOR UPDATE (PostgreSQL; SQLite writers
+  are serialised by BEGIN IMMEDIATE already), so indexes follow commit order.
+- Storage: leaves in `measurements.leaf` (one per record, at `log_index`), the
+  internal nodes of perfect subtrees in `log_nodes` (about one per leaf), the
+  tree's right edge in `log_state`. A proof reads O(log n) rows.
+- Tree heads `{tree_size, root_hash, timestamp, signature}` are signed by the
+  collector key (collector/identity.py) on request and at intervals; the first
+  head signed at each size is kept in `log_heads`, the history auditors compare.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from collector.db.engine import write_options
+from collector.db.schema import log_heads, log_nodes, log_state, measurements
+from collector.identity import CollectorKey
+from probe.core import merkle
+from probe.core.evidence import leaf_bytes, leaf_of, record_sha256, sign_object
+from probe.core.record import rfc3339, utcnow
+
+log = logging.getLogger(__name__)
+
+STATE_ID = 1
+HEAD_MAX_AGE = 60.0  # seconds a served head may be old before a fresh one is signed
+CATCH_UP_CHUNK = 2000
+
+
+class LogRangeError(ValueError):
+    """A proof or head asked for beyond the tree (or an impossible range)."""
+
+
+class TransLog:
+    def __init__(self, engine: Engine, key: CollectorKey) -> None:
+        self.engine = engine
+        self.key = key
+        self.dialect = engine.dialect.name
+        self._latest: tuple[float, dict[str, Any]] | None = None
+
+    # --- appends, inside the caller's write transaction -----------------------------
+
+    def lock(self, conn: sa.Connection) -> merkle.Frontier:
+        query = sa.select(log_state.c.tree_size, log_state.c.frontier).where(
+            log_state.c.id == STATE_ID)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).one()
+        return merkle.Frontier.unpack(int(row.tree_size), bytes(row.frontier))
+
+    def append(self, conn: sa.Connection, frontier: merkle.Frontier,
+               leaves: list[bytes]) -> None:
+        """Append leaves (their bytes) after `frontier` (from `lock`) and save."""
+        nodes: list[dict[str, Any]] = []
+        for data in leaves:
+            for level, index, value in frontier.append(merkle.leaf_hash(data)):
+                nodes.append({"level": level, "idx": index, "hash": value})
+        if nodes:
+            conn.execute(sa.insert(log_nodes), nodes)
+        conn.execute(sa.update(log_state).where(log_state.c.id == STATE_ID)
+                     .values(tree_size=frontier.size, frontier=frontier.pack()))
+
+    def catch_up(self) -> int:
+        """Append the stored records that are not in the log yet (stored before
+        it existed, or while it was off), oldest first; how many."""
+        done = 0
+        while True:
+            with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                    conn.begin():
+                frontier = self.lock(conn)
+                m = measurements.c
+                rows = conn.execute(
+                    sa.select(m.seq, m.record, m.cc, m.asn, m.attribution)
+                    .where(m.log_index.is_(None)).order_by(m.seq).limit(CATCH_UP_CHUNK)).all()
+                if not rows:
+                    break
+                updates, leaves = [], []
+                for offset, row in enumerate(rows):
+                    record = json.loads(row.record)
+                    digest = record_sha256(record)
+                    leaf = leaf_bytes(leaf_of(record, digest, row.cc, row.asn,
+                                              row.attribution or "none"))
+                    leaves.append(leaf)
+                    updates.append({"b_seq": row.seq, "b_index": frontier.size + offset,
+                                    "b_leaf": leaf.decode(), "b_sha": digest})
+                conn.execute(sa.update(measurements).where(m.seq == sa.bindparam("b_seq"))
+                             .values(log_index=sa.bindparam("b_index"),
+                                     leaf=sa.bindparam("b_leaf"),
+                                     record_sha256=sa.bindparam("b_sha")), updates)
+                self.append(conn, frontier, leaves)
+                done += len(rows)
+        if done:
+            log.info("appended %d earlier records to the transparency log", done)
+        return done
+
+    # --- reads ----------------------------------------------------------------------
+
+    def frontier(self) -> merkle.Frontier:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(log_state.c.tree_size, log_state.c.frontier)
+                               .where(log_state.c.id == STATE_ID)).one()
+        return merkle.Frontier.unpack(int(row.tree_size), bytes(row.frontier))
+
+    def size(self) -> int:
+        return self.frontier().size
+
+    def _perfect(self, conn: sa.Connection, wanted: set[tuple[int, int]]
+                 ) -> dict[tuple[int, int], bytes]:
+        found: dict[tuple[int, int], bytes] = {}
+        leaves = sorted(index for level, index in wanted if level == 0)
+        if leaves:
+            for row in conn.execute(sa.select(measurements.c.log_index, measurements.c.leaf)
+                                    .where(measurements.c.log_index.in_(leaves))):
+                found[0, int(row.log_index)] = merkle.leaf_hash(row.leaf.encode())
+        inner = sorted(p for p in wanted if p[0] > 0)
+        if inner:
+            for row in conn.execute(sa.select(log_nodes).where(
+                    sa.tuple_(log_nodes.c.level, log_nodes.c.idx).in_(inner))):
+                found[int(row.level), int(row.idx)] = bytes(row.hash)
+        missing = wanted - set(found)
+        if missing:
+            raise RuntimeError(f"the log misses nodes {sorted(missing)[:4]}")
+        return found
+
+    def _computed(self, build: Callable[[merkle.Mth], Any]) -> Any:
+        """Run a proof builder twice: once to learn which perfect subtrees it
+        needs, then with their hashes fetched in one round."""
+        wanted: set[tuple[int, int]] = set()
+
+        def record(start: int, end: int) -> bytes:
+            wanted.update(merkle.perfect_pieces(start, end))
+            return bytes(32)
+
+        build(record)
+        with self.engine.connect() as conn:
+            hashes = self._perfect(conn, wanted)
+
+        def real(start: int, end: int) -> bytes:
+            return merkle.fold([hashes[p] for p in merkle.perfect_pieces(start, end)])
+
+        return build(real)
+
+    def root_at(self, size: int) -> bytes:
+        current = self.frontier()
+        if size > current.size or size < 0:
+            raise LogRangeError(f"tree_size {size}: the log has {current.size} entries")
+        if size == current.size:
+            return current.root()
+        return self._computed(lambda mth: mth(0, size) if size else merkle.empty_root())  # type: ignore[no-any-return]
+
+    def inclusion(self, index: int, size: int) -> dict[str, Any]:
+        current = self.size()
+        if not 0 <= index < size <= current:
+            raise LogRangeError(f"index {index}, tree_size {size}: need 0 <= index < "
+                                f"tree_size <= {current}")
+        path = self._computed(lambda mth: merkle.inclusion_path(index, size, mth))
+        with self.engine.connect() as conn:
+            leaf = conn.execute(sa.select(measurements.c.leaf)
+                                .where(measurements.c.log_index == index)).scalar_one()
+        return {"index": index, "tree_size": size, "leaf": json.loads(leaf),
+                "leaf_hash": merkle.leaf_hash(leaf.encode()).hex(),
+                "audit_path": [h.hex() for h in path]}
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        current = self.size()
+        if not 0 <= first <= second <= current:
+            raise LogRangeError(f"first {first}, second {second}: need 0 <= first <= second "
+                                f"<= {current}")
+        path = self._computed(lambda mth: merkle.consistency_path(first, second, mth))
+        return {"first": first, "second": second, "consistency_path": [h.hex() for h in path]}
+
+    def leaves(self, start: int, end: int, chunk: int = 5000) -> Iterator[tuple[int, str]]:
+        """(index, leaf text) for start <= index < end, in order, in chunks."""
+        while start < end:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(measurements.c.log_index, measurements.c.leaf)
+                    .where(measurements.c.log_index >= start,
+                           measurements.c.log_index < min(end, start + chunk))
+                    .order_by(measurements.c.log_index)).all()
+            for row in rows:
+                yield int(row.log_index), row.leaf
+            start += chunk
+
+    # --- signed tree heads ----------------------------------------------------------
+
+    def _sign_head(self, size: int, root: bytes) -> dict[str, Any]:
+        return sign_object({"tree_size": size, "root_hash": root.hex(),
+                            "timestamp": rfc3339(utcnow())}, self.key.key_id, self.key.sign)
+
+    def _keep(self, head: dict[str, Any]) -> dict[str, Any]:
+        """Store `head` as the first one of its size unless one is there; that one."""
+        text = json.dumps(head, separators=(",", ":"))
+        insert = (postgresql.insert(log_heads) if self.dialect == "postgresql"
+                  else sqlite.insert(log_heads))
+        with self.engine.begin() as conn:
+            conn.execute(insert.values(tree_size=head["tree_size"], root_hash=head["root_hash"],
+                                       signed_at=utcnow(), head=text)
+                         .on_conflict_do_nothing(index_elements=["tree_size"]))
+        return head
+
+    def head(self) -> dict[str, Any]:
+        """A head for the current size, signed at most HEAD_MAX_AGE seconds ago."""
+        frontier = self.frontier()
+        latest = self._latest
+        if latest is not None and latest[1]["tree_size"] == frontier.size and \
+                time.monotonic() - latest[0] < HEAD_MAX_AGE:
+            return latest[1]
+        head = self._keep(self._sign_head(frontier.size, frontier.root()))
+        self._latest = (time.monotonic(), head)
+        return head
+
+    def head_at(self, size: int) -> dict[str, Any]:
+        """The first head kept for `size` (signed now when there is none): the same
+        bytes every time, for exports and reports."""
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(log_heads.c.head)
+                                .where(log_heads.c.tree_size == size)).scalar_one_or_none()
+        if text is None:
+            self._keep(self._sign_head(size, self.root_at(size)))
+            with self.engine.connect() as conn:
+                text = conn.execute(sa.select(log_heads.c.head)
+                                    .where(log_heads.c.tree_size == size)).scalar_one()
+        head: dict[str, Any] = json.loads(text)
+        return head
+
+    def heads(self, after: int, limit: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(log_heads.c.head).where(log_heads.c.tree_size > after)
+                                .order_by(log_heads.c.tree_size).limit(limit)).all()
+        return [json.loads(row.head) for row in rows]
+
+
+async def keep_signing(log_: TransLog, interval: float) -> None:
+    """Sign a head every `interval` seconds when the log grew (the heads table
+    keeps the first one per size: a published history)."""
+    import asyncio
+
+    from starlette.concurrency import run_in_threadpool
+
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(log_.head)
+        except Exception:  # a database hiccup must not end the loop
+            log.exception("signing a tree head failed")
