@@ -61,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--forwarded-allow-ips", metavar="IPS",
                        help="proxies trusted to set X-Forwarded-For (comma list)")
     serve.add_argument("--max-record-age-days", type=float, metavar="DAYS",
-                       help="reject records that started longer ago (default 30; 0: no limit)")
+                       help="the horizon: reject records that started longer ago (default "
+                            "400; probes keep them and retry; 0: no limit)")
+    serve.add_argument("--late-after-hours", type=float, metavar="H",
+                       help="mark records received longer after they started as late "
+                            "(default 24; 0: never)")
+    _flag(serve, "--transparency-log", "append every stored record to the transparency "
+          "log (default: on; off only to measure its cost)")
     serve.add_argument("--max-clock-skew-seconds", type=float, metavar="S",
                        help="reject records dated further ahead (default 600; 0: no limit)")
     serve.add_argument("--max-batch", type=int, metavar="N", help="records per request "
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 SERVE_SETTINGS = ("data_dir", "db", "host", "port", "workers", "geoip_asn", "geoip_country",
                   "geoip_builtin", "keep_ip", "require_token", "forwarded_allow_ips",
                   "max_record_age_days", "max_clock_skew_seconds", "max_batch", "resolver",
-                  "control_allow_private", "log_level")
+                  "control_allow_private", "log_level", "late_after_hours",
+                  "transparency_log")
 
 
 def _settings(args: argparse.Namespace, names: tuple[str, ...] = ("data_dir", "db")) -> Any:

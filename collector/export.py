@@ -32,7 +32,10 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"
 COLUMNS = ("id", "started_at", "received_at", "service", "check", "role", "transport",
            "host", "port", "verdict", "blocking", "link_type", "probe_cc", "probe_asn",
            "probe_as_org", "geoip_source", "geoip_date", "key_id", "key_revoked_at",
-           "public_key", "probe_ip", "measurement")
+           "public_key", "probe_ip", "measurement",
+           # evidence (docs/evidence.md), after the original columns
+           "record_sha256", "log_index", "late_seconds", "attribution", "upload_cc",
+           "upload_asn", "upload_as_org", "attribution_mismatch")
 
 
 def _time(value: datetime | None) -> str | None:
@@ -51,6 +54,12 @@ def item(row: sa.Row[Any], include_ip: bool = False) -> dict[str, Any]:
         "probe_as_org": row.as_org,
         "geoip": {"source": row.geoip_source, "date": row.geoip_date},
         "key_revoked_at": _time(row.key_revoked_at),
+        "attribution": row.attribution,
+        "upload": {"cc": row.upload_cc, "asn": row.upload_asn, "as_org": row.upload_as_org},
+        "attribution_mismatch": row.attribution_mismatch,
+        "record_sha256": row.record_sha256,
+        "log_index": row.log_index,
+        "late_seconds": row.late_seconds,
     }
     if include_ip and row.probe_ip:
         out["probe_ip"] = row.probe_ip
@@ -67,6 +76,10 @@ def flat(row: sa.Row[Any]) -> dict[str, Any]:
         "geoip_source": row.geoip_source, "geoip_date": row.geoip_date, "key_id": row.key_id,
         "key_revoked_at": _time(row.key_revoked_at), "public_key": row.public_key,
         "probe_ip": row.probe_ip, "measurement": row.record,
+        "record_sha256": row.record_sha256, "log_index": row.log_index,
+        "late_seconds": row.late_seconds, "attribution": row.attribution,
+        "upload_cc": row.upload_cc, "upload_asn": row.upload_asn,
+        "upload_as_org": row.upload_as_org, "attribution_mismatch": row.attribution_mismatch,
     }
 
 
@@ -99,7 +112,9 @@ def _parquet_schema() -> Any:
     types = {"port": pa.int32(), "probe_asn": pa.int64(),
              "started_at": pa.timestamp("ms", tz="UTC"),
              "received_at": pa.timestamp("ms", tz="UTC"),
-             "key_revoked_at": pa.timestamp("ms", tz="UTC"), "measurement": pa.large_string()}
+             "key_revoked_at": pa.timestamp("ms", tz="UTC"), "measurement": pa.large_string(),
+             "log_index": pa.int64(), "late_seconds": pa.int64(), "upload_asn": pa.int64(),
+             "attribution_mismatch": pa.bool_()}
     return pa.schema([(name, types.get(name, text)) for name in COLUMNS])
 
 

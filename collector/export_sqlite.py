@@ -38,6 +38,11 @@ _SOURCES: tuple[tuple[str, Any, str], ...] = (
     ("geoip_date", _m.geoip_date, "text"), ("key_id", _m.key_id, "text"),
     ("key_revoked_at", probes.c.revoked_at, "time"), ("public_key", probes.c.public_key, "text"),
     ("probe_ip", _m.probe_ip, "text"), ("measurement", _m.record, "text"),
+    ("record_sha256", _m.record_sha256, "text"), ("log_index", _m.log_index, "int"),
+    ("late_seconds", _m.late_seconds, "int"), ("attribution", _m.attribution, "text"),
+    ("upload_cc", _m.upload_cc, "text"), ("upload_asn", _m.upload_asn, "int"),
+    ("upload_as_org", _m.upload_as_org, "text"),
+    ("attribution_mismatch", _m.attribution_mismatch, "int"),
 )
 _SENTINEL = {"text": "''", "time": "''", "int": "0"}
 BATCH_ROWS = 2000  # rows per batch and Parquet row group, as the generic path

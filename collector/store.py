@@ -76,6 +76,9 @@ EXPORT_COLUMNS = (
     measurements.c.as_org, measurements.c.geoip_source, measurements.c.geoip_date,
     measurements.c.probe_ip, measurements.c.started_at, measurements.c.received_at,
     measurements.c.record, probes.c.public_key, probes.c.revoked_at.label("key_revoked_at"),
+    measurements.c.record_sha256, measurements.c.log_index, measurements.c.late_seconds,
+    measurements.c.attribution, measurements.c.upload_cc, measurements.c.upload_asn,
+    measurements.c.upload_as_org, measurements.c.attribution_mismatch,
 )
 
 
