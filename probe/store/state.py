@@ -42,13 +42,20 @@ class ProbeConfig:
     key_file: Path | None = None
     token: str | None = None
     link_type: str | None = None
+    # the collector's Ed25519 public key (base64), pinned at `register`: receipts
+    # and tree heads must verify with it (docs/evidence.md)
+    collector_key: str | None = None
+    insecure: str | None = None  # "true": plain http:// to a non-loopback collector is allowed
+    geoip_country: str | None = None  # local .mmdb files: attribution `local`
+    geoip_asn: str | None = None
 
     @property
     def path(self) -> Path:
         return home() / "probe.toml"
 
 
-CONFIG_KEYS = ("collector", "control", "key_file", "token", "link_type")
+CONFIG_KEYS = ("collector", "control", "key_file", "token", "link_type", "collector_key",
+               "insecure", "geoip_country", "geoip_asn")
 
 
 def load_config() -> ProbeConfig:
@@ -95,3 +102,31 @@ def key_path(config: ProbeConfig | None = None) -> Path:
 
 def spool_path() -> Path:
     return home() / "spool.sqlite3"
+
+
+def audit_path() -> Path:
+    """The last tree head `voipwatch-probe audit` verified, per collector."""
+    return home() / "audit.json"
+
+
+def require_secure(url: str, insecure: bool, flag: str = "--collector") -> None:
+    """Refuse a plain http:// URL to anything but this machine unless the user
+    insists: an on-path box could read it and answer for the collector (receipts
+    still protect the spool, but test-helper answers and attribution would not be
+    the collector's)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or insecure:
+        return
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise UserError(f"{flag} {url}: plain http:// to another machine can be read and answered "
+                    "by anyone on the path; use https://, or add --insecure if you must")

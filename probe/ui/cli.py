@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="per-check timeout (default: each check's own)")
     run.add_argument("--concurrency", type=_positive(int), default=16, metavar="N",
                      help="checks running at once (default: 16)")
+    run.add_argument("--geoip-country", metavar="FILE.mmdb", help="look up this network's "
+                     "country locally (attribution `local`) instead of asking the test helper")
+    run.add_argument("--geoip-asn", metavar="FILE.mmdb", help="look up this network's AS "
+                     "locally (attribution `local`)")
+    _insecure(run)
 
     keygen = sub.add_parser("keygen", help="create this probe's Ed25519 signing key")
     keygen.add_argument("--key-file", metavar="PATH", help="where to store it "
@@ -80,14 +85,41 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--collector", metavar="URL", required=True)
     register.add_argument("--token", metavar="T", help="enrollment token, if the collector "
                           "requires one")
+    register.add_argument("--accept-new-collector-key", action="store_true",
+                          help="the collector's key changed and its operator confirmed it: "
+                               "pin the new one")
+    _insecure(register)
 
     upload = sub.add_parser("upload", help="upload the spooled records")
     upload.add_argument("--collector", metavar="URL",
                         help="collector (default: the one saved by `register`)")
+    _insecure(upload)
+
+    audit = sub.add_parser("audit", help="check that the collector's log holds this probe's "
+                           "records and only grew since the last audit")
+    audit.add_argument("--collector", metavar="URL",
+                       help="collector (default: the one saved by `register`)")
+    audit.add_argument("--timeout", type=_positive(float), default=30.0, metavar="SECONDS",
+                       help="per request (default: 30)")
+    _insecure(audit)
 
     verify = sub.add_parser("verify", help="check every signature in a JSONL file "
                             "(probe output or collector export)")
     verify.add_argument("file", metavar="FILE.jsonl")
+    verify.add_argument("--proof", metavar="FILE", help="the export's proof file (default: "
+                        "FILE.jsonl.proof when it exists): also check the set is complete")
+    verify.add_argument("--collector-key", metavar="BASE64|KEY_ID",
+                        help="the collector key the proof must be signed with (default: the "
+                             "one pinned by `register`, else the proof's own, reported)")
+
+    verify_export = sub.add_parser(
+        "verify-export", help="check a collector export against its proof: every signature, "
+        "the signed tree head, and that the set is exactly the log's records for its filter")
+    verify_export.add_argument("file", metavar="FILE.jsonl|FILE.csv")
+    verify_export.add_argument("--proof", metavar="FILE",
+                               help="the proof file (default: FILE.proof)")
+    verify_export.add_argument("--collector-key", metavar="BASE64|KEY_ID",
+                               help="the collector key the proof must be signed with")
 
     status = sub.add_parser("status", help="show the last pass, the spool, the collector "
                             "and the schedule")
@@ -114,13 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _insecure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a plain http:// collector or control on another machine "
+                             "(receipts still protect the spool)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     handler = {"run": cmd_run, "keygen": cmd_keygen, "register": cmd_register,
                "upload": cmd_upload, "verify": cmd_verify, "status": cmd_status,
-               "services": cmd_services, "setup": cmd_setup}[args.command]
+               "services": cmd_services, "setup": cmd_setup, "audit": cmd_audit,
+               "verify-export": cmd_verify_export}[args.command]
     return run_command(PROG, handler, args,
                        interrupted="interrupted; every finished measurement is in the spool")
 
@@ -200,11 +239,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from probe.store.state import spool_path
 
     collector = args.collector or config.collector
+    control = args.control or config.control or collector
+    insecure = args.insecure or config.insecure == "true"
+    from probe.store.state import require_secure
+
+    if collector:
+        require_secure(collector, insecure)
+    if control:
+        require_secure(control, insecure, "--control")
     options = RunOptions(
         catalogue=catalogue, link_type=link_choice, resolver=resolver, timeout=args.timeout,
         budget_bytes=int(args.budget_mb * 1_000_000) if args.budget_mb else None,
-        concurrency=args.concurrency, control_url=args.control or config.control or collector,
+        concurrency=args.concurrency, control_url=control,
         collector_url=collector,
+        geoip=_local_geoip(args.geoip_country or config.geoip_country,
+                           args.geoip_asn or config.geoip_asn),
     )
     import time
 
@@ -240,6 +289,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_geoip(country: str | None, asn: str | None) -> Any:
+    if not (country or asn):
+        return None
+    from probe.run.attribution import LocalGeoip
+
+    return LocalGeoip.open(Path(country) if country else None, Path(asn) if asn else None)
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from probe.core.signing import ProbeKey, write_key
     from probe.store.state import ensure_home, key_path, load_config
@@ -265,9 +322,18 @@ def cmd_register(args: argparse.Namespace) -> int:
     from probe.store.state import load_config
     from probe.upload.uploader import register
 
+    from probe.store.state import require_secure
+
     config = load_config()
+    require_secure(args.collector, args.insecure)
     key = load_or_create_key(config, create=True)
-    register(args.collector, key, args.token, config)
+    register(args.collector, key, args.token, config,
+             accept_new_key=args.accept_new_collector_key)
+    if args.insecure and config.insecure != "true":
+        from probe.store.state import save_config
+
+        config.insecure = "true"  # the scheduled passes use the same URL
+        save_config(config)
     return 0
 
 
@@ -279,10 +345,33 @@ def cmd_upload(args: argparse.Namespace) -> int:
     if not collector:
         raise UserError("no collector: pass --collector URL or run `voipwatch-probe register "
                         "--collector URL` first")
+    from probe.store.state import require_secure
     from probe.upload.uploader import upload_and_report
+
+    require_secure(collector, args.insecure or config.insecure == "true")
 
     upload_and_report(collector, load_or_create_key(config, create=False), strict=True)
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from probe.store.state import load_config, require_secure
+    from probe.upload.audit import main as audit
+
+    config = load_config()
+    collector = args.collector or config.collector
+    if not collector:
+        raise UserError("no collector: pass --collector URL or run `voipwatch-probe register "
+                        "--collector URL` first")
+    require_secure(collector, args.insecure or config.insecure == "true")
+    return audit(collector, config, args.timeout)
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from probe.upload.verify_export import main as verify_export
+
+    return verify_export(Path(args.file), Path(args.proof) if args.proof else None,
+                         args.collector_key, required=True)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -302,6 +391,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if good == 0:
         raise UserError(f"{path} holds no records")
     print(f"{good} records, all signatures valid")
+    proof = Path(args.proof) if args.proof else path.with_name(path.name + ".proof")
+    if args.proof or proof.exists():  # a collector export with its proof: completeness too
+        from probe.upload.verify_export import main as verify_export
+
+        return verify_export(path, proof, args.collector_key, required=True)
     return 0
 
 

@@ -142,12 +142,19 @@ def lines(timeout: float, network: bool) -> list[str]:
 
         with Spool(spool_path()) as spool:
             counts = spool.counts()
-            out.append(f"spool:           {counts['pending']} pending, "
-                       f"{counts['rejected']} rejected")
+            waiting = spool.waiting()
+            out.append(f"spool:           {counts['pending']} pending"
+                       + (f" ({len(waiting)} waiting to be sent again)" if waiting else "")
+                       + f", {counts['rejected']} rejected")
+            out.extend(_waiting_lines(waiting))
             rejected = spool.rejected()
             out.extend(f"  rejected {record_id}: {reason}" for record_id, reason in rejected[:20])
             if len(rejected) > 20:
                 out.append(f"  ... and {len(rejected) - 20} more")
+            receipts = spool.receipt_counts()
+            if receipts["receipts"]:
+                out.append(f"receipts:        {receipts['receipts']} records stored by the "
+                           f"collector, {receipts['audited']} of them audited in its log")
     else:
         out.append("spool:           empty")
 
@@ -158,6 +165,35 @@ def lines(timeout: float, network: bool) -> list[str]:
         out.append(f"collector:       {config.collector}: {state}")
     out.extend(f"schedule:        {line}" if i == 0 else f"                 {line}"
                for i, line in enumerate(describe(home())))
+    return out
+
+
+WHY = {
+    "too_old": "older than the collector accepts (its horizon); kept, sent again in case "
+               "its operator extends it",
+    "unknown_key": "the collector does not know this probe's key; `voipwatch-probe register` "
+                   "sends them at once",
+    "from_future": "dated ahead of the collector's clock; check this machine's clock",
+}
+
+
+def _waiting_lines(waiting: list[tuple[str, str, float, int]]) -> list[str]:
+    """Why records wait, grouped by reason, with when the next is sent."""
+    out = []
+    by_reason: dict[str, list[tuple[str, float, int]]] = {}
+    for record_id, reason, not_before, attempts in waiting:
+        by_reason.setdefault(reason, []).append((record_id, not_before, attempts))
+    for reason, items in sorted(by_reason.items()):
+        soonest = min(not_before or 0 for _, not_before, _ in items)
+        wait = max(0, int(soonest - time.time()))
+        when = "now" if wait == 0 else f"in {wait // 60} min" if wait < 7200 \
+            else f"in {wait // 3600} h"
+        out.append(f"  waiting {len(items)}: {reason}: {WHY.get(reason, 'refused for now')}; "
+                   f"next try {when}")
+        out.extend(f"    {record_id} ({attempts} attempts)" for record_id, _, attempts
+                   in items[:5])
+        if len(items) > 5:
+            out.append(f"    ... and {len(items) - 5} more")
     return out
 
 

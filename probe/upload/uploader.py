@@ -1,14 +1,18 @@
 """Registration with a collector, and upload of the spool.
 
 A record leaves the spool only when the collector answered `accepted` or
-`duplicate` for it; `rejected` ones are kept aside with the reason. Batches go
-out one at a time and each is retried with exponential backoff and jitter, so a
-dead collector or a killed probe at any moment loses nothing and, since the
-collector is idempotent by record id, stores nothing twice.
+`duplicate` for it with a valid receipt (probe/upload/receipts.py); `rejected`
+ones are kept aside with the reason, and those refused for a reason that can
+pass (too old for the collector's horizon, a key it does not know yet) wait
+and are sent again with a growing delay. Batches go out one at a time and each
+is retried with exponential backoff and jitter, so a dead collector or a
+killed probe at any moment loses nothing and, since the collector is
+idempotent by record id, stores nothing twice.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -21,10 +25,11 @@ from typing import Any
 
 import httpx
 
-from probe.core.errors import CollectorUnavailable, TooLarge, UserError
-from probe.core.signing import ProbeKey
-from probe.store.spool import Spool
-from probe.store.state import ProbeConfig, save_config, spool_path
+from probe.core.errors import CollectorUnavailable, SignatureError, TooLarge, UserError
+from probe.core.signing import ProbeKey, key_id_of
+from probe.store.spool import RETRYABLE, Spool
+from probe.store.state import ProbeConfig, load_config, save_config, spool_path
+from probe.upload.receipts import ReceiptCheck, claims_of, fetch_collector_key
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,12 @@ INGEST_PATH = "/api/v1/measurements"
 BATCH = 500
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+WAIT_FIRST, WAIT_CAP = 900.0, 86400.0  # a refused record waits 15 min, doubling up to a day
+
+
+def wait_delay(attempts: int) -> float:
+    """How long a record refused `attempts` times waits before the next try."""
+    return min(WAIT_CAP, WAIT_FIRST * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.0)
 
 
 @dataclass
@@ -53,6 +64,7 @@ class Summary:
     accepted: int = 0
     duplicate: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)
     left: int = 0
     error: str | None = None
 
@@ -62,8 +74,10 @@ class Summary:
 
     def line(self, collector: str) -> str:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.rejected.items()))
+        waits = ", ".join(f"{n} {r}" for r, n in sorted(self.waiting.items()))
         text = (f"upload to {collector}: {self.accepted} accepted, {self.duplicate} duplicate, "
                 f"{self.rejected_total} rejected" + (f" ({reasons})" if reasons else "")
+                + (f", {sum(self.waiting.values())} to retry later ({waits})" if waits else "")
                 + f"; {self.left} left in the spool")
         return text + (f"; stopped: {self.error}" if self.error else "")
 
@@ -91,9 +105,10 @@ def _error_detail(response: httpx.Response) -> str:
 
 
 def register(collector_url: str, key: ProbeKey, token: str | None, config: ProbeConfig,
-             client: httpx.Client | None = None) -> None:
+             client: httpx.Client | None = None, accept_new_key: bool = False) -> None:
     """POST /api/v1/probes with this probe's public key, then remember the
-    collector in the probe config."""
+    collector in the probe config and pin its key (a changed key is refused
+    unless the user confirms it: `accept_new_key`)."""
     body: dict[str, Any] = {"public_key": key.public_b64}
     if token:
         body["token"] = token
@@ -101,6 +116,8 @@ def register(collector_url: str, key: ProbeKey, token: str | None, config: Probe
     http = client or httpx.Client(timeout=TIMEOUT)
     try:
         response = http.post(url, json=body)
+        if response.status_code in (200, 201):
+            pinned = _pin(collector_url, config, http, accept_new_key)
     except httpx.InvalidURL as exc:
         raise UserError(f"--collector {collector_url!r} is not a valid URL") from exc
     except httpx.UnsupportedProtocol as exc:
@@ -124,15 +141,45 @@ def register(collector_url: str, key: ProbeKey, token: str | None, config: Probe
         raise UserError(f"the collector at {collector_url} registered key {key_id}, "
                         f"not this probe's {key.key_id}")
     config.collector = _base(collector_url)
+    config.collector_key = pinned
     save_config(config)
+    with Spool(spool_path()) as spool:  # records refused as from an unknown key: try now
+        spool.release("unknown_key")
     sys.stdout.write(f"{key_id}\n")
-    _say(f"registered with {config.collector}")
+    _say(f"registered with {config.collector} (collector key {_key_id(pinned)[:16]}... pinned)")
+
+
+def _key_id(public_b64: str) -> str:
+    import base64
+
+    return key_id_of(base64.b64decode(public_b64))
+
+
+def _pin(collector_url: str, config: ProbeConfig, http: httpx.Client,
+         accept_new_key: bool) -> str:
+    """The collector's key to pin (base64); UserError if it changed unconfirmed."""
+    import base64
+
+    try:
+        raw = fetch_collector_key(collector_url, http)
+    except CollectorUnavailable as exc:
+        raise UserError(str(exc)) from exc
+    found = base64.b64encode(raw).decode()
+    same_collector = config.collector == _base(collector_url)
+    if same_collector and config.collector_key and config.collector_key != found \
+            and not accept_new_key:
+        raise UserError(f"the collector at {collector_url} now signs with another key "
+                        f"({key_id_of(raw)[:16]}..., pinned {_key_id(config.collector_key)[:16]}"
+                        "...); if its operator confirms the change, run register again with "
+                        "--accept-new-collector-key")
+    return found
 
 
 class Uploader:
     def __init__(self, collector_url: str, spool: Spool, client: httpx.Client,
                  backoff: Backoff | None = None, batch: int = BATCH,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None,
+                 collector_key: bytes | None = None) -> None:
         self.url = _base(collector_url) + INGEST_PATH
         self.collector = collector_url
         self.spool = spool
@@ -140,12 +187,14 @@ class Uploader:
         self.backoff = backoff or Backoff()
         self.batch = batch
         self.progress = progress
+        self.collector_key = collector_key  # None: asked of the collector (trust on first use)
+        self.receipts: ReceiptCheck | None = None
 
     def run(self) -> Summary:
         """Upload until the spool holds only rejected records, or the collector
         cannot be reached (then `error` says why and the rest stays)."""
         summary = Summary()
-        total = self.spool.counts()["pending"]
+        total = len(self.spool.pending(10**9))
         done = 0
         size = self.batch
         while True:
@@ -154,6 +203,7 @@ class Uploader:
                 break
             try:
                 results = self._send(records)
+                self._receipts()  # pinned, or asked once (an older registration)
             except TooLarge:
                 if size == 1:
                     summary.error = "the collector refuses even a single record as too large"
@@ -163,7 +213,10 @@ class Uploader:
             except CollectorUnavailable as exc:
                 summary.error = str(exc)
                 break
-            if self._settle(records, results, summary) < len(records):
+            settled = self._settle(records, results, summary)
+            if summary.error:
+                break
+            if settled < len(records):
                 summary.error = (f"{self.collector} answered without a status for some "
                                  "records")
                 break
@@ -172,6 +225,12 @@ class Uploader:
                 self.progress(min(done, total), total)
         summary.left = self.spool.counts()["pending"]
         return summary
+
+    def _receipts(self) -> ReceiptCheck:
+        if self.receipts is None:
+            key = self.collector_key or fetch_collector_key(self.collector, self.client)
+            self.receipts = ReceiptCheck(key)
+        return self.receipts
 
     def _send(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         body = ("[" + ",".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False)
@@ -213,25 +272,41 @@ class Uploader:
     def _settle(self, records: list[dict[str, Any]], results: list[dict[str, Any]],
                 summary: Summary) -> int:
         """Apply the collector's answers to the spool; how many records were settled."""
-        done: list[str] = []
+        done: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         rejected = 0
+        unreceipted: list[str] = []
+        check = self._receipts()
         for record, result in zip(records, results, strict=True):
             status = result.get("status")
             if result.get("id") not in (None, record["id"]):
                 continue  # not an answer about this record: keep it for next time
             if status in ("accepted", "duplicate"):
-                done.append(record["id"])
+                try:
+                    receipt = check.check(record, result)
+                except SignatureError as exc:
+                    unreceipted.append(str(exc))
+                    continue  # stays in the spool: nothing proves the collector has it
+                done.append((record["id"], receipt, claims_of(record)))
                 if status == "accepted":
                     summary.accepted += 1
                 else:
                     summary.duplicate += 1
             elif status == "rejected":
                 reason = str(result.get("reason") or "unknown")[:64]
-                self.spool.reject(record["id"], reason)
-                summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
+                if reason in RETRYABLE:  # it can pass: wait, never set aside for good
+                    self.spool.defer(record["id"], reason,
+                                     wait_delay(self.spool.attempts(record["id"])))
+                    summary.waiting[reason] = summary.waiting.get(reason, 0) + 1
+                else:
+                    self.spool.reject(record["id"], reason)
+                    summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
                 rejected += 1
-        self.spool.remove(done)
+        self.spool.settle(_base(self.collector), done)
+        if unreceipted:
+            summary.error = (f"{len(unreceipted)} records were answered as stored without a "
+                             f"valid receipt ({unreceipted[0]}); they stay in the spool")
         return len(done) + rejected
+
 
 
 def _say(line: str) -> None:
@@ -257,12 +332,19 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
         return
     if backoff is None and not strict:
         backoff = Backoff(attempts=3)  # after a run: do not keep the user waiting long
+    config = load_config()
+    pinned = None
+    if config.collector == _base(collector_url) and config.collector_key:
+        pinned = base64.b64decode(config.collector_key)
     own_client = client is None
     http = client or httpx.Client(timeout=TIMEOUT)
     with Spool(spool_path()) as spool, contextlib.closing(http) if own_client else \
             contextlib.nullcontext(http):
+        if strict:  # the user asks now: records waiting for a later try go too
+            spool.release()
         uploader = Uploader(collector_url, spool, http, backoff,
-                            progress=_progress if sys.stderr.isatty() else None)
+                            progress=_progress if sys.stderr.isatty() else None,
+                            collector_key=pinned)
         try:
             summary = uploader.run()
         except httpx.InvalidURL as exc:
@@ -271,6 +353,11 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
             raise UserError(f"collector URL {collector_url!r}: use http:// or https://"
                             ) from exc
         kept = spool.counts()["rejected"]
+        if pinned is None and uploader.receipts is not None and \
+                config.collector == _base(collector_url):
+            # a probe registered before collectors had keys: pin the first one seen
+            config.collector_key = base64.b64encode(uploader.receipts.collector_key).decode()
+            save_config(config)
     _say(summary.line(collector_url))
     if kept:
         _say(f"{kept} rejected records are kept aside in the spool "
@@ -280,3 +367,7 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
     if strict and summary.rejected_total:
         raise UserError(f"the collector rejected {summary.rejected_total} records "
                         "(kept aside in the spool; `voipwatch-probe status` lists them)")
+    if strict and summary.waiting:
+        raise UserError(f"the collector refused {sum(summary.waiting.values())} records for "
+                        "now; they stay in the spool and are sent again later "
+                        "(`voipwatch-probe status` says why)")

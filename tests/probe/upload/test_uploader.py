@@ -91,15 +91,19 @@ def test_rejected_records_are_kept_aside(collector: Collector) -> None:
     spool(*good, tampered, stranger)
     result = cli("upload")
     assert result.returncode == 2
-    assert ("3 accepted, 0 duplicate, 2 rejected (1 bad_signature, 1 unknown_key); "
-            "0 left in the spool") in result.stderr
-    assert "the collector rejected 2 records" in result.stderr
-    assert counts() == {"pending": 0, "rejected": 2}
+    # a key the collector does not know may be a registration mishap: that record waits
+    assert ("3 accepted, 0 duplicate, 1 rejected (1 bad_signature), 1 to retry later "
+            "(1 unknown_key); 1 left in the spool") in result.stderr
+    assert "the collector rejected 1 records" in result.stderr
+    assert counts() == {"pending": 1, "rejected": 1}
     status = cli("status").stdout
     assert f"rejected {tampered['id']}: bad_signature" in status
-    assert f"rejected {stranger['id']}: unknown_key" in status
-    # nothing left to send: a later upload is quiet and successful
-    assert cli("upload").returncode == 0
+    assert "waiting 1: unknown_key: the collector does not know this probe's key" in status
+    assert stranger["id"] in status
+    # only what waits is left: an upload says so, and it stays
+    again = cli("upload")
+    assert again.returncode == 2 and "1 to retry later (1 unknown_key)" in again.stderr
+    assert counts() == {"pending": 1, "rejected": 1}
 
 
 def test_unreachable_collector_keeps_everything(tmp_path: Path) -> None:
