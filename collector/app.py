@@ -39,9 +39,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             await run_in_threadpool(current.log.catch_up)
             heads = asyncio.ensure_future(
                 keep_signing(current.log, current.settings.log_head_interval_seconds))
+        whoami = None
+        if current.settings.whoami_zone and current.settings.whoami_listen:
+            from collector import whoami as whoami_dns
+            from collector.settings import parse_host_port
+
+            host, port = parse_host_port(current.settings.whoami_listen)
+            whoami = await whoami_dns.start(current.settings.whoami_zone, host, port)
         try:
             yield
         finally:
+            if whoami is not None:
+                whoami.close()
             if heads is not None:
                 heads.cancel()
             if built:

@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 1000)")
     serve.add_argument("--resolver", metavar="IP[:PORT]",
                        help="DNS resolver for the test helper (default: the system's)")
+    serve.add_argument("--whoami-zone", metavar="ZONE", help="a DNS zone delegated to this "
+                       "host: its names are answered with the asking resolver's address, so "
+                       "probes learn their resolver's network (docs/evidence.md)")
+    serve.add_argument("--whoami-listen", metavar="IP[:PORT]",
+                       help="where the whoami DNS server listens (UDP, default port 53)")
     _flag(serve, "--control", "run the test helper (default: on)")
     _flag(serve, "--control-allow-private", "let the test helper reach loopback and private "
           "addresses (labs and tests only; default: off)")
@@ -150,7 +155,7 @@ SERVE_SETTINGS = ("data_dir", "db", "host", "port", "workers", "geoip_asn", "geo
                   "geoip_builtin", "keep_ip", "require_token", "forwarded_allow_ips",
                   "max_record_age_days", "max_clock_skew_seconds", "max_batch", "resolver",
                   "control_allow_private", "log_level", "late_after_hours",
-                  "transparency_log")
+                  "transparency_log", "whoami_zone", "whoami_listen")
 
 
 def _settings(args: argparse.Namespace, names: tuple[str, ...] = ("data_dir", "db")) -> Any:

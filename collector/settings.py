@@ -85,6 +85,11 @@ class Settings(BaseSettings):
                                    "transparency log (off only to measure its cost)")
     log_head_interval_seconds: float = Field(300.0, gt=0, description="sign a tree head this "
                                              "often when the log grew")
+    # the resolver's network (docs/evidence.md): a zone delegated to this collector
+    whoami_zone: str | None = Field(None, description="e.g. whoami.collector.example.org, "
+                                    "delegated (NS) to this host")
+    whoami_listen: str | None = Field(None, description="IP[:PORT] the whoami DNS server "
+                                      "listens on (UDP, default port 53)")
     max_clock_skew_seconds: float = Field(600.0, ge=0, description="0: no limit")
 
     # the test helper (POST /api/v1/control)
@@ -133,7 +138,7 @@ class Settings(BaseSettings):
     def media_proxy_set(self) -> set[str]:
         return {part.strip() for part in self.media_proxies.split(",") if part.strip()}
 
-    @field_validator("resolver")
+    @field_validator("resolver", "whoami_listen")
     @classmethod
     def _resolver(cls, value: str | None) -> str | None:
         if value:

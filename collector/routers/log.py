@@ -36,7 +36,10 @@ async def _call(function: Any, *args: Any) -> Any:
 async def collector(services: ServicesDep) -> Response:
     """The collector's own Ed25519 key: it signs receipts and tree heads. Probes
     pin it at registration."""
-    return _json(services.identity.public())
+    out: dict[str, Any] = services.identity.public()
+    if services.settings.whoami_zone and services.settings.whoami_listen:
+        out["whoami_zone"] = services.settings.whoami_zone  # for the resolver's network
+    return _json(out)
 
 
 @router.get("/api/v1/log/head")

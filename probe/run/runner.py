@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -36,9 +36,16 @@ from probe.core.record import (
     utcnow,
 )
 from probe.core.signing import ProbeKey
+from probe.run.attribution import Attributor, LocalGeoip
 from probe.run.connectivity import Connectivity, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
-from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
+from probe.run.network import (
+    AttributionFacts,
+    MeasuredNetwork,
+    NetworkChange,
+    NetworkWatch,
+    link_facts,
+)
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.verdict.methods import suspected
@@ -56,6 +63,7 @@ class RunOptions:
     concurrency: int = 16
     control_url: str | None = None
     collector_url: str | None = None
+    geoip: LocalGeoip | None = None  # the user's .mmdb files: attribution `local`
 
 
 @dataclass(frozen=True)
@@ -99,14 +107,16 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
     control_client = ControlClient(options.control_url, key) if options.control_url else None
     lookup = ControlAnswers(control_client, [t.endpoint for t in tasks])
     lookup.start()
+    attributor = Attributor(options.control_url, key, options.geoip, options.resolver)
+    learning = asyncio.ensure_future(attributor.learn())  # while the pre-check runs
     connectivity = await precheck(targets_for(options.control_url, options.collector_url),
                                   options.resolver)
     if on_start:
         on_start(connectivity)
     budget = Budget(options.budget_bytes)
-    network = MeasuredNetwork(link_facts(options.link_type))
+    network = MeasuredNetwork(link_facts(options.link_type), await learning)
     shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
-                      NetworkWatch(network), clock_offset)
+                      NetworkWatch(network), clock_offset, attributor)
 
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
@@ -169,6 +179,8 @@ class RunState:
     on_record: Progress | None
     watch: NetworkWatch
     clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
+    attributor: Attributor | None = None
+    relearning: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def context(self, module: Any) -> Context:
         timeout = self.options.timeout or module.DEFAULT_TIMEOUT
@@ -236,6 +248,7 @@ class RunState:
                     "failure": _text(first.failure), "suspected": _text(observed.suspected),
                     "runtime_ms": observed.runtime_ms}}
                 observed, result = again, again_result
+        await self.follow_network()
         record = self.record(observed, result, confirmation, _control_evidence(
             control, control_observation, self.lookup.error))
         signed = self.key.sign(record.to_json_dict())
@@ -243,6 +256,19 @@ class RunState:
         if self.on_record:
             self.on_record(task, signed)
         return signed
+
+    async def follow_network(self) -> None:
+        """After a route change the attribution learnt at the start may be another
+        network's: forget it, learn it again, and say so in `network.changes`."""
+        async with self.relearning:
+            change = self.watch.poll()
+            if change is None or self.attributor is None:
+                return
+            network = self.watch.network
+            network.attribution = AttributionFacts()  # unknown until learnt again
+            network.attribution = await self.attributor.learn()
+            network.changes.append(NetworkChange(
+                change.at_ms, "attribution", f"learnt again: {network.attribution.source}"))
 
     def record(self, observed: Observed, result: Classification,
                confirmation: dict[str, Any] | None, control: dict[str, Any]) -> Measurement:

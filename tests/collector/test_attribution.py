@@ -106,3 +106,20 @@ def test_log_catches_up_with_records_stored_without_it(tmp_path: Path) -> None:
                                                                "tree_size": size}).json()
             assert merkle.verify_inclusion(index, size, bytes.fromhex(proof["leaf_hash"]),
                                            hexes(proof["audit_path"]), root)
+
+
+def test_the_whoami_zone_is_served_and_announced(tmp_path: Path) -> None:
+    import socket
+
+    import dns.message
+    import dns.query
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    args = ["--whoami-zone", "whoami.test", "--whoami-listen", f"127.0.0.1:{port}"]
+    with Collector(tmp_path / "c", None, args) as running:
+        assert httpx.get(running.url + "/api/v1/collector").json()["whoami_zone"] == "whoami.test"
+        reply = dns.query.udp(dns.message.make_query("n0nce.whoami.test", "A"), "127.0.0.1",
+                              port=port, timeout=5)
+        assert [r.to_text() for r in reply.answer[0]] == ["127.0.0.1"]
