@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", required=True, help="output file ('-': stdout)")
     export.add_argument("--include-ip", action="store_true", help="add the submitting "
                         "addresses, where --keep-ip stored them (never in public exports)")
+    export.add_argument("--proof", metavar="FILE", help="where to write the proof that the "
+                        "export is complete (default: FILE.proof beside --out; none for -)")
+    export.add_argument("--no-proof", action="store_true", help="write no proof")
+    export.add_argument("--tree-size", type=int, metavar="N", help="export as of the log's "
+                        "first N entries (default: its size now): the same set every time")
     _filters(export)
 
     probes = sub.add_parser("probes", help="registered probe keys")
@@ -223,23 +228,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
     filters = _parse_filters(args)
     engine = open_database(settings)
+    proof_path = None if args.no_proof else (
+        Path(args.proof) if args.proof else None if args.out == "-" else
+        Path(args.out).with_name(Path(args.out).name + ".proof"))
+    proof = None
+    if settings.transparency_log and (proof_path is not None or args.tree_size is not None):
+        import dataclasses
+
+        from collector import export_proof
+        from collector.identity import load_or_create
+        from collector.translog import TransLog
+
+        identity = load_or_create(settings.data_dir)
+        log = TransLog(engine, identity)
+        log.catch_up()
+        current = log.size()
+        size = current if args.tree_size is None else args.tree_size
+        if not 0 <= size <= current:
+            raise UserError(f"--tree-size {size}: the log has {current} entries")
+        filters = dataclasses.replace(filters, log_size=size)
+        proof = export_proof.proof(log, identity, filters, size, args.format)
     writer = export(MeasurementStore(engine), filters, args.format, args.include_ip)
     if args.out == "-":
         for data in writer:
             sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-        return 0
-    out = Path(args.out)
+    else:
+        _write(Path(args.out), writer, "--out")
+    if proof is not None and proof_path is not None:
+        _write(proof_path, proof, "--proof")
+    return 0
+
+
+def _write(out: Path, chunks: Any, flag: str) -> None:
     partial = out.with_name(out.name + ".partial")
     try:
         with open(partial, "wb") as handle:
-            for data in writer:
+            for data in chunks:
                 handle.write(data)
         os.replace(partial, out)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise UserError(f"cannot write --out {out}: {exc.strerror}") from exc
-    return 0
+        raise UserError(f"cannot write {flag} {out}: {exc.strerror}") from exc
 
 
 def _parse_filters(args: argparse.Namespace) -> Any:

@@ -34,10 +34,13 @@ class Filters:
     check: str | None = None
     role: str | None = None
     key_id: str | None = None
+    log_size: int | None = None  # only records among the log's first `log_size` entries
 
     def clauses(self) -> list[Any]:
         c = measurements.c
         out: list[Any] = []
+        if self.log_size is not None:
+            out.append(c.log_index < self.log_size)
         for value, column in ((self.service, c.service), (self.verdict, c.verdict),
                               (self.link_type, c.link_type), (self.asn, c.asn),
                               (self.check, c.check_name), (self.role, c.role),

@@ -78,6 +78,12 @@ def record_claims(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def dataset_sha256(digests: list[str]) -> str:
+    """The hash of a set of records: SHA-256 of their record_sha256 values, one
+    per line (hex, each followed by a newline), in log order."""
+    return hashlib.sha256("".join(d + "\n" for d in digests).encode()).hexdigest()
+
+
 def leaf_bytes(leaf: dict[str, Any]) -> bytes:
     return dumps(leaf)
 
@@ -201,7 +207,9 @@ def hexes(values: Any) -> list[bytes]:
     return out
 
 
-__all__ = ["LEAF_SCHEMA", "LeafFilter", "head_hashes", "hexes", "leaf_bytes", "leaf_of",
+PROOF_SCHEMA = "voipwatch.export-proof/1"
+
+__all__ = ["LEAF_SCHEMA", "PROOF_SCHEMA", "LeafFilter", "dataset_sha256", "head_hashes", "hexes", "leaf_bytes", "leaf_of",
            "leaf_problems", "leaf_time", "record_claims", "record_sha256", "sign_object",
            "verify_object"]
 

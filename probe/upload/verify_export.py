@@ -1,0 +1,183 @@
+"""`voipwatch-probe verify-export FILE [--proof P]`: is this export exactly the
+collector's records for its filter? (docs/evidence.md, "Complete exports")
+
+With nothing but the two files (and, ideally, the collector's key obtained
+independently):
+1. every record's signature (as `verify`);
+2. the proof's tree head, signed by the collector key;
+3. the proof's leaves, in order, rebuild that head's root (RFC 9162);
+4. the leaves matching the export's filter name exactly the export's records
+   (by record_sha256), none missing, none extra, none twice, and each such
+   leaf states the record's own signed fields.
+Prints the dataset hash (SHA-256 of the matching record hashes, in log order),
+the figure a report or an article can quote.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from probe.core import merkle
+from probe.core.errors import SignatureError, UserError
+from probe.core.evidence import (
+    PROOF_SCHEMA,
+    LeafFilter,
+    dataset_sha256,
+    head_hashes,
+    leaf_bytes,
+    leaf_problems,
+    record_sha256,
+    verify_object,
+)
+from probe.core.signing import decode_public_key, key_id_of, verify_record
+
+
+class ExportInvalid(Exception):
+    pass
+
+
+def records_of(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """(line, record, public key) of a JSONL or CSV export."""
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:
+        first = handle.read(1)
+        handle.seek(0)
+        try:
+            if first == "{":
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        row = json.loads(line)
+                        yield number, row["measurement"], row["public_key"]
+            else:
+                for number, row in enumerate(csv.DictReader(handle), start=2):
+                    yield number, json.loads(row["measurement"]), row["public_key"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path} is not a collector export in JSONL or CSV "
+                            f"({type(exc).__name__}: {exc})") from exc
+
+
+def _key(text: str | None, proof_key: str, pinned: str | None) -> tuple[bytes, str]:
+    """The collector key to check with, and how it was chosen."""
+    proof_raw = decode_public_key(proof_key)
+    if text:
+        try:
+            raw = base64.b64decode(text, validate=True)
+            if len(raw) == 32:
+                return raw, "the key given"
+        except (binascii.Error, ValueError):
+            pass
+        if text.lower() == key_id_of(proof_raw):
+            return proof_raw, "the key id given"
+        raise ExportInvalid(f"the proof is signed by key {key_id_of(proof_raw)}, not {text}")
+    if pinned is not None:
+        raw = base64.b64decode(pinned)
+        if raw == proof_raw:
+            return raw, "the key pinned by `register`"
+    return proof_raw, ("the proof's own key: check its id against the one the collector "
+                       "publishes (GET /api/v1/collector)")
+
+
+def verify(path: Path, proof_path: Path, collector_key: str | None,
+           pinned: str | None) -> list[str]:
+    try:
+        handle = proof_path.open(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read the proof {proof_path}: {exc.strerror}") from exc
+    with handle:
+        try:
+            header = json.loads(handle.readline())
+            if header.get("schema") != PROOF_SCHEMA:
+                raise ValueError(f"schema is not {PROOF_SCHEMA}")
+            head = header["tree_head"]
+            chosen, how = _key(collector_key, header["collector"]["public_key"], pinned)
+            leaf_filter = LeafFilter.from_json(header.get("filters") or {})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{proof_path} is not an export proof ({exc})") from exc
+        try:
+            verify_object(head, chosen, "tree head")
+        except SignatureError as exc:
+            raise ExportInvalid(str(exc)) from exc
+        size, root = head_hashes(head)
+        frontier = merkle.Frontier()
+        expected: dict[str, dict[str, Any]] = {}
+        order: list[str] = []
+        for number, line in enumerate(handle, start=2):
+            try:
+                entry = json.loads(line)
+                index, leaf = entry["index"], entry["leaf"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ExportInvalid(f"{proof_path}:{number}: not a leaf line") from exc
+            if index != frontier.size:
+                raise ExportInvalid(f"{proof_path}:{number}: leaf {index} where "
+                                    f"{frontier.size} was due")
+            frontier.append(merkle.leaf_hash(leaf_bytes(leaf)))
+            if leaf_filter.matches(leaf):
+                digest = str(leaf.get("record_sha256"))
+                expected[digest] = leaf
+                order.append(digest)
+    if (frontier.size, frontier.root()) != (size, root):
+        raise ExportInvalid(f"the proof's {frontier.size} leaves do not rebuild the signed "
+                            f"head of {size} entries")
+    seen: set[str] = set()
+    problems: list[str] = []
+    for number, record, key in records_of(path):
+        try:
+            verify_record(record, decode_public_key(key))
+        except SignatureError as exc:
+            problems.append(f"{path}:{number}: {exc}")
+            continue
+        digest = record_sha256(record)
+        leaf = expected.get(digest)
+        if leaf is None:
+            problems.append(f"{path}:{number}: record {record.get('id')} is not among the "
+                            "log's records for this filter")
+        elif digest in seen:
+            problems.append(f"{path}:{number}: record {record.get('id')} appears twice")
+        else:
+            wrong = leaf_problems(leaf, record)
+            if wrong:
+                problems.append(f"{path}:{number}: the log misstates record "
+                                f"{record.get('id')}: {'; '.join(wrong)}")
+        seen.add(digest)
+    missing = [d for d in order if d not in seen]
+    if missing:
+        problems.append(f"{len(missing)} records of the log match the filter but are not in "
+                        f"the export (first: {expected[missing[0]].get('id')})")
+    if problems:
+        raise ExportInvalid("; ".join(problems[:10]) + (
+            f"; ... {len(problems) - 10} more" if len(problems) > 10 else ""))
+    filters = ", ".join(f"{k}={v}" for k, v in leaf_filter.as_json().items()) or "none"
+    return [f"{len(order)} records, all signatures valid",
+            f"complete: exactly the log's records for filters {filters} among its first "
+            f"{size} entries",
+            f"tree head: {size} entries, root {root.hex()}, signed {head.get('timestamp')} by "
+            f"collector key {key_id_of(chosen)} ({how})",
+            f"dataset sha256: {dataset_sha256(order)}"]
+
+
+def main(path: Path, proof: Path | None, collector_key: str | None, required: bool) -> int:
+    proof_path = proof or path.with_name(path.name + ".proof")
+    if not proof_path.exists():
+        if required:
+            raise UserError(f"no proof for {path}: expected {proof_path} (export it with "
+                            "`voipwatch-collector export`, or GET /api/v1/export/proof)")
+        return 0
+    from probe.store.state import load_config
+
+    try:
+        lines = verify(path, proof_path, collector_key, load_config().collector_key)
+    except ExportInvalid as exc:
+        sys.stdout.write(f"EXPORT NOT VERIFIED: {exc}\n")
+        return 1
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
