@@ -209,7 +209,7 @@ def hexes(values: Any) -> list[bytes]:
 
 PROOF_SCHEMA = "voipwatch.export-proof/1"
 
-__all__ = ["LEAF_SCHEMA", "PROOF_SCHEMA", "LeafFilter", "dataset_sha256", "head_hashes", "hexes", "leaf_bytes", "leaf_of",
-           "leaf_problems", "leaf_time", "record_claims", "record_sha256", "sign_object",
-           "verify_object"]
+__all__ = ["LEAF_SCHEMA", "PROOF_SCHEMA", "LeafFilter", "dataset_sha256", "head_hashes",
+           "hexes", "leaf_bytes", "leaf_of", "leaf_problems", "leaf_time", "record_claims",
+           "record_sha256", "sign_object", "verify_object"]
 

@@ -319,10 +319,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from probe.store.state import load_config
+    from probe.store.state import load_config, require_secure
     from probe.upload.uploader import register
-
-    from probe.store.state import require_secure
 
     config = load_config()
     require_secure(args.collector, args.insecure)

@@ -43,7 +43,8 @@ WAIT_FIRST, WAIT_CAP = 900.0, 86400.0  # a refused record waits 15 min, doubling
 
 def wait_delay(attempts: int) -> float:
     """How long a record refused `attempts` times waits before the next try."""
-    return min(WAIT_CAP, WAIT_FIRST * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.0)
+    delay: float = min(WAIT_CAP, WAIT_FIRST * 2.0 ** max(0, attempts - 1))
+    return delay * random.uniform(0.8, 1.0)
 
 
 @dataclass

@@ -31,8 +31,8 @@ def path(m: int, leaves: list[bytes]) -> list[bytes]:  # 2.1.3.1
         return []
     k = merkle.split(n)
     if m < k:
-        return path(m, leaves[:k]) + [mth(leaves[k:])]
-    return path(m - k, leaves[k:]) + [mth(leaves[:k])]
+        return [*path(m, leaves[:k]), mth(leaves[k:])]
+    return [*path(m - k, leaves[k:]), mth(leaves[:k])]
 
 
 def subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:  # 2.1.4.1
@@ -41,8 +41,8 @@ def subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:  # 2.1.4.
         return [] if whole else [mth(leaves)]
     k = merkle.split(n)
     if m <= k:
-        return subproof(m, leaves[:k], whole) + [mth(leaves[k:])]
-    return subproof(m - k, leaves[k:], False) + [mth(leaves[:k])]
+        return [*subproof(m, leaves[:k], whole), mth(leaves[k:])]
+    return [*subproof(m - k, leaves[k:], False), mth(leaves[:k])]
 
 
 DATA = [f"leaf {i}".encode() for i in range(40)]

@@ -57,10 +57,10 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
 class _OnPath(BaseHTTPRequestHandler):
     """A box on the path answering `accepted` for everything, as a collector would."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self._answer({"public_key": ProbeKey.generate().public_b64})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         records = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self._answer({"results": [{"id": r["id"], "status": "accepted", "reason": None}
                                   for r in records]})
