@@ -107,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "first N entries (default: its size now): the same set every time")
     _filters(export)
 
+    report = sub.add_parser("report", help="the evidence report of one country (and AS, "
+                            "service) over a period, HTML or PDF, reproducible")
+    _common(report)
+    report.add_argument("--cc", required=True, metavar="CC", help="ISO country code")
+    report.add_argument("--asn", metavar="N", help="one network only")
+    report.add_argument("--service", metavar="ID", help="one service only")
+    report.add_argument("--since", required=True, metavar="DATE",
+                        help="first day (YYYY-MM-DD, UTC) or an RFC 3339 time")
+    report.add_argument("--until", required=True, metavar="DATE",
+                        help="last day, included (YYYY-MM-DD), or an RFC 3339 time (excluded)")
+    report.add_argument("--out", required=True, metavar="FILE.html|FILE.pdf")
+    report.add_argument("--tree-size", type=int, metavar="N",
+                        help="as of the log's first N entries (default: its size now)")
+
     probes = sub.add_parser("probes", help="registered probe keys")
     probes_sub = probes.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = probes_sub.add_parser("list", help="list registered keys")
@@ -152,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return exc.exit_status
     handler = {"serve": cmd_serve, "export": cmd_export, "probes": cmd_probes,
-               "token": cmd_token, "migrate": cmd_migrate, "media": cmd_media}[args.command]
+               "token": cmd_token, "migrate": cmd_migrate, "media": cmd_media,
+               "report": cmd_report}[args.command]
     return run_command(PROG, handler, args)
 
 
@@ -310,6 +325,63 @@ def _parse_filters(args: argparse.Namespace) -> Any:
         return Filters(service=args.service, cc=args.cc, key_id=args.key_id, **values)
     except ValidationError as exc:  # pragma: no cover - Filters is a plain dataclass
         raise UserError(str(exc)) from exc
+
+
+def _report_time(flag: str, text: str, end: bool) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    try:
+        if len(text) == 10:  # a day: from its start; an `until` day is included
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return day + timedelta(days=1) if end else day
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected YYYY-MM-DD or an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise UserError(f"{flag} {text!r}: give a time zone, e.g. a trailing Z")
+    return moment
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in ("html", "pdf"):
+        raise UserError(f"--out {out}: the name must end in .html or .pdf")
+    if len(args.cc) != 2 or not args.cc.isalpha():
+        raise UserError(f"--cc {args.cc!r}: expected a two-letter country code, e.g. MA")
+    asn = None
+    if args.asn is not None:
+        text = args.asn.upper().removeprefix("AS")
+        if not text.isdigit():
+            raise UserError(f"--asn {args.asn!r}: expected a number, e.g. 36903")
+        asn = int(text)
+    since = _report_time("--since", args.since, end=False)
+    until = _report_time("--until", args.until, end=True)
+    if until <= since:
+        raise UserError("--until is before --since")
+    settings = _settings(args)
+    engine = open_database(settings)
+    from collector.identity import load_or_create
+    from collector.report import facts
+    from collector.store import MeasurementStore
+    from collector.translog import TransLog
+
+    identity = load_or_create(settings.data_dir)
+    log = TransLog(engine, identity) if settings.transparency_log else None
+    if log is not None:
+        log.catch_up()
+    try:
+        found = facts(MeasurementStore(engine), log, identity, args.cc, asn, since, until,
+                      args.service, args.tree_size)
+    except ValueError as exc:
+        raise UserError(f"--tree-size: {exc}") from exc
+    if kind == "html":
+        from collector.report.html import render
+    else:
+        from collector.report.pdf import render
+    _write(out, [render(found)], "--out")
+    print(f"{out}: {found.records} records, dataset sha256 {found.dataset_sha256}")
+    return 0
 
 
 def cmd_probes(args: argparse.Namespace) -> int:

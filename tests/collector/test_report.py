@@ -1,0 +1,116 @@
+"""`voipwatch-collector report`: the evidence report from the data, HTML and
+PDF; the same data gives the same bytes; the PDF embeds its fonts; the
+report's own verification steps, followed to the letter, give its dataset hash."""
+
+from __future__ import annotations
+
+import html
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from probe.core.record import rfc3339
+from probe.core.signing import ProbeKey
+from tests.collector.conftest import make_record, register
+from tests.collector.harness import COLLECTOR, Collector
+from tests.conftest import probe_command
+
+MA = {"link_type": "cellular", "cc": "MA", "asn": 36903, "as_org": "Maroc Telecom",
+      "resolver_asn": 36903, "attribution": "control"}
+START = datetime(2016, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def stocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    with Collector(tmp_path_factory.mktemp("report"), None,
+                   ["--max-record-age-days", "0"]) as running, running.client() as http:
+        keys = [ProbeKey.generate() for _ in range(3)]
+        for key in keys:
+            register(http, key)
+        records = []
+        for day in range(15):
+            for n, key in enumerate(keys):
+                moment = rfc3339(START + timedelta(days=day, minutes=n))
+                blocked = day >= 4
+                records.append(make_record(
+                    key, "whatsapp", started_at=moment, network=MA,
+                    verdict="blocked" if blocked else "open",
+                    blocking=("stun.no_response" if n else "tcp.reset") if blocked else None))
+                records.append(make_record(key, "whatsapp", started_at=moment, network=MA,
+                                           endpoint={"check": "tls", "host": "web.example",
+                                                     "port": 443, "transport": "tls",
+                                                     "role": "messaging"}))
+        elsewhere = dict(MA, cc="DZ", asn=36947)
+        records.append(make_record(keys[0], "whatsapp", network=elsewhere,
+                                   started_at=rfc3339(START)))
+        assert http.post("/api/v1/measurements", json=records).status_code == 200
+        yield running
+
+
+def report(running: Collector, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return running.cli("report", "--cc", "MA", "--since", "2016-01-01", "--until",
+                       "2016-01-31", "--out", str(out), *extra)
+
+
+def test_html_report_says_what_the_data_says(stocked: Collector, tmp_path: Path) -> None:
+    result = report(stocked, tmp_path / "r.html")
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "r.html").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert "whatsapp MA" not in text  # no service filter: all services
+    assert "MA, AS36903" not in text and "MA (Maroc Telecom), 2016-01-01 to 2016-01-31" in text
+    assert "90 measurements by 3 probes, on cellular (90)" in text
+    assert "33 blocked" in text and "57 open" in text
+    assert "First blocked measurement: 2016-01-09T09:00:00.000000Z" in text
+    assert "last: 2016-01-19T09:02:00.000000Z" in text
+    assert "stun.no_response (22)" in text and "tcp.reset (11)" in text
+    assert "<svg" in page  # self-contained: nothing to run, nothing fetched
+    assert not re.search(r"<script|<link|<img|src=|href=|@import|url\(", page)
+    again = tmp_path / "again.html"
+    report(stocked, again)
+    assert again.read_bytes() == (tmp_path / "r.html").read_bytes()
+
+
+def test_following_the_reports_steps_gives_its_hash(stocked: Collector, tmp_path: Path) -> None:
+    report(stocked, tmp_path / "r.html", "--asn", "36903")
+    text = html.unescape((tmp_path / "r.html").read_text())
+    claimed = re.search(r"Dataset SHA-256 .*?: ([0-9a-f]{64})", text)
+    command = re.search(r"(voipwatch-collector export [^\n<]+)", text)
+    assert claimed and command
+    argv = shlex.split(command.group(1))
+    argv[0] = COLLECTOR
+    subprocess.run([*argv, *stocked.db_args], cwd=tmp_path, check=True, timeout=60)
+    verified = subprocess.run([*probe_command(), "verify-export", "evidence.jsonl"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"dataset sha256: {claimed.group(1)}" in verified.stdout
+    assert "90 records" in verified.stdout
+
+
+def test_pdf_report_is_reproducible_with_fonts_embedded(stocked: Collector,
+                                                        tmp_path: Path) -> None:
+    first, second = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    assert report(stocked, first).returncode == 0
+    assert report(stocked, second).returncode == 0
+    data = first.read_bytes()
+    assert data.startswith(b"%PDF-") and data == second.read_bytes()
+    assert b"/FontFile2" in data  # TrueType embedded
+    assert b"/Helvetica" not in data  # no font left to the viewer
+
+
+def test_report_errors_are_sentences(stocked: Collector, tmp_path: Path) -> None:
+    for args, message in ((("--out", str(tmp_path / "r.doc")), "must end in .html or .pdf"),
+                          (("--cc", "Morocco"), "two-letter country code"),
+                          (("--since", "yesterday"), "expected YYYY-MM-DD"),
+                          (("--tree-size", "100000"), "the log has")):
+        base = {"--cc": "MA", "--since": "2016-01-01", "--until": "2016-01-31",
+                "--out": str(tmp_path / "r.html")}
+        base[args[0]] = args[1]
+        result = stocked.cli("report", *[x for kv in base.items() for x in kv])
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
