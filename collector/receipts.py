@@ -16,7 +16,8 @@ from typing import Any
 from collector.batch import Element
 from collector.identity import CollectorKey
 from collector.store import Stored
-from probe.core.evidence import leaf_bytes, leaf_of, record_sha256, sign_object
+from collector.translog import leaf_hash_of_row
+from probe.core.evidence import record_sha256, sign_object
 from probe.core.record import rfc3339
 
 
@@ -31,13 +32,11 @@ def digest_of(element: Element) -> str:
 
 
 def prepare(row: dict[str, Any], element: Element) -> None:
-    """Add the record's hash and its log leaf to a measurements row (filed under
-    the row's cc/asn/attribution)."""
-    digest = digest_of(element)
-    row["record_sha256"] = digest
-    row["leaf"] = leaf_bytes(leaf_of(element.value, digest, row["cc"], row["asn"],
-                                     row["attribution"])).decode()
+    """Add the record's hash to a measurements row, and the hash of its log leaf
+    (`leaf_hash`, not a column: made of the row's columns, collector/translog.py)."""
+    row["record_sha256"] = digest_of(element)
     row["log_index"] = None
+    row["leaf_hash"] = leaf_hash_of_row(row)
 
 
 def receipt(key: CollectorKey, record_id: str, stored: Stored) -> dict[str, Any]:

@@ -85,6 +85,9 @@ EXPORT_COLUMNS = (
 )
 
 
+_COLUMN_NAMES = tuple(c.name for c in measurements.columns if c.name != "seq")
+
+
 class MeasurementStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -118,7 +121,7 @@ class MeasurementStore:
                 if log is not None:
                     if len(inserted) != len(rows):
                         raise RuntimeError("a record appeared during a locked insert")
-                    log.append(conn, frontier, [row["leaf"].encode() for row in rows])
+                    log.append(conn, frontier, [row["leaf_hash"] for row in rows])
                 else:
                     earlier = self._stored(conn, [row["id"] for row in rows
                                                   if row["id"] not in inserted])
@@ -146,7 +149,9 @@ class MeasurementStore:
     def _insert_many(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         statement = (self._insert(measurements).on_conflict_do_nothing(index_elements=["id"])
                      .returning(measurements.c.id))
-        return {r[0] for r in conn.execute(statement, rows)}
+        names = _COLUMN_NAMES
+        return {r[0] for r in conn.execute(statement, [{k: row[k] for k in names}
+                                                       for row in rows])}
 
     def _insert_unnest(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         """PostgreSQL: one statement with one array per column. A multi-row VALUES

@@ -5,9 +5,11 @@ Merkle tree (RFC 9162 hashing, probe/core/merkle.py), in the database.
   is stored if and only if it is in the log, at the index its receipt names.
   `lock` reads the one `log_state` row FOR UPDATE (PostgreSQL; SQLite writers
   are serialised by BEGIN IMMEDIATE already), so indexes follow commit order.
-- Storage: leaves in `measurements.leaf` (one per record, at `log_index`), the
-  internal nodes of perfect subtrees in `log_nodes` (about one per leaf), the
-  tree's right edge in `log_state`. A proof reads O(log n) rows.
+- Storage: a leaf is made of its record's row in `measurements` (at
+  `log_index`): the record's hash and the columns exports filter on, which
+  never change once stored (`leaf_of_row`); the internal nodes of perfect
+  subtrees are in `log_nodes` (about one per leaf), the tree's right edge in
+  `log_state`. A proof reads O(log n) rows.
 - Tree heads `{tree_size, root_hash, timestamp, signature}` are signed by the
   collector key (collector/identity.py) on request and at intervals; the first
   head signed at each size is kept in `log_heads`, the history auditors compare.
@@ -29,7 +31,7 @@ from collector.db.engine import write_options
 from collector.db.schema import log_heads, log_nodes, log_state, measurements
 from collector.identity import CollectorKey
 from probe.core import merkle
-from probe.core.evidence import leaf_bytes, leaf_of, record_sha256, sign_object
+from probe.core.evidence import LEAF_SCHEMA, leaf_bytes, leaf_time, record_sha256, sign_object
 from probe.core.record import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,26 @@ log = logging.getLogger(__name__)
 STATE_ID = 1
 HEAD_MAX_AGE = 60.0  # seconds a served head may be old before a fresh one is signed
 CATCH_UP_CHUNK = 2000
+
+
+_m = measurements.c
+LEAF_COLUMNS = (_m.log_index, _m.id, _m.key_id, _m.service, _m.check_name, _m.role, _m.verdict,
+                _m.link_type, _m.started_at, _m.record_sha256, _m.cc, _m.asn, _m.attribution)
+
+
+def leaf_of_row(row: Any) -> dict[str, Any]:
+    """The leaf of a stored record (a row, or the dict ingest inserts): what
+    probe.core.evidence.leaf_of makes from the record and its filing."""
+    get = row.get if isinstance(row, dict) else row._mapping.get
+    return {"schema": LEAF_SCHEMA, "id": get("id"), "key_id": get("key_id"),
+            "service": get("service"), "check": get("check_name"), "role": get("role"),
+            "verdict": get("verdict"), "link_type": get("link_type"),
+            "started_at": leaf_time(get("started_at")), "record_sha256": get("record_sha256"),
+            "cc": get("cc"), "asn": get("asn"), "attribution": get("attribution") or "none"}
+
+
+def leaf_hash_of_row(row: Any) -> bytes:
+    return merkle.leaf_hash(leaf_bytes(leaf_of_row(row)))
 
 
 class LogRangeError(ValueError):
@@ -61,11 +83,11 @@ class TransLog:
         return merkle.Frontier.unpack(int(row.tree_size), bytes(row.frontier))
 
     def append(self, conn: sa.Connection, frontier: merkle.Frontier,
-               leaves: list[bytes]) -> None:
-        """Append leaves (their bytes) after `frontier` (from `lock`) and save."""
+               leaf_hashes: list[bytes]) -> None:
+        """Append leaves (their hashes) after `frontier` (from `lock`) and save."""
         nodes: list[dict[str, Any]] = []
-        for data in leaves:
-            for level, index, value in frontier.append(merkle.leaf_hash(data)):
+        for leaf in leaf_hashes:
+            for level, index, value in frontier.append(leaf):
                 nodes.append({"level": level, "idx": index, "hash": value})
         if nodes:
             conn.execute(sa.insert(log_nodes), nodes)
@@ -82,22 +104,19 @@ class TransLog:
                 frontier = self.lock(conn)
                 m = measurements.c
                 rows = conn.execute(
-                    sa.select(m.seq, m.record, m.cc, m.asn, m.attribution)
+                    sa.select(m.seq, m.record, *LEAF_COLUMNS)
                     .where(m.log_index.is_(None)).order_by(m.seq).limit(CATCH_UP_CHUNK)).all()
                 if not rows:
                     break
                 updates, leaves = [], []
                 for offset, row in enumerate(rows):
-                    record = json.loads(row.record)
-                    digest = record_sha256(record)
-                    leaf = leaf_bytes(leaf_of(record, digest, row.cc, row.asn,
-                                              row.attribution or "none"))
-                    leaves.append(leaf)
+                    values = dict(row._mapping)
+                    values["record_sha256"] = record_sha256(json.loads(row.record))
+                    leaves.append(leaf_hash_of_row(values))
                     updates.append({"b_seq": row.seq, "b_index": frontier.size + offset,
-                                    "b_leaf": leaf.decode(), "b_sha": digest})
+                                    "b_sha": values["record_sha256"]})
                 conn.execute(sa.update(measurements).where(m.seq == sa.bindparam("b_seq"))
                              .values(log_index=sa.bindparam("b_index"),
-                                     leaf=sa.bindparam("b_leaf"),
                                      record_sha256=sa.bindparam("b_sha")), updates)
                 self.append(conn, frontier, leaves)
                 done += len(rows)
@@ -121,9 +140,9 @@ class TransLog:
         found: dict[tuple[int, int], bytes] = {}
         leaves = sorted(index for level, index in wanted if level == 0)
         if leaves:
-            for row in conn.execute(sa.select(measurements.c.log_index, measurements.c.leaf)
+            for row in conn.execute(sa.select(*LEAF_COLUMNS)
                                     .where(measurements.c.log_index.in_(leaves))):
-                found[0, int(row.log_index)] = merkle.leaf_hash(row.leaf.encode())
+                found[0, int(row.log_index)] = leaf_hash_of_row(row)
         inner = sorted(p for p in wanted if p[0] > 0)
         if inner:
             for row in conn.execute(sa.select(log_nodes).where(
@@ -167,10 +186,11 @@ class TransLog:
                                 f"tree_size <= {current}")
         path = self._computed(lambda mth: merkle.inclusion_path(index, size, mth))
         with self.engine.connect() as conn:
-            leaf = conn.execute(sa.select(measurements.c.leaf)
-                                .where(measurements.c.log_index == index)).scalar_one()
-        return {"index": index, "tree_size": size, "leaf": json.loads(leaf),
-                "leaf_hash": merkle.leaf_hash(leaf.encode()).hex(),
+            row = conn.execute(sa.select(*LEAF_COLUMNS)
+                               .where(measurements.c.log_index == index)).one()
+        leaf = leaf_of_row(row)
+        return {"index": index, "tree_size": size, "leaf": leaf,
+                "leaf_hash": merkle.leaf_hash(leaf_bytes(leaf)).hex(),
                 "audit_path": [h.hex() for h in path]}
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
@@ -182,16 +202,16 @@ class TransLog:
         return {"first": first, "second": second, "consistency_path": [h.hex() for h in path]}
 
     def leaves(self, start: int, end: int, chunk: int = 5000) -> Iterator[tuple[int, str]]:
-        """(index, leaf text) for start <= index < end, in order, in chunks."""
+        """(index, leaf text: its RFC 8785 bytes) for start <= index < end, in order."""
         while start < end:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    sa.select(measurements.c.log_index, measurements.c.leaf)
+                    sa.select(*LEAF_COLUMNS)
                     .where(measurements.c.log_index >= start,
                            measurements.c.log_index < min(end, start + chunk))
                     .order_by(measurements.c.log_index)).all()
             for row in rows:
-                yield int(row.log_index), row.leaf
+                yield int(row.log_index), leaf_bytes(leaf_of_row(row)).decode()
             start += chunk
 
     # --- signed tree heads ----------------------------------------------------------

@@ -80,13 +80,13 @@ measurements = sa.Table(
     sa.Column("received_at", UtcDateTime, nullable=False),
     # the signed record exactly as the probe sent it: re-verifiable forever
     sa.Column("record", sa.Text, nullable=False),
-    # evidence (docs/evidence.md): the record's hash, its place and leaf in the
-    # transparency log; `cc`/`asn`/`as_org` above are what the record is filed
+    # evidence (docs/evidence.md): the record's hash and its place in the
+    # transparency log (its leaf is made of this row's columns, which never change:
+    # collector/translog.py); `cc`/`asn`/`as_org` above are what the record is filed
     # under: its signed attribution (`attribution` control|local), else the upload
     # address's look-up (`collector`), which is also kept apart in `upload_*`
     sa.Column("record_sha256", sa.String(64), nullable=True),
     sa.Column("log_index", sa.BigInteger, nullable=True),
-    sa.Column("leaf", sa.Text, nullable=True),
     sa.Column("late_seconds", sa.BigInteger, nullable=True),
     sa.Column("attribution", sa.String(16), nullable=True),
     sa.Column("upload_cc", sa.String(2), nullable=True),
@@ -110,7 +110,7 @@ rejections = sa.Table(
 
 # the transparency log (RFC 9162 hashing, collector/translog.py): one row of
 # state (its size and right edge, also the lock appends take), the internal
-# nodes of its perfect subtrees (leaves live in measurements.leaf), signed heads
+# nodes of its perfect subtrees (leaves are rows of measurements), signed heads
 log_state = sa.Table(
     "log_state", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -123,6 +123,7 @@ log_nodes = sa.Table(
     sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("hash", sa.LargeBinary, nullable=False),
+    sqlite_with_rowid=False,  # the key is the row: half the writes per node
 )
 
 log_heads = sa.Table(

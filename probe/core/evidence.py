@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,7 +68,7 @@ def record_claims(record: dict[str, Any]) -> dict[str, Any]:
     network = record.get("network") or {}
     started = record.get("started_at")
     return {
-        "id": str(record.get("id")),
+        "id": _uuid(record.get("id")),
         "key_id": (record.get("probe") or {}).get("key_id"),
         "service": record.get("service"),
         "check": endpoint.get("check"),
@@ -82,6 +83,13 @@ def dataset_sha256(digests: list[str]) -> str:
     """The hash of a set of records: SHA-256 of their record_sha256 values, one
     per line (hex, each followed by a newline), in log order."""
     return hashlib.sha256("".join(d + "\n" for d in digests).encode()).hexdigest()
+
+
+def _uuid(value: Any) -> str:
+    try:
+        return str(uuid.UUID(str(value)))  # the collector's form: lower case, hyphens
+    except ValueError:
+        return str(value)
 
 
 def leaf_bytes(leaf: dict[str, Any]) -> bytes:

@@ -24,7 +24,6 @@ def _columns() -> tuple[sa.Column[object], ...]:
     return (
         sa.Column("record_sha256", sa.String(64), nullable=True),
         sa.Column("log_index", sa.BigInteger, nullable=True),
-        sa.Column("leaf", sa.Text, nullable=True),
         sa.Column("late_seconds", sa.BigInteger, nullable=True),
         sa.Column("attribution", sa.String(16), nullable=True),
         sa.Column("upload_cc", sa.String(2), nullable=True),
@@ -54,6 +53,7 @@ def upgrade() -> None:
         sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
         sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("hash", sa.LargeBinary, nullable=False),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "log_heads",
