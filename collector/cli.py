@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tree-size", type=int, metavar="N",
                         help="as of the log's first N entries (default: its size now)")
 
+    redact = sub.add_parser("redact", help="delete a probe's records (its volunteer asked); "
+                            "the transparency log keeps their leaf hashes, so proofs hold")
+    _common(redact)
+    redact.add_argument("--key-id", required=True, metavar="HEX")
+    redact.add_argument("--reason", metavar="TEXT", help="kept with the redaction")
+
     probes = sub.add_parser("probes", help="registered probe keys")
     probes_sub = probes.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = probes_sub.add_parser("list", help="list registered keys")
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_status
     handler = {"serve": cmd_serve, "export": cmd_export, "probes": cmd_probes,
                "token": cmd_token, "migrate": cmd_migrate, "media": cmd_media,
-               "report": cmd_report}[args.command]
+               "report": cmd_report, "redact": cmd_redact}[args.command]
     return run_command(PROG, handler, args)
 
 
@@ -381,6 +387,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         from collector.report.pdf import render
     _write(out, [render(found)], "--out")
     print(f"{out}: {found.records} records, dataset sha256 {found.dataset_sha256}")
+    return 0
+
+
+def cmd_redact(args: argparse.Namespace) -> int:
+    from collector.identity import load_or_create
+    from collector.translog import TransLog
+
+    settings = _settings(args)
+    engine = open_database(settings)
+    log = TransLog(engine, load_or_create(settings.data_dir))
+    log.catch_up()  # every record in the log first: its hash must be kept
+    deleted = log.redact(args.key_id.strip().lower(), args.reason)
+    if not deleted:
+        raise UserError(f"no records of key {args.key_id!r} (see `{PROG} probes list`)")
+    print(f"deleted {deleted} records of {args.key_id}; the log keeps their leaf hashes")
     return 0
 
 

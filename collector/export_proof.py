@@ -43,8 +43,11 @@ def proof(log: TransLog, key: CollectorKey, filters: Filters, size: int,
           fmt: str) -> Iterator[bytes]:
     yield orjson.dumps(header(log, key, filters, size, fmt)) + b"\n"
     batch: list[bytes] = []
-    for index, text in log.leaves(0, size):
-        batch.append(b'{"index":%d,"leaf":%s}\n' % (index, text.encode()))
+    for index, text, gone in log.leaves(0, size):
+        if text is not None:
+            batch.append(b'{"index":%d,"leaf":%s}\n' % (index, text.encode()))
+        else:  # deleted on request: only its leaf hash is left
+            batch.append(b'{"index":%d,"redacted":"%s"}\n' % (index, (gone or b"").hex().encode()))
         if len(batch) >= 2000:
             yield b"".join(batch)
             batch = []

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from collector.db.engine import write_options
-from collector.db.schema import log_heads, log_nodes, log_state, measurements
+from collector.db.schema import log_heads, log_nodes, log_redactions, log_state, measurements
 from collector.identity import CollectorKey
 from probe.core import merkle
 from probe.core.evidence import LEAF_SCHEMA, leaf_bytes, leaf_time, record_sha256, sign_object
@@ -143,6 +143,10 @@ class TransLog:
             for row in conn.execute(sa.select(*LEAF_COLUMNS)
                                     .where(measurements.c.log_index.in_(leaves))):
                 found[0, int(row.log_index)] = leaf_hash_of_row(row)
+            for row in conn.execute(sa.select(log_redactions.c.log_index,
+                                              log_redactions.c.leaf_hash)
+                                    .where(log_redactions.c.log_index.in_(leaves))):
+                found[0, int(row.log_index)] = bytes(row.leaf_hash)
         inner = sorted(p for p in wanted if p[0] > 0)
         if inner:
             for row in conn.execute(sa.select(log_nodes).where(
@@ -187,7 +191,13 @@ class TransLog:
         path = self._computed(lambda mth: merkle.inclusion_path(index, size, mth))
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(*LEAF_COLUMNS)
-                               .where(measurements.c.log_index == index)).one()
+                               .where(measurements.c.log_index == index)).first()
+            redacted = None if row is not None else conn.execute(
+                sa.select(log_redactions.c.leaf_hash)
+                .where(log_redactions.c.log_index == index)).scalar_one()
+        if row is None:
+            return {"index": index, "tree_size": size, "leaf": None, "redacted": True,
+                    "leaf_hash": bytes(redacted).hex(), "audit_path": [h.hex() for h in path]}
         leaf = leaf_of_row(row)
         return {"index": index, "tree_size": size, "leaf": leaf,
                 "leaf_hash": merkle.leaf_hash(leaf_bytes(leaf)).hex(),
@@ -201,18 +211,45 @@ class TransLog:
         path = self._computed(lambda mth: merkle.consistency_path(first, second, mth))
         return {"first": first, "second": second, "consistency_path": [h.hex() for h in path]}
 
-    def leaves(self, start: int, end: int, chunk: int = 5000) -> Iterator[tuple[int, str]]:
-        """(index, leaf text: its RFC 8785 bytes) for start <= index < end, in order."""
+    def leaves(self, start: int, end: int, chunk: int = 5000
+               ) -> Iterator[tuple[int, str | None, bytes | None]]:
+        """(index, leaf text, None), or (index, None, leaf hash) for a redacted
+        entry, for start <= index < end, in order."""
         while start < end:
+            stop = min(end, start + chunk)
             with self.engine.connect() as conn:
                 rows = conn.execute(
                     sa.select(*LEAF_COLUMNS)
-                    .where(measurements.c.log_index >= start,
-                           measurements.c.log_index < min(end, start + chunk))
+                    .where(measurements.c.log_index >= start, measurements.c.log_index < stop)
                     .order_by(measurements.c.log_index)).all()
-            for row in rows:
-                yield int(row.log_index), leaf_bytes(leaf_of_row(row)).decode()
-            start += chunk
+                gone = {int(r.log_index): bytes(r.leaf_hash) for r in conn.execute(
+                    sa.select(log_redactions.c.log_index, log_redactions.c.leaf_hash)
+                    .where(log_redactions.c.log_index >= start,
+                           log_redactions.c.log_index < stop))}
+            texts = {int(row.log_index): leaf_bytes(leaf_of_row(row)).decode() for row in rows}
+            for index in range(start, stop):
+                if index in texts:
+                    yield index, texts[index], None
+                elif index in gone:
+                    yield index, None, gone[index]
+            start = stop
+
+    def redact(self, key_id: str, reason: str | None) -> int:
+        """Delete a probe's records (its volunteer asked), keeping each one's leaf
+        hash in `log_redactions`: proofs stay valid, the deletion is public."""
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                conn.begin():
+            self.lock(conn)  # no append meanwhile
+            rows = conn.execute(sa.select(*LEAF_COLUMNS).where(
+                measurements.c.key_id == key_id, measurements.c.log_index.is_not(None))).all()
+            if rows:
+                now = utcnow()
+                conn.execute(sa.insert(log_redactions), [
+                    {"log_index": row.log_index, "leaf_hash": leaf_hash_of_row(row),
+                     "redacted_at": now, "reason": reason} for row in rows])
+            deleted = conn.execute(sa.delete(measurements)
+                                   .where(measurements.c.key_id == key_id)).rowcount
+        return int(deleted)
 
     # --- signed tree heads ----------------------------------------------------------
 

@@ -126,6 +126,16 @@ log_nodes = sa.Table(
     sqlite_with_rowid=False,  # the key is the row: half the writes per node
 )
 
+# entries whose record was deleted (on its volunteer's request): the leaf hash
+# stays, so every proof stays valid, and the redaction itself is public
+log_redactions = sa.Table(
+    "log_redactions", metadata,
+    sa.Column("log_index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
+    sa.Column("redacted_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
 log_heads = sa.Table(
     "log_heads", metadata,
     sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),

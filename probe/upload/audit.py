@@ -109,7 +109,7 @@ def audit(collector: str, public_raw: bytes, http: httpx.Client) -> list[str]:
     else:
         lines.append("first audit: this head is the reference from now on")
 
-    checked, later, unlogged, problems = [], 0, 0, []
+    checked, later, unlogged, problems, redacted = [], 0, 0, [], []
     with Spool(spool_path()) as spool:
         for record_id, receipt, claims in spool.receipts(base):
             index = receipt.get("log_index")
@@ -121,6 +121,9 @@ def audit(collector: str, public_raw: bytes, http: httpx.Client) -> list[str]:
                 continue
             proof = _get(http, base + "/api/v1/log/inclusion", index=index, tree_size=size)
             leaf = proof.get("leaf")
+            if leaf is None and proof.get("redacted"):
+                redacted.append(record_id)  # deleted: only an inclusion of its hash is left
+                continue
             try:
                 leaf_hash = merkle.leaf_hash(leaf_bytes(leaf))
                 included = merkle.verify_inclusion(index, size, leaf_hash,
@@ -149,6 +152,10 @@ def audit(collector: str, public_raw: bytes, http: httpx.Client) -> list[str]:
         lines.append(f"{later} records are beyond this head; the next audit checks them")
     if unlogged:
         lines.append(f"{unlogged} receipts carry no log index (the collector's log was off)")
+    if redacted:
+        lines.append(f"WARNING: {len(redacted)} of this probe's records were deleted by the "
+                     "collector (redacted; did you ask?), first "
+                     f"{redacted[0]}; their receipts are kept")
     return lines
 
 

@@ -111,15 +111,21 @@ def verify(path: Path, proof_path: Path, collector_key: str | None,
         frontier = merkle.Frontier()
         expected: dict[str, dict[str, Any]] = {}
         order: list[str] = []
+        redacted = 0
         for number, line in enumerate(handle, start=2):
             try:
                 entry = json.loads(line)
-                index, leaf = entry["index"], entry["leaf"]
+                index, leaf = entry["index"], entry.get("leaf")
+                gone = bytes.fromhex(entry["redacted"]) if leaf is None else None
             except (ValueError, KeyError, TypeError) as exc:
                 raise ExportInvalid(f"{proof_path}:{number}: not a leaf line") from exc
             if index != frontier.size:
                 raise ExportInvalid(f"{proof_path}:{number}: leaf {index} where "
                                     f"{frontier.size} was due")
+            if gone is not None:  # deleted on request: counts in the tree, not in any set
+                frontier.append(gone)
+                redacted += 1
+                continue
             frontier.append(merkle.leaf_hash(leaf_bytes(leaf)))
             if leaf_filter.matches(leaf):
                 digest = str(leaf.get("record_sha256"))
@@ -162,7 +168,9 @@ def verify(path: Path, proof_path: Path, collector_key: str | None,
             f"{size} entries",
             f"tree head: {size} entries, root {root.hex()}, signed {head.get('timestamp')} by "
             f"collector key {key_id_of(chosen)} ({how})",
-            f"dataset sha256: {dataset_sha256(order)}"]
+            f"dataset sha256: {dataset_sha256(order)}"] + (
+                [f"{redacted} log entries were redacted (deleted on request, only their hash "
+                 "is left): they could not be checked against the filter"] if redacted else [])
 
 
 def main(path: Path, proof: Path | None, collector_key: str | None, required: bool) -> int:

@@ -117,3 +117,34 @@ def test_an_http_export_and_its_proof(stocked: tuple[Collector, str], tmp_path: 
     result = verify_export(str(tmp_path / "x.csv"), "--collector-key", key_id)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8 records" in result.stdout and "(the key id given)" in result.stdout
+
+
+def test_redacted_records_keep_the_proofs_valid(tmp_path: Path) -> None:
+    from probe.core import merkle
+    from probe.core.evidence import head_hashes, hexes
+
+    with Collector(tmp_path / "c", None, []) as running, running.client() as http:
+        keep, leave = ProbeKey.generate(), ProbeKey.generate()
+        for key in (keep, leave):
+            register(http, key)
+        records = [make_record(k, "svc") for k in (keep, leave, keep, leave, keep)]
+        http.post("/api/v1/measurements", json=records)
+        gone = running.cli("redact", "--key-id", leave.key_id, "--reason", "volunteer asked")
+        assert gone.returncode == 0 and "deleted 2 records" in gone.stdout
+        size, root = head_hashes(http.get("/api/v1/log/head").json())
+        assert size == 5
+        proof = http.get("/api/v1/log/inclusion", params={"index": 1, "tree_size": 5}).json()
+        assert proof["redacted"] is True and proof["leaf"] is None
+        assert merkle.verify_inclusion(1, 5, bytes.fromhex(proof["leaf_hash"]),
+                                       hexes(proof["audit_path"]), root)
+        kept = http.get("/api/v1/log/inclusion", params={"index": 2, "tree_size": 5}).json()
+        assert merkle.verify_inclusion(2, 5, bytes.fromhex(kept["leaf_hash"]),
+                                       hexes(kept["audit_path"]), root)
+        out = tmp_path / "svc.jsonl"
+        assert running.cli("export", "--format", "jsonl", "--out", str(out), "--service",
+                           "svc").returncode == 0
+    result = verify_export(str(out))
+    assert result.returncode == 0, result.stdout
+    assert "3 records" in result.stdout and "2 log entries were redacted" in result.stdout
+    again = running.cli("redact", "--key-id", leave.key_id)
+    assert again.returncode == 2 and "no records of key" in again.stderr

@@ -56,6 +56,13 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_table(
+        "log_redactions",
+        sa.Column("log_index", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
+        sa.Column("redacted_at", UtcDateTime, nullable=False),
+        sa.Column("reason", sa.Text, nullable=True),
+    )
+    op.create_table(
         "log_heads",
         sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("root_hash", sa.String(64), nullable=False),
@@ -65,7 +72,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("log_heads", "log_nodes", "log_state"):
+    for table in ("log_heads", "log_redactions", "log_nodes", "log_state"):
         op.drop_table(table)
     op.drop_index("measurements_log_index", "measurements")
     with op.batch_alter_table("measurements") as batch:
