@@ -388,12 +388,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 1
     if good == 0:
         raise UserError(f"{path} holds no records")
-    print(f"{good} records, all signatures valid")
     proof = Path(args.proof) if args.proof else path.with_name(path.name + ".proof")
     if args.proof or proof.exists():  # a collector export with its proof: completeness too
         from probe.upload.verify_export import main as verify_export
 
         return verify_export(path, proof, args.collector_key, required=True)
+    print(f"{good} records, all signatures valid")
     return 0
 
 
