@@ -91,7 +91,7 @@ def modem_findings(bus: Bus, interface: str | None) -> list[Finding]:
     if not body or interface is None:
         return []
     out: list[Finding] = []
-    for path, interfaces in sorted(body[0].items()):
+    for _path, interfaces in sorted(body[0].items()):
         modem = {k: v[1] for k, v in interfaces.get(f"{MM}.Modem", {}).items()}
         if not modem:
             continue

@@ -25,7 +25,7 @@ import re
 from ipaddress import IPv4Address
 
 from probe.core.record import Access, Confidence, LinkSource, Upstream
-from probe.run.linktype import Finding, Runner, guarded
+from probe.run.linktype import Finding, Runner
 from probe.run.linktype_dhcp import subnet_findings, vendor_finding
 
 TIMEOUT = 2.0

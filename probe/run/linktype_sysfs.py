@@ -37,7 +37,7 @@ WWAN_DRIVERS = {
 SERIAL_MODEM_DRIVERS = {"option", "option1", "qcserial", "sierra", "hso", "huawei_cdc_ncm"}
 # USB Ethernet adapters (a Raspberry Pi 1-3's own Ethernet port is smsc95xx/lan78xx)
 USB_ETHERNET_DRIVERS = {"r8152", "ax88179_178a", "asix", "smsc95xx", "smsc75xx", "lan78xx",
-                        "dm9601", "mcs7830", "sr9700", "pegasus", "rtl8150", "aqc111", "cx82310_eth"}
+                        "dm9601", "mcs7830", "sr9700", "pegasus", "rtl8150", "aqc111"}
 # generic USB class drivers: a modem, a phone or an Ethernet adapter, as the vendor says
 CDC_DRIVERS = {"cdc_ether", "cdc_ncm", "cdc_eem", "cdc_subset"}
 # usb.ids: makers of phones and cellular modems
