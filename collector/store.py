@@ -23,7 +23,7 @@ from probe.core.record import utcnow
 class network_field(FunctionElement[str]):
     """`network.<key>` of the signed record, read from its JSON text: the store has
     no column for the link's upstream kind yet (docs/export.md). NULL when the
-    record has no such key (records of probes before 0.2)."""
+    record has no such key (records of earlier probes)."""
 
     type = sa.String()
     inherit_cache = False  # the key is not a bound parameter

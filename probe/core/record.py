@@ -110,7 +110,7 @@ class LinkSource(StrEnum):
     HOTSPOT = "hotspot"  # a hint: what a phone's hotspot hands out (DHCP, subnets)
     ASN = "asn"  # a hint: the measured network's ASN (probe/data/upstream_asns.yaml)
     NONE = "none"  # nothing said it
-    AUTO = "auto"  # records of probes before 0.2: detected from sysfs, how not said
+    AUTO = "auto"  # records of earlier probes: detected from sysfs, how not said
 
 
 class Confidence(StrEnum):

@@ -23,7 +23,7 @@ NETWORKS = {
     "adsl": {"link_type": "adsl", "link_type_source": "user", "access": "wifi",
              "access_source": "driver", "upstream": "fixed", "upstream_source": "user",
              "upstream_confidence": "high", "link_evidence": ["--link-type adsl"]},
-    "old": {"link_type": "wifi", "link_type_source": "auto"},  # a probe before 0.2
+    "old": {"link_type": "wifi", "link_type_source": "auto"},  # an earlier probe
 }
 
 
