@@ -151,6 +151,9 @@ def findings(interface: str, root: Path) -> list[Finding]:
     if devtype == "wwan":
         return [Finding(D, H, f"DEVTYPE=wwan: a cellular modem ({named})", Access.WWAN,
                         Upstream.CELLULAR)]
+    if devtype == "bluetooth":  # bnep: Bluetooth PAN, tethering to a phone
+        return [Finding(D, M, "Bluetooth network (PAN): tethering to a phone",
+                        upstream=Upstream.CELLULAR)]
     if driver in WWAN_DRIVERS:
         return [Finding(D, H, f"driver {driver}: {WWAN_DRIVERS[driver]}", Access.WWAN,
                         Upstream.CELLULAR)]

@@ -42,6 +42,9 @@ SETUPS: dict[str, tuple[Setup, Access, Upstream, Confidence | None, LinkType]] =
     "iPhone USB tethering (ipheth)": (
         lambda r: r.interface("eth1", driver="ipheth", bus="usb", vendor="05ac"),
         Access.USB, Upstream.CELLULAR, Confidence.HIGH, LinkType.CELLULAR),
+    "Bluetooth tethering (bnep)": (
+        lambda r: r.interface("bnep0", devtype="bluetooth", bus="bluetooth"),
+        Access.UNKNOWN, Upstream.CELLULAR, Confidence.MEDIUM, LinkType.CELLULAR),
     "USB Ethernet adapter (r8152)": (
         lambda r: r.interface("enx001", driver="r8152", bus="usb", vendor="0bda"),
         Access.ETHERNET, Upstream.UNKNOWN, None, LinkType.ETHERNET),
