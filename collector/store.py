@@ -3,7 +3,6 @@ queries with keyset paging, and streaming in constant memory."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,38 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from collector.db.engine import write_options
 from collector.db.schema import measurements, probes, rejections
 from probe.core.record import utcnow
-
-
-class network_field(FunctionElement[str]):
-    """`network.<key>` of the signed record, read from its JSON text: the store has
-    no column for the link's upstream kind yet (docs/export.md). NULL when the
-    record has no such key (records of earlier probes)."""
-
-    type = sa.String()
-    inherit_cache = False  # the key is not a bound parameter
-
-    def __init__(self, key: str) -> None:
-        if not re.fullmatch(r"[a-z_]+", key):
-            raise ValueError(f"network field {key!r}")
-        self.key = key
-        super().__init__(measurements.c.record)
-
-
-@compiles(network_field, "sqlite")
-def _network_field_sqlite(element: network_field, compiler: Any, **kw: Any) -> str:
-    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.network.{element.key}')"
-
-
-@compiles(network_field, "postgresql")
-def _network_field_postgresql(element: network_field, compiler: Any, **kw: Any) -> str:
-    return f"(CAST({compiler.process(element.clauses, **kw)} AS jsonb) #>> " \
-           f"'{{network,{element.key}}}')"
 
 
 @dataclass(frozen=True)
@@ -74,7 +45,7 @@ class Filters:
         if self.cc is not None:
             out.append(c.cc == self.cc.upper())
         if self.upstream is not None:
-            out.append(sa.func.coalesce(network_field("upstream"), "unknown") == self.upstream)
+            out.append(sa.func.coalesce(c.upstream, "unknown") == self.upstream)
         if self.since is not None:
             out.append(c.started_at >= self.since)
         if self.until is not None:
@@ -91,9 +62,7 @@ EXPORT_COLUMNS = (
     measurements.c.check_name, measurements.c.role, measurements.c.transport,
     measurements.c.endpoint_host, measurements.c.endpoint_port, measurements.c.verdict,
     measurements.c.blocking, measurements.c.link_type,
-    network_field("upstream").label("upstream"),
-    network_field("upstream_source").label("upstream_source"),
-    network_field("upstream_confidence").label("upstream_confidence"),
+    measurements.c.upstream, measurements.c.upstream_source, measurements.c.upstream_confidence,
     measurements.c.cc, measurements.c.asn,
     measurements.c.as_org, measurements.c.geoip_source, measurements.c.geoip_date,
     measurements.c.probe_ip, measurements.c.started_at, measurements.c.received_at,

@@ -1,18 +1,30 @@
 """The upstream kind (cellular | fixed | unknown) as a filter of the API, the export
 route and the export command, and as export columns with how it was decided;
 on SQLite and PostgreSQL. Records of older probes, without the field, count as
-`unknown`."""
+`unknown`. The store keeps them as columns (migration `upstream`), filled from
+the records stored before."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
+import sqlalchemy as sa
 
+from collector.db.migrate import upgrade
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import make_record, register, unique_service
+from tests.collector.conftest import (
+    BACKENDS,
+    database_url,
+    make_record,
+    register,
+    unique_service,
+)
 from tests.collector.harness import Collector
 
 NETWORKS = {
@@ -74,3 +86,37 @@ def test_the_export_command_filters_and_fills_the_columns(collector: Collector,
     assert fixed.returncode == 0 and ids["adsl"] in fixed.stdout and ids["old"] not in fixed.stdout
     bad = collector.cli("export", "--format", "csv", "--out", "-", "--upstream", "mobile")
     assert bad.returncode == 2 and "--upstream 'mobile': expected one of" in bad.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_migration_fills_the_columns_of_records_stored_before(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from alembic import command
+
+    from collector.db.engine import make_engine
+    from collector.db.migrate import alembic_config, current_revision
+
+    url = database_url(backend, request) or f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = make_engine(url)
+    try:
+        command.upgrade(alembic_config(engine), "0001")
+        key = ProbeKey.generate()
+        rows = [make_record(key, network=NETWORKS["tether"]), make_record(key)]
+        with engine.begin() as conn:
+            for i, record in enumerate(rows):
+                conn.execute(sa.text(
+                    "INSERT INTO measurements (id, key_id, service, check_name, role, transport,"
+                    " endpoint_host, endpoint_port, verdict, link_type, started_at, received_at,"
+                    " record) VALUES (:id, :key, 'chat', 'tcp', 'call', 'tcp', 'h', 443, 'open',"
+                    " 'cellular', :t, :t, :record)"),
+                    {"id": record["id"], "key": key.key_id, "record": json.dumps(record),
+                     "t": datetime(2016, 1, 7, i, tzinfo=UTC)})
+        upgrade(engine)
+        assert current_revision(engine) == "upstream"
+        with engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT upstream, upstream_source, upstream_confidence "
+                                         "FROM measurements ORDER BY started_at")).all()
+        assert [tuple(r) for r in found] == [("cellular", "driver", "medium"),
+                                             (None, None, None)]
+    finally:
+        engine.dispose()
