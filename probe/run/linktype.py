@@ -169,9 +169,6 @@ class Host:
     run: Runner = run_command
     platform: str = sys.platform
 
-    def at(self, path: str) -> Path:
-        return self.root / path.lstrip("/")
-
 
 def guarded(source: Callable[[], list[Finding]], name: str) -> list[Finding]:
     """One evidence source's findings; a bug in it costs its evidence, never the pass."""
@@ -192,8 +189,9 @@ def findings(host: Host) -> list[Finding]:
     if host.platform in ("darwin", "win32"):
         from probe.run import linktype_os
 
-        return (linktype_os.macos_findings(host.run) if host.platform == "darwin"
-                else linktype_os.windows_findings(host.run))
+        if host.platform == "darwin":
+            return guarded(lambda: linktype_os.macos_findings(host.run), "macOS")
+        return guarded(lambda: linktype_os.windows_findings(host.run), "Windows")
     return [Finding(LinkSource.NONE, Confidence.LOW, f"no detection on {host.platform}")]
 
 
