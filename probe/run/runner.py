@@ -45,6 +45,7 @@ from probe.run.network import (
     NetworkChange,
     NetworkWatch,
     link_facts,
+    watch_for,
 )
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
@@ -104,19 +105,22 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
                    on_start: Callable[[Connectivity], None] | None = None) -> list[dict[str, Any]]:
     tasks = tasks_of(options.catalogue)
     clock_offset = lab_clock_offset()  # read once, before any traffic
-    control_client = ControlClient(options.control_url, key) if options.control_url else None
+    control_client = ControlClient(options.control_url, key, resolver=options.resolver) \
+        if options.control_url else None
     lookup = ControlAnswers(control_client, [t.endpoint for t in tasks])
     lookup.start()
     attributor = Attributor(options.control_url, key, options.geoip, options.resolver)
     learning = asyncio.ensure_future(attributor.learn())  # while the pre-check runs
+    # the link is detected in a thread (D-Bus, platform tools) during the pre-check
+    link = asyncio.ensure_future(asyncio.to_thread(link_facts, options.link_type))
     connectivity = await precheck(targets_for(options.control_url, options.collector_url),
                                   options.resolver)
     if on_start:
         on_start(connectivity)
     budget = Budget(options.budget_bytes)
-    network = MeasuredNetwork(link_facts(options.link_type), await learning)
+    network = MeasuredNetwork(await link, await learning)
     shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
-                      NetworkWatch(network), clock_offset, attributor)
+                      watch_for(network, options.link_type), clock_offset, attributor)
 
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
@@ -248,7 +252,7 @@ class RunState:
                     "failure": _text(first.failure), "suspected": _text(observed.suspected),
                     "runtime_ms": observed.runtime_ms}}
                 observed, result = again, again_result
-        await self.follow_network()
+        await self.follow_network()  # a roam during the pass: the record says so
         record = self.record(observed, result, confirmation, _control_evidence(
             control, control_observation, self.lookup.error))
         signed = self.key.sign(record.to_json_dict())
@@ -258,17 +262,19 @@ class RunState:
         return signed
 
     async def follow_network(self) -> None:
-        """After a route change the attribution learnt at the start may be another
-        network's: forget it, learn it again, and say so in `network.changes`."""
+        """Notice a route change (the watch detects the link again); the attribution
+        learnt at the start may then be another network's: forget it, learn it
+        again, and say so in `network.changes`."""
+        changes = await self.watch.check()
+        route = next((c for c in changes if c.kind == "route"), None)
+        if route is None or self.attributor is None:
+            return
         async with self.relearning:
-            change = self.watch.poll()
-            if change is None or self.attributor is None:
-                return
             network = self.watch.network
             network.attribution = AttributionFacts()  # unknown until learnt again
             network.attribution = await self.attributor.learn()
             network.changes.append(NetworkChange(
-                change.at_ms, "attribution", f"learnt again: {network.attribution.source}"))
+                route.at_ms, "attribution", f"learnt again: {network.attribution.source}"))
 
     def record(self, observed: Observed, result: Classification,
                confirmation: dict[str, Any] | None, control: dict[str, Any]) -> Measurement:
@@ -288,7 +294,6 @@ class RunState:
             control=control,
             connectivity={"ok": self.connectivity.ok, "target": self.connectivity.target},
         )
-        self.watch.poll()
         network = self.watch.network.record_fields()
         extra: dict[str, Any] = {}
         if self.clock_offset is not None:  # a lab replay: marked wherever one looks

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from probe.core import merkle
-from probe.core.errors import SignatureError, UserError
+from probe.core.errors import SignatureError, Unreachable, UserError, VerificationFailed
 from probe.core.evidence import head_hashes, hexes, leaf_bytes, leaf_problems, verify_object
 from probe.store.spool import Spool
 from probe.store.state import ProbeConfig, audit_path, home, spool_path
@@ -39,13 +39,13 @@ def _get(http: httpx.Client, url: str, **params: Any) -> Any:
     try:
         response = http.get(url, params=params)
     except httpx.HTTPError as exc:
-        raise UserError(f"cannot reach {url}: {type(exc).__name__}") from exc
+        raise Unreachable(f"cannot reach {url}: {type(exc).__name__}") from exc
     if response.status_code != 200:
-        raise UserError(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
+        raise Unreachable(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
     try:
         return response.json()
     except ValueError as exc:
-        raise UserError(f"{url} answered with something that is not JSON") from exc
+        raise Unreachable(f"{url} answered with something that is not JSON") from exc
 
 
 def load_last(collector: str) -> dict[str, Any] | None:
@@ -167,8 +167,7 @@ def main(collector: str, config: ProbeConfig, timeout: float) -> int:
     with httpx.Client(timeout=timeout) as http:
         try:
             lines = audit(collector, public_raw, http)
-        except AuditFailed as exc:
-            sys.stdout.write(f"AUDIT FAILED: {exc}\n")
-            return 1
+        except AuditFailed as exc:  # exit status 3: a finding about the collector
+            raise VerificationFailed(f"AUDIT FAILED: {exc}") from exc
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

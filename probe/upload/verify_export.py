@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.core import merkle
-from probe.core.errors import SignatureError, UserError
+from probe.core.errors import SignatureError, UserError, VerificationFailed
 from probe.core.evidence import (
     PROOF_SCHEMA,
     LeafFilter,
@@ -184,8 +184,7 @@ def main(path: Path, proof: Path | None, collector_key: str | None, required: bo
 
     try:
         lines = verify(path, proof_path, collector_key, load_config().collector_key)
-    except ExportInvalid as exc:
-        sys.stdout.write(f"EXPORT NOT VERIFIED: {exc}\n")
-        return 1
+    except ExportInvalid as exc:  # exit status 3: a finding about the data
+        raise VerificationFailed(f"EXPORT NOT VERIFIED: {exc}") from exc
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -75,8 +75,8 @@ def test_dropped_added_or_rewritten_is_caught(stocked: tuple[Collector, str],
     dropped = tmp_path / "dropped.jsonl"
     dropped.write_text("\n".join(lines[1:]) + "\n")
     result = verify_export(str(dropped), "--proof", str(tmp_path / "all.jsonl.proof"))
-    assert result.returncode == 1
-    assert "1 records of the log match the filter but are not in the export" in result.stdout
+    assert result.returncode == 3
+    assert "1 records of the log match the filter but are not in the export" in result.stderr
 
     other = tmp_path / "other.jsonl"
     running.cli("export", "--format", "jsonl", "--out", str(other), "--service", "other",
@@ -84,7 +84,7 @@ def test_dropped_added_or_rewritten_is_caught(stocked: tuple[Collector, str],
     added = tmp_path / "added.jsonl"
     added.write_text("\n".join(lines + other.read_text().splitlines()[:1]) + "\n")
     result = verify_export(str(added), "--proof", str(tmp_path / "all.jsonl.proof"))
-    assert result.returncode == 1 and "is not among the log's records" in result.stdout
+    assert result.returncode == 3 and "is not among the log's records" in result.stderr
 
     # a collector hiding the dropped record by filing its leaf under another service
     hidden = json.loads(lines[0])["measurement"]["id"]
@@ -96,10 +96,10 @@ def test_dropped_added_or_rewritten_is_caught(stocked: tuple[Collector, str],
         forged.append(json.dumps(entry))
     (tmp_path / "forged.proof").write_text("\n".join(forged) + "\n")
     result = verify_export(str(dropped), "--proof", str(tmp_path / "forged.proof"))
-    assert result.returncode == 1 and "do not rebuild the signed head" in result.stdout
+    assert result.returncode == 3 and "do not rebuild the signed head" in result.stderr
 
     wrong_key = verify_export(str(out), "--collector-key", ProbeKey.generate().public_b64)
-    assert wrong_key.returncode == 1 and "signed by another key" in wrong_key.stdout
+    assert wrong_key.returncode == 3 and "signed by another key" in wrong_key.stderr
 
 
 def test_an_http_export_and_its_proof(stocked: tuple[Collector, str], tmp_path: Path) -> None:

@@ -72,8 +72,8 @@ def test_a_rewritten_log_fails_the_audit(tmp_path: Path) -> None:
                              collector_key.sign)
         audit_path().write_text(json.dumps({running.url: forged}))
         result = cli("audit")
-        assert result.returncode == 1
-        assert "AUDIT FAILED: the log of 4 entries does not extend the one of 2" in result.stdout
+        assert result.returncode == 3
+        assert "AUDIT FAILED: the log of 4 entries does not extend the one of 2" in result.stderr
         evidence = list(audit_path().parent.glob("audit-evidence-*.json"))
         assert len(evidence) == 1 and json.loads(evidence[0].read_text())["earlier"] == forged
         assert json.loads(audit_path().read_text())[running.url] == forged  # kept as it was
@@ -90,11 +90,11 @@ def test_a_changed_leaf_fails_the_audit(tmp_path: Path) -> None:
     db.close()
     with running.restart():
         result = cli("audit")
-    assert result.returncode == 1
+    assert result.returncode == 3
     # leaf 1 changed: its own proof fails, and so does its neighbour's, which hashes it
-    assert "2 of this probe's records are not in the log as receipted" in result.stdout
-    assert "no valid inclusion proof at index 1" in result.stdout
-    assert "no valid inclusion proof at index 0" in result.stdout
+    assert "2 of this probe's records are not in the log as receipted" in result.stderr
+    assert "no valid inclusion proof at index 1" in result.stderr
+    assert "no valid inclusion proof at index 0" in result.stderr
 
 
 def test_audit_needs_a_registration() -> None:

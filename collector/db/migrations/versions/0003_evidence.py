@@ -5,7 +5,7 @@ Existing rows keep their look-up as the upload address's (`upload_*`) and are
 filed under it (`attribution` `collector`, or `none` when it found nothing);
 the collector appends them to the log at its next start (collector/translog.py).
 
-Revision ID: 0002
+Revision ID: evidence
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from alembic import op
 
 from collector.db.schema import UtcDateTime
 
-revision = "0002"
-down_revision = "0001"
+revision = "evidence"
+down_revision = "upstream"
 branch_labels = None
 depends_on = None
 
