@@ -30,7 +30,8 @@ def leaf_filter(filters: Filters) -> LeafFilter:
     return LeafFilter(service=filters.service, verdict=filters.verdict,
                       link_type=filters.link_type, cc=filters.cc and filters.cc.upper(),
                       asn=filters.asn, since=filters.since, until=filters.until,
-                      check=filters.check, role=filters.role, key_id=filters.key_id)
+                      check=filters.check, role=filters.role, key_id=filters.key_id,
+                      upstream=filters.upstream)
 
 
 def header(log: TransLog, key: CollectorKey, filters: Filters, size: int,

@@ -43,7 +43,8 @@ CATCH_UP_CHUNK = 2000
 
 _m = measurements.c
 LEAF_COLUMNS = (_m.log_index, _m.id, _m.key_id, _m.service, _m.check_name, _m.role, _m.verdict,
-                _m.link_type, _m.started_at, _m.record_sha256, _m.cc, _m.asn, _m.attribution)
+                _m.link_type, _m.upstream, _m.started_at, _m.record_sha256, _m.cc, _m.asn,
+                _m.attribution)
 
 
 def leaf_of_row(row: Any) -> dict[str, Any]:
@@ -53,7 +54,8 @@ def leaf_of_row(row: Any) -> dict[str, Any]:
     return {"schema": LEAF_SCHEMA, "id": get("id"), "key_id": get("key_id"),
             "service": get("service"), "check": get("check_name"), "role": get("role"),
             "verdict": get("verdict"), "link_type": get("link_type"),
-            "started_at": leaf_time(get("started_at")), "record_sha256": get("record_sha256"),
+            "upstream": get("upstream"), "started_at": leaf_time(get("started_at")),
+            "record_sha256": get("record_sha256"),
             "cc": get("cc"), "asn": get("asn"), "attribution": get("attribution") or "none"}
 
 

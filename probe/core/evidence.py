@@ -30,7 +30,7 @@ LEAF_SCHEMA = "voipwatch.leaf/1"
 # the leaf's fields that the signed record itself determines (the rest is the
 # collector's: the attribution it used when the record carried none)
 RECORD_LEAF_FIELDS = ("id", "key_id", "service", "check", "role", "verdict", "link_type",
-                      "started_at")
+                      "upstream", "started_at")
 SIGNED_ATTRIBUTION = ("control", "local")
 
 
@@ -75,6 +75,7 @@ def record_claims(record: dict[str, Any]) -> dict[str, Any]:
         "role": endpoint.get("role"),
         "verdict": record.get("verdict"),
         "link_type": network.get("link_type"),
+        "upstream": network.get("upstream"),  # absent from earlier probes: null
         "started_at": leaf_time(parse_time(started)) if isinstance(started, str) else None,
     }
 
@@ -130,6 +131,7 @@ class LeafFilter:
     check: str | None = None
     role: str | None = None
     key_id: str | None = None
+    upstream: str | None = None  # a leaf without one counts as `unknown`
 
     def matches(self, leaf: dict[str, Any]) -> bool:
         for name in ("service", "verdict", "link_type", "check", "role", "key_id", "asn"):
@@ -137,6 +139,8 @@ class LeafFilter:
             if wanted is not None and leaf.get(name) != wanted:
                 return False
         if self.cc is not None and leaf.get("cc") != self.cc.upper():
+            return False
+        if self.upstream is not None and (leaf.get("upstream") or "unknown") != self.upstream:
             return False
         if self.since is not None or self.until is not None:
             started = parse_time(str(leaf.get("started_at")))
@@ -149,7 +153,7 @@ class LeafFilter:
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in ("service", "verdict", "link_type", "cc", "asn", "check", "role",
-                     "key_id"):
+                     "key_id", "upstream"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         for name in ("since", "until"):

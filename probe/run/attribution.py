@@ -24,15 +24,18 @@ nothing about the network behind it, so `resolver_asn` is then null.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import secrets
+import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from probe.core.auth import sign_request
-from probe.core.errors import DnsError, UserError
+from probe.core.errors import DnsError, Failed, UserError
 from probe.core.record import Attribution
 from probe.core.signing import ProbeKey
 from probe.dns.query import query_addresses, system_nameservers
@@ -113,23 +116,25 @@ class Attributor:
     async def learn(self) -> AttributionFacts:
         if self.control_url is None:
             return AttributionFacts()
-        import httpx
+        import h11
 
-        from probe.checks.base import default_ssl_context
+        from probe.dns.resolve import resolve_host
 
         try:
-            async with httpx.AsyncClient(timeout=TIMEOUT, verify=default_ssl_context()) as http:
-                resolver_address = await self._resolver_address(http)
-                answer = await self._ask(http, resolver_address)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            host = urlsplit(self.control_url).hostname or ""
+            address = await resolve_host(host, self.resolver, TIMEOUT)
+            resolver_address = await self._resolver_address(address)
+            answer = await self._ask(address, resolver_address)
+        except (Failed, OSError, ssl.SSLError, TimeoutError, h11.ProtocolError, ValueError,
+                KeyError, TypeError) as exc:
             log.warning("attribution: the test helper did not answer (%s)", type(exc).__name__)
             return AttributionFacts()
         resolver_asn = None
         if self.local is not None:
-            address = answer.get("address")
-            if not is_public(address):
+            seen = answer.get("address")
+            if not isinstance(seen, str) or not is_public(seen):
                 return AttributionFacts()  # behind a private address only: nothing to look up
-            cc, asn, org = self.local.lookup(str(address))
+            cc, asn, org = self.local.lookup(seen)
             if resolver_address is not None:
                 resolver_asn = self.local.lookup(resolver_address)[1]
             return AttributionFacts(cc, asn, org, resolver_asn, Attribution.LOCAL)
@@ -140,25 +145,36 @@ class Attributor:
                                 _int(answer.get("asn")), _text(answer.get("as_org")),
                                 resolver_asn, Attribution.CONTROL)
 
-    async def _ask(self, http: Any, resolver_address: str | None) -> dict[str, Any]:
+    async def _get(self, address: str, path: str, query: dict[str, str],
+                   signed: bool) -> dict[str, Any]:
+        """GET a JSON object from the helper (probe.net.http: one request, counted)."""
+        from probe.checks.base import default_ssl_context
+        from probe.net.http import request
+
+        full = urlsplit(str(self.control_url)).path.rstrip("/") + path
+        headers = sign_request(self.key, "GET", full, b"") if signed and self.key else {}
+        url = f"{self.control_url}{path}" + (f"?{urlencode(query)}" if query else "")
+        response = await request("GET", url, address, headers=headers,
+                                 deadline=time.monotonic() + TIMEOUT,
+                                 ssl_context=default_ssl_context)
+        if response.status != 200:
+            raise ValueError(f"HTTP {response.status}")
+        body = json.loads(response.body)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        return body
+
+    async def _ask(self, address: str, resolver_address: str | None) -> dict[str, Any]:
         query: dict[str, str] = {}
         if self.local is not None:
             query["echo"] = "true"
         if resolver_address is not None and self.local is None:
             query["resolver"] = resolver_address
-        path = urlsplit(str(self.control_url)).path.rstrip("/") + PATH
-        headers = sign_request(self.key, "GET", path, b"") if self.key else {}
-        url = f"{self.control_url}{PATH}" + (f"?{urlencode(query)}" if query else "")
-        response = await http.get(url, headers=headers)
-        response.raise_for_status()
-        body = response.json()
-        if not isinstance(body, dict):
-            raise ValueError("not an object")
-        return body
+        return await self._get(address, PATH, query, signed=True)
 
-    async def _resolver_address(self, http: Any) -> str | None:
+    async def _resolver_address(self, address: str) -> str | None:
         """The measured resolver's public address, or None when it cannot be known."""
-        zone = await self._whoami_zone(http)
+        zone = await self._whoami_zone(address)
         if zone:
             name = f"{secrets.token_hex(8)}.{zone}"  # random: no cache answers for another
             try:
@@ -178,11 +194,10 @@ class Attributor:
             configured = servers[0][0] if servers else None
         return configured if is_public(configured) else None
 
-    async def _whoami_zone(self, http: Any) -> str | None:
+    async def _whoami_zone(self, address: str) -> str | None:
         try:
-            response = await http.get(f"{self.control_url}{COLLECTOR_PATH}")
-            zone = response.json().get("whoami_zone") if response.status_code == 200 else None
-        except (ValueError, AttributeError):
+            zone = (await self._get(address, COLLECTOR_PATH, {}, signed=False)).get("whoami_zone")
+        except ValueError:
             return None
         return zone if isinstance(zone, str) and zone else None
 

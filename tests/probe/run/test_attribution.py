@@ -125,8 +125,8 @@ async def test_a_route_change_makes_the_pass_learn_again(collector: Collector,
     from probe.run.runner import RunState, tasks_of
 
     key = registered(collector)
-    # read when the watch starts, then twice per record (before and while it is made)
-    states = iter([RouteState("wlan0", "192.168.1.2")] * 3 + [RouteState("usb0", "10.0.0.2")] * 9)
+    # read when the watch starts, then once before each record is made
+    states = iter([RouteState("wlan0", "192.168.1.2")] * 2 + [RouteState("usb0", "10.0.0.2")] * 9)
     async with ForwardingProxy(collector.port, MAROC_TELECOM) as proxy:
         attributor = Attributor(proxy.url, key)
         network = MeasuredNetwork(link_facts("auto"), await attributor.learn())

@@ -161,7 +161,7 @@ def test_plain_http_to_another_machine_needs_insecure() -> None:
         assert "plain http:// to another machine" in result.stderr
         assert "Traceback" not in result.stderr
     insisted = cli("register", "--collector", "http://voipwatch-test.invalid", "--insecure")
-    assert insisted.returncode == 2 and "cannot reach the collector" in insisted.stderr
+    assert insisted.returncode == 4 and "cannot reach the collector" in insisted.stderr
 
 
 def test_records_too_old_wait_and_go_once_the_horizon_allows(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_records_too_old_wait_and_go_once_the_horizon_allows(tmp_path: Path) -> 
             s.add(old)
             s.add(make_record(key))
         first = cli("upload")
-        assert first.returncode == 2
+        assert first.returncode == 4
         assert "1 to retry later (1 too_old)" in first.stderr
         assert spooled() == {"pending": 1, "rejected": 0}
         status = cli("status", "--offline").stdout
