@@ -28,6 +28,7 @@ class Line:
     verdicts: list[str] = field(default_factory=list)
     methods: set[str] = field(default_factory=set)
     latest: datetime | None = None
+    from_upload: bool = False  # filed by the upload address's look-up, not signed
 
     @property
     def verdict(self) -> str:
@@ -43,6 +44,7 @@ def summarise(rows: Iterable[Any]) -> list[Line]:
         if line is None:
             line = lines[key] = Line(*key)
         line.verdicts.append(row.verdict)
+        line.from_upload |= getattr(row, "attribution", None) == "collector"
         if row.blocking:
             line.methods.add(row.blocking)
         if line.latest is None or row.started_at > line.latest:
@@ -62,8 +64,9 @@ font-weight:bold}.throttled{color:#a86400}.inconclusive{color:#777}small{color:#
 
 def _network(line: Line) -> str:
     parts = [f"AS{line.asn}" if line.asn is not None else "", line.as_org or ""]
-    text = " ".join(p for p in parts if p)
-    return text or "unknown"
+    text = " ".join(p for p in parts if p) or "unknown"
+    # not signed by the probe: where the upload came from (docs/evidence.md)
+    return text + " (upload address)" if line.from_upload else text
 
 
 def render(lines: list[Line], total: int, window_days: int) -> str:

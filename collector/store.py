@@ -224,6 +224,7 @@ class MeasurementStore:
         group = (c.service, c.role, c.cc, c.asn, c.link_type, c.check_name, c.endpoint_host,
                  c.endpoint_port, c.transport)
         ranked = (sa.select(*group, c.as_org, c.verdict, c.blocking, c.started_at,
+                            c.attribution,
                             sa.func.row_number().over(partition_by=group,
                                                       order_by=(c.started_at.desc(),
                                                                 c.seq.desc())).label("rank"))
