@@ -91,7 +91,15 @@ class TransLog:
         for leaf in leaf_hashes:
             for level, index, value in frontier.append(leaf):
                 nodes.append({"level": level, "idx": index, "hash": value})
-        if nodes:
+        if nodes and self.dialect == "postgresql":  # one statement, arrays bound in binary
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            with driver.cursor() as cursor:
+                cursor.execute("INSERT INTO log_nodes (level, idx, hash) SELECT * FROM "
+                               "unnest(%b::smallint[], %b::bigint[], %b::bytea[])",
+                               ([n["level"] for n in nodes], [n["idx"] for n in nodes],
+                                [n["hash"] for n in nodes]), binary=True)
+        elif nodes:
             conn.execute(sa.insert(log_nodes), nodes)
         conn.execute(sa.update(log_state).where(log_state.c.id == STATE_ID)
                      .values(tree_size=frontier.size, frontier=frontier.pack()))

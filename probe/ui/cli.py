@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="enable the systemd timers for hourly light passes plus a daily "
                             "full one, a daily full pass only, or none")
     setup.add_argument("--no-input", action="store_true", help="never ask; use the flags")
+    _insecure(setup)
     return parser
 
 

@@ -82,8 +82,12 @@ def main(args: argparse.Namespace) -> int:
                        "day), daily (one full pass a day) or off", "hourly",
                        tuple(SCHEDULES))
 
-    from probe.store.state import save_config
+    from probe.store.state import require_secure, save_config
 
+    insecure = getattr(args, "insecure", False)
+    require_secure(collector, insecure or config.insecure == "true")
+    if insecure:
+        config.insecure = "true"
     if link_type is not None:
         config.link_type = None if link_type == "auto" else link_type
     path = save_config(config)

@@ -158,6 +158,9 @@ def lines(timeout: float, network: bool) -> list[str]:
     else:
         out.append("spool:           empty")
 
+    audited = _last_audit(config.collector)
+    if audited:
+        out.append(f"log audit:       {audited}")
     if not config.collector:
         out.append("collector:       not registered (voipwatch-probe setup)")
     else:
@@ -195,6 +198,21 @@ def _waiting_lines(waiting: list[tuple[str, str, float, int]]) -> list[str]:
         if len(items) > 5:
             out.append(f"    ... and {len(items) - 5} more")
     return out
+
+
+def _last_audit(collector: str | None) -> str | None:
+    """The last tree head `audit` verified for this collector, in words."""
+    from probe.store.state import audit_path
+
+    try:
+        data = json.loads(audit_path().read_text(encoding="utf-8"))
+        head = data.get((collector or "").rstrip("/")) if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(head, dict):
+        return None
+    return (f"the collector's log verified at {head.get('tree_size')} entries, "
+            f"{head.get('timestamp')} (voipwatch-probe audit)")
 
 
 def _read_last_pass() -> dict[str, Any] | None:

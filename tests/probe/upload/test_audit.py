@@ -57,7 +57,9 @@ def test_audit_checks_inclusion_and_growth(tmp_path: Path) -> None:
         assert "3 records checked" in second.stdout  # the earlier five were audited already
         with Spool(spool_path()) as s:
             assert s.receipt_counts() == {"receipts": 8, "audited": 8}
-        assert "8 of them audited" in cli("status", "--offline").stdout
+        status = cli("status", "--offline").stdout
+        assert "8 of them audited" in status
+        assert "log audit:       the collector's log verified at 8 entries" in status
 
 
 def test_a_rewritten_log_fails_the_audit(tmp_path: Path) -> None:
