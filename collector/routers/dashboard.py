@@ -7,9 +7,9 @@ JavaScript; every filter is in the URL."""
 from __future__ import annotations
 
 import uuid
-from urllib.parse import parse_qs
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 import orjson
 import sqlalchemy as sa
@@ -102,7 +102,7 @@ async def matrix(request: Request, services: ServicesDep, lang: Lang = None,
     store = await _refresh(services)
     changes = await run_in_threadpool(lambda: store.list(cc=where.cc, service=where.service,
                                                          since=period.start,
-                                                         until=period.end, limit=50))
+                                                         until=period.end, limit=500))
     columns = column_order(cells)
     grid: dict[tuple[str, str], dict[tuple[str, str, str], Cell]] = {}
     for cell in cells:
@@ -117,7 +117,11 @@ async def matrix(request: Request, services: ServicesDep, lang: Lang = None,
             operators.append((cc_, operator, as_org, 1))
     countries = await run_in_threadpool(lambda: sorted(
         {s.cc for s in _reader(services).series() if s.cc}))
+    latest: dict[int, StoredChange] = {}
+    for change in sorted(changes, key=lambda c: c.at):  # the newest change per cell
+        latest[change.series.id] = change
     return page.render("matrix.html", period=period, cells=grid, rows=rows, columns=columns,
+                       latest=latest,
                        operators=operators, cc=where.cc, service=where.service,
                        countries=countries, changes=changes, verdicts=VERDICTS,
                        total=sum(c.measurements for c in cells))
