@@ -14,9 +14,10 @@ single well-supported observation, and several probes agreeing on one day
 settle it at once.
 
 The states are decoded with Viterbi; each switch is reported with the
-posterior probability (forward-backward) that the state really differs
-between the last day seen in the old state (`after`) and the first day seen
-in the new one (`at`). Inconclusive units carry no information and are left
+posterior probability (forward-backward) that the state switched that way
+within WINDOW days of it: the change happened between the last day seen in
+the old state (`after`) and the first day seen in the new one (`at`). The
+noise level is estimated per series, so noisy probes need more evidence. Inconclusive units carry no information and are left
 out; days without data are gaps, never "open".
 """
 
@@ -27,9 +28,11 @@ from dataclasses import dataclass
 from datetime import date
 
 OPEN, INTERFERED = 0, 1
-NOISE = 0.1  # probability that a unit disagrees with the true state
+NOISE = 0.1  # probability that a unit disagrees with the true state (first guess)
+NOISE_FLOOR, NOISE_CEILING = 0.05, 0.35
 RATE = 1 / 60  # prior rate of state changes per day
 MIN_CONFIDENCE = 0.5  # changes below are not reported
+WINDOW = 7  # days around a switch whose switch probabilities add up to its confidence
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,32 @@ def _logsumexp(values: list[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
-def detect(days: list[Day], noise: float = NOISE, rate: float = RATE,
+def detect(days: list[Day], noise: float | None = None, rate: float = RATE,
            min_confidence: float = MIN_CONFIDENCE) -> list[ChangePoint]:
     """Change points of one series; `days` in any order, days without any
-    conclusive unit ignored."""
+    conclusive unit ignored. `noise` None: estimated from the series itself
+    (how often its units disagree with the decoded states, between NOISE_FLOOR
+    and NOISE_CEILING), so a noisy series needs more evidence to change."""
     seen = sorted((d for d in days if d.open + d.interfered), key=lambda d: d.day)
     if len(seen) < 2:
         return []
+    if noise is not None:
+        return _detect(seen, noise, rate, min_confidence)[0]
+    noise = NOISE
+    for _ in range(4):
+        changes, states = _detect(seen, noise, rate, min_confidence)
+        wrong = sum(d.interfered if s == OPEN else d.open for d, s in zip(seen, states,
+                                                                          strict=True))
+        estimate = min(max(wrong / sum(d.open + d.interfered for d in seen), NOISE_FLOOR),
+                       NOISE_CEILING)
+        if abs(estimate - noise) < 0.01:
+            break
+        noise = estimate
+    return changes
+
+
+def _detect(seen: list[Day], noise: float, rate: float, min_confidence: float
+            ) -> tuple[list[ChangePoint], list[int]]:
     n = len(seen)
     emit = [[_log_emission(d, s, noise) for s in (OPEN, INTERFERED)] for d in seen]
     trans = []  # trans[i][a][b]: from day i-1 in state a to day i in state b
@@ -109,15 +131,22 @@ def detect(days: list[Day], noise: float = NOISE, rate: float = RATE,
                                    for b in (0, 1)]) for a in (0, 1)]
     total = _logsumexp(forward[-1])
 
+    def switched(k: int, a: int, b: int) -> float:
+        """Posterior probability of a switch a -> b between observed days k-1 and k."""
+        return math.exp(forward[k - 1][a] + trans[k - 1][a][b] + emit[k][b] + backward[k][b]
+                        - total)
+
     changes = []
     for i in range(1, n):
         a, b = states[i - 1], states[i]
         if a == b:
             continue
-        pair = forward[i - 1][a] + trans[i - 1][a][b] + emit[i][b] + backward[i][b] - total
-        confidence = math.exp(pair)
+        # where exactly it switched may be unsure between neighbouring days while the
+        # switch itself is not: sum over the gaps within WINDOW days of this one
+        near = [k for k in range(1, n) if abs((seen[k].day - seen[i].day).days) <= WINDOW]
+        confidence = min(sum(switched(k, a, b) for k in near), 1.0)
         if confidence >= min_confidence:
             changes.append(ChangePoint("start" if b == INTERFERED else "end", seen[i].day,
                                        seen[i - 1].day, round(confidence, 3),
                                        seen[i].open + seen[i].interfered))
-    return changes
+    return changes, states
