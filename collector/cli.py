@@ -1,5 +1,5 @@
 """`voipwatch-collector`: serve, export, probes list|revoke, token create, migrate,
-operator token create, subscription add|list|remove, dashboard rebuild.
+operator create|revoke-all, subscription add|list|remove, dashboard rebuild.
 
 User errors end with exit status 2 and one sentence; see collector.settings for
 where each setting can come from."""
@@ -112,13 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     operator = sub.add_parser("operator", help="operator tokens (the fleet page, subscriptions)")
     operator_sub = operator.add_subparsers(dest="action", metavar="ACTION", required=True)
-    operator_token = operator_sub.add_parser("token", help="create or revoke operator tokens")
-    token_sub = operator_token.add_subparsers(dest="token_action", metavar="ACTION",
-                                              required=True)
-    create_operator = token_sub.add_parser("create", help="a new operator token (shown once)")
+    create_operator = operator_sub.add_parser("create", help="a new operator token (shown "
+                                              "once)")
     _common(create_operator)
     create_operator.add_argument("--note", help="a label for your own records")
-    revoke_operator = token_sub.add_parser("revoke-all", help="revoke every operator token")
+    revoke_operator = operator_sub.add_parser("revoke-all", help="revoke every operator token")
     _common(revoke_operator)
 
     subscription = sub.add_parser("subscription", help="webhook subscriptions to detected "
@@ -345,7 +343,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     from collector.dashboard.operators import OperatorTokens
 
     tokens = OperatorTokens(open_database(_settings(args)))
-    if args.token_action == "create":
+    if args.action == "create":
         print(tokens.create(args.note))
     else:
         print(f"revoked {tokens.revoke_all()} operator tokens")

@@ -1,6 +1,6 @@
 """Operator authentication for the fleet page and the subscription routes.
 
-An operator token is created with `voipwatch-collector operator token create`
+An operator token is created with `voipwatch-collector operator create`
 (shown once; only its SHA-256 is stored) and sent as `Authorization: Bearer
 TOKEN` or, after `/login`, in an HttpOnly cookie. The stored hash is compared
 in constant time (`hmac.compare_digest`).
@@ -75,5 +75,5 @@ async def require_operator(request: Request) -> None:
     """A dependency for JSON routes: 401 without a valid operator token."""
     if not await is_operator(request):
         raise ApiError(401, "operator_required", "send an operator token (voipwatch-collector "
-                       "operator token create) as Authorization: Bearer TOKEN",
+                       "operator create) as Authorization: Bearer TOKEN",
                        headers={"WWW-Authenticate": "Bearer"})
