@@ -45,6 +45,17 @@ def timeline(period: Period, daily: dict[date, dict[str, int]], markers: list[Ma
                    f'y2="{y:.1f}"/><text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" '
                    f'text-anchor="end">{escape(percent(share))}</text>')
     bar = max(step * 0.9, 1.5)
+    # the detected blocked stretches, shaded behind the bars
+    ordered = sorted((m.change for m in markers), key=lambda c: c.at)
+    opened: date | None = None
+    for change in ordered:
+        if change.kind == "start" and opened is None:
+            opened = change.at
+        elif change.kind == "end" and opened is not None:
+            out.append(_band(x, opened, change.at, period, TOP, plot_h))
+            opened = None
+    if opened is not None:
+        out.append(_band(x, opened, period.end + timedelta(days=1), period, TOP, plot_h))
     for day, counts in sorted(daily.items()):
         if not period.start <= day <= period.end:
             continue
@@ -88,3 +99,13 @@ def timeline(period: Period, daily: dict[date, dict[str, int]], markers: list[Ma
                    f'height="{plot_h + 18}"/></a>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _band(x: Callable[[date], float], start: date, end: date, period: Period, top: float,
+          height: float) -> str:
+    left = x(max(start, period.start))
+    right = x(min(end, period.end + timedelta(days=1)))
+    if right <= left:
+        return ""
+    return (f'<rect class="band" x="{left:.1f}" y="{top}" width="{right - left:.1f}" '
+            f'height="{height}"/>')

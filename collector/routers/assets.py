@@ -17,7 +17,7 @@ router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "dashboard" / "static"
 TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".png": "image/png", ".svg": "image/svg+xml"}
-OURS = ("dashboard.css", "docs.js")
+OURS = ("dashboard.css", "docs.js", "favicon.svg")
 SWAGGER = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
 
 
