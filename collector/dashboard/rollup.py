@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -116,31 +116,70 @@ def month_of(day: date) -> date:
 
 
 class _Writer:
-    """Upserts for one dialect."""
+    """Upserts and look-ups for one dialect, as plain SQL through the driver's
+    executemany: SQLAlchemy's per-row parameter processing cost more than the
+    statements themselves. Values are given in the column's storage form."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
+        self.ph = "%s" if self.postgres else "?"
 
     def insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table) if self.postgres else sqlite.insert(table)
 
-    def add(self, table: sa.Table, rows: list[dict[str, Any]], keys: list[str],
-            adds: list[str], maxes: tuple[str, ...] = (), mins: tuple[str, ...] = ()) -> None:
-        """Insert `rows`, or add their `adds` columns to the existing rows."""
+    def day(self, value: date) -> Any:
+        return value if self.postgres else value.isoformat()
+
+    def moment(self, value: datetime) -> Any:
+        """UtcDateTime's storage form: timestamptz, or SQLite's naive UTC text."""
+        if self.postgres:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def add(self, table: sa.Table, columns: list[str], rows: list[tuple[Any, ...]],
+            keys: list[str], adds: list[str], sets: tuple[str, ...] = (),
+            maxes: tuple[str, ...] = (), mins: tuple[str, ...] = ()) -> None:
+        """Insert `rows` (tuples in `columns` order), or, where the key exists,
+        add their `adds`, replace their `sets`, keep the max of `maxes` and the
+        min of `mins`."""
         if not rows:
             return
-        statement = self.insert(table)
-        excluded = statement.excluded
-        changes: dict[str, Any] = {name: table.c[name] + excluded[name] for name in adds}
-        for name in maxes:
-            changes[name] = sa.case((excluded[name] > table.c[name], excluded[name]),
-                                    else_=table.c[name])
-        for name in mins:
-            changes[name] = sa.case((excluded[name] < table.c[name], excluded[name]),
-                                    else_=table.c[name])
-        self.conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes),
-                          rows)
+        name = table.name
+        changes = [f"{c} = {name}.{c} + excluded.{c}" for c in adds]
+        changes += [f"{c} = excluded.{c}" for c in sets]
+        changes += [f"{c} = CASE WHEN excluded.{c} > {name}.{c} THEN excluded.{c} "
+                    f"ELSE {name}.{c} END" for c in maxes]
+        changes += [f"{c} = CASE WHEN excluded.{c} < {name}.{c} THEN excluded.{c} "
+                    f"ELSE {name}.{c} END" for c in mins]
+        sql = (f"INSERT INTO {name} ({', '.join(columns)}) VALUES "
+               f"({', '.join([self.ph] * len(columns))}) ON CONFLICT ({', '.join(keys)}) "
+               f"DO UPDATE SET {', '.join(changes)}")
+        self.conn.exec_driver_sql(sql, rows)
+
+    def lookup(self, sql: str, keys: list[tuple[Any, ...]], casts: tuple[str, ...]
+               ) -> list[tuple[Any, ...]]:
+        """Rows of `sql` (a SELECT whose WHERE compares its key columns with
+        `{k0}`, `{k1}`...) for every key: one statement per key on SQLite, one
+        join against unnested arrays on PostgreSQL."""
+        if not keys:
+            return []
+        if self.postgres:
+            arrays = ", ".join(f"%s::{cast}[]" for cast in casts)
+            names = ", ".join(f"k{i}" for i in range(len(casts)))
+            joined = sql.format(**{f"k{i}": f"t.k{i}" for i in range(len(casts))})
+            joined = joined.replace(" WHERE ", f" JOIN unnest({arrays}) AS t({names}) ON ", 1)
+            columns = tuple(list(column) for column in zip(*keys, strict=True))
+            return [tuple(r) for r in self.conn.exec_driver_sql(joined, columns)]
+        single = sql.format(**{f"k{i}": "?" for i in range(len(casts))})
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        out: list[tuple[Any, ...]] = []
+        try:
+            for key in keys:
+                out.extend(cursor.execute(single, key).fetchall())
+        finally:
+            cursor.close()
+        return out
 
 
 def _series_ids(conn: sa.Connection, writer: _Writer,
@@ -203,24 +242,24 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
         unit[2] += dims.via_upstream
         if get("blocking"):
             methods[(series_id, day, key_id, get("blocking"))] += 1
-    writer.add(dash_endpoint_day, [
-        {"series_id": k[0], "day": k[1], "key_id": k[2], "endpoint": k[3], "n_open": v[0],
-         "n_blocked": v[1], "n_throttled": v[2], "n_inconclusive": v[3]}
-        for k, v in endpoint_days.items()],
-        ["series_id", "day", "key_id", "endpoint"],
-        ["n_open", "n_blocked", "n_throttled", "n_inconclusive"])
-    _units(conn, writer, units)
-    method_rows = []
+    writer.add(dash_endpoint_day,
+               ["series_id", "day", "key_id", "endpoint", "n_open", "n_blocked", "n_throttled",
+                "n_inconclusive"],
+               [(k[0], writer.day(k[1]), k[2], k[3], *v) for k, v in endpoint_days.items()],
+               ["series_id", "day", "key_id", "endpoint"],
+               ["n_open", "n_blocked", "n_throttled", "n_inconclusive"])
+    _units(writer, units)
+    method_rows: dict[tuple[Any, ...], int] = defaultdict(int)
     for (series_id, day, key_id, blocking), n in methods.items():
         for span, start in (("d", day), ("m", month_of(day))):
-            method_rows.append({"span": span, "start": start, "series_id": series_id,
-                                "key_id": key_id, "blocking": blocking, "n": n})
-    writer.add(dash_method, _merged(method_rows, ("n",)),
+            method_rows[(span, writer.day(start), series_id, key_id, blocking)] += n
+    writer.add(dash_method, ["span", "start", "series_id", "key_id", "blocking", "n"],
+               [(*k, n) for k, n in method_rows.items()],
                ["span", "start", "series_id", "key_id", "blocking"], ["n"])
-    writer.add(dash_key_version, [
-        {"key_id": k[0], "version": k[1], "first_at": v[0], "last_at": v[1], "n": v[2],
-         "n_ahead": v[3]} for k, v in versions.items()],
-        ["key_id", "version"], ["n", "n_ahead"], maxes=("last_at",), mins=("first_at",))
+    writer.add(dash_key_version, ["key_id", "version", "first_at", "last_at", "n", "n_ahead"],
+               [(k[0], k[1], writer.moment(v[0]), writer.moment(v[1]), v[2], v[3])
+                for k, v in versions.items()],
+               ["key_id", "version"], ["n", "n_ahead"], maxes=("last_at",), mins=("first_at",))
     touched = sorted({k[0] for k in units})
     if touched:
         conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(touched))
@@ -228,70 +267,52 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
     return len(pending)
 
 
-def _merged(rows: list[dict[str, Any]], adds: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows with the same key summed (an upsert statement may not touch a row twice)."""
-    out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        key = tuple(v for k, v in row.items() if k not in adds)
-        if key in out:
-            for name in adds:
-                out[key][name] += row[name]
-        else:
-            out[key] = dict(row)
-    return list(out.values())
-
-
-def _units(conn: sa.Connection, writer: _Writer,
-           units: dict[tuple[Any, ...], list[int]]) -> None:
+def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
     """Recompute the verdict of every touched unit from its endpoints' day
     counts; store it (span d) and move the month's totals (span m) by the change."""
     if not units:
         return
-    e, u = dash_endpoint_day.c, dash_unit.c
-    keys = list(units)
+    keys = [(series_id, writer.day(day), key_id) for series_id, day, key_id in units]
+    casts = ("bigint", "date", "text")
     endpoints: dict[tuple[Any, ...], list[tuple[int, int, int, int]]] = defaultdict(list)
+    for row in writer.lookup(
+            "SELECT e.series_id, e.day, e.key_id, e.n_open, e.n_blocked, e.n_throttled, "
+            "e.n_inconclusive FROM dash_endpoint_day e WHERE e.series_id = {k0} "
+            "AND e.day = {k1} AND e.key_id = {k2}", keys, casts):
+        endpoints[(row[0], writer.day(_as_date(row[1])), row[2])].append(row[3:7])
     old: dict[tuple[Any, ...], str | None] = {}
-    for chunk in _chunks(keys, 300):
-        for row in conn.execute(sa.select(e.series_id, e.day, e.key_id, e.n_open, e.n_blocked,
-                                          e.n_throttled, e.n_inconclusive)
-                                .where(sa.tuple_(e.series_id, e.day, e.key_id).in_(chunk))):
-            endpoints[(row.series_id, row.day, row.key_id)].append(
-                (row.n_open, row.n_blocked, row.n_throttled, row.n_inconclusive))
-        for row in conn.execute(sa.select(u.series_id, u.start, u.key_id, u.u_open, u.u_blocked,
-                                          u.u_throttled, u.u_inconclusive)
-                                .where(u.span == "d",
-                                       sa.tuple_(u.series_id, u.start, u.key_id).in_(chunk))):
-            flags = (row.u_open, row.u_blocked, row.u_throttled, row.u_inconclusive)
-            old[(row.series_id, row.start, row.key_id)] = VERDICTS[flags.index(1)] \
-                if 1 in flags else None
-    day_rows, month_rows = [], []
-    for key in keys:
-        series_id, day, key_id = key
-        n, signed, upstream = units[key]
+    for row in writer.lookup(
+            "SELECT u.series_id, u.start, u.key_id, u.u_open, u.u_blocked, u.u_throttled, "
+            "u.u_inconclusive FROM dash_unit u WHERE u.span = 'd' AND u.series_id = {k0} "
+            "AND u.start = {k1} AND u.key_id = {k2}", keys, casts):
+        flags = tuple(row[3:7])
+        old[(row[0], writer.day(_as_date(row[1])), row[2])] = \
+            VERDICTS[flags.index(1)] if 1 in flags else None
+    day_rows, month_rows = [], defaultdict(lambda: [0] * 7)
+    for (series_id, day, key_id), key in zip(units, keys, strict=True):
+        n, signed, upstream = units[(series_id, day, key_id)]
         new = unit_verdict(endpoints[key])
         before = old.get(key)
-        flags = {f"u_{v}": int(v == new) for v in VERDICTS}
-        day_rows.append({"span": "d", "start": day, "series_id": series_id, "key_id": key_id,
-                         **flags, "n": n, "n_signed": signed, "n_upstream": upstream})
-        delta = {f"u_{v}": int(v == new) - int(v == before) for v in VERDICTS}
-        month_rows.append({"span": "m", "start": month_of(day), "series_id": series_id,
-                           "key_id": key_id, **delta, "n": n, "n_signed": signed,
-                           "n_upstream": upstream})
-    counters = ("n", "n_signed", "n_upstream")
-    statement = writer.insert(dash_unit)
-    excluded = statement.excluded
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=["span", "start", "series_id", "key_id"],
-        set_={**{f"u_{v}": excluded[f"u_{v}"] for v in VERDICTS},
-              **{c: dash_unit.c[c] + excluded[c] for c in counters}}), day_rows)
-    writer.add(dash_unit, _merged(month_rows, (*(f"u_{v}" for v in VERDICTS), *counters)),
-               ["span", "start", "series_id", "key_id"],
+        day_rows.append(("d", key[1], series_id, key_id,
+                         *(int(v == new) for v in VERDICTS), n, signed, upstream))
+        month = month_rows[("m", writer.day(month_of(day)), series_id, key_id)]
+        for i, verdict in enumerate(VERDICTS):
+            month[i] += int(verdict == new) - int(verdict == before)
+        month[4] += n
+        month[5] += signed
+        month[6] += upstream
+    columns = ["span", "start", "series_id", "key_id", *(f"u_{v}" for v in VERDICTS), "n",
+               "n_signed", "n_upstream"]
+    keys_of = ["span", "start", "series_id", "key_id"]
+    counters = ["n", "n_signed", "n_upstream"]
+    writer.add(dash_unit, columns, day_rows, keys_of, counters,
+               sets=tuple(f"u_{v}" for v in VERDICTS))
+    writer.add(dash_unit, columns, [(*k, *v) for k, v in month_rows.items()], keys_of,
                [*(f"u_{v}" for v in VERDICTS), *counters])
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 ROLLUP_COLUMNS = (measurements.c.seq, measurements.c.key_id, measurements.c.service,
