@@ -17,8 +17,9 @@ The states are decoded with Viterbi; each switch is reported with the
 posterior probability (forward-backward) that the state switched that way
 within WINDOW days of it: the change happened between the last day seen in
 the old state (`after`) and the first day seen in the new one (`at`). The
-noise level is estimated per series, so noisy probes need more evidence. Inconclusive units carry no information and are left
-out; days without data are gaps, never "open".
+noise level is estimated per series, so noisy probes need more evidence.
+Inconclusive units carry no information and are left out; days without data
+are gaps, never "open".
 """
 
 from __future__ import annotations

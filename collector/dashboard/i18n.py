@@ -22,7 +22,6 @@ from babel.core import Locale
 from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal, format_percent
 from babel.support import NullTranslations, Translations
 
 LANGS = ("en", "fr", "ar")
@@ -72,6 +71,9 @@ class Formats:
     def __init__(self, lang: str) -> None:
         self.lang = lang
         self.locale = Locale.parse(lang)
+        # the parsed CLDR patterns, applied directly: format_decimal parses them each call
+        self._decimal = self.locale.decimal_formats[None]
+        self._percent = self.locale.percent_formats[None]
 
     def date(self, value: date | None, form: str = "medium") -> str:
         return "" if value is None else format_date(value, form, locale=self.locale)
@@ -82,10 +84,10 @@ class Formats:
         return format_datetime(value, "medium", tzinfo=None, locale=self.locale) + " UTC"
 
     def number(self, value: float | int) -> str:
-        return format_decimal(value, locale=self.locale)
+        return str(self._decimal.apply(value, self.locale))
 
     def percent(self, value: float) -> str:
-        return format_percent(value, "#,##0%", locale=self.locale)
+        return str(self._percent.apply(value, self.locale))
 
     @property
     def direction(self) -> str:

@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from collector.dashboard import fleet as fleet_view
 from collector.dashboard.cells import Cell, DashboardReader, Period, Series, Where, column_order
 from collector.dashboard.changestore import ChangeStore, StoredChange, as_points
+from collector.dashboard.i18n import translations
+from collector.dashboard.matrixview import cell_view
 from collector.dashboard.operators import COOKIE, OperatorTokens, is_operator
 from collector.dashboard.pages import Page, check_cc, check_text, period_of
 from collector.dashboard.rollup import VERDICTS, dims_of
@@ -79,9 +81,13 @@ def _change_label(page: Page, change: StoredChange) -> str:
 
 
 def page_gettext(page: Page) -> Any:
-    from collector.dashboard.i18n import translations
-
     return translations(page.lang).gettext
+
+
+def _words(page: Page) -> Any:
+    """Verdicts in the page's language (the msgids are the templates' words)."""
+    gettext = page_gettext(page)
+    return lambda verdict: gettext(verdict)
 
 
 def _svg(page: Page, period: Period, daily: dict[date, dict[str, int]],
@@ -120,8 +126,15 @@ async def matrix(request: Request, services: ServicesDep, lang: Lang = None,
     latest: dict[int, StoredChange] = {}
     for change in sorted(changes, key=lambda c: c.at):  # the newest change per cell
         latest[change.series.id] = change
-    return page.render("matrix.html", period=period, cells=grid, rows=rows, columns=columns,
-                       latest=latest,
+    translation = translations(page.lang)
+    fmt, words = page.fmt, _words(page)
+    views = {key: {column: cell_view(
+        cell, latest.get(cell.series.id), fmt, translation.gettext, translation.ngettext,
+        page.url("/cell", service=cell.series.service, role=cell.series.role,
+                 cc=cell.series.cc, operator=cell.series.operator, link=cell.series.link,
+                 from_=period.start, to=period.end), words)
+        for column, cell in row.items()} for key, row in grid.items()}
+    return page.render("matrix.html", period=period, cells=views, rows=rows, columns=columns,
                        operators=operators, cc=where.cc, service=where.service,
                        countries=countries, changes=changes, verdicts=VERDICTS,
                        total=sum(c.measurements for c in cells))
