@@ -50,7 +50,6 @@ from collector.db.engine import make_engine  # noqa: E402
 from collector.db.migrate import upgrade  # noqa: E402
 from collector.db.schema import measurements, probes  # noqa: E402
 from collector.store import MeasurementStore  # noqa: E402
-from probe.core.record import rfc3339  # noqa: E402
 from probe.core.signing import ProbeKey  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_DASHBOARD_RECORDS", "300000"))

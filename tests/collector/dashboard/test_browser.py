@@ -42,8 +42,10 @@ CONTRAST_JS = """
     if (s.visibility === 'hidden' || s.display === 'none') continue;
     const a = lum(s.color), b = lum(bg(el));
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-    const large = parseFloat(s.fontSize) >= 24 || (parseFloat(s.fontSize) >= 18.66 && +s.fontWeight >= 700);
-    if (ratio < (large ? 3 : 4.5)) bad.push([el.tagName, el.textContent.trim().slice(0, 40), ratio.toFixed(2)]);
+    const size = parseFloat(s.fontSize);
+    const large = size >= 24 || (size >= 18.66 && +s.fontWeight >= 700);
+    if (ratio < (large ? 3 : 4.5))
+      bad.push([el.tagName, el.textContent.trim().slice(0, 40), ratio.toFixed(2)]);
   }
   return bad;
 }
@@ -52,7 +54,9 @@ CONTRAST_JS = """
 UNLABELLED_JS = """
 () => [...document.querySelectorAll('input, select, textarea')]
   .filter(el => el.type !== 'hidden')
-  .filter(el => !(el.id && document.querySelector(`label[for="${el.id}"]`)) && !el.getAttribute('aria-label'))
+  .filter(el => !(el.id && document.querySelector(`label[for="${el.id}"]`)))
+  .filter(el => !el.getAttribute('aria-label'))
+  .filter(el => !el.getAttribute('aria-label'))
   .map(el => el.name)
 """
 

@@ -177,7 +177,7 @@ def test_signed_attribution_and_upstream(collector: Collector) -> None:
 class _Hook(BaseHTTPRequestHandler):
     received: list[tuple[dict[str, str], bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         _Hook.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
         self.send_response(204)
