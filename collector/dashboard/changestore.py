@@ -65,6 +65,10 @@ class ChangeStore:
     def refresh(self, limit: int = 10_000) -> int:
         """Re-detect every dirty series (at most `limit`); the number of new changes."""
         created = done = 0
+        with self.engine.connect() as conn:  # a read first: most calls find nothing to do
+            if conn.execute(sa.select(dash_series.c.id).where(dash_series.c.dirty.is_(True))
+                            .limit(1)).first() is None:
+                return 0
         while done < limit:
             with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                     conn.begin():
