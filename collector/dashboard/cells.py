@@ -240,21 +240,19 @@ class DashboardReader:
         return [cell for cell in cells.values() if cell.probes]
 
     def daily(self, series_ids: list[int], period: Period) -> dict[date, dict[str, int]]:
-        """Units per verdict for each day of `period` that has any, summed over
-        `series_ids`."""
+        """Units (probe-days) per verdict for each day of `period` that has any,
+        summed over `series_ids`."""
         if not series_ids:
             return {}
         u = dash_unit.c
-        query = (sa.select(u.start, *(sa.func.sum(u[f"u_{v}"]) for v in VERDICTS),
-                           sa.func.count(sa.distinct(u.key_id)))
+        query = (sa.select(u.start, *(sa.func.sum(u[f"u_{v}"]) for v in VERDICTS))
                  .where(u.span == "d", u.series_id.in_(series_ids), u.start >= period.start,
                         u.start <= period.end, _live(dash_unit))
                  .group_by(u.start).order_by(u.start))
         out: dict[date, dict[str, int]] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                out[row[0]] = {**{v: int(row[i + 1]) for i, v in enumerate(VERDICTS)},
-                               "probes": int(row[5])}
+                out[row[0]] = {v: int(row[i + 1]) for i, v in enumerate(VERDICTS)}
         return out
 
 
