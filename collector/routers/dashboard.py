@@ -34,7 +34,7 @@ from probe.core.errors import SignatureError
 from probe.core.record import utcnow
 from probe.core.signing import decode_public_key, verify_record
 
-router = APIRouter(tags=["dashboard"], include_in_schema=False)
+router = APIRouter(tags=["dashboard"])
 
 Lang = Annotated[str | None, Query(pattern=r"^[a-z]{2}$")]
 Day = Annotated[str | None, Query(max_length=10)]
