@@ -35,7 +35,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters")
     for name, meta in (("service", "ID"), ("verdict", "V"), ("link-type", "T"),
                        ("cc", "CC"), ("asn", "N"), ("since", "TIME"), ("until", "TIME"),
-                       ("check", "NAME"), ("role", "ROLE"), ("key-id", "HEX")):
+                       ("check", "NAME"), ("role", "ROLE"), ("key-id", "HEX"),
+                       ("upstream", "KIND")):
         group.add_argument(f"--{name}", metavar=meta)
 
 
@@ -274,11 +275,11 @@ def _parse_filters(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
     from collector.store import Filters
-    from probe.core.record import CheckName, LinkType, Role, Verdict
+    from probe.core.record import CheckName, LinkType, Role, Upstream, Verdict
 
     values: dict[str, Any] = {}
     for name, kind in (("verdict", Verdict), ("link_type", LinkType), ("check", CheckName),
-                       ("role", Role)):
+                       ("role", Role), ("upstream", Upstream)):
         value = getattr(args, name)
         if value is not None:
             try:

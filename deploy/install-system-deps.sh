@@ -18,6 +18,7 @@ declare -A NEEDED=(
   [debootstrap]=debootstrap    # the image's Debian base, with no image registry reachable
   [caddy]=caddy                # `caddy validate` on deploy/caddy/Caddyfile
   [chromium]=chromium          # the dashboard's browser tests (Playwright drives Debian's build)
+  [dbus-daemon]=dbus           # a private session bus for the link type's D-Bus tests
 )
 # packages with no command of their own to test for
 EXTRA_PACKAGES=(kamailio-tls-modules fonts-dejavu-core)  # DejaVu: Arabic glyphs for chromium

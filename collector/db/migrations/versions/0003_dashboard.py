@@ -2,7 +2,7 @@
 subscriptions and deliveries, operator tokens; existing measurements are rolled
 up here once (collector/dashboard/rollup.py).
 
-Revision ID: 0002
+Revision ID: dashboard
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 from collector.db.schema import BigSerial, UtcDateTime
 
-revision = "0002"
-down_revision = "0001"
+revision = "dashboard"
+down_revision = "upstream"
 branch_labels = None
 depends_on = None
 
