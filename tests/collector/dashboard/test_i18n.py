@@ -71,7 +71,8 @@ def test_the_probes_table_in_french() -> None:
     code = ("from rich.console import Console; from probe.ui.report import render; "
             "r={'service':'whatsapp','endpoint':{'check':'stun','host':'h','port':3478,"
             "'transport':'udp','role':'call'},'verdict':'blocked','blocking':'udp.timeout',"
-            "'runtime_ms':5,'evidence':{}}; render([r], Console(width=120))")
+            "'runtime_ms':5,'evidence':{},'network':{'link_type':'cellular'}}; "
+            "render([r], Console(width=120))")
     env = {**os.environ, "LANGUAGE": "fr", "LANG": "fr_FR.UTF-8"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=ROOT, check=True).stdout
