@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from collector import __version__, errors
-from collector.middleware import AccessLog, BodyLimit
+from collector.dashboard import alerts
+from collector.middleware import AccessLog, BodyLimit, SecurityHeaders
 from collector.routers import ROUTERS
 from collector.services import Services
 from collector.settings import Settings, load_settings
@@ -46,9 +47,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
             host, port = parse_host_port(current.settings.whoami_listen)
             whoami = await whoami_dns.start(current.settings.whoami_zone, host, port)
+        # the dashboard's change detection and webhooks (collector/dashboard/alerts.py)
+        background = asyncio.create_task(alerts.background(
+            current.engine, settings.public_url, settings.dashboard_refresh_seconds))
         try:
             yield
         finally:
+            background.cancel()
             if whoami is not None:
                 whoami.close()
             if heads is not None:
@@ -58,6 +63,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = FastAPI(
         title="voipwatch collector", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs is served locally (collector/routers/assets.py)
         description="Registration, signed ingest, the test helper and exports of "
                     "voipwatch measurements (docs/collector.md).",
     )
@@ -69,6 +75,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         from collector.media_proxy import MediaProxy
 
         app.add_middleware(MediaProxy, media_url=settings.media_url)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog, keep_ip=settings.keep_ip)
     return app

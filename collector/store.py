@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from collector.dashboard import rollup
 from collector.db.engine import write_options
 from collector.db.schema import measurements, probes, rejections
 from probe.core.record import utcnow
@@ -130,6 +131,8 @@ class MeasurementStore:
                 else:
                     earlier = self._stored(conn, [row["id"] for row in rows
                                                   if row["id"] not in inserted])
+                # the dashboard's rollups, in the same transaction (collector/dashboard)
+                rollup.apply(conn, [row for row in rows if row["id"] in inserted])
                 conn.execute(sa.update(probes)
                              .where(probes.c.key_id.in_(sorted(set(key_ids))))
                              .values(last_seen_at=utcnow()))

@@ -11,7 +11,9 @@ ROUTERS: tuple[str, ...] = (
     "control",
     "attribution",  # GET /api/v1/attribution (the test helper's look-up of the probe's network)
     "log",  # GET /api/v1/collector, /api/v1/log/* (receipts' key, the transparency log)
-    "dashboard",
+    "dashboard",  # the dashboard's pages (collector/dashboard)
+    "changes",  # /api/v1/changes, /changes.atom, /api/v1/subscriptions
+    "assets",  # /static/*, /docs (Swagger UI from the swagger-ui-bundle package)
     "webrtc",  # POST /api/v1/webrtc/offer (the WebRTC reference peer)
     "reflector",  # /api/v1/reflector/sessions (the throttling reflector)
 )

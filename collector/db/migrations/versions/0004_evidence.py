@@ -16,7 +16,7 @@ from alembic import op
 from collector.db.schema import UtcDateTime
 
 revision = "evidence"
-down_revision = "upstream"
+down_revision = "dashboard"
 branch_labels = None
 depends_on = None
 
