@@ -106,7 +106,8 @@ def leaf_problems(leaf: dict[str, Any], record: dict[str, Any]) -> list[str]:
             problems.append(f"{name} is {leaf.get(name)!r} in the log, {claims[name]!r} "
                             "in the record")
     network = record.get("network") or {}
-    if network.get("attribution") in SIGNED_ATTRIBUTION:
+    if network.get("attribution") in SIGNED_ATTRIBUTION and (
+            network.get("cc") or network.get("asn") is not None):
         for name in ("cc", "asn"):
             if leaf.get(name) != network.get(name):
                 problems.append(f"{name} is {leaf.get(name)!r} in the log, signed "
