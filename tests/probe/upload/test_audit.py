@@ -90,7 +90,7 @@ def test_a_changed_leaf_fails_the_audit(tmp_path: Path) -> None:
     db.execute("UPDATE measurements SET verdict = 'blocked' WHERE log_index = 1")
     db.commit()
     db.close()
-    with running.restart():
+    with running:  # started again on the same port and data (the context manager starts it)
         result = cli("audit")
     assert result.returncode == 3
     # leaf 1 changed: its own proof fails, and so does its neighbour's, which hashes it

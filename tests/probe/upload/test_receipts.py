@@ -139,7 +139,7 @@ def test_a_changed_collector_key_needs_confirmation(tmp_path: Path) -> None:
         assert cli("register", "--collector", running.url).returncode == 0
         first = load_config().collector_key
     (tmp_path / "c" / "collector.key").unlink()  # the operator lost it, or someone else answers
-    with running.restart():
+    with running:  # started again on the same port and data (the context manager starts it)
         refused = cli("register", "--collector", running.url)
         assert refused.returncode == 2
         assert "now signs with another key" in refused.stderr
@@ -182,7 +182,7 @@ def test_records_too_old_wait_and_go_once_the_horizon_allows(tmp_path: Path) -> 
             assert s.pending(10) == []  # not sent again before its time...
     # ...nor ever dropped: the operator extends the horizon, the next upload takes it
     running.args = ["--max-record-age-days", "400"]
-    with running.restart():
+    with running:  # started again on the same port and data (the context manager starts it)
         second = cli("upload")
         assert second.returncode == 0, second.stderr
         assert "1 accepted" in second.stderr
