@@ -158,14 +158,16 @@ class MeasurementStore:
         statement = (self._insert(measurements).on_conflict_do_nothing(index_elements=["id"])
                      .returning(measurements.c.id))
         names = _COLUMN_NAMES
-        return {r[0] for r in conn.execute(statement, [{k: row[k] for k in names}
+        # only the table's columns (ingest rows carry more, e.g. leaf_hash); a column
+        # a caller leaves out is NULL
+        return {r[0] for r in conn.execute(statement, [{k: row.get(k) for k in names}
                                                        for row in rows])}
 
     def _insert_unnest(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         """PostgreSQL: one statement with one array per column. A multi-row VALUES
         of 500 x 21 parameters costs psycopg more to prepare than the insert itself."""
         names = [c.name for c in measurements.columns if c.name != "seq"]
-        arrays = tuple([row[name] for row in rows] for name in names)
+        arrays = tuple([row.get(name) for row in rows] for name in names)
         casts = ", ".join(f"%b::{_PG_ARRAY[measurements.c[name].type.__class__.__name__]}"
                           for name in names)
         # binary parameters: text-format arrays would escape every record's quotes
