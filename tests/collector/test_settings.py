@@ -29,7 +29,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.database_url == f"sqlite:///{tmp_path / 'home' / 'collector.sqlite3'}"
     assert (settings.keep_ip, settings.require_token, settings.control_allow_private) == (
         False, False, False)
-    assert (settings.max_record_age_days, settings.max_clock_skew_seconds) == (30, 600)
+    assert (settings.max_record_age_days, settings.max_clock_skew_seconds) == (400, 600)
+    assert (settings.late_after_hours, settings.transparency_log) == (24, True)
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

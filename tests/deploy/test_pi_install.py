@@ -91,6 +91,7 @@ def test_install_into_a_scratch_prefix(tmp_path: Path, wheel: Path,
     # the state directory: private, with the config and the key
     assert state.is_dir() and (state.stat().st_mode & 0o777) == 0o700
     config = tomllib.loads((state / "probe.toml").read_text())
+    assert len(config.pop("collector_key")) == 44  # the collector's key, pinned
     assert config == {"collector": collector.url, "link_type": "cellular"}
     assert (state / "probe.key").is_file()
 

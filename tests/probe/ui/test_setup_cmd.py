@@ -36,7 +36,10 @@ def registered(collector: Collector, home: Path) -> bool:
 
 
 def config(home: Path) -> dict[str, str]:
-    return tomllib.loads((home / "probe.toml").read_text())
+    """The probe config, less the collector key pinned at registration (checked here)."""
+    values = tomllib.loads((home / "probe.toml").read_text())
+    assert len(values.pop("collector_key", "")) == 44  # base64 of a 32-byte key
+    return values
 
 
 def test_flags_write_register_and_show_how_to_schedule(collector: Collector,
