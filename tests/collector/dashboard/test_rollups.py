@@ -76,7 +76,8 @@ def _engine(collector: Collector) -> sa.Engine:
 def _upload(collector: Collector, keys: list[ProbeKey], records: list[dict[str, Any]]) -> None:
     with collector.client() as client:
         for key in keys:
-            client.post("/api/v1/probes", json={"public_key": key.public_b64})
+            reply = client.post("/api/v1/probes", json={"public_key": key.public_b64})
+            assert reply.status_code in (200, 201), reply.text
         for start in range(0, len(records), 500):
             answer = client.post("/api/v1/measurements", json=records[start:start + 500])
             assert {r["status"] for r in answer.json()["results"]} == {"accepted"}, answer.text
