@@ -85,6 +85,7 @@ class ControlAnswers:
         self.wanted = [e for e in endpoints if e.check in HELPER_CHECKS]
         self.client = client
         self.error: str | None = None if client else "no control configured"
+        self.answered = False  # the control's answer arrived: the network works
         self._task: asyncio.Task[dict[str, Observation | None]] | None = None
 
     def start(self) -> None:
@@ -99,6 +100,7 @@ class ControlAnswers:
             self.error = str(exc)
             log.warning("%s", exc)
             return {}
+        self.answered = True
         return {endpoint_key(e): o for e, o in zip(self.wanted, observations, strict=False)}
 
     async def __call__(self, endpoint: Any) -> Observation | None:

@@ -36,7 +36,7 @@ from probe.core.record import (
     utcnow,
 )
 from probe.core.signing import ProbeKey
-from probe.run.connectivity import Connectivity, precheck, targets_for
+from probe.run.connectivity import Connectivity, ConnectivityWatch, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
 from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
 from probe.store.spool import Spool
@@ -105,17 +105,20 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
         on_start(connectivity)
     budget = Budget(options.budget_bytes)
     network = MeasuredNetwork(link_facts(options.link_type))
-    shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
-                      NetworkWatch(network), clock_offset)
-
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
+    watch = ConnectivityWatch(connectivity, lambda: lookup.answered, len(regular))
+    shared = RunState(options, key, spool, budget, lookup, watch, on_record,
+                      NetworkWatch(network), clock_offset)
     semaphore = asyncio.Semaphore(options.concurrency)
     resolver = ResolverHealth(sum(t.endpoint.check == "dns" for t in regular))
 
     async def one(task: Task) -> dict[str, Any]:
         async with semaphore:
             observed = await shared.observe(task)
+        watch.counted()
+        if observed.observation.status is not Status.OK:
+            await watch.known()  # a failure is judged once connectivity is known
         if task.endpoint.check == "dns":
             resolver.report(observed.observation)
         works = True
@@ -132,6 +135,7 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
             records.append(await shared.finish(await shared.observe(task)))
     finally:
         await lookup.close()
+        connectivity.close()
     return records
 
 
@@ -165,7 +169,7 @@ class RunState:
     spool: Spool
     budget: Budget
     lookup: ControlAnswers
-    connectivity: Connectivity
+    connectivity: ConnectivityWatch
     on_record: Progress | None
     watch: NetworkWatch
     clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
@@ -200,6 +204,7 @@ class RunState:
                 observation = Observation(status=Status.UNMEASURABLE, failure=Failure.UNKNOWN,
                                           evidence={"error": describe(exc)})
             self.budget.charge(observation.bytes_sent + observation.bytes_received)
+            self.connectivity.note(observation)
         runtime_ms = int((time.perf_counter() - start) * 1000)
         return Observed(task, observation, suspected(observation), runtime_ms, started_at,
                         module.VERSION)
@@ -260,7 +265,7 @@ class RunState:
             bytes_sent=observation.bytes_sent,
             bytes_received=observation.bytes_received,
             control=control,
-            connectivity={"ok": self.connectivity.ok, "target": self.connectivity.target},
+            connectivity=self.connectivity.evidence(),
         )
         self.watch.poll()
         network = self.watch.network.record_fields()

@@ -37,8 +37,9 @@ class RunProgress:
 
     def started(self, connectivity: Connectivity) -> None:
         if not connectivity.ok:
-            self.console.print(f"[yellow]no connectivity ({connectivity.target} unreachable): "
-                               "every verdict will be inconclusive[/]")
+            self.console.print(f"[yellow]no connectivity to {connectivity.target} (collector/"
+                               "control unreachable): endpoints that work stay open, failures "
+                               "without a control are inconclusive; records wait in the spool[/]")
 
     def record(self, task: Any, record: dict[str, Any]) -> None:
         self.done += 1
