@@ -6,6 +6,8 @@ the probe's own stack behaves as on a real network: a dropped datagram is
 silence, not the EPERM a drop on the sender's output hook would give.
 
 - drop, reset, icmp act on the probe's packets (that is enough to kill a flow);
+  a drop `after` N packets acts on both directions of a flow once conntrack
+  counted N packets of it (a call that sets up, then is cut);
 - loss and rate act on both directions;
 - rate marks packets (`meta mark`, and `meta priority` = the htb class id, which
   htb honours before any filter) and tc htb gives each mark a class on the
@@ -147,7 +149,12 @@ class Compiler:
                     flow = addresses.link_number(link) * 0x100 + index
                     up.append(_rule(up_match, f"ct mark set {flow:#x}"))
                     up_match = down_match = f"ct mark {flow:#x}"
-                if isinstance(rule, DropRule):
+                if isinstance(rule, DropRule) and rule.after:
+                    # conntrack counts the flow's packets in its first packet's direction
+                    cut = f"ct original packets > {rule.after} drop"
+                    up.append(_rule(up_match, cut))
+                    down.append(_rule(down_match, cut))
+                elif isinstance(rule, DropRule):
                     up.append(_rule(up_match, "drop"))
                 elif isinstance(rule, ResetRule):
                     up.append(_rule(up_match, "reject with tcp reset"))

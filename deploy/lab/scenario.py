@@ -14,7 +14,8 @@ link type, built from primitives, and the verdicts the probe must reach.
         - {link: cellular, check: stun, port: 3478, verdict: blocked,
            blocking: stun.no_response, why: "no answer while the control gets one"}
 
-Rule actions: `drop`, `reset` (TCP RST), `icmp` (an ICMP error of `type`),
+Rule actions: `drop` (with `after: N`, only once a flow has carried N packets,
+both ways), `reset` (TCP RST), `icmp` (an ICMP error of `type`),
 `loss` (`percent` of packets, both directions), `rate` (`kbit`, both
 directions, tc htb), `dns` (the router sends the link's port 53 to the lying
 resolver, which answers `answer` for `names`). Selectors, all optional and
@@ -86,6 +87,10 @@ class _Selector(_Strict):
 
 class DropRule(_Selector):
     action: Literal["drop"]
+    # let the first N packets of each flow through (counted in the direction of
+    # the flow's first packet), then drop the rest of it, both ways: a call
+    # that sets up, then dies
+    after: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class ResetRule(_Selector):
