@@ -17,8 +17,9 @@ by stage, saying where it breaks (docs/webrtc.md).
    from one that works.
 
 `ok` only when data and media both flowed, and the audio did not stop;
-otherwise `failed` with the blocking method of the first stage that broke. aiortc is imported here, on
-the first webrtc endpoint of a run, never by a run without one.
+otherwise `failed` with the blocking method of the first stage that broke.
+aiortc is imported here, on the first webrtc endpoint of a run, never by a
+run without one.
 """
 
 from __future__ import annotations

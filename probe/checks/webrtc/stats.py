@@ -6,6 +6,7 @@ work on plain values."""
 from __future__ import annotations
 
 import statistics
+from itertools import pairwise
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,13 +84,13 @@ def timeline_evidence(samples: Sequence[MediaSample]) -> dict[str, Any]:
         return {}
     end = samples[-1].ms
     base = samples[0].received
-    arrivals = [s.ms for before, s in zip(samples, samples[1:], strict=False)
+    arrivals = [s.ms for before, s in pairwise(samples)
                 if s.received > before.received]
-    reports = [s.ms for before, s in zip(samples, samples[1:], strict=False)
+    reports = [s.ms for before, s in pairwise(samples)
                if s.reports > before.reports]
     received = samples[-1].received - base
     slices = [0] * (int(end // SLICE_MS) + 1)
-    for before, s in zip(samples, samples[1:], strict=False):
+    for before, s in pairwise(samples):
         slices[min(int(s.ms // SLICE_MS), len(slices) - 1)] += s.received - before.received
     out: dict[str, Any] = {"window_ms": round(end, 1), "slices": slices,
                            "reports_ms": [round(ms) for ms in reports]}
@@ -97,7 +98,7 @@ def timeline_evidence(samples: Sequence[MediaSample]) -> dict[str, Any]:
         return out | {"packets_expected": None, "interrupted": False}
     first, last = arrivals[0], arrivals[-1]
     expected = round((end - first) / 1000 * MEDIA_RATE) + 1
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)] + [end - last]
+    gaps = [b - a for a, b in pairwise(arrivals)] + [end - last]
     longest = max(gaps)
     interrupted = longest >= GAP_MS and expected - received >= MISSING
     out.update(first_ms=round(first, 1), last_ms=round(last, 1), packets_expected=expected,

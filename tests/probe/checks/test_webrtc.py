@@ -287,7 +287,8 @@ def test_media_and_echo_evidence() -> None:
     assert echo_evidence(5, []) == {"sent": 5, "received": 0, "loss": 1.0}
 
 
-def samples(arrivals: list[tuple[float, int]], reports: tuple[float, ...] = ()) -> list[MediaSample]:
+def samples(arrivals: list[tuple[float, int]],
+            reports: tuple[float, ...] = ()) -> list[MediaSample]:
     """A timeline sampled every 50 ms for 2.5 s: `arrivals` gives (ms, count so far)."""
     out, count = [], 0
     for step in range(51):
