@@ -6,9 +6,9 @@ work on plain values."""
 from __future__ import annotations
 
 import statistics
-from itertools import pairwise
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 MEDIA_RATE = 50  # packets a second the reference peer sends (20 ms Opus frames)
