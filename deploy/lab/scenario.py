@@ -154,6 +154,9 @@ class Case(_Strict):
     policy: tuple[Literal["all", "relay"], ...] | None = None
     verdict: Verdict
     blocking: Blocking | None = None
+    # what the record's evidence must also say, by dotted path
+    # (`beyond_dns.verdict: open`, `path.hop: 2`); a value, or {min, max} for a number
+    evidence: dict[str, Any] | None = None
     why: str | None = None
 
     _lists = field_validator("link", "service", "role", "check", "host", "port", "transport",
@@ -187,6 +190,25 @@ class Case(_Strict):
 class Expected(_Strict):
     verdict: Verdict
     blocking: Blocking | None = None
+    evidence: dict[str, Any] | None = None
+
+    def evidence_mismatches(self, record: dict[str, Any]) -> list[str]:
+        """What the record's evidence says otherwise than expected, one line each."""
+        found = []
+        for path, wanted in (self.evidence or {}).items():
+            value: Any = record.get("evidence", {})
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if not _agrees(value, wanted):
+                found.append(f"{path}: expected {wanted}, got {value}")
+        return found
+
+
+def _agrees(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, dict) and set(wanted) <= {"min", "max"}:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and wanted.get("min", value) <= value <= wanted.get("max", value))
+    return bool(value == wanted)
 
 
 class Expectations(_Strict):
@@ -196,7 +218,8 @@ class Expectations(_Strict):
     def expected(self, link: str, record: dict[str, Any]) -> Expected:
         for case in self.cases:
             if case.matches(link, record):
-                return Expected(verdict=case.verdict, blocking=case.blocking)
+                return Expected(verdict=case.verdict, blocking=case.blocking,
+                                evidence=case.evidence)
         return Expected(verdict=self.default)
 
 

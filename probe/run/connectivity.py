@@ -96,10 +96,10 @@ async def precheck(targets: list[Target], resolver: tuple[str, int] | None,
             result.elapsed_ms = round((time.perf_counter() - start) * 1000, 3)
             answered.set()
 
-    attempts = asyncio.gather(*(one(t) for t in targets))
+    attempts: asyncio.Future[list[None]] = asyncio.gather(*(one(t) for t in targets))
     result.attempts = attempts
-    waiting = asyncio.ensure_future(answered.wait())
-    await asyncio.wait({attempts, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting: asyncio.Future[Any] = asyncio.ensure_future(answered.wait())
+    await asyncio.wait([attempts, waiting], return_when=asyncio.FIRST_COMPLETED)
     waiting.cancel()
     if not result.ok:
         result.detail = "; ".join(result.unreachable.values())[:300]

@@ -38,6 +38,7 @@ from probe.core.record import (
 from probe.core.signing import ProbeKey
 from probe.run.connectivity import Connectivity, ConnectivityWatch, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
+from probe.run.names import NameTrouble, at_address, tampered, worth_a_look
 from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
@@ -205,9 +206,21 @@ class RunState:
                                           evidence={"error": describe(exc)})
             self.budget.charge(observation.bytes_sent + observation.bytes_received)
             self.connectivity.note(observation)
+        name = None
+        if worth_a_look(task.endpoint, observation):
+            # the name failed to resolve here, or may have been forged: the
+            # control's resolution tells (probe.run.names)
+            try:
+                found = await tampered(task.endpoint, observation,
+                                       await self.lookup(task.endpoint), self.context(module))
+            except Exception:  # a bug here must not lose the check's own observation
+                log.exception("following the name of %s failed internally", module.NAME)
+                found = None
+            if found is not None:
+                observation, name = found
         runtime_ms = int((time.perf_counter() - start) * 1000)
         return Observed(task, observation, suspected(observation), runtime_ms, started_at,
-                        module.VERSION)
+                        module.VERSION, name)
 
     async def finish(self, observed: Observed, resolver_works: bool = True) -> dict[str, Any]:
         """Classify (with a second look before `blocked`), build, sign and spool the record."""
@@ -220,8 +233,10 @@ class RunState:
             control = control_state(control_observation)
 
         def judge(seen: Observed) -> Classification:
+            # a name's lookup is judged against the control's resolution of it
             return classify(Situation(
-                status=seen.observation.status, suspected=seen.suspected, control=control,
+                status=seen.observation.status, suspected=seen.suspected,
+                control=ControlState.OK if seen.name is not None else control,
                 connectivity=self.connectivity.ok, resolver_works=resolver_works,
             ))
 
@@ -241,21 +256,61 @@ class RunState:
                     "failure": _text(first.failure), "suspected": _text(observed.suspected),
                     "runtime_ms": observed.runtime_ms}}
                 observed, result = again, again_result
+        beyond = None
+        if observed.name is not None and result.verdict is Verdict.BLOCKED:
+            try:
+                beyond = await self.beyond_dns(observed, observed.name, control, resolver_works)
+            except Exception as exc:  # the record stands without its second layer
+                log.exception("the check beyond DNS failed internally")
+                beyond = {"error": describe(exc)}
         record = self.record(observed, result, confirmation, _control_evidence(
-            control, control_observation, self.lookup.error))
+            control, control_observation, self.lookup.error), beyond)
         signed = self.key.sign(record.to_json_dict())
         self.spool.add(signed)
         if self.on_record:
             self.on_record(task, signed)
         return signed
 
+    async def beyond_dns(self, observed: Observed, name: NameTrouble, control: ControlState,
+                         resolver_works: bool) -> dict[str, Any]:
+        """The endpoint's own layer at the true address (the control's first
+        public one): the check again, classified against the endpoint's control,
+        a `blocked` looked at twice as ever (docs/measurement.md, `beyond_dns`)."""
+        module = checks.get(observed.task.endpoint.check)
+        address = name.addresses[0]
+        endpoint = at_address(observed.task.endpoint, address)
+
+        async def once() -> tuple[Observation, Classification]:
+            observation = await module.run(endpoint, self.context(module))
+            self.budget.charge(observation.bytes_sent + observation.bytes_received)
+            result = classify(Situation(
+                status=observation.status, suspected=suspected(observation), control=control,
+                connectivity=self.connectivity.ok, resolver_works=resolver_works))
+            return observation, result
+
+        observation, result = await once()
+        looks = 1
+        if result.verdict is Verdict.BLOCKED:
+            observation, result = await once()
+            looks = 2
+        return {"address": address, "verdict": str(result.verdict),
+                "blocking": _text(result.blocking), "rule": result.rule,
+                "status": str(observation.status), "failure": _text(observation.failure),
+                "suspected": _text(suspected(observation)), "looks": looks,
+                "evidence": observation.evidence,
+                "bytes_sent": observation.bytes_sent,
+                "bytes_received": observation.bytes_received}
+
     def record(self, observed: Observed, result: Classification,
-               confirmation: dict[str, Any] | None, control: dict[str, Any]) -> Measurement:
+               confirmation: dict[str, Any] | None, control: dict[str, Any],
+               beyond: dict[str, Any] | None = None) -> Measurement:
         """The measurement record (docs/measurement.md), before its signature."""
         observation = observed.observation
         evidence = dict(observation.evidence)
         if confirmation is not None:
             evidence["confirmation"] = confirmation
+        if beyond is not None:
+            evidence["beyond_dns"] = beyond
         evidence.update(
             status=str(observation.status),
             failure=_text(observation.failure),
@@ -301,6 +356,7 @@ class Observed:
     runtime_ms: int
     started_at: datetime
     check_version: str
+    name: NameTrouble | None = None  # its host's lookup failed or lied (probe.run.names)
 
 
 def _text(value: StrEnum | None) -> str | None:
