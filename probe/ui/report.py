@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from probe.core.comparison import flow_pairs, kbit, percent
 from probe.core.summary import summarise
 
 VERDICT_STYLE = {"open": "green", "blocked": "bold red", "throttled": "yellow",
@@ -64,6 +65,8 @@ def render(records: list[dict[str, Any]], console: Console) -> None:
                       str(record["runtime_ms"]), end_section=False)
     console.print(table)
 
+    render_throttle(ordered, console)
+
     summary = Table(title="call path vs messaging", title_justify="left")
     for column in ("service", "messaging", "calls"):
         summary.add_column(column)
@@ -75,3 +78,30 @@ def render(records: list[dict[str, Any]], console: Console) -> None:
     for record in records:
         counts[record["verdict"]] += 1
     console.print(", ".join(f"{counts[v]} {v}" for v in VERDICT_STYLE if counts[v]) or "no records")
+
+
+FINDING_STYLE = {"rate": "yellow", "loss": "yellow", "unsure": "dim", "no": "green"}
+
+
+def render_throttle(records: list[dict[str, Any]], console: Console) -> None:
+    """Each throttle record's two flows side by side, as Wehe shows a replay:
+    the service-like flow and its bit-inverted control, rate and loss."""
+    rows = [(record, pair) for record in records for pair in flow_pairs(record)]
+    if not rows:
+        return
+    table = Table(title="throttling: call-like flow vs its bit-inverted control",
+                  title_justify="left")
+    for column in ("service", "endpoint", "direction", "call kbit/s", "control kbit/s",
+                   "call loss", "control loss", "differs"):
+        table.add_column(column, justify="right" if "kbit" in column or "loss" in column
+                         else "left")
+    previous = None
+    for record, pair in rows:
+        first = record["id"] != previous
+        previous = record["id"]
+        style = FINDING_STYLE.get(pair.finding, "")
+        table.add_row(record["service"] if first else "",
+                      _target(record["endpoint"]) if first else "", pair.label,
+                      kbit(pair.voip_kbit), kbit(pair.control_kbit), percent(pair.voip_loss),
+                      percent(pair.control_loss), f"[{style}]{pair.finding}[/]")
+    console.print(table)
