@@ -3,7 +3,8 @@
 Accepts probe output (one signed record per line, the public key in
 `probe.public_key`), collector exports (`{"measurement": {...}, "public_key":
 ..., ...}` per line) and OONI-format exports (the record is
-`test_keys.voipwatch_record` with `test_keys.evidence` put back). Reads line by line: constant memory on any file size.
+`test_keys.voipwatch_record` with `test_keys.evidence` put back). Reads line
+by line: constant memory on any file size.
 """
 
 from __future__ import annotations
