@@ -51,6 +51,9 @@ PAYLOADS = {
     # RFC 7983 section 7: a first byte of 128-191 is RTP or RTCP; STUN (0-3), DTLS
     # (20-63, which carries a data channel's SCTP) and TURN ChannelData (64-79) pass
     "rtp": "@th,64,8 & 0xc0 == 0x80",
+    # RFC 8446 section 5.1: a TCP segment whose payload starts a handshake record
+    # (content type 22, version 3.x): the ClientHello, where a censor reads the SNI
+    "tls": "@ih,0,16 0x1603",
 }
 
 
@@ -119,6 +122,8 @@ class Compiler:
         if selector.payload:
             if not selector.proto:
                 parts.append("meta l4proto udp")
+            if selector.payload == "tls" and not selector.ports:
+                parts.append("meta l4proto tcp")
             parts.append(PAYLOADS[selector.payload])
         return " ".join(parts)
 

@@ -23,7 +23,9 @@ ANDed: `proto`, `ports`, `hosts` (lab names or addresses), `service` and
 `role` (the hosts of those catalogue endpoints; for a `webrtc` endpoint, its
 ICE servers' hosts), `payload` (`stun`: the magic cookie of RFC 8489 section
 5; `dtls`: a DTLS handshake record, RFC 6347 section 4.1; `rtp`: a first byte
-of 128-191, RTP or RTCP by RFC 7983 section 7). A case may also select by an
+of 128-191, RTP or RTCP by RFC 7983 section 7; `tls`, with `proto: tcp`: a
+segment that starts a TLS handshake record, as the ClientHello does, RFC 8446
+section 5.1). A case may also select by an
 endpoint's `label` or `policy` (the webrtc variants share check, host, port).
 """
 
@@ -69,7 +71,7 @@ class _Selector(_Strict):
     hosts: tuple[str, ...] = ()
     service: str | None = None
     role: Role | None = None
-    payload: Literal["stun", "dtls", "rtp"] | None = None
+    payload: Literal["stun", "dtls", "rtp", "tls"] | None = None
 
     @field_validator("ports")
     @classmethod
@@ -80,7 +82,9 @@ class _Selector(_Strict):
     def _consistent(self) -> _Selector:
         if self.ports and self.proto is None:
             raise ValueError("`ports` needs `proto: tcp` or `proto: udp`")
-        if self.payload and self.proto == "tcp":
+        if self.payload == "tls" and self.proto != "tcp":
+            raise ValueError("payload 'tls' is matched in TCP segments only (proto: tcp)")
+        if self.payload and self.payload != "tls" and self.proto == "tcp":
             raise ValueError(f"payload {self.payload!r} is matched in UDP datagrams only")
         return self
 

@@ -40,6 +40,7 @@ from probe.run.connectivity import Connectivity, ConnectivityWatch, precheck, ta
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
 from probe.run.names import NameTrouble, at_address, tampered, worth_a_look
 from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
+from probe.run.pathfinder import locate_block
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.verdict.methods import suspected
@@ -263,8 +264,18 @@ class RunState:
             except Exception as exc:  # the record stands without its second layer
                 log.exception("the check beyond DNS failed internally")
                 beyond = {"error": describe(exc)}
+        located = None
+        if result.verdict is Verdict.BLOCKED and result.blocking and observed.name is None:
+            # where on the path, and by injected packets? (raw sockets only)
+            try:
+                located = await locate_block(task.endpoint,
+                                             observed.observation.evidence.get("address"),
+                                             result.blocking)
+            except Exception as exc:  # the record stands without it
+                log.exception("tracing a blocked endpoint failed internally")
+                located = {"path": {"status": "error", "error": describe(exc)}}
         record = self.record(observed, result, confirmation, _control_evidence(
-            control, control_observation, self.lookup.error), beyond)
+            control, control_observation, self.lookup.error), beyond, located)
         signed = self.key.sign(record.to_json_dict())
         self.spool.add(signed)
         if self.on_record:
@@ -303,7 +314,8 @@ class RunState:
 
     def record(self, observed: Observed, result: Classification,
                confirmation: dict[str, Any] | None, control: dict[str, Any],
-               beyond: dict[str, Any] | None = None) -> Measurement:
+               beyond: dict[str, Any] | None = None,
+               located: dict[str, Any] | None = None) -> Measurement:
         """The measurement record (docs/measurement.md), before its signature."""
         observation = observed.observation
         evidence = dict(observation.evidence)
@@ -311,6 +323,7 @@ class RunState:
             evidence["confirmation"] = confirmation
         if beyond is not None:
             evidence["beyond_dns"] = beyond
+        evidence.update(located or {})  # path, injection
         evidence.update(
             status=str(observation.status),
             failure=_text(observation.failure),
