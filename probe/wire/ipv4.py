@@ -86,7 +86,8 @@ def _options(data: bytes) -> tuple[str, ...]:
         if kind == 1:  # no-operation
             index += 1
             continue
-        if index + 1 >= len(data) or data[index + 1] < 2:
+        if (index + 1 >= len(data) or data[index + 1] < 2
+                or index + data[index + 1] > len(data)):
             raise ValueError("a TCP option overruns the header")
         names.append(TCP_OPTIONS.get(kind, f"kind{kind}"))
         index += data[index + 1]
