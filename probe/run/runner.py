@@ -98,7 +98,8 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
                    on_start: Callable[[Connectivity], None] | None = None) -> list[dict[str, Any]]:
     tasks = tasks_of(options.catalogue)
     clock_offset = lab_clock_offset()  # read once, before any traffic
-    control_client = ControlClient(options.control_url, key) if options.control_url else None
+    control_client = ControlClient(options.control_url, key, resolver=options.resolver) \
+        if options.control_url else None
     lookup = ControlAnswers(control_client, [t.endpoint for t in tasks])
     lookup.start()
     connectivity = await precheck(targets_for(options.control_url, options.collector_url),
