@@ -51,8 +51,7 @@ class RunProgress:
             if self.console is not None:
                 self.console.print(f"[yellow]{message}[/]")
             else:
-                sys.stderr.write(message + "
-")
+                sys.stderr.write(message + "\n")
 
     def record(self, task: Any, record: dict[str, Any]) -> None:
         self.done += 1

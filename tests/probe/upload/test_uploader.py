@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.core.errors import Unreachable, UserError
+from probe.core.errors import Unreachable
 from probe.core.signing import ProbeKey, write_key
 from probe.store.spool import Spool
 from probe.store.state import ensure_home, key_path, load_config, spool_path
