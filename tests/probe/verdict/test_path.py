@@ -96,6 +96,7 @@ def test_which_blocks_are_traced() -> None:
 
 UNPRIVILEGED = """
 import asyncio, json
+from probe.catalogue import ENDPOINT_ADAPTER
 from probe.core.record import Blocking
 from probe.run.pathfinder import locate_block
 endpoint = ENDPOINT_ADAPTER.validate_python({"check": "tcp", "host": "127.0.0.1", "port": 9,
