@@ -9,7 +9,7 @@ from fastapi import Depends, Query
 
 from collector.errors import ApiError
 from collector.store import Filters
-from probe.core.record import CheckName, LinkType, Role, Verdict
+from probe.core.record import CheckName, LinkType, Role, Upstream, Verdict
 
 
 def filters(
@@ -25,6 +25,9 @@ def filters(
     check: CheckName | None = None,
     role: Role | None = None,
     key_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
+    upstream: Annotated[Upstream | None, Query(
+        description="the network behind the access link (network.upstream; a record "
+                    "without one counts as unknown)")] = None,
 ) -> Filters:
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
@@ -33,7 +36,7 @@ def filters(
     return Filters(service=service, verdict=verdict and str(verdict),
                    link_type=link_type and str(link_type), cc=cc, asn=asn, since=since,
                    until=until, check=check and str(check), role=role and str(role),
-                   key_id=key_id)
+                   key_id=key_id, upstream=upstream and str(upstream))
 
 
 FiltersDep = Annotated[Filters, Depends(filters)]

@@ -39,7 +39,7 @@ from probe.core.signing import ProbeKey
 from probe.run.connectivity import Connectivity, ConnectivityWatch, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
 from probe.run.names import NameTrouble, at_address, tampered, worth_a_look
-from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
+from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts, watch_for
 from probe.run.pathfinder import locate_block
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
@@ -102,17 +102,19 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
         if options.control_url else None
     lookup = ControlAnswers(control_client, [t.endpoint for t in tasks])
     lookup.start()
+    # the link is detected in a thread (D-Bus, platform tools) during the pre-check
+    link = asyncio.ensure_future(asyncio.to_thread(link_facts, options.link_type))
     connectivity = await precheck(targets_for(options.control_url, options.collector_url),
                                   options.resolver)
     if on_start:
         on_start(connectivity)
     budget = Budget(options.budget_bytes)
-    network = MeasuredNetwork(link_facts(options.link_type))
+    network = MeasuredNetwork(await link)
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
     watch = ConnectivityWatch(connectivity, lambda: lookup.answered, len(regular))
     shared = RunState(options, key, spool, budget, lookup, watch, on_record,
-                      NetworkWatch(network), clock_offset)
+                      watch_for(network, options.link_type), clock_offset)
     semaphore = asyncio.Semaphore(options.concurrency)
     resolver = ResolverHealth(sum(t.endpoint.check == "dns" for t in regular))
 
@@ -275,6 +277,7 @@ class RunState:
             except Exception as exc:  # the record stands without it
                 log.exception("tracing a blocked endpoint failed internally")
                 located = {"path": {"status": "error", "error": describe(exc)}}
+        await self.watch.check()  # a roam during the pass: the record says so
         record = self.record(observed, result, confirmation, _control_evidence(
             control, control_observation, self.lookup.error), beyond, located)
         signed = self.key.sign(record.to_json_dict())
@@ -336,7 +339,6 @@ class RunState:
             control=control,
             connectivity=self.connectivity.evidence(),
         )
-        self.watch.poll()
         network = self.watch.network.record_fields()
         extra: dict[str, Any] = {}
         if self.clock_offset is not None:  # a lab replay: marked wherever one looks

@@ -11,9 +11,15 @@ from rich.table import Table
 
 from probe.core.comparison import flow_pairs, kbit, percent
 from probe.core.summary import summarise
+from probe.ui.i18n import N_, _
 
 VERDICT_STYLE = {"open": "green", "blocked": "bold red", "throttled": "yellow",
                  "inconclusive": "dim"}
+# the words the table shows, translated at display time (probe/ui/i18n.py)
+WORDS = {"open": N_("open"), "blocked": N_("blocked"), "throttled": N_("throttled"),
+         "inconclusive": N_("inconclusive"), "call": N_("call"), "messaging": N_("messaging")}
+COLUMNS = (N_("service"), N_("role"), N_("check"), N_("endpoint"), N_("verdict"), N_("how"),
+           N_("ms"))
 ROLE_ORDER = {"messaging": 0, "call": 1}
 
 
@@ -40,14 +46,18 @@ def _proved(record: dict[str, Any]) -> str:
     return ""
 
 
+def _word(value: str) -> str:
+    return _(WORDS[value]) if value in WORDS else value
+
+
 def _styled(verdict: str) -> str:
-    return f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]"
+    return f"[{VERDICT_STYLE.get(verdict, '')}]{_word(verdict)}[/]"
 
 
 def render(records: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title="voipwatch results", title_justify="left", show_lines=False)
-    for column in ("service", "role", "check", "endpoint", "verdict", "how", "ms"):
-        table.add_column(column, justify="right" if column == "ms" else "left")
+    table = Table(title=_("voipwatch results"), title_justify="left", show_lines=False)
+    for column in COLUMNS:
+        table.add_column(_(column), justify="right" if column == "ms" else "left")
     ordered = sorted(records, key=lambda r: (r["service"], ROLE_ORDER.get(
         r["endpoint"]["role"], 9), r["endpoint"]["check"], _target(r["endpoint"])))
     previous = None
@@ -60,15 +70,16 @@ def render(records: list[dict[str, Any]], console: Console) -> None:
             how = f"[dim]{record['evidence'].get('rule', '')}[/]"
         elif not how and record["verdict"] == "open" and _proved(record):
             how = f"[dim]{_proved(record)}[/]"
-        table.add_row(record["service"] if first else "", endpoint["role"], endpoint["check"],
+        table.add_row(record["service"] if first else "", _word(endpoint["role"]),
+                      endpoint["check"],
                       _target(endpoint), _styled(record["verdict"]), how,
                       str(record["runtime_ms"]), end_section=False)
     console.print(table)
 
     render_throttle(ordered, console)
 
-    summary = Table(title="call path vs messaging", title_justify="left")
-    for column in ("service", "messaging", "calls"):
+    summary = Table(title=_("call path vs messaging"), title_justify="left")
+    for column in (_("service"), _("messaging"), _("calls")):
         summary.add_column(column)
     for service, roles in sorted(summarise(records).items()):
         summary.add_row(service, _styled(roles["messaging"]) if "messaging" in roles else "-",
@@ -77,7 +88,21 @@ def render(records: list[dict[str, Any]], console: Console) -> None:
     counts: dict[str, int] = defaultdict(int)
     for record in records:
         counts[record["verdict"]] += 1
-    console.print(", ".join(f"{counts[v]} {v}" for v in VERDICT_STYLE if counts[v]) or "no records")
+    console.print(", ".join(f"{counts[v]} {_word(v)}" for v in VERDICT_STYLE if counts[v])
+                  or _("no records"))
+    if records:
+        console.print(link_line(records[-1]["network"]), markup=False)
+
+
+def link_line(network: dict[str, Any]) -> str:
+    """The link the records say they measured (the last record's: after any change)."""
+    line = f"link: {network.get('link_type')} ({network.get('link_type_source', '?')})"
+    if "access" in network:
+        confidence = network.get("upstream_confidence")
+        line += (f"; access {network['access']} ({network.get('access_source')}), network "
+                 f"behind it {network.get('upstream')} ({network.get('upstream_source')}"
+                 f"{', ' + confidence if confidence else ''})")
+    return line + ". Not right? --link-type (docs/linktype.md)"
 
 
 FINDING_STYLE = {"rate": "yellow", "loss": "yellow", "unsure": "dim", "no": "green"}
@@ -89,7 +114,7 @@ def render_throttle(records: list[dict[str, Any]], console: Console) -> None:
     rows = [(record, pair) for record in records for pair in flow_pairs(record)]
     if not rows:
         return
-    table = Table(title="throttling: call-like flow vs its bit-inverted control",
+    table = Table(title=_("throttling: call-like flow vs its bit-inverted control"),
                   title_justify="left")
     for column in ("service", "endpoint", "direction", "call kbit/s", "control kbit/s",
                    "call loss", "control loss", "differs"):
@@ -105,3 +130,4 @@ def render_throttle(records: list[dict[str, Any]], console: Console) -> None:
                       kbit(pair.voip_kbit), kbit(pair.control_kbit), percent(pair.voip_loss),
                       percent(pair.control_loss), f"[{style}]{pair.finding}[/]")
     console.print(table)
+
