@@ -116,10 +116,11 @@ def render_throttle(records: list[dict[str, Any]], console: Console) -> None:
         return
     table = Table(title=_("throttling: call-like flow vs its bit-inverted control"),
                   title_justify="left")
-    for column in ("service", "endpoint", "direction", "call kbit/s", "control kbit/s",
-                   "call loss", "control loss", "differs"):
-        table.add_column(column, justify="right" if "kbit" in column or "loss" in column
-                         else "left")
+    columns = [(_("service"), "left"), (_("endpoint"), "left"), (_("direction"), "left"),
+               (_("call kbit/s"), "right"), (_("control kbit/s"), "right"),
+               (_("call loss"), "right"), (_("control loss"), "right"), (_("differs"), "left")]
+    for column, justify in columns:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
     previous = None
     for record, pair in rows:
         first = record["id"] != previous

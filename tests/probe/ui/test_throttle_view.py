@@ -14,7 +14,8 @@ from probe.ui.report import render
 def throttle_record(voip: float, control: float, loss_voip: float, rate: str) -> dict[str, Any]:
     direction = {"deficit": round(1 - voip / control, 3), "loss_voip": loss_voip,
                  "loss_control": 0.0, "rate": rate, "loss": "no"}
-    return {"id": "r1", "service": "lumen", "verdict": "throttled" if rate == "yes" else "open",
+    return {"id": "r1", "service": "lumen", "network": {"link_type": "cellular"},
+            "verdict": "throttled" if rate == "yes" else "open",
             "blocking": "throttle.rate" if rate == "yes" else None, "runtime_ms": 2300,
             "endpoint": {"check": "throttle", "host": "collector.lab", "port": 3480,
                          "transport": "udp", "role": "call", "url": "http://collector.lab",
