@@ -115,6 +115,15 @@ class ControlAnswers:
         self.answered = True
         return {endpoint_key(e): o for e, o in zip(self.wanted, observations, strict=False)}
 
+    def abandon(self, reason: str) -> None:
+        """Go on without the control at once: the pre-check could not even
+        connect to it (a blocked collector), so its answer would only come as
+        a timeout. Called before any check awaits it."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            self._task = None
+            self.error = reason
+
     async def __call__(self, endpoint: Any) -> Observation | None:
         if self._task is None:
             return None

@@ -108,6 +108,8 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
                                   options.resolver)
     if on_start:
         on_start(connectivity)
+    if "control" in connectivity.unreachable:  # its request would only time out
+        lookup.abandon(f"control unreachable: {connectivity.unreachable['control']}")
     budget = Budget(options.budget_bytes)
     network = MeasuredNetwork(await link)
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
