@@ -62,11 +62,11 @@ demo:
 i18n: venv
 	$(BIN)/pybabel extract -F babel.cfg -k t -k N_ --no-location --sort-output --omit-header \
 		-o collector/dashboard/translations/messages.pot .
-	$(BIN)/pybabel update --no-location -i collector/dashboard/translations/messages.pot \
+	$(BIN)/pybabel update -i collector/dashboard/translations/messages.pot \
 		-d collector/dashboard/translations
 	$(BIN)/pybabel extract -F probe/ui/babel.cfg -k _ --no-location --sort-output --omit-header \
 		-o probe/ui/locale/voipwatch-probe.pot probe/ui
-	$(BIN)/pybabel update --no-location -D voipwatch-probe -i probe/ui/locale/voipwatch-probe.pot \
+	$(BIN)/pybabel update -D voipwatch-probe -i probe/ui/locale/voipwatch-probe.pot \
 		-d probe/ui/locale
 	$(BIN)/pybabel compile -D voipwatch-probe -d probe/ui/locale
 

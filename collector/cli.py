@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write stored records to a file")
     _common(export)
-    export.add_argument("--format", choices=("jsonl", "csv", "parquet"), required=True)
+    export.add_argument("--format", choices=("jsonl", "csv", "parquet", "ooni"), required=True,
+                        help="ooni: OONI's measurement data format, one per line (docs/export.md)")
     export.add_argument("--out", "--output", metavar="FILE", required=True,
                         help="output file, replaced whole once complete ('-': stdout)")
     export.add_argument("--include-ip", action="store_true", help="add the submitting "

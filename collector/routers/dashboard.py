@@ -30,6 +30,7 @@ from collector.db.schema import measurements, probes
 from collector.errors import ApiError
 from collector.services import ServicesDep
 from collector.store import EXPORT_COLUMNS
+from probe.core.comparison import flow_pairs
 from probe.core.errors import SignatureError
 from probe.core.record import utcnow
 from probe.core.signing import decode_public_key, verify_record
@@ -348,6 +349,7 @@ async def measurement(request: Request, services: ServicesDep, record_id: str,
     control = evidence.pop("control", None)
     return page.render(
         "measurement.html", row=row, record=record, signature=signature, dims=dims,
+        throttle_pairs=flow_pairs(record),
         evidence=orjson.dumps(evidence, option=orjson.OPT_INDENT_2).decode(),
         control=orjson.dumps(control, option=orjson.OPT_INDENT_2).decode() if control
         is not None else None, raw=row.record,

@@ -1,4 +1,4 @@
-"""`GET /api/v1/export?format=jsonl|csv|parquet` + filters, streamed."""
+"""`GET /api/v1/export?format=jsonl|csv|parquet|ooni` + filters, streamed."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _at_size(services: Services, filters: Filters, tree_size: int | None) -> tup
 
 @router.get("/api/v1/export")
 def export(services: ServicesDep, filters: FiltersDep,
-           format: Literal["jsonl", "csv", "parquet"] = "jsonl",
+           format: Literal["jsonl", "csv", "parquet", "ooni"] = "jsonl",
            tree_size: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
     """Every matching record with the collector's additions (docs/export.md),
     among the log's first `tree_size` entries (default: its size now, named in
@@ -40,13 +40,17 @@ def export(services: ServicesDep, filters: FiltersDep,
     filters, size = _at_size(services, filters, tree_size)
     body = export_records(services.store, filters, format)  # addresses never leave over HTTP
     return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers={
-        "Content-Disposition": f'attachment; filename="voipwatch-export.{format}"',
+        "Content-Disposition": f'attachment; filename="voipwatch-export.{_suffix(format)}"',
         TREE_SIZE: str(size)})
+
+
+def _suffix(format: str) -> str:
+    return "ooni.jsonl" if format == "ooni" else format
 
 
 @router.get("/api/v1/export/proof")
 def proof(services: ServicesDep, filters: FiltersDep,
-          format: Literal["jsonl", "csv", "parquet"] = "jsonl",
+          format: Literal["jsonl", "csv", "parquet", "ooni"] = "jsonl",
           tree_size: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
     """The proof of an export (JSON lines: the signed tree head and filters, then
     every leaf of the log up to `tree_size`): docs/evidence.md."""

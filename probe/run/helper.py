@@ -17,7 +17,8 @@ from probe import checks
 from probe.catalogue import ENDPOINT_ADAPTER, is_ip_literal
 from probe.checks.base import Context, Observation
 from probe.core.checks import HELPER_CHECKS
-from probe.core.errors import ResolveError
+from probe.core.errors import DnsError, ResolveError
+from probe.dns.query import query_addresses
 from probe.dns.resolve import resolve_host
 from probe.verdict.methods import suspected
 
@@ -66,7 +67,25 @@ async def observe(endpoint: Any, *, timeout: float,
     helper's JSON answer carries it."""
     ctx = Context(timeout=timeout, resolver=resolver, is_control=True)
     observation = await checks.get(endpoint.check).run(endpoint, ctx)
+    resolved = await public_addresses(endpoint, resolver, timeout)
+    if resolved:
+        observation.evidence["resolved"] = resolved
     return answer(observation)
+
+
+async def public_addresses(endpoint: Any, resolver: tuple[str, int] | None,
+                           timeout: float) -> list[str]:
+    """The public addresses of the endpoint's name as the helper resolves it
+    (`evidence.resolved` of its answer): a probe whose own lookup failed or
+    was forged goes on against these (docs/measurement.md, `beyond_dns`).
+    Never a private one; nothing for an IP literal or a `dns` endpoint."""
+    if endpoint.check == "dns" or is_ip_literal(endpoint.host):
+        return []
+    try:
+        answer = await query_addresses(endpoint.host, "A", resolver, timeout)
+    except (DnsError, OSError):
+        return []
+    return [a for a in answer.addresses if _global(a)]
 
 
 def answer(observation: Observation) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from probe.core.comparison import flow_pairs, kbit, percent
 from probe.core.summary import summarise
 from probe.ui.i18n import N_, _
 
@@ -75,6 +76,8 @@ def render(records: list[dict[str, Any]], console: Console) -> None:
                       str(record["runtime_ms"]), end_section=False)
     console.print(table)
 
+    render_throttle(ordered, console)
+
     summary = Table(title=_("call path vs messaging"), title_justify="left")
     for column in (_("service"), _("messaging"), _("calls")):
         summary.add_column(column)
@@ -100,3 +103,32 @@ def link_line(network: dict[str, Any]) -> str:
                  f"behind it {network.get('upstream')} ({network.get('upstream_source')}"
                  f"{', ' + confidence if confidence else ''})")
     return line + ". Not right? --link-type (docs/linktype.md)"
+
+
+FINDING_STYLE = {"rate": "yellow", "loss": "yellow", "unsure": "dim", "no": "green"}
+
+
+def render_throttle(records: list[dict[str, Any]], console: Console) -> None:
+    """Each throttle record's two flows side by side, as Wehe shows a replay:
+    the service-like flow and its bit-inverted control, rate and loss."""
+    rows = [(record, pair) for record in records for pair in flow_pairs(record)]
+    if not rows:
+        return
+    table = Table(title=_("throttling: call-like flow vs its bit-inverted control"),
+                  title_justify="left")
+    columns = [(_("service"), "left"), (_("endpoint"), "left"), (_("direction"), "left"),
+               (_("call kbit/s"), "right"), (_("control kbit/s"), "right"),
+               (_("call loss"), "right"), (_("control loss"), "right"), (_("differs"), "left")]
+    for column, justify in columns:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    previous = None
+    for record, pair in rows:
+        first = record["id"] != previous
+        previous = record["id"]
+        style = FINDING_STYLE.get(pair.finding, "")
+        table.add_row(record["service"] if first else "",
+                      _target(record["endpoint"]) if first else "", pair.label,
+                      kbit(pair.voip_kbit), kbit(pair.control_kbit), percent(pair.voip_loss),
+                      percent(pair.control_loss), f"[{style}]{pair.finding}[/]")
+    console.print(table)
+

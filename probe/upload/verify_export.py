@@ -37,6 +37,7 @@ from probe.core.evidence import (
     verify_object,
 )
 from probe.core.signing import decode_public_key, key_id_of, verify_record
+from probe.upload.verify import _record_and_key
 
 
 class ExportInvalid(Exception):
@@ -44,7 +45,7 @@ class ExportInvalid(Exception):
 
 
 def records_of(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
-    """(line, record, public key) of a JSONL or CSV export."""
+    """(line, record, public key) of a JSONL (ours or OONI's) or CSV export."""
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
@@ -53,15 +54,14 @@ def records_of(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
         first = handle.read(1)
         handle.seek(0)
         try:
-            if first == "{":
+            if first == "{":  # our JSONL, or OONI's format (the record in test_keys)
                 for number, line in enumerate(handle, start=1):
                     if line.strip():
-                        row = json.loads(line)
-                        yield number, row["measurement"], row["public_key"]
+                        yield number, *_record_and_key(json.loads(line))
             else:
                 for number, row in enumerate(csv.DictReader(handle), start=2):
                     yield number, json.loads(row["measurement"]), row["public_key"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, SignatureError) as exc:
             raise UserError(f"{path} is not a collector export in JSONL or CSV "
                             f"({type(exc).__name__}: {exc})") from exc
 

@@ -76,7 +76,8 @@ def _engine(collector: Collector) -> sa.Engine:
 def _upload(collector: Collector, keys: list[ProbeKey], records: list[dict[str, Any]]) -> None:
     with collector.client() as client:
         for key in keys:
-            client.post("/api/v1/probes", json={"public_key": key.public_b64})
+            reply = client.post("/api/v1/probes", json={"public_key": key.public_b64})
+            assert reply.status_code in (200, 201), reply.text
         for start in range(0, len(records), 500):
             answer = client.post("/api/v1/measurements", json=records[start:start + 500])
             assert {r["status"] for r in answer.json()["results"]} == {"accepted"}, answer.text
@@ -220,3 +221,26 @@ def test_webhooks_are_signed_and_sent_once(collector: Collector) -> None:
     change = json.loads(body)["change"]
     assert (change["service"], change["kind"], change["at"]) == (service, "start",
                                                                  "2016-03-21")
+
+
+def test_a_throttle_measurement_shows_both_flows(collector: Collector) -> None:
+    """The measurement page puts the call-like flow and its bit-inverted control side
+    by side (Wehe-style), from the signed record, without any inline style (CSP)."""
+    from tests.probe.ui.test_throttle_view import throttle_record
+
+    key = ProbeKey.generate()
+    shaped = throttle_record(64.0, 254.9, 0.12, "yes")
+    signed = record(key, f"svc-{uuid.uuid4().hex[:8]}", DAY0, "open")
+    del signed["signature"]
+    signed.update(endpoint=shaped["endpoint"], evidence=shaped["evidence"],
+                  verdict="throttled", blocking="throttle.rate")
+    signed = key.sign(signed)
+    _upload(collector, [key], [signed])
+    with collector.client() as client:
+        page = client.get(f"/measurements/{signed['id']}").text
+        french = client.get(f"/measurements/{signed['id']}?lang=fr").text
+    table = page[page.index('<table class="vw-throttle">'):]
+    table = table[:table.index("</table>")]
+    assert "rate differs" in table and "64" in table and "254.9" in table
+    assert "12%" in table and "style=" not in table
+    assert 'class="vw-throttle"' in french
