@@ -148,3 +148,14 @@ def test_redacted_records_keep_the_proofs_valid(tmp_path: Path) -> None:
     assert "3 records" in result.stdout and "2 log entries were redacted" in result.stdout
     again = running.cli("redact", "--key-id", leave.key_id)
     assert again.returncode == 2 and "no records of key" in again.stderr
+
+
+def test_an_ooni_format_export_verifies_complete(stocked: tuple[Collector, str],
+                                                 tmp_path: Path) -> None:
+    running, service = stocked
+    out = tmp_path / "x.ooni.jsonl"
+    made = running.cli("export", "--format", "ooni", "--out", str(out), "--service", service)
+    assert made.returncode == 0, made.stderr
+    result = verify_export(str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("8 records, all signatures valid\ncomplete: exactly")

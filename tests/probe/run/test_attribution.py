@@ -120,7 +120,7 @@ async def test_a_public_resolver_is_attributed_without_a_query(collector: Collec
 async def test_a_route_change_makes_the_pass_learn_again(collector: Collector,
                                                          tmp_path: Path) -> None:
     from probe.checks.base import Budget
-    from probe.run.connectivity import Connectivity
+    from probe.run.connectivity import Connectivity, ConnectivityWatch
     from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
     from probe.run.runner import RunState, tasks_of
 
@@ -134,7 +134,8 @@ async def test_a_route_change_makes_the_pass_learn_again(collector: Collector,
         with Spool(tmp_path / "spool.sqlite3") as spool:
             state = RunState(options, key, spool, Budget(None),
                              lookup=_NoControl(),  # type: ignore[arg-type]  # no control here
-                             connectivity=Connectivity(True, "test", "connected", 0.0),
+                             connectivity=ConnectivityWatch(
+                                 Connectivity(True, "test", "connected", 0.0)),
                              on_record=None,
                              watch=NetworkWatch(network, read=lambda: next(states)),
                              attributor=attributor)
