@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--geoip-builtin", "use geoip2fast's bundled offline data when no .mmdb "
           "file is given (default: on)")
     _flag(serve, "--keep-ip", "store the submitting address with each record (default: off)")
-    _flag(serve, "--require-token", "registration needs an enrollment token (default: off)")
+    _flag(serve, "--require-token", "registration needs an enrollment token (default: on "
+          "when listening on a non-loopback address)")
     serve.add_argument("--forwarded-allow-ips", metavar="IPS",
                        help="proxies trusted to set X-Forwarded-For (comma list)")
     serve.add_argument("--max-record-age-days", type=float, metavar="DAYS",
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reject records dated further ahead (default 600; 0: no limit)")
     serve.add_argument("--max-batch", type=int, metavar="N", help="records per request "
                        "(default 1000)")
+    serve.add_argument("--catalogue", metavar="FILE.yaml", help="the catalogue this collector "
+                       "serves: the test helper runs only its endpoints, the reflector opens "
+                       "its throttle ports")
     serve.add_argument("--resolver", metavar="IP[:PORT]",
                        help="DNS resolver for the test helper (default: the system's)")
     _flag(serve, "--control", "run the test helper (default: on)")
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 SERVE_SETTINGS = ("data_dir", "db", "host", "port", "workers", "geoip_asn", "geoip_country",
                   "geoip_builtin", "keep_ip", "require_token", "forwarded_allow_ips",
                   "max_record_age_days", "max_clock_skew_seconds", "max_batch", "resolver",
-                  "control_allow_private", "log_level")
+                  "control_allow_private", "log_level", "catalogue")
 
 
 def _settings(args: argparse.Namespace, names: tuple[str, ...] = ("data_dir", "db")) -> Any:

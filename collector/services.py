@@ -27,6 +27,7 @@ class Services:
     store: MeasurementStore
     enricher: Enricher
     control: ControlRunner
+    catalogue: Any = None  # the operator's catalogue (setting `catalogue`), loaded at start
     # room for other areas (webrtc peer, reflector) to keep per-process state
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -37,10 +38,15 @@ class Services:
         from collector.geoip import Enricher
         from collector.store import MeasurementStore
 
+        catalogue = None
+        if settings.catalogue is not None:
+            from probe.catalogue import load_catalogue
+
+            catalogue = load_catalogue(settings.catalogue)  # a UserError names the problem
         engine = make_engine(settings.database_url)
         return cls(settings=settings, engine=engine, keys=KeyStore(engine),
                    store=MeasurementStore(engine), enricher=Enricher.from_settings(settings),
-                   control=ControlRunner(settings))
+                   control=ControlRunner(settings, engine, catalogue), catalogue=catalogue)
 
     def close(self) -> None:
         self.enricher.close()
