@@ -171,3 +171,20 @@ def test_catalogue_fields_are_bounded() -> None:
         with pytest.raises(ValidationError):
             ENDPOINT_ADAPTER.validate_python(endpoint)
         assert helper.parse_endpoint(endpoint) is None
+
+
+async def test_pinned_context_connects_to_the_pinned_address_only() -> None:
+    """The seam itself: a check given `pinned` never resolves, and refuses a
+    target it was not given."""
+    from probe.checks import tcp
+    from probe.checks.base import Context, Status
+    from tests.support.tcp_servers import tcp_server
+
+    async with tcp_server() as port:
+        endpoint = ENDPOINT_ADAPTER.validate_python(
+            {"check": "tcp", "host": "nowhere.invalid", "port": port, "role": "call"})
+        pinned = await tcp.run(endpoint, Context(timeout=2, pinned={
+            "nowhere.invalid": "127.0.0.1"}))
+        refused = await tcp.run(endpoint, Context(timeout=2, pinned={}))
+    assert pinned.status is Status.OK and pinned.evidence["address"] == "127.0.0.1"
+    assert refused.status is Status.FAILED and "not a vetted target" in refused.evidence["error"]
