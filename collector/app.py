@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from collector import __version__, errors
-from collector.middleware import AccessLog, BodyLimit
+from collector.gate import Gate
+from collector.middleware import AccessLog
 from collector.routers import ROUTERS
 from collector.services import Services
 from collector.settings import Settings, load_settings
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         from collector.media_proxy import MediaProxy
 
         app.add_middleware(MediaProxy, media_url=settings.media_url)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Gate, settings=settings)
     app.add_middleware(AccessLog, keep_ip=settings.keep_ip)
     return app
 

@@ -89,6 +89,30 @@ class Counters(_Writer):
                                                             c.scope == scope))
         return 0.0 if taken is not None else max((1.0 - elapsed) * window_seconds, 1.0)
 
+    def usage(self, scope: str, subject: str, window_seconds: float,
+              now: float | None = None) -> int:
+        """The sliding-window count, read only (no write lock)."""
+        now = time.time() if now is None else now
+        window = int(now // window_seconds)
+        elapsed = now / window_seconds - window
+        c = rate_counters.c
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(sa.select(c.window, c.count).where(
+                c.scope == scope, c.subject == subject,
+                c.window.in_([window - 1, window]))).all())
+        return int(counts.get(window - 1, 0) * (1.0 - elapsed)) + int(counts.get(window, 0))
+
+    def add(self, conn: sa.Connection, scope: str, subject: str, window_seconds: float,
+            cost: int, now: float | None = None) -> None:
+        """Count `cost` inside the caller's write transaction."""
+        now = time.time() if now is None else now
+        window = int(now // window_seconds)
+        c = rate_counters.c
+        statement = self._insert(rate_counters).values(
+            scope=scope, subject=subject, window=window, count=cost)
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=["scope", "subject", "window"], set_={"count": c.count + cost}))
+
     def distinct(self, scope: str, owner: str, item: str, limit: int, window_seconds: float,
                  now: float | None = None) -> float:
         """Count `item` once per window for `owner`; 0.0 while the owner has at

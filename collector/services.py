@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from collector.keys import KeyStore
 from collector.settings import Settings
+from collector.tally import Tally
 
 if TYPE_CHECKING:
     from collector.control import ControlRunner
@@ -28,6 +29,7 @@ class Services:
     enricher: Enricher
     control: ControlRunner
     catalogue: Any = None  # the operator's catalogue (setting `catalogue`), loaded at start
+    tally: Tally = field(default_factory=Tally)  # rejections not yet written
     # room for other areas (webrtc peer, reflector) to keep per-process state
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -49,6 +51,12 @@ class Services:
                    control=ControlRunner(settings, engine, catalogue), catalogue=catalogue)
 
     def close(self) -> None:
+        counts = self.tally.drain()
+        if counts:
+            try:
+                self.store.insert([], counts, ())
+            except Exception:  # the database is gone: the counts are lost, nothing else
+                pass
         self.enricher.close()
         self.engine.dispose()
 

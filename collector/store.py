@@ -3,7 +3,7 @@ queries with keyset paging, and streaming in constant memory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -75,9 +75,11 @@ class MeasurementStore:
                 else sqlite.insert(table))
 
     def insert(self, rows: list[dict[str, Any]], rejected: dict[str, int],
-               key_ids: Iterable[str]) -> set[str]:
+               key_ids: Iterable[str],
+               also: Callable[[sa.Connection, int], None] | None = None) -> set[str]:
         """Store `rows` and count `rejected` in one transaction; the ids actually
-        inserted (the others were already stored: duplicates)."""
+        inserted (the others were already stored: duplicates). `also` runs in
+        the same transaction with the number inserted (the ingest quota)."""
         inserted: set[str] = set()
         if not rows and not rejected:
             return inserted
@@ -89,6 +91,8 @@ class MeasurementStore:
                 conn.execute(sa.update(probes)
                              .where(probes.c.key_id.in_(sorted(set(key_ids))))
                              .values(last_seen_at=utcnow()))
+            if also is not None and inserted:
+                also(conn, len(inserted))
             for reason, count in sorted(rejected.items()):
                 upsert = self._insert(rejections).values(reason=reason, count=count)
                 conn.execute(upsert.on_conflict_do_update(
