@@ -79,7 +79,8 @@ class Gate:
         headers = dict(scope.get("headers", ()))
         path, method = scope["path"], scope["method"]
         ingest = path == INGEST and method == "POST"
-        signed = _KEY in headers or _SIGNATURE in headers
+        # signatures matter on the routes that take them; elsewhere they are ignored
+        signed = (_KEY in headers or _SIGNATURE in headers) and (ingest or signed_only(path))
         limit = (self.settings.max_body_bytes if ingest and signed
                  else self.settings.max_request_bytes)
         _declared(headers, limit)
