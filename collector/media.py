@@ -25,8 +25,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from collector import __version__, errors
-from collector.media_proxy import TrustedForwarder
 from collector.gate import Gate
+from collector.media_proxy import TrustedForwarder
 from collector.middleware import AccessLog
 from collector.settings import Settings
 

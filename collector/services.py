@@ -4,6 +4,7 @@ the `ServicesDep` dependency."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -53,10 +54,8 @@ class Services:
     def close(self) -> None:
         counts = self.tally.drain()
         if counts:
-            try:
+            with contextlib.suppress(Exception):  # the database is gone: only counts lost
                 self.store.insert([], counts, ())
-            except Exception:  # the database is gone: the counts are lost, nothing else
-                pass
         self.enricher.close()
         self.engine.dispose()
 
