@@ -72,10 +72,14 @@ class UploadSigner(httpx.Auth):
 
 
 def signing_client(collector: Collector) -> httpx.Client:
-    """A client whose uploads are signed by a key of its own, registered here."""
-    key = ProbeKey.generate()
+    """A client whose uploads are signed by the collector's uploader key
+    (registered on first use; one per collector, as one probe would)."""
     client = collector.client()
-    register(client, key)
+    key = getattr(collector, "upload_key", None)
+    if key is None:
+        key = ProbeKey.generate()
+        register(client, key)
+        collector.upload_key = key  # type: ignore[attr-defined]
     client.auth = UploadSigner(key)
     return client
 
