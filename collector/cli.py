@@ -232,7 +232,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _parse_filters(args: argparse.Namespace) -> Any:
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from pydantic import ValidationError
 
@@ -259,7 +259,10 @@ def _parse_filters(args: argparse.Namespace) -> Any:
                                 "2016-01-07T00:00:00Z") from None
             if moment.tzinfo is None:
                 raise UserError(f"--{name} {value!r}: give a time zone, e.g. a trailing Z")
-            values[name] = moment
+            try:
+                values[name] = moment.astimezone(UTC)
+            except OverflowError:
+                raise UserError(f"--{name} {value!r}: out of range once in UTC") from None
     if args.asn is not None:
         text = args.asn.upper().removeprefix("AS")
         if not text.isdigit():
