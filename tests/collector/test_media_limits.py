@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.webrtc_peer import PeerPool, Session, filter_candidates
-from probe.core.addresses import refusal
 from probe.core.signing import ProbeKey
 from probe.wire.sdp import sdp_candidates
 from tests.collector.harness import Collector
@@ -112,6 +110,8 @@ async def test_offers_with_too_many_candidates_are_refused(tmp_path: Path) -> No
 
 
 def test_private_and_mdns_candidates_are_dropped() -> None:
+    from collector.webrtc_peer import filter_candidates
+
     lines = [candidate(a) for a in ("192.168.1.7", "10.0.0.2", "fe80::1", "169.254.9.9",
                                     "4f1c1b9c-5a2e-4e3c-9d3a-0d1f2e3c4b5a.local", "127.0.0.1",
                                     "100.64.1.1", "203.0.113.9", "64:ff9b::a00:1",
@@ -123,6 +123,8 @@ def test_private_and_mdns_candidates_are_dropped() -> None:
 
 
 async def test_answers_offer_no_private_host_candidates(tmp_path: Path) -> None:
+    from probe.core.addresses import refusal
+
     async with running(tmp_path, webrtc_max_sessions=4) as client:
         response = await post_offer(client, await register(client), await client_offer())
     assert response.status_code == 200, response.text
@@ -154,6 +156,8 @@ class FakeChannel:
 
 
 def test_data_channel_echo_is_capped() -> None:
+    from collector.webrtc_peer import PeerPool, Session
+
     pool = PeerPool([], 1, 1, echo_max_messages=5)
     pc = FakeChannel()  # records its handlers the way aiortc's `on` does
     session = Session(1, "k", time.monotonic(), pc)
