@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.openapi_fuzz import in_namespace  # noqa: E402
+from tests.support.openapi_fuzz import in_namespace
 
 REQUESTS = int(os.environ.get("BENCH_OPENAPI_REQUESTS", "10000"))
 
