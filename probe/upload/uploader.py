@@ -231,6 +231,10 @@ class Uploader:
             code = _error_code(response)
             if response.status_code == 413 or (response.status_code in BISECT_STATUS and code):
                 raise Refused(code or "body_too_large", _error_detail(response))
+            if response.status_code == 403 and code == "revoked_key":
+                # this probe's key was revoked: nothing it sends will be accepted, as
+                # each record would be told; keep them aside, with the reason
+                return [{"id": r["id"], "status": "rejected", "reason": code} for r in records]
             problem = f"HTTP {response.status_code}: {_error_detail(response)}"
             if response.status_code not in RETRY_STATUS:
                 break  # the collector will not change its mind
