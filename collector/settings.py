@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         None, description="run only the catalogue's endpoints; default: yes when `catalogue` "
         "is set")
     control_concurrency: int = Field(32, ge=1, description="checks at once, all workers")
-    control_concurrency_per_key: int = Field(8, ge=1, description="checks at once per key")
+    control_concurrency_per_key: int = Field(16, ge=1, description="checks at once per key")
     control_targets_per_hour: int = Field(
         200, ge=1, description="distinct (host, port) targets per key per hour, when the "
         "helper is not held to a catalogue")

@@ -145,6 +145,7 @@ def collector_daemon(workdir: Path, settings: dict[str, Any]) -> Daemon:
            # probes may ask it as often as the accuracy runs need
            "VOIPWATCH_COLLECTOR_RESOLVER": SERVICES["ns"],
            "VOIPWATCH_COLLECTOR_CONTROL_RATE_PER_MINUTE": "100000",
+           "VOIPWATCH_COLLECTOR_CONTROL_CONCURRENCY_PER_KEY": "32",
            # the reference peer (webrtc endpoints) gathers through lumen's relay, as a
            # collector uses its own coturn; three probes call with four variants each
            "VOIPWATCH_COLLECTOR_WEBRTC_ICE_SERVERS": json.dumps(PEER_ICE_SERVERS),
