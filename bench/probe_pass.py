@@ -10,21 +10,15 @@ many packets the bucket held back (htb `overlimits`: 0 means the pass never
 needed more than the rate). Each figure is the median of RUNS passes,
 printed with its ratio to the unshaped run.
 
-Also the probe's start-up cost, as ratios to `python -c pass` measured in the
-same run: `voipwatch-probe --help` and a user-error exit (target <= 0.3 s).
-
-The lab part needs root (network namespaces); without it only the start-up
-figures are printed.
+The start-up cost of the command lines is bench/startup.py's. Needs root
+(network namespaces); without it, it says so.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,32 +28,7 @@ from bench._labpass import measured_pass, median_pass, shape  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-STARTUP_RUNS = 15
 SHAPES = {"unshaped": None, "1 Mbit/s": 1000, "128 kbit/s": 128}
-
-
-def timed(argv: list[str], runs: int = STARTUP_RUNS) -> float:
-    """Median wall time of `argv`, in seconds."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def startup() -> None:
-    baseline = timed([sys.executable, "-c", "pass"])
-    probe = str(BIN / "voipwatch-probe")
-    rows = [("python -c pass", baseline),
-            ("voipwatch-probe --help", timed([probe, "--help"])),
-            ("voipwatch-probe run (user error: no such catalogue)",
-             timed([probe, "run", "--catalogue", "/nonexistent/catalogue.yaml"]))]
-    print(f"start-up (median of {STARTUP_RUNS})")
-    for name, seconds in rows:
-        verdict = "" if name.startswith("python") else (
-            "  ok (<= 0.3 s)" if seconds <= 0.3 else "  OVER 0.3 s")
-        print(f"  {name:<55} {seconds * 1000:7.1f} ms  x{seconds / baseline:5.2f}{verdict}")
 
 
 def lab_bench() -> None:
@@ -92,9 +61,8 @@ def lab_bench() -> None:
 
 
 def main() -> int:
-    startup()
     if os.geteuid() != 0:
-        print("\nlab pass figures skipped: they need root (network namespaces); "
+        print("lab pass figures skipped: they need root (network namespaces); "
               "run `sudo make bench`")
         return 0
     from deploy.lab.shell import LabError

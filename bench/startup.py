@@ -53,6 +53,9 @@ def cases(home: Path) -> list[tuple[str, list[str], int]]:
         ("user error: upload (no collector)", [probe, "upload"], 2),
         ("user error: collector export --format xml",
          [collector, "export", "--format", "xml", "--out", "x"], 2),
+        ("user error: collector export --out in a missing directory",
+         [collector, "export", "--format", "jsonl", "--out",
+          str(home / "no" / "such" / "dir" / "x.jsonl")], 2),
     ]
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from collector import __version__
-from probe.core.errors import UserError, run_command
+from probe.core.commands import EXIT_STATUS, output_target
+from probe.core.errors import Unreachable, UserError, run_command
 
 PROG = "voipwatch-collector"
 
@@ -33,7 +34,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters")
     for name, meta in (("service", "ID"), ("verdict", "V"), ("link-type", "T"),
                        ("cc", "CC"), ("asn", "N"), ("since", "TIME"), ("until", "TIME"),
-                       ("check", "NAME"), ("role", "ROLE"), ("key-id", "HEX")):
+                       ("check", "NAME"), ("role", "ROLE"), ("key-id", "HEX"),
+                       ("upstream", "KIND")):
         group.add_argument(f"--{name}", metavar=meta)
 
 
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="The voipwatch collector: registration, signed ingest, "
         "the test helper, exports and the results page.",
         epilog="Settings: flags, then VOIPWATCH_COLLECTOR_* variables, then the TOML file "
-               "(docs/collector.md). Exit status: 0 ok, 2 bad input, 1 internal failure.")
+               f"(docs/collector.md). {EXIT_STATUS}")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write stored records to a file")
     _common(export)
     export.add_argument("--format", choices=("jsonl", "csv", "parquet"), required=True)
-    export.add_argument("--out", metavar="FILE", required=True, help="output file ('-': stdout)")
+    export.add_argument("--out", "--output", metavar="FILE", required=True,
+                        help="output file, replaced whole once complete ('-': stdout)")
     export.add_argument("--include-ip", action="store_true", help="add the submitting "
                         "addresses, where --keep-ip stored them (never in public exports)")
     _filters(export)
@@ -171,7 +174,9 @@ def open_database(settings: Any) -> Any:
         upgrade(engine)
     except sa.exc.OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise UserError(f"cannot open the database {describe(engine)}: {reason}") from exc
+        # a database server that does not answer is not bad input (a bad path is)
+        problem = Unreachable if engine.dialect.name != "sqlite" else UserError
+        raise problem(f"cannot open the database {describe(engine)}: {reason}") from exc
     return engine
 
 
@@ -206,6 +211,7 @@ def cmd_media(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    output_target(args.out, "--out")  # the probe's --output rules, before the database
     from collector.export import export
     from collector.store import MeasurementStore
 
@@ -237,11 +243,11 @@ def _parse_filters(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
     from collector.store import Filters
-    from probe.core.record import CheckName, LinkType, Role, Verdict
+    from probe.core.record import CheckName, LinkType, Role, Upstream, Verdict
 
     values: dict[str, Any] = {}
     for name, kind in (("verdict", Verdict), ("link_type", LinkType), ("check", CheckName),
-                       ("role", Role)):
+                       ("role", Role), ("upstream", Upstream)):
         value = getattr(args, name)
         if value is not None:
             try:

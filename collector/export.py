@@ -30,7 +30,8 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"
 
 # flat columns for CSV and Parquet; `measurement` holds the signed JSON text
 COLUMNS = ("id", "started_at", "received_at", "service", "check", "role", "transport",
-           "host", "port", "verdict", "blocking", "link_type", "probe_cc", "probe_asn",
+           "host", "port", "verdict", "blocking", "link_type", "upstream", "upstream_source",
+           "upstream_confidence", "probe_cc", "probe_asn",
            "probe_as_org", "geoip_source", "geoip_date", "key_id", "key_revoked_at",
            "public_key", "probe_ip", "measurement")
 
@@ -63,6 +64,8 @@ def flat(row: sa.Row[Any]) -> dict[str, Any]:
         "service": row.service, "check": row.check_name, "role": row.role,
         "transport": row.transport, "host": row.endpoint_host, "port": row.endpoint_port,
         "verdict": row.verdict, "blocking": row.blocking, "link_type": row.link_type,
+        "upstream": row.upstream, "upstream_source": row.upstream_source,
+        "upstream_confidence": row.upstream_confidence,
         "probe_cc": row.cc, "probe_asn": row.asn, "probe_as_org": row.as_org,
         "geoip_source": row.geoip_source, "geoip_date": row.geoip_date, "key_id": row.key_id,
         "key_revoked_at": _time(row.key_revoked_at), "public_key": row.public_key,

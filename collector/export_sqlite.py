@@ -33,6 +33,8 @@ _SOURCES: tuple[tuple[str, Any, str], ...] = (
     ("transport", _m.transport, "text"), ("host", _m.endpoint_host, "text"),
     ("port", _m.endpoint_port, "int"), ("verdict", _m.verdict, "text"),
     ("blocking", _m.blocking, "text"), ("link_type", _m.link_type, "text"),
+    ("upstream", _m.upstream, "text"), ("upstream_source", _m.upstream_source, "text"),
+    ("upstream_confidence", _m.upstream_confidence, "text"),
     ("probe_cc", _m.cc, "text"), ("probe_asn", _m.asn, "int"),
     ("probe_as_org", _m.as_org, "text"), ("geoip_source", _m.geoip_source, "text"),
     ("geoip_date", _m.geoip_date, "text"), ("key_id", _m.key_id, "text"),

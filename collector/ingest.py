@@ -240,6 +240,15 @@ def _record_id(value: Any) -> str | None:
     return None
 
 
+def _upstream(model: Measurement) -> dict[str, str | None]:
+    """The link's upstream kind, its source and confidence, as the record says."""
+    network = model.network
+    return {"upstream": network.upstream and str(network.upstream),
+            "upstream_source": network.upstream_source and str(network.upstream_source),
+            "upstream_confidence": network.upstream_confidence
+            and str(network.upstream_confidence)}
+
+
 def _row(item: _Checked, origin: Enrichment, received_at: datetime,
          probe_ip: str | None) -> dict[str, Any]:
     model = item.model
@@ -249,6 +258,7 @@ def _row(item: _Checked, origin: Enrichment, received_at: datetime,
         "key_id": model.probe.key_id,
         "service": model.service,
         "check_name": str(endpoint.check),
+        **_upstream(model),
         "role": str(endpoint.role),
         "transport": str(endpoint.transport),
         "endpoint_host": endpoint.host,

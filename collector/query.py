@@ -10,7 +10,7 @@ from fastapi import Depends, Query
 
 from collector.errors import ApiError
 from collector.store import Filters
-from probe.core.record import CheckName, LinkType, Role, Verdict
+from probe.core.record import CheckName, LinkType, Role, Upstream, Verdict
 
 
 def filters(
@@ -28,11 +28,15 @@ def filters(
     check: CheckName | None = None,
     role: Role | None = None,
     key_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
+    upstream: Annotated[Upstream | None, Query(
+        description="the network behind the access link (network.upstream; a record "
+                    "without one counts as unknown)")] = None,
 ) -> Filters:
     return Filters(service=service, verdict=verdict and str(verdict),
                    link_type=link_type and str(link_type), cc=cc, asn=asn,
                    since=parse_time("since", since), until=parse_time("until", until),
-                   check=check and str(check), role=role and str(role), key_id=key_id)
+                   check=check and str(check), role=role and str(role), key_id=key_id,
+                   upstream=upstream and str(upstream))
 
 
 FiltersDep = Annotated[Filters, Depends(filters)]

@@ -31,6 +31,7 @@ class Filters:
     check: str | None = None
     role: str | None = None
     key_id: str | None = None
+    upstream: str | None = None  # cellular | fixed | unknown (absent counts as unknown)
 
     def clauses(self) -> list[Any]:
         c = measurements.c
@@ -43,6 +44,8 @@ class Filters:
                 out.append(column == value)
         if self.cc is not None:
             out.append(c.cc == self.cc.upper())
+        if self.upstream is not None:
+            out.append(sa.func.coalesce(c.upstream, "unknown") == self.upstream)
         if self.since is not None:
             out.append(c.started_at >= self.since)
         if self.until is not None:
@@ -58,7 +61,9 @@ EXPORT_COLUMNS = (
     measurements.c.seq, measurements.c.id, measurements.c.key_id, measurements.c.service,
     measurements.c.check_name, measurements.c.role, measurements.c.transport,
     measurements.c.endpoint_host, measurements.c.endpoint_port, measurements.c.verdict,
-    measurements.c.blocking, measurements.c.link_type, measurements.c.cc, measurements.c.asn,
+    measurements.c.blocking, measurements.c.link_type,
+    measurements.c.upstream, measurements.c.upstream_source, measurements.c.upstream_confidence,
+    measurements.c.cc, measurements.c.asn,
     measurements.c.as_org, measurements.c.geoip_source, measurements.c.geoip_date,
     measurements.c.probe_ip, measurements.c.started_at, measurements.c.received_at,
     measurements.c.record, probes.c.public_key, probes.c.revoked_at.label("key_revoked_at"),

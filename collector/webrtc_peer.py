@@ -3,9 +3,10 @@
 For each offer (non-trickle SDP, RFC 8829 §5.3, gathered completely, as aiortc
 does) it creates one aiortc peer connection that answers, echoes every
 data-channel message and sends audio back: the probe's own pre-encoded tone
-(probe.wire.media, a voice call's 32 kbit/s), while the audio it receives is read
-and dropped. Echoing the received audio would cost a decoder and an encoder
-per session, and aiortc's encoder sends 96 kbit/s whatever the probe sent. The
+(probe.wire.media, a voice call's 32 kbit/s), from the moment the probe's audio
+reaches it, while the audio it receives is read and dropped. Echoing the
+received audio would cost a decoder and an encoder per session, and aiortc's
+encoder sends 96 kbit/s whatever the probe sent. The
 number of live sessions is bounded (`PeerFull` when full) and each session is
 closed after `lifetime` seconds, or as soon as its connection fails or the
 probe hangs up. aiortc is imported on the first offer, not when the collector
@@ -217,8 +218,12 @@ class PeerPool:
             # fired inside setRemoteDescription, before the answer: the same
             # transceiver then sends the tone back
             if track.kind == "audio":
-                session.drains.append(asyncio.ensure_future(drain(track)))
-                pc.addTrack(tone_track())
+                # the tone starts once the probe's audio arrives, as an echo would: audio
+                # back means both directions carried media (a censor dropping only the
+                # probe's RTP leaves it silent)
+                heard = asyncio.Event()
+                session.drains.append(asyncio.ensure_future(drain(track, heard)))
+                pc.addTrack(tone_track(heard))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

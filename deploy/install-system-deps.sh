@@ -17,6 +17,7 @@ declare -A NEEDED=(
   [runc]=runc                  # podman's runtime where cgroups are hybrid (crun refuses them)
   [debootstrap]=debootstrap    # the image's Debian base, with no image registry reachable
   [caddy]=caddy                # `caddy validate` on deploy/caddy/Caddyfile
+  [dbus-daemon]=dbus           # a private session bus for the link type's D-Bus tests
 )
 # packages with no command of their own to test for
 EXTRA_PACKAGES=(kamailio-tls-modules)

@@ -70,6 +70,10 @@ measurements = sa.Table(
     sa.Column("verdict", sa.String(16), nullable=False),
     sa.Column("blocking", sa.String(32), nullable=True),
     sa.Column("link_type", sa.String(16), nullable=False),
+    # the record's network.upstream* (docs/linktype.md); NULL from earlier probes
+    sa.Column("upstream", sa.String(16), nullable=True),
+    sa.Column("upstream_source", sa.String(16), nullable=True),
+    sa.Column("upstream_confidence", sa.String(16), nullable=True),
     sa.Column("cc", sa.String(2), nullable=True),
     sa.Column("asn", sa.BigInteger, nullable=True),
     sa.Column("as_org", sa.String(255), nullable=True),

@@ -1,8 +1,14 @@
 """The exceptions of voipwatch, probe and collector: one tree, one root.
 
     VoipwatchError                      every exception raised on purpose
-     +-- UserError          exit 2      bad arguments, catalogue, config, key file, paths
-     +-- InternalError      exit 1      something that is our fault or the machine's
+     +-- CommandError                   ends a command with one sentence and its exit status
+     |    |                             (docs/cli.md has the table, the same for both commands)
+     |    +-- InternalError     exit 1  something that is our fault or the machine's
+     |    +-- UserError         exit 2  bad arguments, catalogue, config, key file, paths
+     |    +-- VerificationFailed exit 3 a signature or a log proof that does not verify
+     |    +-- Unreachable       exit 4  the collector or database could not be reached or
+     |    |                             answered with an error; nothing was lost
+     |    +-- FindingsFound     exit 5  `run --fail-on`: the pass completed and found them
      +-- StepFailed                     a check's step failed: carries the Observation the
      |                                  check returns (probe.checks.base.Observation)
      +-- Failed                         a network operation failed: `failure` (the closed
@@ -30,7 +36,7 @@
 Parsers raise ValueError (or a MalformedMessage) on malformed input; transport
 code (probe.net) raises Failed subclasses and OSError, never observations; the
 checks turn those into observations, and only `UserError`/`InternalError`
-reach a command line, through `run_command`.
+reach a command line, through `run_command`: a CommandError.
 """
 
 from __future__ import annotations
@@ -50,14 +56,42 @@ class VoipwatchError(Exception):
     exit_status = 1
 
 
-class UserError(VoipwatchError):
+class CommandError(VoipwatchError):
+    """Ends a command: its message is the one sentence printed, `exit_status` the
+    status (one table for both command lines, docs/cli.md)."""
+
+    exit_status = 1
+
+
+class InternalError(CommandError):
+    exit_status = 1
+
+
+class UserError(CommandError):
     """Bad input from the user; the message names the problem and where it is."""
 
     exit_status = 2
 
 
-class InternalError(VoipwatchError):
-    exit_status = 1
+class VerificationFailed(CommandError):
+    """A signature, a receipt or a log proof that does not verify: a finding about the
+    data, not a failure of the program."""
+
+    exit_status = 3
+
+
+class Unreachable(CommandError):
+    """The collector (or the database) could not be reached, or answered with an
+    error: not the user's input, not our bug; records wait in the spool."""
+
+    exit_status = 4
+
+
+class FindingsFound(CommandError):
+    """`run --fail-on VERDICT,...`: the pass completed and some records have them
+    (for scripts and monitors)."""
+
+    exit_status = 5
 
 
 class StepFailed(VoipwatchError, Generic[O]):
@@ -173,12 +207,12 @@ class BadCookie(MalformedMessage):
 
 def run_command(prog: str, handler: Callable[[Any], int], args: Any,
                 interrupted: str = "interrupted") -> int:
-    """Run a command's handler: a UserError or InternalError ends with one
-    sentence and its exit status, anything unexpected with status 1 and, only
-    when VOIPWATCH_DEBUG is set, a traceback."""
+    """Run a command's handler: a CommandError ends with one sentence and its
+    exit status, anything unexpected with status 1 and, only when
+    VOIPWATCH_DEBUG is set, a traceback."""
     try:
         return handler(args)
-    except (UserError, InternalError) as exc:
+    except CommandError as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         return exc.exit_status
     except KeyboardInterrupt:

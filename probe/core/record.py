@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,8 +18,8 @@ from probe.core.checks import CheckName
 
 SCHEMA: Final = "voipwatch.measurement/1"
 
-__all__ = ["SCHEMA", "Blocking", "CheckName", "LinkType", "Measurement", "Role", "Transport",
-           "Verdict", "rfc3339", "utcnow"]
+__all__ = ["SCHEMA", "Access", "Blocking", "CheckName", "Confidence", "LinkSource", "LinkType",
+           "Measurement", "Role", "Transport", "Upstream", "Verdict", "rfc3339", "utcnow"]
 
 
 class Verdict(StrEnum):
@@ -99,6 +99,28 @@ class Upstream(StrEnum):
     UNKNOWN = "unknown"
 
 
+class LinkSource(StrEnum):
+    """How a link fact was decided, best evidence first (docs/linktype.md)."""
+
+    USER = "user"  # --link-type, the config
+    MODEM = "modem"  # ModemManager: the route goes over a modem's bearer
+    NETWORKMANAGER = "networkmanager"  # NetworkManager's device, connection, metered state
+    OS = "os"  # macOS or Windows' own tools
+    DRIVER = "driver"  # sysfs: DEVTYPE, the kernel driver, the USB vendor
+    HOTSPOT = "hotspot"  # a hint: what a phone's hotspot hands out (DHCP, subnets)
+    ASN = "asn"  # a hint: the measured network's ASN (probe/data/upstream_asns.yaml)
+    NONE = "none"  # nothing said it
+    AUTO = "auto"  # records of earlier probes: detected from sysfs, how not said
+
+
+class Confidence(StrEnum):
+    """How sure the probe is of the upstream kind (docs/linktype.md)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
 class Attribution(StrEnum):
     """Where the probe learnt its country and ASN, at measurement time."""
 
@@ -123,11 +145,14 @@ class NetworkInfo(_Open):
     v1); the rest was added in v2 of the probe and is absent from older records."""
 
     link_type: LinkType
-    link_type_source: str | None = None
+    link_type_source: LinkSource | None = None
     access: Access | None = None
-    access_source: str | None = None
+    access_source: LinkSource | None = None
     upstream: Upstream | None = None
-    upstream_source: str | None = None
+    upstream_source: LinkSource | None = None
+    upstream_confidence: Confidence | None = None
+    # what the detection saw, best evidence first (never an address or a network name)
+    link_evidence: list[Annotated[str, Field(max_length=160)]] | None = Field(None, max_length=16)
     cc: str | None = Field(None, pattern=r"^[A-Z]{2}$")
     asn: int | None = Field(None, ge=0, lt=2**32)
     as_org: str | None = Field(None, max_length=256)

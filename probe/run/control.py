@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +19,7 @@ from probe.catalogue import ENDPOINT_ADAPTER, endpoint_key
 from probe.checks.base import ControlState, Observation, Status
 from probe.core.auth import sign_request
 from probe.core.checks import HELPER_CHECKS
-from probe.core.errors import ControlUnavailable
+from probe.core.errors import ControlUnavailable, Failed
 from probe.core.signing import ProbeKey
 
 log = logging.getLogger(__name__)
@@ -34,47 +36,57 @@ def control_state(observation: Observation | None) -> ControlState:
 
 
 class ControlClient:
-    def __init__(self, base_url: str, key: ProbeKey | None, timeout: float = CONTROL_WAIT) -> None:
+    """`resolver`: the run's `--resolver` (the helper's name resolves like every
+    other name of the pass)."""
+
+    def __init__(self, base_url: str, key: ProbeKey | None, timeout: float = CONTROL_WAIT,
+                 resolver: tuple[str, int] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.timeout = timeout
+        self.resolver = resolver
 
     async def fetch(self, endpoints: list[Any]) -> list[Observation | None]:
-        import httpx
+        import h11
+
+        from probe.checks.base import default_ssl_context
+        from probe.dns.resolve import resolve_host
+        from probe.net.http import request
 
         results: list[Observation | None] = []
+        deadline = time.monotonic() + self.timeout
         path = urlsplit(self.base_url).path.rstrip("/") + PATH
-        async with httpx.AsyncClient(timeout=self.timeout, verify=_verify()) as client:
-            for start in range(0, len(endpoints), CHUNK):
-                chunk = endpoints[start:start + CHUNK]
-                body = json.dumps(
-                    {"endpoints": [ENDPOINT_ADAPTER.dump_python(e, mode="json") for e in chunk]}
-                ).encode()
-                headers = {"Content-Type": "application/json"}
-                if self.key is not None:
-                    headers.update(sign_request(self.key, "POST", path, body))
-                try:
-                    response = await client.post(self.base_url + PATH, content=body,
-                                                 headers=headers)
-                except httpx.HTTPError as exc:
-                    raise ControlUnavailable(f"control unreachable: {type(exc).__name__}") from exc
-                if response.status_code != 200:
-                    raise ControlUnavailable(
-                        f"control answered HTTP {response.status_code}: {response.text[:200]}"
-                    )
-                try:
-                    items = response.json()["results"]
-                    results.extend(None if item is None else Observation.model_validate(item)
-                                   for item in items)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise ControlUnavailable("control sent a malformed answer") from exc
+        try:
+            address = await resolve_host(urlsplit(self.base_url).hostname or "", self.resolver,
+                                         max(deadline - time.monotonic(), 0.1))
+        except Failed as exc:
+            raise ControlUnavailable(f"control unreachable: {exc}") from exc
+        for start in range(0, len(endpoints), CHUNK):
+            chunk = endpoints[start:start + CHUNK]
+            body = json.dumps(
+                {"endpoints": [ENDPOINT_ADAPTER.dump_python(e, mode="json") for e in chunk]}
+            ).encode()
+            headers = {"Content-Type": "application/json"}
+            if self.key is not None:
+                headers.update(sign_request(self.key, "POST", path, body))
+            try:  # each chunk gets the whole wait, as the helper checks it anew
+                response = await request("POST", self.base_url + PATH, address, body=body,
+                                         headers=headers,
+                                         deadline=time.monotonic() + self.timeout,
+                                         ssl_context=default_ssl_context)
+            except (Failed, OSError, ssl.SSLError, TimeoutError, h11.ProtocolError,
+                    ValueError) as exc:
+                raise ControlUnavailable(f"control unreachable: {type(exc).__name__}") from exc
+            if response.status != 200:
+                raise ControlUnavailable(f"control answered HTTP {response.status}: "
+                                         f"{response.body[:200].decode(errors='replace')}")
+            try:
+                items = json.loads(response.body)["results"]
+                results.extend(None if item is None else Observation.model_validate(item)
+                               for item in items)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ControlUnavailable("control sent a malformed answer") from exc
         return results
-
-
-def _verify() -> Any:
-    from probe.checks.base import default_ssl_context
-
-    return default_ssl_context()
 
 
 class ControlAnswers:

@@ -38,7 +38,7 @@ from probe.core.record import (
 from probe.core.signing import ProbeKey
 from probe.run.connectivity import Connectivity, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
-from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
+from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts, watch_for
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.verdict.methods import suspected
@@ -96,17 +96,20 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
                    on_start: Callable[[Connectivity], None] | None = None) -> list[dict[str, Any]]:
     tasks = tasks_of(options.catalogue)
     clock_offset = lab_clock_offset()  # read once, before any traffic
-    control_client = ControlClient(options.control_url, key) if options.control_url else None
+    control_client = ControlClient(options.control_url, key, resolver=options.resolver) \
+        if options.control_url else None
     lookup = ControlAnswers(control_client, [t.endpoint for t in tasks])
     lookup.start()
+    # the link is detected in a thread (D-Bus, platform tools) during the pre-check
+    link = asyncio.ensure_future(asyncio.to_thread(link_facts, options.link_type))
     connectivity = await precheck(targets_for(options.control_url, options.collector_url),
                                   options.resolver)
     if on_start:
         on_start(connectivity)
     budget = Budget(options.budget_bytes)
-    network = MeasuredNetwork(link_facts(options.link_type))
+    network = MeasuredNetwork(await link)
     shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
-                      NetworkWatch(network), clock_offset)
+                      watch_for(network, options.link_type), clock_offset)
 
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
@@ -236,6 +239,7 @@ class RunState:
                     "failure": _text(first.failure), "suspected": _text(observed.suspected),
                     "runtime_ms": observed.runtime_ms}}
                 observed, result = again, again_result
+        await self.watch.check()  # a roam during the pass: the record says so
         record = self.record(observed, result, confirmation, _control_evidence(
             control, control_observation, self.lookup.error))
         signed = self.key.sign(record.to_json_dict())
@@ -262,7 +266,6 @@ class RunState:
             control=control,
             connectivity={"ok": self.connectivity.ok, "target": self.connectivity.target},
         )
-        self.watch.poll()
         network = self.watch.network.record_fields()
         extra: dict[str, Any] = {}
         if self.clock_offset is not None:  # a lab replay: marked wherever one looks

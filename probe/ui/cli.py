@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from probe import __version__
-from probe.core.errors import UserError, run_command
+from probe.core.commands import EXIT_STATUS, existing_file, output_target
+from probe.core.errors import FindingsFound, UserError, VerificationFailed, run_command
 
 PROG = "voipwatch-probe"
 LINK_TYPES = ("auto", "cellular", "wifi", "ethernet", "adsl")
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure whether VoIP services (calls and messaging) are reachable "
                     "from this network, and produce signed evidence.",
         epilog="State (key, config, spool) lives in $VOIPWATCH_HOME, else the user data "
-               "directory. Exit status: 0 pass completed, 2 bad input, 1 internal failure.",
+               f"directory. {EXIT_STATUS}",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -52,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "(each throttle test costs up to 1 MB)")
     run.add_argument("--link-type", choices=LINK_TYPES, default=None,
                      help="how this machine is connected (default: auto-detect)")
-    run.add_argument("--output", metavar="FILE.jsonl",
-                     help="also append the signed records to this file")
+    run.add_argument("--output", "--out", metavar="FILE.jsonl",
+                     help="also append the signed records to this file ('-': stdout, as "
+                          "--json); a file collects pass after pass")
+    run.add_argument("--fail-on", metavar="VERDICT,...",
+                     help="exit with status 5 when the pass found any of these verdicts "
+                          f"({', '.join(FAIL_ON)}), for scripts and monitors")
     run.add_argument("--collector", metavar="URL", help="collector to upload to "
                      "(default: the one saved by `register`)")
     run.add_argument("--control", metavar="URL", help="test helper for an uncensored view of "
@@ -117,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    if args.command not in ("run", "services", "status", "verify"):
+        _setup_logging(args.verbose)  # `run` does it after checking its input
     handler = {"run": cmd_run, "keygen": cmd_keygen, "register": cmd_register,
                "upload": cmd_upload, "verify": cmd_verify, "status": cmd_status,
                "services": cmd_services, "setup": cmd_setup}[args.command]
@@ -154,13 +160,41 @@ def parse_resolver(text: str | None) -> tuple[str, int] | None:
     return host, number
 
 
-def _open_output(path: str | None) -> Any:
-    if not path:
-        return None
+def append_lines(target: Path, lines: list[str]) -> None:
+    """Append whole lines, or nothing: a failed write is cut back to where it began."""
+    import os
+
+    data = "".join(line + "\n" for line in lines).encode()
     try:
-        return open(path, "a", encoding="utf-8")
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise UserError(f"cannot write --output {path}: {exc.strerror}") from exc
+        raise UserError(f"cannot write --output {target}: {exc.strerror}") from exc
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        except OSError as exc:
+            os.ftruncate(fd, start)
+            raise UserError(f"cannot write --output {target}: {exc.strerror} (the records "
+                            "are in the spool)") from exc
+    finally:
+        os.close(fd)
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+FAIL_ON = ("blocked", "throttled", "inconclusive")
+
+
+def parse_fail_on(text: str | None) -> frozenset[str]:
+    names = parse_names(text) or []
+    unknown = [n for n in names if n not in FAIL_ON]
+    if unknown:
+        raise UserError(f"--fail-on {text!r}: expected verdicts among {', '.join(FAIL_ON)}")
+    return frozenset(names)
 
 
 def load_or_create_key(config: Any, *, create: bool) -> Any:
@@ -176,23 +210,27 @@ def load_or_create_key(config: Any, *, create: bool) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # everything a typo can break is checked before anything heavy is imported
+    # (bench/startup.py): the catalogue file, the resolver, the output, --fail-on
+    catalogue_path = existing_file(args.catalogue, "catalogue") if args.catalogue else None
+    resolver = parse_resolver(args.resolver)
+    output = output_target(args.output)
+    fail_on = parse_fail_on(args.fail_on)
+    _setup_logging(args.verbose)
+
     import asyncio
 
     from probe.catalogue import load_catalogue
     from probe.store.state import load_config
 
     config = load_config()
-    catalogue = load_catalogue(Path(args.catalogue) if args.catalogue else None)
-    services = [s.strip() for s in args.services.split(",") if s.strip()] if args.services else None
-    catalogue = catalogue.select(services)
+    catalogue = load_catalogue(catalogue_path).select(parse_names(args.services))
     if args.skip:
-        catalogue = catalogue.without_checks([c.strip() for c in args.skip.split(",") if c.strip()])
-    resolver = parse_resolver(args.resolver)
+        catalogue = catalogue.without_checks(parse_names(args.skip) or [])
     link_choice = args.link_type or config.link_type or "auto"
     if link_choice not in LINK_TYPES:
         raise UserError(f"link_type {link_choice!r} in the probe config: expected one of "
                         f"{', '.join(LINK_TYPES)}")
-    output = _open_output(args.output)
     key = load_or_create_key(config, create=True)
 
     from probe.run.runner import RunOptions, run_pass
@@ -221,10 +259,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     import json
 
     lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records]
-    if output is not None:
-        with output:
-            output.write("".join(line + "\n" for line in lines))
-    if args.json:
+    to_stdout = args.json or output == Path("-")
+    if output is not None and output != Path("-"):
+        append_lines(output, lines)
+    if to_stdout:
         sys.stdout.write("".join(line + "\n" for line in lines))
     else:
         from rich.console import Console
@@ -237,6 +275,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from probe.upload.uploader import upload_and_report
 
         upload_and_report(collector, key)
+    found = [r for r in records if r["verdict"] in fail_on]
+    if found:
+        from collections import Counter
+
+        counts = Counter(str(r["verdict"]) for r in found)
+        raise FindingsFound("the pass completed and found " + ", ".join(
+            f"{n} {verdict}" for verdict, n in sorted(counts.items())) + " (--fail-on)")
     return 0
 
 
@@ -286,9 +331,9 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    path = existing_file(args.file, "file to verify")
     from probe.upload.verify import verify_lines
 
-    path = Path(args.file)
     good = bad = 0
     for number, problem in verify_lines(path):
         if problem is None:
@@ -297,8 +342,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             bad += 1
             print(f"{path}:{number}: {problem}")
     if bad:
-        print(f"{bad} of {good + bad} records failed verification", file=sys.stderr)
-        return 1
+        raise VerificationFailed(f"{bad} of {good + bad} records failed verification")
     if good == 0:
         raise UserError(f"{path} holds no records")
     print(f"{good} records, all signatures valid")

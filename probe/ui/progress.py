@@ -1,13 +1,11 @@
 """Progress while a pass runs: a bar on a terminal, one line per record otherwise
-(so logs from a Pi's systemd unit say what happened)."""
+(so logs from a Pi's systemd unit say what happened). rich is imported for the
+bar only: a Pi's timer run has no terminal, and rich weighs 2 MiB of its memory."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from probe.catalogue import Catalogue
 from probe.run.connectivity import Connectivity
@@ -17,13 +15,23 @@ class RunProgress:
     def __init__(self, catalogue: Catalogue) -> None:
         self.total = sum(len(s.endpoints) for s in catalogue.services)
         self.done = 0
-        self.console = Console(stderr=True)
         self.interactive = sys.stderr.isatty()
-        self.bar: Progress | None = None
+        self.console: Any = None
+        self.bar: Any = None
         self.task_id: Any = None
 
     def __enter__(self) -> RunProgress:
         if self.interactive:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.console = Console(stderr=True)
             self.bar = Progress(TextColumn("[bold]measuring"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.description}"), TimeElapsedColumn(),
                                 console=self.console, transient=True)
@@ -37,8 +45,12 @@ class RunProgress:
 
     def started(self, connectivity: Connectivity) -> None:
         if not connectivity.ok:
-            self.console.print(f"[yellow]no connectivity ({connectivity.target} unreachable): "
-                               "every verdict will be inconclusive[/]")
+            message = (f"no connectivity ({connectivity.target} unreachable): "
+                       "every verdict will be inconclusive")
+            if self.console is not None:
+                self.console.print(f"[yellow]{message}[/]")
+            else:
+                sys.stderr.write(message + "\n")
 
     def record(self, task: Any, record: dict[str, Any]) -> None:
         self.done += 1
@@ -48,5 +60,6 @@ class RunProgress:
             self.bar.update(self.task_id, advance=1, description=label)
         else:
             how = f" ({record['blocking']})" if record.get("blocking") else ""
-            self.console.print(f"[{self.done}/{self.total}] {label}/{endpoint['transport']}: "
-                               f"{record['verdict']}{how}", highlight=False)
+            sys.stderr.write(f"[{self.done}/{self.total}] {label}/{endpoint['transport']}: "
+                             f"{record['verdict']}{how}\n")
+            sys.stderr.flush()

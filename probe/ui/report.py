@@ -75,3 +75,16 @@ def render(records: list[dict[str, Any]], console: Console) -> None:
     for record in records:
         counts[record["verdict"]] += 1
     console.print(", ".join(f"{counts[v]} {v}" for v in VERDICT_STYLE if counts[v]) or "no records")
+    if records:
+        console.print(link_line(records[-1]["network"]), markup=False)
+
+
+def link_line(network: dict[str, Any]) -> str:
+    """The link the records say they measured (the last record's: after any change)."""
+    line = f"link: {network.get('link_type')} ({network.get('link_type_source', '?')})"
+    if "access" in network:
+        confidence = network.get("upstream_confidence")
+        line += (f"; access {network['access']} ({network.get('access_source')}), network "
+                 f"behind it {network.get('upstream')} ({network.get('upstream_source')}"
+                 f"{', ' + confidence if confidence else ''})")
+    return line + ". Not right? --link-type (docs/linktype.md)"

@@ -72,8 +72,10 @@ def main(args: argparse.Namespace) -> int:
         token = ask("Enrollment token (Enter if the collector needs none)") or None
     link_type = args.link_type
     if link_type is None and interactive:
-        link_type = ask("How is this machine connected? (an ADSL line behind a router looks "
-                        "like ethernet: say adsl)", config.link_type or "auto", LINK_TYPES)
+        link_type = ask("How is this machine connected? (auto detects modems, USB dongles "
+                        "and tethered phones; a home line behind a router cannot be told: say "
+                        "adsl; a phone's hotspot or a 4G box over Wi-Fi: say cellular)",
+                        config.link_type or "auto", LINK_TYPES)
     schedule = args.schedule
     if schedule is None and interactive:
         schedule = ask("When to measure: hourly (a light pass every hour and a full one a "

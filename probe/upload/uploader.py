@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from probe.core.auth import sign_request
-from probe.core.errors import CollectorUnavailable, UserError
+from probe.core.errors import CollectorUnavailable, Unreachable, UserError
 from probe.core.signing import ProbeKey
 from probe.store.spool import Spool
 from probe.store.state import ProbeConfig, save_config, spool_path
@@ -110,14 +110,16 @@ def register(collector_url: str, key: ProbeKey, token: str | None, config: Probe
         raise UserError(f"--collector {collector_url!r}: use an http:// or https:// URL"
                         ) from exc
     except httpx.HTTPError as exc:
-        raise UserError(f"cannot reach the collector at {collector_url}: {_explain(exc)}"
-                        ) from exc
+        raise Unreachable(f"cannot reach the collector at {collector_url}: {_explain(exc)}"
+                          ) from exc
     finally:
         if client is None:
             http.close()
     if response.status_code not in (200, 201):
-        raise UserError(f"the collector at {collector_url} refused the registration "
-                        f"(HTTP {response.status_code}): {_error_detail(response)}")
+        # the collector's 4xx is about what we sent (a token, a key); a 5xx is its own
+        refused = UserError if 400 <= response.status_code < 500 else Unreachable
+        raise refused(f"the collector at {collector_url} refused the registration "
+                      f"(HTTP {response.status_code}): {_error_detail(response)}")
     try:
         key_id = response.json()["key_id"]
     except (ValueError, KeyError, TypeError) as exc:
@@ -328,7 +330,7 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
         _say(f"{kept} rejected records are kept aside in the spool "
              "(`voipwatch-probe status` lists them)")
     if strict and summary.error:
-        raise UserError(f"{summary.error}; {summary.left} records stay in the spool")
+        raise Unreachable(f"{summary.error}; {summary.left} records stay in the spool")
     if strict and summary.rejected_total:
-        raise UserError(f"the collector rejected {summary.rejected_total} records "
-                        "(kept aside in the spool; `voipwatch-probe status` lists them)")
+        raise Unreachable(f"the collector rejected {summary.rejected_total} records "
+                          "(kept aside in the spool; `voipwatch-probe status` lists them)")

@@ -53,8 +53,9 @@ def tone_packets() -> list[bytes]:
     return _TONE
 
 
-def tone_track() -> Any:
-    """A new aiortc audio track sending the tone's packets every 20 ms."""
+def tone_track(gate: asyncio.Event | None = None) -> Any:
+    """A new aiortc audio track sending the tone's packets every 20 ms; with a
+    `gate`, only once it is set (the reference peer answers audio with audio)."""
     import fractions
 
     import av
@@ -77,6 +78,8 @@ def tone_track() -> Any:
             if self.readyState != "live":
                 raise MediaStreamError
             if self.sent == 0:
+                if gate is not None:
+                    await gate.wait()
                 self.began = time.monotonic()
             else:
                 await asyncio.sleep(self.began + self.sent * FRAME_SECONDS - time.monotonic())
@@ -89,12 +92,14 @@ def tone_track() -> Any:
     return ToneTrack()
 
 
-async def drain(track: Any) -> None:
+async def drain(track: Any, heard: asyncio.Event | None = None) -> None:
     """Read and drop the decoded frames of a remote track until it ends: aiortc
     decodes every packet into a queue that only the track's reader empties, and
-    unread it grows by about 1 MiB a second per call."""
+    unread it grows by about 1 MiB a second per call. `heard` is set on the first."""
     from aiortc.mediastreams import MediaStreamError
 
     with contextlib.suppress(MediaStreamError):
         while True:
             await track.recv()
+            if heard is not None:
+                heard.set()

@@ -63,7 +63,9 @@ def rows(data: bytes) -> list[dict[str, Any]]:
     Filters(since=datetime(2016, 2, 1, tzinfo=UTC), until=datetime(2016, 11, 4, tzinfo=UTC)),
     Filters(since=datetime(2016, 1, 7, 3, 30, tzinfo=UTC)),  # the same day as records
     Filters(service="no-such-service"),
-], ids=["all", "service", "verdict", "since-until", "since-within-a-day", "nothing"])
+    Filters(upstream="unknown"),  # read from the record's JSON: none of these has one
+], ids=["all", "service", "verdict", "since-until", "since-within-a-day", "nothing",
+        "upstream"])
 @pytest.mark.parametrize("include_ip", [False, True])
 def test_native_path_writes_what_the_generic_path_writes(
         store: MeasurementStore, filters: Filters, include_ip: bool,
@@ -75,7 +77,7 @@ def test_native_path_writes_what_the_generic_path_writes(
     generic = b"".join(parquet(store.stream(filters), include_ip))
     assert rows(native) == rows(generic)
     assert len(rows(native)) == {"all": 15, "service": 5, "verdict": 10, "since-until": 8,
-                                 "since-within-a-day": 11, "nothing": 0}[name]
+                                 "since-within-a-day": 11, "nothing": 0, "upstream": 15}[name]
     assert pq.read_schema(io.BytesIO(native)) == pq.read_schema(io.BytesIO(generic))
 
 

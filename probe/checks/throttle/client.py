@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from probe.core.auth import sign_request
-from probe.core.errors import ReflectorUnavailable, ResolveError
+from probe.core.errors import Failed, ReflectorUnavailable, ResolveError
 from probe.core.failures import Failure, classify_error, describe
 from probe.core.signing import ProbeKey
 
@@ -45,8 +47,8 @@ class ReflectorClient:
         self.address: str | None = None
         self.bytes_sent = self.bytes_received = 0
 
-    async def _target(self, path: str) -> tuple[str, dict[str, str], dict[str, Any]]:
-        """The URL to send to (the host's address), the Host header and httpx extensions."""
+    async def _address(self) -> str:
+        """The reflector host's address, resolved once with the run's resolver."""
         from probe.dns.resolve import resolve_host
 
         host = self.parts.hostname or ""
@@ -60,11 +62,7 @@ class ReflectorClient:
                     raise ReflectorUnavailable(exc.failure, f"cannot resolve the "
                                                f"reflector's name: {exc}") from exc
         assert self.address is not None
-        literal = f"[{self.address}]" if ":" in self.address else self.address
-        netloc = literal + (f":{self.parts.port}" if self.parts.port else "")
-        url = f"{self.parts.scheme}://{netloc}{self.prefix}{path}"
-        extensions = {"sni_hostname": host} if self.parts.scheme == "https" else {}
-        return url, {"Host": self.parts.netloc.rsplit("@", 1)[-1]}, extensions
+        return self.address
 
     async def open(self, port: int, transport: str, duration: float) -> Session:
         body = json.dumps({"port": port, "transport": transport,
@@ -86,38 +84,41 @@ class ReflectorClient:
         return await self._call("DELETE", f"{SESSIONS}/{session.id}", b"")
 
     async def _call(self, method: str, path: str, body: bytes) -> dict[str, Any]:
-        import httpx
+        import h11
 
         from probe.checks.base import default_ssl_context
+        from probe.net.http import request
 
-        url, headers, extensions = await self._target(path)
+        address = await self._address()
+        headers = dict(sign_request(self.key, method, self.prefix + path, body))
         if body:
             headers["Content-Type"] = "application/json"
-        headers.update(sign_request(self.key, method, self.prefix + path, body))
-        self.bytes_sent += len(body) + HTTP_OVERHEAD
         try:
-            async with httpx.AsyncClient(timeout=self.timeout,
-                                         verify=default_ssl_context()) as client:
-                response = await client.request(method, url, content=body, headers=headers,
-                                                extensions=extensions)
-        except httpx.HTTPError as exc:
-            cause = _root_cause(exc)
-            failure = (Failure.GENERIC_TIMEOUT if isinstance(exc, httpx.TimeoutException)
-                       else classify_error(cause))
-            raise ReflectorUnavailable(failure, f"reflector unreachable: {describe(cause)}") \
+            response = await request(method, self.base_url + path, address, body=body,
+                                     headers=headers, ssl_context=default_ssl_context,
+                                     deadline=time.monotonic() + self.timeout)
+        except (Failed, OSError, ssl.SSLError, h11.ProtocolError, ValueError) as exc:
+            failure = exc.failure if isinstance(exc, Failed) else (
+                Failure.PROTOCOL_ERROR if isinstance(exc, h11.ProtocolError | ValueError)
+                else classify_error(exc))
+            raise ReflectorUnavailable(failure, f"reflector unreachable: {describe(exc)}") \
                 from exc
-        self.bytes_received += len(response.content) + HTTP_OVERHEAD
-        if response.status_code not in (200, 201):
+        except TimeoutError as exc:
+            raise ReflectorUnavailable(Failure.GENERIC_TIMEOUT,
+                                       "reflector unreachable: no answer in time") from exc
+        self.bytes_sent += response.traffic[0] or len(body) + HTTP_OVERHEAD
+        self.bytes_received += response.traffic[1] or len(response.body) + HTTP_OVERHEAD
+        if response.status not in (200, 201):
             try:
-                error = response.json()
+                error = json.loads(response.body)
                 detail = f"{error.get('error')}: {error.get('detail')}"
-            except ValueError:
-                detail = response.text[:200]
+            except (ValueError, AttributeError):
+                detail = response.body[:200].decode(errors="replace")
             raise ReflectorUnavailable(Failure.ERROR_RESPONSE,
-                                       f"reflector answered HTTP {response.status_code}: "
-                                       f"{detail}", response.status_code)
+                                       f"reflector answered HTTP {response.status}: "
+                                       f"{detail}", response.status)
         try:
-            data = response.json()
+            data = json.loads(response.body)
         except ValueError as exc:
             raise ReflectorUnavailable(Failure.PROTOCOL_ERROR,
                                        "the reflector's answer is not JSON") from exc
@@ -125,16 +126,3 @@ class ReflectorClient:
             raise ReflectorUnavailable(Failure.PROTOCOL_ERROR,
                                        "the reflector's answer is not a JSON object")
         return data
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The OS error under httpx's and httpcore's wrappers, if there is one."""
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and seen not in chain:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    errors = [e for e in chain if isinstance(e, OSError)]
-    with_errno = [e for e in errors if e.errno is not None]
-    candidates: list[BaseException] = [*with_errno] or [*errors] or [exc]
-    return candidates[0]

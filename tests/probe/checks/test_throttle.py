@@ -116,7 +116,8 @@ async def test_unusable_reflectors_are_unmeasurable(collector: Collector,
     closed = f"http://127.0.0.1:{free_port(socket.SOCK_STREAM)}"
     observation = await throttle.run(endpoint(closed, free_port()), ctx)
     assert observation.status is Status.UNMEASURABLE
-    assert observation.failure is Failure.CONNECTION_REFUSED
+    # the connection is opened like a check's (probe.net.http): a RST answering the SYN
+    assert observation.failure is Failure.CONNECTION_RESET
     assert "reflector unreachable" in observation.evidence["error"]
 
     stranger = Context(timeout=3, signer=ProbeKey.generate())

@@ -140,7 +140,9 @@ def test_verify_names_each_bad_line(tmp_path: Path, probe_key: ProbeKey) -> None
     path = tmp_path / "out.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in (good, bad, good)) + "\n{not json\n")
     result = run_cli("verify", str(path))
-    assert result.returncode == 1
+    assert result.returncode == 3  # a finding about the data, not an internal error
+    assert "2 of 4 records failed verification" in result.stderr
+    assert "internal error" not in result.stderr
     assert f"{path}:2: bad_signature" in result.stdout
     assert f"{path}:4: not_json" in result.stdout
     assert f"{path}:1:" not in result.stdout and f"{path}:3:" not in result.stdout

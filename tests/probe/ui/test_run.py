@@ -136,3 +136,26 @@ async def test_budget_stops_measuring(lab: dict[str, Any]) -> None:
     records = [json.loads(line) for line in out.splitlines()]
     skipped = [r for r in records if r["evidence"]["failure"] == "budget_exhausted"]
     assert skipped and all(r["verdict"] == "inconclusive" for r in skipped)
+
+
+async def test_fail_on_and_output_spellings(lab: dict[str, Any], tmp_path: Path) -> None:
+    """`--fail-on blocked` exits 5 once the pass is done and spooled; `--out` is
+    `--output`; a file collects pass after pass; `--output -` is stdout."""
+    common = ("--catalogue", str(lab["catalogue"]), "--no-upload", "--resolver",
+              f"127.0.0.1:{lab['dns'].port}", "--control",
+              f"http://127.0.0.1:{lab['control_port']}")
+    output = tmp_path / "passes.jsonl"
+    code, _, err = await probe_run(*common, "--out", str(output), "--fail-on", "blocked",
+                                   env=lab["env"])
+    assert code == 5, err
+    assert "the pass completed and found 1 blocked (--fail-on)" in err  # dns.bogon
+    assert "Traceback" not in err and "internal error" not in err
+    assert len(output.read_text().splitlines()) == 6
+    code, out, err = await probe_run(*common, "--output", "-", "--fail-on", "throttled",
+                                     env=lab["env"])
+    assert code == 0, err  # nothing throttled
+    assert len([json.loads(line) for line in out.splitlines()]) == 6
+    code, _, err = await probe_run(*common, "--output", str(output), env=lab["env"])
+    assert code == 0 and len(output.read_text().splitlines()) == 12  # appended
+    code, _, err = await probe_run(*common, "--fail-on", "blocked,open", env=lab["env"])
+    assert code == 2 and "--fail-on 'blocked,open'" in err

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.core.errors import UserError
+from probe.core.errors import Unreachable
 from probe.core.signing import ProbeKey, write_key
 from probe.store.spool import Spool
 from probe.store.state import ensure_home, key_path, load_config, spool_path
@@ -69,14 +69,15 @@ def test_register_saves_the_collector(collector: Collector) -> None:
 
 def test_register_errors_are_sentences(collector: Collector) -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
-    for args, message in (
-        (("--collector", dead), f"cannot reach the collector at {dead}: connection failed"),
-        (("--collector", "ftp://example.org"), "use an http:// or https:// URL"),
+    # docs/cli.md: 2 for what the user typed, 4 for a collector that cannot be reached
+    for args, message, status in (
+        (("--collector", dead), f"cannot reach the collector at {dead}: connection failed", 4),
+        (("--collector", "ftp://example.org"), "use an http:// or https:// URL", 2),
         (("--collector", collector.url + "/nothing-here"), "refused the registration "
-                                                           "(HTTP 404)"),
+                                                           "(HTTP 404)", 2),
     ):
         result = cli("register", *args)
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == status, result.stderr
         assert message in result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 2
 
@@ -90,7 +91,7 @@ def test_rejected_records_are_kept_aside(collector: Collector) -> None:
     stranger = make_record(ProbeKey.generate())
     spool(*good, tampered, stranger)
     result = cli("upload")
-    assert result.returncode == 2
+    assert result.returncode == 4  # the collector refused records: not bad input
     assert ("3 accepted, 0 duplicate, 2 rejected (1 bad_signature, 1 unknown_key); "
             "0 left in the spool") in result.stderr
     assert "the collector rejected 2 records" in result.stderr
@@ -106,7 +107,7 @@ def test_unreachable_collector_keeps_everything(tmp_path: Path) -> None:
     key = probe_key()
     spool(*(make_record(key) for _ in range(5)))
     dead = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(UserError, match=r"cannot upload to .*connection failed.*5 records stay"):
+    with pytest.raises(Unreachable, match=r"cannot upload to .*connection failed.*5 records stay"):
         upload_and_report(dead, key, strict=True, backoff=FAST)
     upload_and_report(dead, key, strict=False, backoff=FAST)  # after a run: reported only
     assert counts() == {"pending": 5, "rejected": 0}
@@ -148,7 +149,7 @@ def test_batches_shrink_when_too_large_and_progress_is_shown(collector: Collecto
 def test_a_non_collector_answer_keeps_the_records(collector: Collector) -> None:
     key = probe_key()
     spool(make_record(key))
-    with pytest.raises(UserError, match="HTTP 404"):
+    with pytest.raises(Unreachable, match="HTTP 404"):
         upload_and_report(collector.url + "/elsewhere", key, strict=True, backoff=FAST)
     assert counts()["pending"] == 1
 
@@ -171,7 +172,7 @@ def test_a_poison_record_is_isolated_and_the_rest_uploads(collector: Collector) 
     poison = make_record(key, evidence={"blob": "x" * (17 * 1024 * 1024)})
     spool(*good[:17], poison, *good[17:])
     result = cli("upload")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 4, result.stderr  # records refused: not bad input
     assert "40 accepted, 0 duplicate, 1 rejected (1 body_too_large)" in result.stderr
     assert counts() == {"pending": 0, "rejected": 1}
     assert f"rejected {poison['id']}: refused:body_too_large" in cli("status").stdout

@@ -1,6 +1,6 @@
 """Limits shared by every worker: rate counters and leases (collector/limits.py).
 
-Revision ID: 0002
+Revision ID: limits
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "limits"
+down_revision = "upstream"
 branch_labels = None
 depends_on = None
 
