@@ -187,6 +187,6 @@ def test_uploads_are_signed(collector: Collector) -> None:
     before the collector parses anything, and its records wait in the spool."""
     key = probe_key()
     spool(*(make_record(key) for _ in range(3)))
-    with pytest.raises(UserError, match="HTTP 401: this key is not registered"):
+    with pytest.raises(Unreachable, match="HTTP 401: this key is not registered"):
         upload_and_report(collector.url, key, strict=True, backoff=FAST)
     assert counts() == {"pending": 3, "rejected": 0}
