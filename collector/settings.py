@@ -141,7 +141,9 @@ class Settings(BaseSettings):
         default_factory=list, description="the peer's STUN/TURN servers (its own coturn), "
         "as RTCIceServer: [{urls, username, credential}]; empty: host candidates only")
     webrtc_max_sessions: int = Field(16, ge=1, description="live sessions in all")
-    webrtc_sessions_per_key: int = Field(2, ge=1, description="live sessions per key")
+    webrtc_sessions_per_key: int = Field(
+        10, ge=1, description="live sessions per key (a pass of the default catalogue makes "
+        "its 10 calls at once)")
     webrtc_max_candidates: int = Field(32, ge=1, description="candidates an offer may list")
     webrtc_allow_private: bool = Field(
         False, description="keep private, link-local and mDNS candidates (labs): by default "

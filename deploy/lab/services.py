@@ -151,9 +151,10 @@ def collector_daemon(workdir: Path, settings: dict[str, Any]) -> Daemon:
            "VOIPWATCH_COLLECTOR_WEBRTC_ICE_SERVERS": json.dumps(PEER_ICE_SERVERS),
            "VOIPWATCH_COLLECTOR_WEBRTC_MAX_SESSIONS": "32",
            # the lab's probes sit on RFC 1918 addresses (their ICE candidates), each calls
-           # four times at once, and the lab hands out no enrollment tokens
+           # as often as its catalogue says at once (ten for the default catalogue's
+           # mirror), and the lab hands out no enrollment tokens
            "VOIPWATCH_COLLECTOR_WEBRTC_ALLOW_PRIVATE": "true",
-           "VOIPWATCH_COLLECTOR_WEBRTC_SESSIONS_PER_KEY": "8",
+           "VOIPWATCH_COLLECTOR_WEBRTC_SESSIONS_PER_KEY": "32",
            "VOIPWATCH_COLLECTOR_REQUIRE_TOKEN": "false",
            **{k: str(v) for k, v in settings.get("collector_env", {}).items()}}
     argv = [str(BIN / "voipwatch-collector"), "serve", "--data-dir", str(workdir / "collector"),
