@@ -156,6 +156,7 @@ def collector_daemon(workdir: Path, settings: dict[str, Any]) -> Daemon:
            "VOIPWATCH_COLLECTOR_WEBRTC_ALLOW_PRIVATE": "true",
            "VOIPWATCH_COLLECTOR_WEBRTC_SESSIONS_PER_KEY": "32",
            "VOIPWATCH_COLLECTOR_REQUIRE_TOKEN": "false",
+           "VOIPWATCH_COLLECTOR_REGISTER_RATE_PER_HOUR": "1000",
            **{k: str(v) for k, v in settings.get("collector_env", {}).items()}}
     argv = [str(BIN / "voipwatch-collector"), "serve", "--data-dir", str(workdir / "collector"),
             "--host", SERVICES["collector"], "--port", str(COLLECTOR_PORT),
