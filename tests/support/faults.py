@@ -201,7 +201,8 @@ class Campaign:
     def full_disk_under_the_probe(self, mount: Path) -> None:
         """A pass whose spool is on a full filesystem: it may fail, it must not
         lose or duplicate what was already spooled."""
-        with tmpfs(mount, "4m"):
+        size = sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
+        with tmpfs(mount, f"{size // 1024 + 2048}k"):
             moved = mount / "home"
             subprocess.run(["cp", "-a", str(self.home), str(moved)], check=True)
             env = {**self.env, "VOIPWATCH_HOME": str(moved)}
