@@ -17,14 +17,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.collector.harness import Collector
-from tests.support.faults import Campaign, Outcome, fill, tmpfs
+from tests.support.faults import CAMPAIGN_ENV, Campaign, Outcome, fill, tmpfs
 from tests.support.postgres import postgres_server
 
 KILLS = int(os.environ.get("BENCH_FAULT_KILLS", "100"))
 
 
 def campaign(workdir: Path, db: str | None) -> Outcome:
-    collector = Collector(workdir / "collector", db, ["--control-allow-private"]).start()
+    collector = Collector(workdir / "collector", db, ["--control-allow-private"],
+                          env=CAMPAIGN_ENV).start()
     run = Campaign(workdir, collector, seed=int(time.time())).start()
     start = time.monotonic()
     try:
@@ -42,7 +43,8 @@ def campaign(workdir: Path, db: str | None) -> Outcome:
 
 def collector_disk(workdir: Path) -> Outcome:
     with tmpfs(workdir / "disk", "8m") as disk:
-        collector = Collector(disk / "collector", None, ["--control-allow-private"]).start()
+        collector = Collector(disk / "collector", None, ["--control-allow-private"],
+                          env=CAMPAIGN_ENV).start()
         run = Campaign(workdir, collector).start()
         try:
             filler = fill(disk)
@@ -61,12 +63,12 @@ def show(name: str, outcome: Outcome) -> bool:
     kills = ", ".join(f"{k} {v}" for k, v in sorted(outcome.kills.items()))
     print(f"{name}: {kills}")
     print(f"  records spooled {outcome.spooled:,}, stored {outcome.stored:,}: lost "
-          f"{outcome.lost}, duplicated {outcome.duplicated}, phantom {outcome.phantom}, left "
-          f"rejected in the spool {outcome.rejected_in_spool}"
+          f"{outcome.lost}, duplicated {outcome.duplicated}, phantom {outcome.phantom}, still "
+          f"pending {outcome.pending}, rejected in the spool {outcome.rejected_in_spool}"
           + (f"; {outcome.seconds:.0f} s" if outcome.seconds else ""))
     for note in outcome.notes[:3]:
         print(f"  {note}")
-    return (outcome.lost, outcome.duplicated, outcome.phantom) == (0, 0, 0)
+    return (outcome.lost, outcome.duplicated, outcome.phantom, outcome.pending) == (0, 0, 0, 0)
 
 
 def main() -> int:

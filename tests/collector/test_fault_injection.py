@@ -15,7 +15,7 @@ import pytest
 from tests.collector.conftest import BACKENDS, database_url
 from tests.collector.harness import Collector
 from tests.conftest import in_ci
-from tests.support.faults import Campaign, fill, tmpfs
+from tests.support.faults import CAMPAIGN_ENV, Campaign, fill, tmpfs
 
 # a short campaign: SQLite gets the most (and the unreliable collector, the full disk)
 KILLS = {"sqlite": int(os.environ.get("VOIPWATCH_FAULT_KILLS", "10")), "postgresql": 4}
@@ -33,7 +33,8 @@ def test_random_kills_lose_and_duplicate_nothing(backend: str, request: pytest.F
                                                  tmp_path: Path) -> None:
     need_root()
     collector = Collector(tmp_path / "collector", database_url(backend, request),
-                          ["--control-allow-private"]).start()
+                          ["--control-allow-private"],
+                          env=CAMPAIGN_ENV).start()
     campaign = Campaign(tmp_path, collector, seed=random.randrange(1 << 30)).start()
     try:
         kills = 0
@@ -47,14 +48,16 @@ def test_random_kills_lose_and_duplicate_nothing(backend: str, request: pytest.F
     finally:
         campaign.close()
         collector.stop()
-    assert (outcome.lost, outcome.duplicated, outcome.phantom) == (0, 0, 0), outcome
+    assert (outcome.lost, outcome.duplicated, outcome.phantom, outcome.pending) == (0, 0, 0, 0), \
+        outcome
     assert outcome.rejected_in_spool == 0 and outcome.spooled > 0, outcome
 
 
 def test_full_disk_under_the_collector(tmp_path: Path) -> None:
     need_root()
     with tmpfs(tmp_path / "disk", "8m") as disk:
-        collector = Collector(disk / "collector", None, ["--control-allow-private"]).start()
+        collector = Collector(disk / "collector", None, ["--control-allow-private"],
+                          env=CAMPAIGN_ENV).start()
         campaign = Campaign(tmp_path, collector).start()
         try:
             filler = fill(disk)
@@ -67,4 +70,5 @@ def test_full_disk_under_the_collector(tmp_path: Path) -> None:
         finally:
             campaign.close()
             collector.stop()
-    assert (outcome.lost, outcome.duplicated, outcome.stored) == (0, 0, 300), outcome
+    assert (outcome.lost, outcome.duplicated, outcome.stored, outcome.pending) == (0, 0, 300, 0), \
+        outcome

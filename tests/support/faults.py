@@ -36,6 +36,9 @@ import sqlalchemy as sa
 from tests.collector.harness import Collector
 from tests.conftest import probe_command
 
+# a campaign uploads tens of thousands of records with one key: far over a probe's quota
+CAMPAIGN_ENV = {**os.environ, "VOIPWATCH_COLLECTOR_INGEST_QUOTA_PER_DAY": "100000000"}
+
 AUDIT = """
 CREATE TABLE IF NOT EXISTS audit (id TEXT PRIMARY KEY);
 CREATE TRIGGER IF NOT EXISTS audit_insert AFTER INSERT ON records
@@ -48,7 +51,8 @@ class Outcome:
     kills: Counter[str] = field(default_factory=Counter)
     spooled: int = 0  # records that ever entered the spool
     stored: int = 0
-    lost: int = 0
+    lost: int = 0  # entered the spool, neither stored nor still waiting in it
+    pending: int = 0  # still waiting in the spool after the drain (must be 0 too)
     duplicated: int = 0
     phantom: int = 0  # stored for this key, never in the spool
     rejected_in_spool: int = 0
@@ -236,6 +240,7 @@ class Campaign:
             spooled = {row[0] for row in db.execute("SELECT id FROM audit")}
             rejected = db.execute(
                 "SELECT COUNT(*) FROM records WHERE state = 'rejected'").fetchone()[0]
+            waiting = {row[0] for row in db.execute("SELECT id FROM records")}
         from collector.db.engine import make_engine
         from collector.db.schema import measurements
 
@@ -250,7 +255,8 @@ class Campaign:
         stored = Counter(rows)
         outcome = self.outcome
         outcome.spooled, outcome.stored = len(spooled), len(stored)
-        outcome.lost = len(spooled - set(stored))
+        outcome.lost = len(spooled - set(stored) - waiting)
+        outcome.pending = len(waiting)
         outcome.duplicated = sum(n - 1 for n in stored.values())
         outcome.phantom = len(set(stored) - spooled)
         outcome.rejected_in_spool = rejected

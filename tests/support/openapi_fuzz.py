@@ -54,7 +54,7 @@ def run(url: str, database: Path, total: int, seed: int = 13) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     errors: list[str] = []
     accepted = 0
-    per_operation = max(total // len(operations), 1)
+    per_operation = -(-total // len(operations))  # rounded up: at least `total` in all
     client = httpx.Client(timeout=30)
 
     def send(case: Any) -> None:
