@@ -42,7 +42,7 @@ def test_random_kills_lose_and_duplicate_nothing(backend: str, request: pytest.F
             campaign.random_kill()
             kills = sum(campaign.outcome.kills.values())
         if backend == "sqlite":
-            campaign.unreliable_collector(rounds=2)
+            campaign.unreliable_collector(rounds=3, fast=True)
             campaign.full_disk_under_the_probe(tmp_path / "probe-disk")
         outcome = campaign.count()
     finally:
@@ -53,18 +53,23 @@ def test_random_kills_lose_and_duplicate_nothing(backend: str, request: pytest.F
     assert outcome.rejected_in_spool == 0 and outcome.spooled > 0, outcome
 
 
-def test_full_disk_under_the_collector(tmp_path: Path) -> None:
+def test_full_disk_under_the_collector(tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     need_root()
+    from probe.core.errors import Unreachable
+    from probe.upload.uploader import Backoff, upload_and_report
+
     with tmpfs(tmp_path / "disk", "8m") as disk:
         collector = Collector(disk / "collector", None, ["--control-allow-private"],
-                          env=CAMPAIGN_ENV).start()
+                              env=CAMPAIGN_ENV).start()
         campaign = Campaign(tmp_path, collector).start()
         try:
             filler = fill(disk)
             campaign.seed_records(300)
-            full = campaign.probe("upload")
-            assert full.returncode != 0 and "records stay in the spool" in full.stderr, \
-                full.stderr
+            monkeypatch.setenv("VOIPWATCH_HOME", str(campaign.home))
+            with pytest.raises(Unreachable, match="300 records stay in the spool"):
+                upload_and_report(collector.url, campaign._key(), strict=True,
+                                  backoff=Backoff(attempts=2, base=0.05, cap=0.1))
             filler.unlink()
             outcome = campaign.count()
         finally:

@@ -192,15 +192,34 @@ class Campaign:
                                   self.kill_collector_during_upload))
         choice()
 
-    def unreliable_collector(self, rounds: int = 6) -> None:
+    def unreliable_collector(self, rounds: int = 6, fast: bool = False) -> None:
         """Uploads through a proxy that answers 500, stores then drops the answer,
-        or hangs then resets, at random."""
+        or hangs then resets, at random: `voipwatch-probe upload`, or (`fast`) the
+        same uploader in this process with a short backoff."""
         with FaultyProxy(self.collector.url, self.rng) as proxy:
-            env = dict(self.env)
             for _ in range(rounds):
                 self.seed_records(self.rng.randrange(100, 600))
-                self.probe("upload", "--collector", proxy.url, env=env)
+                if fast:
+                    self._upload_here(proxy.url)
+                else:
+                    self.probe("upload", "--collector", proxy.url)
             self.outcome.kills.update({f"proxy_{k}": v for k, v in proxy.faults.items()})
+
+    def _upload_here(self, url: str) -> None:
+        from probe.core.errors import Unreachable
+        from probe.upload.uploader import Backoff, upload_and_report
+
+        saved = os.environ.get("VOIPWATCH_HOME")
+        os.environ["VOIPWATCH_HOME"] = str(self.home)
+        try:
+            with contextlib.suppress(Unreachable):
+                upload_and_report(url, self._key(), strict=True,
+                                  backoff=Backoff(attempts=4, base=0.05, cap=0.2))
+        finally:
+            if saved is None:
+                os.environ.pop("VOIPWATCH_HOME", None)
+            else:
+                os.environ["VOIPWATCH_HOME"] = saved
 
     def full_disk_under_the_probe(self, mount: Path) -> None:
         """A pass whose spool is on a full filesystem: it may fail, it must not
