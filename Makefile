@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CATALOGUE ?= configs/catalogue.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps test lint run bench accuracy demo clean
+.PHONY: help venv system-deps test lint run bench accuracy demo clean i18n
 
 help:
 	@echo "make run        one full probe pass against an embedded collector (CATALOGUE=file.yaml)"
@@ -58,6 +58,19 @@ demo:
 	$(LAB_NEEDS_ROOT)
 	@$(MAKE) --no-print-directory venv system-deps
 	$(BIN)/python -m deploy.lab demo
+
+# Translations (Babel): re-extract the strings of the dashboard and the probe's terminal,
+# merge them into the catalogues (translators then fill the .po files), compile the probe's .mo.
+i18n: venv
+	$(BIN)/pybabel extract -F babel.cfg -k t -k N_ --no-location --sort-output --omit-header \
+		-o collector/dashboard/translations/messages.pot .
+	$(BIN)/pybabel update -i collector/dashboard/translations/messages.pot \
+		-d collector/dashboard/translations
+	$(BIN)/pybabel extract -F probe/ui/babel.cfg -k _ --no-location --sort-output --omit-header \
+		-o probe/ui/locale/voipwatch-probe.pot probe/ui
+	$(BIN)/pybabel update -D voipwatch-probe -i probe/ui/locale/voipwatch-probe.pot \
+		-d probe/ui/locale
+	$(BIN)/pybabel compile -D voipwatch-probe -d probe/ui/locale
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

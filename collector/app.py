@@ -3,6 +3,7 @@ module per area, listed in `collector.routers.ROUTERS`."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,8 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from collector import __version__, errors
+from collector.dashboard import alerts
 from collector.gate import Gate
-from collector.middleware import AccessLog
+from collector.middleware import AccessLog, SecurityHeaders
 from collector.routers import ROUTERS
 from collector.services import Services
 from collector.settings import Settings, load_settings
@@ -31,14 +33,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
             upgrade(current.engine)
         app.state.services = current
+        # the dashboard's change detection and webhooks (collector/dashboard/alerts.py)
+        background = asyncio.create_task(alerts.background(
+            current.engine, settings.public_url, settings.dashboard_refresh_seconds))
         try:
             yield
         finally:
+            background.cancel()
             if built:
                 current.close()
 
     app = FastAPI(
         title="voipwatch collector", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs is served locally (collector/routers/assets.py)
         description="Registration, signed ingest, the test helper and exports of "
                     "voipwatch measurements (docs/collector.md).",
     )
@@ -50,6 +57,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         from collector.media_proxy import MediaProxy
 
         app.add_middleware(MediaProxy, media_url=settings.media_url)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(Gate, settings=settings)
     app.add_middleware(AccessLog, keep_ip=settings.keep_ip)
     return app

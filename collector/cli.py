@@ -1,4 +1,5 @@
-"""`voipwatch-collector`: serve, export, probes list|revoke, token create, migrate.
+"""`voipwatch-collector`: serve, export, probes list|revoke, token create, migrate,
+operator create|revoke-all, subscription add|list|remove, dashboard rebuild.
 
 User errors end with exit status 2 and one sentence; see collector.settings for
 where each setting can come from."""
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write stored records to a file")
     _common(export)
-    export.add_argument("--format", choices=("jsonl", "csv", "parquet"), required=True)
+    export.add_argument("--format", choices=("jsonl", "csv", "parquet", "ooni"), required=True,
+                        help="ooni: OONI's measurement data format, one per line (docs/export.md)")
     export.add_argument("--out", "--output", metavar="FILE", required=True,
                         help="output file, replaced whole once complete ('-': stdout)")
     export.add_argument("--include-ip", action="store_true", help="add the submitting "
@@ -115,6 +117,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: unlimited)")
     create.add_argument("--valid-days", type=float, metavar="D", help="expiry (default: none)")
     create.add_argument("--note", help="a label for your own records")
+
+    operator = sub.add_parser("operator", help="operator tokens (the fleet page, subscriptions)")
+    operator_sub = operator.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create_operator = operator_sub.add_parser("create", help="a new operator token (shown "
+                                              "once)")
+    _common(create_operator)
+    create_operator.add_argument("--note", help="a label for your own records")
+    revoke_operator = operator_sub.add_parser("revoke-all", help="revoke every operator token")
+    _common(revoke_operator)
+
+    subscription = sub.add_parser("subscription", help="webhook subscriptions to detected "
+                                  "changes (docs/dashboard.md)")
+    subscription_sub = subscription.add_subparsers(dest="action", metavar="ACTION",
+                                                   required=True)
+    add = subscription_sub.add_parser("add", help="subscribe a URL (its HMAC secret is "
+                                      "shown once)")
+    _common(add)
+    add.add_argument("url", help="where to POST each change (http:// or https://)")
+    add.add_argument("--cc", metavar="CC", help="only changes in this country")
+    add.add_argument("--asn", metavar="N", help="only changes on this operator (AS number)")
+    add.add_argument("--service", metavar="ID", help="only changes of this service")
+    add.add_argument("--note", help="a label for your own records")
+    listing = subscription_sub.add_parser("list", help="list subscriptions")
+    _common(listing)
+    remove = subscription_sub.add_parser("remove", help="remove a subscription")
+    _common(remove)
+    remove.add_argument("id", type=int, metavar="ID")
+
+    dashboard = sub.add_parser("dashboard", help="the dashboard's rollups")
+    dashboard_sub = dashboard.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rebuild = dashboard_sub.add_parser("rebuild", help="recompute the rollups from the "
+                                       "stored measurements")
+    _common(rebuild)
 
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     _common(migrate)
@@ -143,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return exc.exit_status
     handler = {"serve": cmd_serve, "export": cmd_export, "probes": cmd_probes,
-               "token": cmd_token, "migrate": cmd_migrate, "media": cmd_media}[args.command]
+               "token": cmd_token, "migrate": cmd_migrate, "media": cmd_media,
+               "operator": cmd_operator, "subscription": cmd_subscription,
+               "dashboard": cmd_dashboard}[args.command]
     return run_command(PROG, handler, args)
 
 
@@ -313,6 +350,63 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise UserError(f"--valid-days {args.valid_days:g}: must be greater than 0")
     keys = KeyStore(open_database(_settings(args)))
     print(keys.create_token(max_uses=args.uses, valid_days=args.valid_days, note=args.note))
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from collector.dashboard.operators import OperatorTokens
+
+    tokens = OperatorTokens(open_database(_settings(args)))
+    if args.action == "create":
+        print(tokens.create(args.note))
+    else:
+        print(f"revoked {tokens.revoke_all()} operator tokens")
+    return 0
+
+
+def cmd_subscription(args: argparse.Namespace) -> int:
+    import re
+
+    from collector.dashboard.alerts import Subscriptions
+
+    subs = Subscriptions(open_database(_settings(args)))
+    if args.action == "add":
+        if args.cc and not re.fullmatch(r"[A-Za-z]{2}", args.cc):
+            raise UserError(f"--cc {args.cc!r}: expected a two-letter country code")
+        asn = None
+        if args.asn:
+            text = args.asn.upper().removeprefix("AS")
+            if not text.isdigit():
+                raise UserError(f"--asn {args.asn!r}: expected a number, e.g. 36903")
+            asn = int(text)
+        sub, secret = subs.add(args.url, args.cc, asn, args.service, args.note)
+        print(f"subscription {sub.id}: {sub.url}")
+        print(f"secret (HMAC-SHA256 key, shown once): {secret}")
+        return 0
+    if args.action == "list":
+        found = subs.list()
+        if not found:
+            print("no subscriptions")
+        for item in found:
+            filters = " ".join(f"{k}={v}" for k, v in (("cc", item.cc), ("asn", item.asn),
+                                                        ("service", item.service)) if v)
+            print(f"{item.id}  {item.url}  {filters or 'all changes'}"
+                  f"{'  ' + item.note if item.note else ''}")
+        return 0
+    if not subs.remove(args.id):
+        raise UserError(f"no subscription {args.id} (see `{PROG} subscription list`)")
+    print(f"removed subscription {args.id}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from collector.dashboard.rollup import rebuild_on
+    from collector.db.engine import write_options
+
+    engine = open_database(_settings(args))
+    with engine.connect().execution_options(**write_options(engine)) as conn, conn.begin():
+        count = rebuild_on(conn)
+    print(f"rolled up {count} measurements")
     return 0
 
 

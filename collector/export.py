@@ -20,13 +20,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from collector import export_sqlite
+from collector import export_sqlite, ooni
 from collector.store import Filters, MeasurementStore
 from probe.core.record import rfc3339
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "ooni")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
-               "parquet": "application/vnd.apache.parquet"}
+               "parquet": "application/vnd.apache.parquet",
+               "ooni": "application/x-ndjson"}  # OONI's data format (collector/ooni.py)
 
 # flat columns for CSV and Parquet; `measurement` holds the signed JSON text
 COLUMNS = ("id", "started_at", "received_at", "service", "check", "role", "transport",
@@ -168,7 +169,7 @@ def parquet(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> It
     return _parquet_file(_python_batches(chunks, include_ip, schema), schema)
 
 
-WRITERS = {"jsonl": jsonl, "csv": csv_rows, "parquet": parquet}
+WRITERS = {"jsonl": jsonl, "csv": csv_rows, "parquet": parquet, "ooni": ooni.lines}
 
 
 def export(store: MeasurementStore, filters: Filters, fmt: str,

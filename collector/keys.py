@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from collector.db.engine import write_options
-from collector.db.schema import enrollment_tokens, probes
+from collector.db.schema import dash_series, enrollment_tokens, probes
 from probe.core.errors import SignatureError, VoipwatchError
 from probe.core.record import utcnow
 from probe.core.signing import decode_public_key, key_id_of
@@ -147,6 +147,8 @@ class KeyStore:
             conn.execute(sa.update(probes).where(probes.c.key_id == key_id,
                                                  probes.c.revoked_at.is_(None))
                          .values(revoked_at=utcnow()))
+            # the dashboard leaves revoked keys out: every series is detected again
+            conn.execute(sa.update(dash_series).values(dirty=True))
             row = conn.execute(sa.select(probes).where(probes.c.key_id == key_id)).first()
         return None if row is None else _row(row)
 

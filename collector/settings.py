@@ -182,6 +182,13 @@ class Settings(BaseSettings):
         "127.0.0.1,::1", description="addresses (comma list) of the API processes whose "
         "X-Voipwatch-Client and X-Voipwatch-Local headers the media service believes")
 
+    # the dashboard (collector/dashboard, docs/dashboard.md)
+    public_url: str | None = Field(
+        None, description="the collector's public URL, for links in the Atom feed and "
+        "webhooks; default: the URL each request came in on (none in webhooks)")
+    dashboard_refresh_seconds: float = Field(
+        30.0, gt=0, description="how often changes are detected and webhooks sent")
+
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _no_wildcard(cls, value: str | None) -> str | None:

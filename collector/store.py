@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from collector.dashboard import rollup
 from collector.db.engine import write_options
 from collector.db.schema import measurements, probes, rejections
 from probe.core.record import utcnow
@@ -93,6 +94,8 @@ class MeasurementStore:
             if rows:
                 inserted = (self._insert_unnest(conn, rows) if self.dialect == "postgresql"
                             else self._insert_many(conn, rows))
+                # the dashboard's rollups, in the same transaction (collector/dashboard)
+                rollup.apply(conn, [row for row in rows if row["id"] in inserted])
                 conn.execute(sa.update(probes)
                              .where(probes.c.key_id.in_(sorted(set(key_ids))))
                              .values(last_seen_at=utcnow()))

@@ -17,10 +17,11 @@ declare -A NEEDED=(
   [runc]=runc                  # podman's runtime where cgroups are hybrid (crun refuses them)
   [debootstrap]=debootstrap    # the image's Debian base, with no image registry reachable
   [caddy]=caddy                # `caddy validate` on deploy/caddy/Caddyfile
+  [chromium]=chromium          # the dashboard's browser tests (Playwright drives Debian's build)
   [dbus-daemon]=dbus           # a private session bus for the link type's D-Bus tests
 )
 # packages with no command of their own to test for
-EXTRA_PACKAGES=(kamailio-tls-modules)
+EXTRA_PACKAGES=(kamailio-tls-modules fonts-dejavu-core)  # DejaVu: Arabic glyphs for chromium
 
 have() {
   command -v "$1" >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/"$1" >/dev/null 2>&1 \

@@ -98,7 +98,123 @@ rejections = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
-# Limits that must hold across worker processes (collector/limits.py): fixed-window
+# --- the dashboard's rollups, maintained at ingest (collector/dashboard/rollup.py) ---
+# A series is one (service, path, operator, link type); '' stands for unknown so
+# that the unique constraint holds (NULLs are all distinct in SQL).
+dash_series = sa.Table(
+    "dash_series", metadata,
+    sa.Column("id", BigSerial, primary_key=True, autoincrement=True),
+    sa.Column("service", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("cc", sa.String(2), nullable=False),
+    sa.Column("operator", sa.String(80), nullable=False),  # AS6713, org:NAME or ''
+    sa.Column("link", sa.String(16), nullable=False),
+    sa.Column("as_org", sa.String(255), nullable=True),
+    sa.Column("dirty", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.UniqueConstraint("service", "role", "cc", "operator", "link",
+                        name="dash_series_identity"),
+)
+
+# one probe's counts for one endpoint on one day: what a unit's verdict is made of
+dash_endpoint_day = sa.Table(
+    "dash_endpoint_day", metadata,
+    sa.Column("series_id", sa.BigInteger, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("endpoint", sa.String(16), primary_key=True),
+    sa.Column("n_open", sa.Integer, nullable=False),
+    sa.Column("n_blocked", sa.Integer, nullable=False),
+    sa.Column("n_throttled", sa.Integer, nullable=False),
+    sa.Column("n_inconclusive", sa.Integer, nullable=False),
+)
+
+# units (one probe, one day, one series: weight one) per day (span 'd') and month ('m')
+dash_unit = sa.Table(
+    "dash_unit", metadata,
+    sa.Column("span", sa.String(1), primary_key=True),
+    sa.Column("start", sa.Date, primary_key=True),
+    sa.Column("series_id", sa.BigInteger, primary_key=True),
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("u_open", sa.Integer, nullable=False),
+    sa.Column("u_blocked", sa.Integer, nullable=False),
+    sa.Column("u_throttled", sa.Integer, nullable=False),
+    sa.Column("u_inconclusive", sa.Integer, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),  # measurements
+    sa.Column("n_signed", sa.Integer, nullable=False),  # ... with signed attribution
+    sa.Column("n_upstream", sa.Integer, nullable=False),  # ... link from network.upstream
+    sa.Index("dash_unit_series", "series_id", "span", "start"),
+)
+
+dash_method = sa.Table(
+    "dash_method", metadata,
+    sa.Column("span", sa.String(1), primary_key=True),
+    sa.Column("start", sa.Date, primary_key=True),
+    sa.Column("series_id", sa.BigInteger, primary_key=True),
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("blocking", sa.String(32), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+)
+
+# what each key ran: software versions and when (the fleet page)
+dash_key_version = sa.Table(
+    "dash_key_version", metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("first_at", UtcDateTime, nullable=False),
+    sa.Column("last_at", UtcDateTime, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("n_ahead", sa.BigInteger, nullable=False),  # dated ahead of arrival: not counted
+)
+
+# detected starts and ends of blocking (collector/dashboard/changes.py)
+dash_change = sa.Table(
+    "dash_change", metadata,
+    sa.Column("id", BigSerial, primary_key=True, autoincrement=True),
+    sa.Column("series_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # start | end
+    sa.Column("at", sa.Date, nullable=False),  # first day seen in the new state
+    sa.Column("after", sa.Date, nullable=False),  # last day seen in the old state
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("probes", sa.Integer, nullable=False),
+    sa.Column("detected_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("series_id", "kind", "at", name="dash_change_identity"),
+)
+
+# NGOs' webhook subscriptions (collector/dashboard/alerts.py) and their deliveries
+dash_subscription = sa.Table(
+    "dash_subscription", metadata,
+    sa.Column("id", BigSerial, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.String(64), nullable=False),  # HMAC-SHA256 key, hex
+    sa.Column("cc", sa.String(2), nullable=True),
+    sa.Column("asn", sa.BigInteger, nullable=True),
+    sa.Column("service", sa.String(64), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+dash_delivery = sa.Table(
+    "dash_delivery", metadata,
+    sa.Column("subscription_id", sa.BigInteger, primary_key=True),
+    sa.Column("change_id", sa.BigInteger, primary_key=True),
+    sa.Column("status", sa.String(8), nullable=False),  # pending | sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", UtcDateTime, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("dash_delivery_due", "status", "next_at"),
+)
+
+# operators of the collector (the fleet page): only token hashes are kept
+operator_tokens = sa.Table(
+    "operator_tokens", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# Limits that must hold across worker processes (collector/limits.py): sliding-window
 # counters (registrations per address, control targets and ingest quota per key) ...
 rate_counters = sa.Table(
     "rate_counters", metadata,

@@ -9,7 +9,9 @@ ROUTERS: tuple[str, ...] = (
     "measurements",
     "export",
     "control",
-    "dashboard",
+    "dashboard",  # the dashboard's pages (collector/dashboard)
+    "changes",  # /api/v1/changes, /changes.atom, /api/v1/subscriptions
+    "assets",  # /static/*, /docs (Swagger UI from the swagger-ui-bundle package)
     "webrtc",  # POST /api/v1/webrtc/offer (the WebRTC reference peer)
     "reflector",  # /api/v1/reflector/sessions (the throttling reflector)
 )

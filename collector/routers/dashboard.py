@@ -1,25 +1,399 @@
-"""`/`: the first results page (collector.dashboard)."""
+"""The dashboard's pages (collector/dashboard): `/` the matrix, `/cell` one
+cell's timeline, `/timeline` a service on one operator, `/changes`, the
+drill-down `/measurements` and `/measurements/{id}`, the operators' `/fleet`
+(behind `/login`). Every page is server-rendered and works without
+JavaScript; every filter is in the URL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated
+import uuid
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from collector.dashboard import render, summarise
+from collector.dashboard import fleet as fleet_view
+from collector.dashboard.cells import Cell, DashboardReader, Period, Series, Where, column_order
+from collector.dashboard.changestore import ChangeStore, StoredChange, as_points
+from collector.dashboard.i18n import translations
+from collector.dashboard.matrixview import cell_view
+from collector.dashboard.operators import COOKIE, OperatorTokens, is_operator
+from collector.dashboard.pages import Page, check_cc, check_text, period_of
+from collector.dashboard.rollup import VERDICTS, dims_of
+from collector.dashboard.svg import Marker, timeline
+from collector.db.schema import measurements, probes
+from collector.errors import ApiError
 from collector.services import ServicesDep
+from collector.store import EXPORT_COLUMNS
+from probe.core.comparison import flow_pairs
+from probe.core.errors import SignatureError
 from probe.core.record import utcnow
+from probe.core.signing import decode_public_key, verify_record
 
 router = APIRouter(tags=["dashboard"])
 
+Lang = Annotated[str | None, Query(pattern=r"^[a-z]{2}$")]
+Day = Annotated[str | None, Query(max_length=10)]
+From = Annotated[str | None, Query(alias="from", max_length=10)]
+Text = Annotated[str | None, Query(max_length=80)]
+ROLES = ("call", "messaging")
+
+
+def _reader(services: Any) -> DashboardReader:
+    return DashboardReader(services.engine)
+
+
+async def _period(services: Any, start: str | None, end: str | None) -> Period:
+    data = None
+    if not (start and end):
+        data = await run_in_threadpool(_reader(services).data_range)
+    return period_of(start, end, data)
+
+
+async def _refresh(services: Any) -> ChangeStore:
+    """Detected changes, brought up to date with what ingest touched since the
+    background loop last looked (cheap when nothing did)."""
+    store = ChangeStore(services.engine)
+    await run_in_threadpool(store.refresh)
+    return store
+
+
+def _markers(page: Page, changes: list[StoredChange]) -> list[Marker]:
+    out = []
+    for change in changes:
+        s = change.series
+        href = page.url("/measurements", service=s.service, role=s.role, cc=s.cc,
+                        operator=s.operator, link=s.link, from_=change.after, to=change.at)
+        out.append(Marker(as_points([change])[0], href, _change_label(page, change)))
+    return out
+
+
+def _change_label(page: Page, change: StoredChange) -> str:
+    t = page_gettext(page)
+    word = t("blocking started") if change.kind == "start" else t("blocking ended")
+    return t("%(what)s on %(day)s (last seen otherwise %(after)s), confidence %(conf)s") % {
+        "what": word, "day": page.fmt.date(change.at), "after": page.fmt.date(change.after),
+        "conf": page.fmt.percent(change.confidence)}
+
+
+def page_gettext(page: Page) -> Any:
+    return translations(page.lang).gettext
+
+
+def _words(page: Page) -> Any:
+    """Verdicts in the page's language (the msgids are the templates' words)."""
+    gettext = page_gettext(page)
+    return lambda verdict: gettext(verdict)
+
+
+def _svg(page: Page, period: Period, daily: dict[date, dict[str, int]],
+         changes: list[StoredChange], title: str) -> str:
+    fmt = page.fmt
+    return timeline(period, daily, _markers(page, changes), title,
+                    lambda d: fmt.date(d, "MMM yyyy"), fmt.percent)
+
 
 @router.get("/", response_class=HTMLResponse)
-async def results(services: ServicesDep,
-                  days: Annotated[int, Query(ge=1, le=3650)] = 30) -> HTMLResponse:
-    rows = await run_in_threadpool(services.store.latest, utcnow() - timedelta(days=days))
-    total = await run_in_threadpool(services.store.count)
-    return HTMLResponse(render(summarise(rows), total, days), headers={
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+async def matrix(request: Request, services: ServicesDep, lang: Lang = None,
+                 start: From = None, to: Day = None, cc: Text = None,
+                 service: Text = None) -> HTMLResponse:
+    page = Page.of(request, lang)
+    period = await _period(services, start, to)
+    where = Where(cc=check_cc(cc), service=check_text("service", service))
+    cells = await run_in_threadpool(_reader(services).cells, period, where)
+    store = await _refresh(services)
+    changes = await run_in_threadpool(lambda: store.list(cc=where.cc, service=where.service,
+                                                         since=period.start,
+                                                         until=period.end, limit=500))
+    columns = column_order(cells)
+    grid: dict[tuple[str, str], dict[tuple[str, str, str], Cell]] = {}
+    for cell in cells:
+        s = cell.series
+        grid.setdefault((s.service, s.role), {})[(s.cc, s.operator, s.link)] = cell
+    rows = sorted(grid, key=lambda k: (k[0], ROLES.index(k[1]) if k[1] in ROLES else 9))
+    operators: list[tuple[str, str, str | None, int]] = []
+    for cc_, operator, _link, as_org in columns:
+        if operators and operators[-1][:2] == (cc_, operator):
+            operators[-1] = (cc_, operator, operators[-1][2] or as_org, operators[-1][3] + 1)
+        else:
+            operators.append((cc_, operator, as_org, 1))
+    countries = await run_in_threadpool(lambda: sorted(
+        {s.cc for s in _reader(services).series() if s.cc}))
+    latest: dict[int, StoredChange] = {}
+    for change in sorted(changes, key=lambda c: c.at):  # the newest change per cell
+        latest[change.series.id] = change
+    translation = translations(page.lang)
+    fmt, words = page.fmt, _words(page)
+    views = {key: {column: cell_view(
+        cell, latest.get(cell.series.id), fmt, translation.gettext, translation.ngettext,
+        page.url("/cell", service=cell.series.service, role=cell.series.role,
+                 cc=cell.series.cc, operator=cell.series.operator, link=cell.series.link,
+                 from_=period.start, to=period.end), words)
+        for column, cell in row.items()} for key, row in grid.items()}
+    return page.render("matrix.html", period=period, cells=views, rows=rows, columns=columns,
+                       operators=operators, cc=where.cc, service=where.service,
+                       countries=countries, changes=changes, verdicts=VERDICTS,
+                       total=sum(c.measurements for c in cells))
+
+
+def _series_where(service: str | None, role: str | None, cc: str | None,
+                  operator: str | None, link: str | None) -> Where:
+    if role is not None and role not in ROLES:
+        raise ApiError(400, "bad_filter", f"role={role!r}: expected call or messaging")
+    return Where(cc=(check_cc(cc) or "") if cc is not None else None,
+                 service=check_text("service", service), role=role,
+                 operator=check_text("operator", operator), link=check_text("link", link))
+
+
+@router.get("/cell", response_class=HTMLResponse)
+async def cell(request: Request, services: ServicesDep, service: Text, role: Text,
+               operator: Text = "", link: Text = None, cc: Text = "", lang: Lang = None,
+               start: From = None, to: Day = None) -> HTMLResponse:
+    page = Page.of(request, lang)
+    if not service or not role or not link:
+        raise ApiError(400, "bad_filter", "a cell needs service, role, link (and cc, operator)")
+    where = _series_where(service, role, cc or "", operator or "", link)
+    period = await _period(services, start, to)
+    reader = _reader(services)
+    found = await run_in_threadpool(reader.series, where)
+    cells = await run_in_threadpool(reader.cells, period, where) if found else []
+    daily = await run_in_threadpool(reader.daily, [s.id for s in found], period)
+    store = await _refresh(services)
+    changes = await run_in_threadpool(lambda: store.list(
+        service=service, role=role, cc=where.cc, operator=where.operator, link=link))
+    series = found[0] if found else Series(0, service, role, where.cc or "",
+                                           where.operator or "", link, None)
+    title = _cell_title(page, series)
+    return page.render("cell.html", status=200 if found else 404, series=series,
+                       cell=cells[0] if cells else None, period=period, daily=daily,
+                       changes=changes, title=title,
+                       svg=_svg(page, period, daily, changes, title))
+
+
+def _cell_title(page: Page, series: Series) -> str:
+    t = page_gettext(page)
+    role = t("calls") if series.role == "call" else t("messaging")
+    return f"{series.service} · {role} · {_operator_name(page, series)} · {t(series.link)}"
+
+
+def _operator_name(page: Page, series: Series) -> str:
+    t = page_gettext(page)
+    if not series.operator:
+        return t("unknown network") + (f" ({series.cc})" if series.cc else "")
+    name = series.operator.removeprefix("org:")
+    if series.as_org and series.operator.startswith("AS"):
+        name = f"{series.operator} {series.as_org}"
+    return f"{name} ({series.cc})" if series.cc else name
+
+
+@router.get("/timeline", response_class=HTMLResponse)
+async def service_timeline(request: Request, services: ServicesDep, service: Text,
+                           operator: Text = "", cc: Text = "", lang: Lang = None,
+                           start: From = None, to: Day = None) -> HTMLResponse:
+    """One service on one operator: a timeline per path, every link type together."""
+    page = Page.of(request, lang)
+    if not service:
+        raise ApiError(400, "bad_filter", "a timeline needs a service (and cc, operator)")
+    period = await _period(services, start, to)
+    reader = _reader(services)
+    store = await _refresh(services)
+    charts = []
+    for role in ROLES:
+        where = _series_where(service, role, cc or "", operator or "", None)
+        found = await run_in_threadpool(reader.series, where)
+        if not found:
+            continue
+        daily = await run_in_threadpool(reader.daily, [s.id for s in found], period)
+        changes = await run_in_threadpool(lambda w=where: store.list(
+            service=service, role=w.role, cc=w.cc, operator=w.operator))
+        title = _cell_title(page, found[0]).rsplit(" · ", 1)[0]
+        charts.append({"role": role, "series": found, "daily": daily, "changes": changes,
+                       "title": title, "svg": _svg(page, period, daily, changes, title)})
+    name = _operator_name(page, Series(0, service, "call", cc or "", operator or "", "",
+                                       charts[0]["series"][0].as_org if charts else None))
+    return page.render("timeline.html", status=200 if charts else 404, service=service,
+                       operator=operator or "", cc=cc or "", name=name, charts=charts,
+                       period=period)
+
+
+@router.get("/changes", response_class=HTMLResponse)
+async def changes_page(request: Request, services: ServicesDep, lang: Lang = None,
+                       cc: Text = None, service: Text = None, start: From = None,
+                       to: Day = None) -> HTMLResponse:
+    page = Page.of(request, lang)
+    store = await _refresh(services)
+    since, until = (period_of(start, to, None).start if start else None), \
+        (period_of(start, to, None).end if to else None)
+    found = await run_in_threadpool(lambda: store.list(cc=check_cc(cc), service=service,
+                                                       since=since, until=until))
+    return page.render("changes.html", changes=found, cc=check_cc(cc), service=service,
+                       start=start, to=to, feed=page.url("/changes.atom", cc=check_cc(cc),
+                                                         service=service))
+
+
+# ---- drill-down: a cell's measurements, one measurement -------------------------------
+
+SCAN = 5000  # rows read per page at most while matching a cell's operator and link
+PAGE = 100
+
+
+def _cell_rows(engine: sa.Engine, where: Where, period: Period, cursor: tuple[datetime, int]
+               | None) -> tuple[list[Any], tuple[datetime, int] | None]:
+    """The measurements of a series in the period, oldest first. Operator and
+    link come from the signed record (or the upload lookup), so they are matched
+    here, as at ingest (rollup.dims_of)."""
+    c = measurements.c
+    start = datetime.combine(period.start, time(), tzinfo=utcnow().tzinfo)
+    end = datetime.combine(period.end + timedelta(days=1), time(), tzinfo=utcnow().tzinfo)
+    query = (sa.select(*EXPORT_COLUMNS)
+             .select_from(measurements.join(probes, probes.c.key_id == c.key_id))
+             .where(c.service == where.service, c.started_at >= start, c.started_at < end)
+             .order_by(c.started_at, c.seq).limit(SCAN))
+    if where.role:
+        query = query.where(c.role == where.role)
+    if cursor is not None:
+        query = query.where(sa.or_(c.started_at > cursor[0],
+                                   sa.and_(c.started_at == cursor[0], c.seq > cursor[1])))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    matched = []
+    for row in rows:
+        dims = dims_of(row, orjson.loads(row.record))
+        if (where.cc is None or dims.cc == where.cc) and \
+                (where.operator is None or dims.operator == where.operator) and \
+                (where.link is None or dims.link == where.link):
+            matched.append(row)
+            if len(matched) == PAGE:
+                return matched, (row.started_at, row.seq)
+    more = (rows[-1].started_at, rows[-1].seq) if len(rows) == SCAN else None
+    return matched, more
+
+
+@router.get("/measurements", response_class=HTMLResponse)
+async def cell_measurements(request: Request, services: ServicesDep, service: Text,
+                            role: Text = None, cc: Text = None, operator: Text = None,
+                            link: Text = None, lang: Lang = None, start: From = None,
+                            to: Day = None,
+                            cursor: Annotated[str | None, Query(max_length=60)] = None
+                            ) -> HTMLResponse:
+    page = Page.of(request, lang)
+    if not service:
+        raise ApiError(400, "bad_filter", "name a service")
+    where = _series_where(service, role, cc, operator, link)
+    period = await _period(services, start, to)
+    after = None
+    if cursor:
+        moment, _, seq = cursor.rpartition("~")
+        try:
+            after = (datetime.fromisoformat(moment), int(seq))
+        except ValueError:
+            raise ApiError(400, "bad_cursor", "cursor: pass back the link's value") from None
+    rows, more = await run_in_threadpool(_cell_rows, services.engine, where, period, after)
+    next_url = page.url("/measurements", service=service, role=role, cc=cc, operator=operator,
+                        link=link, from_=period.start, to=period.end,
+                        cursor=f"{more[0].isoformat()}~{more[1]}") if more else None
+    series = Series(0, service, role or "", where.cc or "", operator or "", link or "", None)
+    back = page.url("/cell", service=service, role=role, cc=cc, operator=operator, link=link,
+                    from_=period.start, to=period.end) if role and link else None
+    return page.render("measurements.html", rows=rows, period=period, next_url=next_url,
+                       title=_cell_title(page, series) if role and link else service,
+                       back=back, records=[orjson.loads(r.record) for r in rows])
+
+
+@router.get("/measurements/{record_id}.json")
+async def measurement_json(services: ServicesDep, record_id: str) -> Response:
+    """The record exactly as signed and sent."""
+    def load() -> str | None:
+        with services.engine.connect() as conn:
+            return conn.execute(sa.select(measurements.c.record).where(
+                measurements.c.id == record_id)).scalar_one_or_none()
+
+    text = await run_in_threadpool(load)
+    if text is None:
+        raise ApiError(404, "not_found", "no such measurement")
+    return Response(text, media_type="application/json")
+
+
+@router.get("/measurements/{record_id}", response_class=HTMLResponse)
+async def measurement(request: Request, services: ServicesDep, record_id: str,
+                      lang: Lang = None) -> HTMLResponse:
+    page = Page.of(request, lang)
+    try:
+        wanted = str(uuid.UUID(record_id))
+    except ValueError:
+        raise ApiError(404, "not_found", "no such measurement") from None
+
+    def load() -> Any:
+        with services.engine.connect() as conn:
+            return conn.execute(sa.select(*EXPORT_COLUMNS).select_from(
+                measurements.join(probes, probes.c.key_id == measurements.c.key_id))
+                .where(measurements.c.id == wanted)).first()
+
+    row = await run_in_threadpool(load)
+    if row is None:
+        return page.render("error.html", status=404, message=page_gettext(page)(
+            "No measurement with this id is stored here."))
+    record = orjson.loads(row.record)
+    try:
+        verify_record(record, decode_public_key(row.public_key))
+        signature: dict[str, Any] = {"valid": True}
+    except SignatureError as exc:
+        signature = {"valid": False, "reason": str(exc)}
+    dims = dims_of(row, record)
+    evidence = dict(record.get("evidence") or {})
+    control = evidence.pop("control", None)
+    return page.render(
+        "measurement.html", row=row, record=record, signature=signature, dims=dims,
+        throttle_pairs=flow_pairs(record),
+        evidence=orjson.dumps(evidence, option=orjson.OPT_INDENT_2).decode(),
+        control=orjson.dumps(control, option=orjson.OPT_INDENT_2).decode() if control
+        is not None else None, raw=row.record,
+        pretty=orjson.dumps(record, option=orjson.OPT_INDENT_2).decode(),
+        cell=page.url("/cell", service=dims.service, role=dims.role, cc=dims.cc,
+                      operator=dims.operator, link=dims.link,
+                      from_=row.started_at.date() - timedelta(days=30),
+                      to=row.started_at.date() + timedelta(days=30)))
+
+
+# ---- operators: login, fleet -----------------------------------------------------------
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, lang: Lang = None) -> HTMLResponse:
+    return Page.of(request, lang).render("login.html", failed=False)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, services: ServicesDep, lang: Lang = None) -> Response:
+    page = Page.of(request, lang)
+    body = await request.body()  # a one-field urlencoded form: no multipart parser needed
+    token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0][:200]
+    if not await run_in_threadpool(OperatorTokens(services.engine).valid, token.strip()):
+        return page.render("login.html", status=401, failed=True)
+    response = RedirectResponse(page.url("/fleet"), status_code=303)
+    response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", max_age=12 * 3600, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, lang: Lang = None) -> Response:
+    response = RedirectResponse(Page.of(request, lang).url("/"), status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/fleet", response_class=HTMLResponse)
+async def fleet(request: Request, services: ServicesDep, lang: Lang = None) -> Response:
+    page = Page.of(request, lang)
+    if not await is_operator(request):
+        return RedirectResponse(page.url("/login"), status_code=303)
+    keys, coverage = await run_in_threadpool(fleet_view.fleet, services.engine,
+                                             utcnow().date())
+    return page.render("fleet.html", keys=keys, coverage=coverage,
+                       live_days=fleet_view.LIVE_DAYS, links=fleet_view.LINKS)
+

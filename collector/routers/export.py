@@ -1,4 +1,4 @@
-"""`GET /api/v1/export?format=jsonl|csv|parquet` + filters, streamed."""
+"""`GET /api/v1/export?format=jsonl|csv|parquet|ooni` + filters, streamed."""
 
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ router = APIRouter(tags=["export"])
 
 @router.get("/api/v1/export")
 def export(services: ServicesDep, filters: FiltersDep,
-           format: Literal["jsonl", "csv", "parquet"] = "jsonl") -> StreamingResponse:
+           format: Literal["jsonl", "csv", "parquet", "ooni"] = "jsonl") -> StreamingResponse:
     """Every matching record with the collector's additions (docs/export.md);
     re-verify a JSONL export offline with `voipwatch-probe verify FILE`."""
     body = export_records(services.store, filters, format)  # addresses never leave over HTTP
     return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers={
-        "Content-Disposition": f'attachment; filename="voipwatch-export.{format}"'})
+        "Content-Disposition": f'attachment; filename="voipwatch-export.{_suffix(format)}"'})
+
+
+def _suffix(format: str) -> str:
+    return "ooni.jsonl" if format == "ooni" else format

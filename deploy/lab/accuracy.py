@@ -42,10 +42,13 @@ class ScenarioVerdict:
     suspected: str | None
     failure: str | None = None  # what the probe saw, and where (for a mismatch's reader)
     phase: str | None = None
+    # the case's evidence expectations the record did not meet (hop, media, layer...)
+    details: tuple[str, ...] = ()
+    evidence_checked: bool = False  # its case had evidence expectations
 
     @property
     def ok(self) -> bool:
-        return self.expected == self.observed
+        return self.expected == self.observed and not self.details
 
     @property
     def false_positive(self) -> bool:
@@ -93,6 +96,8 @@ def compare(scenario: Scenario, link: LinkType,
             suspected=record["evidence"].get("suspected"),
             failure=record["evidence"].get("failure"),
             phase=record["evidence"].get("phase"),
+            details=tuple(expected.evidence_mismatches(record)),
+            evidence_checked=bool(expected.evidence),
         ))
     return outcomes
 
@@ -166,7 +171,11 @@ def render(outcomes: list[ScenarioVerdict], console: Console) -> None:
     for o in mismatches:
         say(f"  {o.scenario} {o.link} {o.service} {o.check} {o.target}: {o.expected} -> "
             f"{o.observed}, by {o.rule}; {o.failure} in phase {o.phase}, suspected "
-            f"{o.suspected}")
+            f"{o.suspected}" + "".join(f"; {d}" for d in o.details))
+    checked = [o for o in outcomes if o.evidence_checked]
+    if checked:
+        say(f"evidence expectations (hop, media timeline, layer beyond DNS, injection): "
+            f"{sum(not o.details for o in checked)} of {len(checked)} met")
     false_positives = sum(o.false_positive for o in outcomes)
     say(f"{len(outcomes)} records, {len(outcomes) - len(mismatches)} as expected, "
         f"{len(mismatches)} mismatches; false positives (blocked or throttled where nothing "

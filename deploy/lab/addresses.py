@@ -3,8 +3,9 @@
 Every lab has the same addresses: they live only inside its own namespaces, so
 two labs (different prefixes) never see each other's.
 
-- Probe hosts: one /24 per link type, router .1, probe .2 (RFC 1918).
-- Router <-> internet: 10.200.0.0/30.
+- Probe hosts: one /24 per link type, the link's access router .1, probe .2
+  (RFC 1918); access router <-> router: 10.201.L.0/30.
+- Router <-> core router <-> internet: 10.200.0.0/30 and 10.200.0.4/30.
 - Reference services: one address each from 192.88.99.0/24, the deprecated
   6to4 relay anycast prefix (RFC 7526). It no longer names any real service,
   yet counts as global (`ipaddress.is_global`), so the probe's bogon test
@@ -20,10 +21,18 @@ LINKS: dict[LinkType, int] = {LinkType.CELLULAR: 1, LinkType.ADSL: 2, LinkType.W
 SHORT: dict[LinkType, str] = {LinkType.CELLULAR: "cell", LinkType.ADSL: "adsl",
                               LinkType.WIFI: "wifi"}
 
-ROUTER_TRANSIT = "10.200.0.1"
-INET_TRANSIT = "10.200.0.2"
+# router <-> core <-> internet, two /30s; access routers <-> router, a /30 per link
+ROUTER_TRANSIT = "10.200.0.1"  # the router's side toward the core
+CORE_DOWN = "10.200.0.2"
+CORE_UP = "10.200.0.5"
+INET_TRANSIT = "10.200.0.6"
 TRANSIT_PREFIX = 30
 LAB_NETWORK = "10.200.0.0/16"
+ACCESS_NETWORK = "10.201.0.0/16"
+
+# hops from a probe host, as a TTL-limited packet counts them (docs/lab.md):
+# its access router, the censoring router, a core router, then the internet
+HOPS = {"access": 1, "censor": 2, "core": 3, "internet": 4}
 
 # one address per reference service, on the internet namespace's loopback
 SERVICES: dict[str, str] = {
@@ -68,6 +77,12 @@ def router_address(link: LinkType) -> str:
 
 def probe_address(link: LinkType) -> str:
     return f"10.200.{link_number(link)}.2"
+
+
+def access_uplink(link: LinkType) -> tuple[str, str]:
+    """(the router's side, the access router's side) of the link's /30."""
+    number = link_number(link)
+    return f"10.201.{number}.1", f"10.201.{number}.2"
 
 
 def link_subnet(link: LinkType) -> str:

@@ -6,6 +6,8 @@ the probe's own stack behaves as on a real network: a dropped datagram is
 silence, not the EPERM a drop on the sender's output hook would give.
 
 - drop, reset, icmp act on the probe's packets (that is enough to kill a flow);
+  a drop `after` N packets acts on both directions of a flow once conntrack
+  counted N packets of it (a call that sets up, then is cut);
 - loss and rate act on both directions;
 - rate marks packets (`meta mark`, and `meta priority` = the htb class id, which
   htb honours before any filter) and tc htb gives each mark a class on the
@@ -49,6 +51,9 @@ PAYLOADS = {
     # RFC 7983 section 7: a first byte of 128-191 is RTP or RTCP; STUN (0-3), DTLS
     # (20-63, which carries a data channel's SCTP) and TURN ChannelData (64-79) pass
     "rtp": "@th,64,8 & 0xc0 == 0x80",
+    # RFC 8446 section 5.1: a TCP segment whose payload starts a handshake record
+    # (content type 22, version 3.x): the ClientHello, where a censor reads the SNI
+    "tls": "@ih,0,16 0x1603",
 }
 
 
@@ -117,6 +122,8 @@ class Compiler:
         if selector.payload:
             if not selector.proto:
                 parts.append("meta l4proto udp")
+            if selector.payload == "tls" and not selector.ports:
+                parts.append("meta l4proto tcp")
             parts.append(PAYLOADS[selector.payload])
         return " ".join(parts)
 
@@ -147,7 +154,12 @@ class Compiler:
                     flow = addresses.link_number(link) * 0x100 + index
                     up.append(_rule(up_match, f"ct mark set {flow:#x}"))
                     up_match = down_match = f"ct mark {flow:#x}"
-                if isinstance(rule, DropRule):
+                if isinstance(rule, DropRule) and rule.after:
+                    # conntrack counts the flow's packets in its first packet's direction
+                    cut = f"ct original packets > {rule.after} drop"
+                    up.append(_rule(up_match, cut))
+                    down.append(_rule(down_match, cut))
+                elif isinstance(rule, DropRule):
                     up.append(_rule(up_match, "drop"))
                 elif isinstance(rule, ResetRule):
                     up.append(_rule(up_match, "reject with tcp reset"))

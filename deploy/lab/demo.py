@@ -159,14 +159,32 @@ def _left_in_spools(lab: Lab) -> int:
     return left
 
 
+DASHBOARD_PORT = 8472  # the lab's data served to this machine's browser
+
+
+def dashboard_period(seed: Seed) -> str:
+    """`from=...&to=...` covering every phase of the replay (the last, open-ended
+    one for the week its passes are spread over)."""
+    first = min(p.start for p in seed.phases)
+    last = max((p.end or p.start + dt.timedelta(days=7)) for p in seed.phases)
+    return f"from={first.isoformat()}&to={last.isoformat()}"
+
+
 def _where_to_look(lab: Lab, say: Callable[[str], None], uploaded: int) -> None:
     inet = lab.topology.inet_ns
     url = addresses.collector_url()
     bin_dir = ROOT / ".venv" / "bin"
     out = Path.cwd() / "morocco-2016-replay.jsonl"
+    period = dashboard_period(load_seed())
     say(f"\n{uploaded} signed records in the lab's collector, dated in 2015-2016 and marked as "
         "a replay (network.replay, lab_clock). Where to look:")
-    say(f"  dashboard (inside the lab): {url}")
+    say(f"  the dashboard, from this machine's browser: serve the lab's data outside the lab\n"
+        f"    {bin_dir}/voipwatch-collector serve --data-dir {lab.dir / 'collector'} "
+        f"--port {DASHBOARD_PORT} --no-control &\n"
+        f"    http://127.0.0.1:{DASHBOARD_PORT}/?{period}   (changes: "
+        f"http://127.0.0.1:{DASHBOARD_PORT}/changes, fr: &lang=fr, ar: &lang=ar)")
+    say(f"  dashboard (inside the lab): {url}?{period}")
+    say(f"  ip netns exec {inet} curl -s '{url}api/v1/changes?link_type=cellular'")
     say(f"  ip netns exec {inet} curl -s '{url}api/v1/measurements?service=lumen"
         "&link_type=cellular&since=2016-01-01T00:00:00Z'")
     say(f"  ip netns exec {inet} {bin_dir}/voipwatch-collector export --data-dir "

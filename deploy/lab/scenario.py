@@ -14,7 +14,8 @@ link type, built from primitives, and the verdicts the probe must reach.
         - {link: cellular, check: stun, port: 3478, verdict: blocked,
            blocking: stun.no_response, why: "no answer while the control gets one"}
 
-Rule actions: `drop`, `reset` (TCP RST), `icmp` (an ICMP error of `type`),
+Rule actions: `drop` (with `after: N`, only once a flow has carried N packets,
+both ways), `reset` (TCP RST), `icmp` (an ICMP error of `type`),
 `loss` (`percent` of packets, both directions), `rate` (`kbit`, both
 directions, tc htb), `dns` (the router sends the link's port 53 to the lying
 resolver, which answers `answer` for `names`). Selectors, all optional and
@@ -22,7 +23,9 @@ ANDed: `proto`, `ports`, `hosts` (lab names or addresses), `service` and
 `role` (the hosts of those catalogue endpoints; for a `webrtc` endpoint, its
 ICE servers' hosts), `payload` (`stun`: the magic cookie of RFC 8489 section
 5; `dtls`: a DTLS handshake record, RFC 6347 section 4.1; `rtp`: a first byte
-of 128-191, RTP or RTCP by RFC 7983 section 7). A case may also select by an
+of 128-191, RTP or RTCP by RFC 7983 section 7; `tls`, with `proto: tcp`: a
+segment that starts a TLS handshake record, as the ClientHello does, RFC 8446
+section 5.1). A case may also select by an
 endpoint's `label` or `policy` (the webrtc variants share check, host, port).
 """
 
@@ -68,7 +71,7 @@ class _Selector(_Strict):
     hosts: tuple[str, ...] = ()
     service: str | None = None
     role: Role | None = None
-    payload: Literal["stun", "dtls", "rtp"] | None = None
+    payload: Literal["stun", "dtls", "rtp", "tls"] | None = None
 
     @field_validator("ports")
     @classmethod
@@ -79,13 +82,19 @@ class _Selector(_Strict):
     def _consistent(self) -> _Selector:
         if self.ports and self.proto is None:
             raise ValueError("`ports` needs `proto: tcp` or `proto: udp`")
-        if self.payload and self.proto == "tcp":
+        if self.payload == "tls" and self.proto != "tcp":
+            raise ValueError("payload 'tls' is matched in TCP segments only (proto: tcp)")
+        if self.payload and self.payload != "tls" and self.proto == "tcp":
             raise ValueError(f"payload {self.payload!r} is matched in UDP datagrams only")
         return self
 
 
 class DropRule(_Selector):
     action: Literal["drop"]
+    # let the first N packets of each flow through (counted in the direction of
+    # the flow's first packet), then drop the rest of it, both ways: a call
+    # that sets up, then dies
+    after: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class ResetRule(_Selector):
@@ -149,6 +158,9 @@ class Case(_Strict):
     policy: tuple[Literal["all", "relay"], ...] | None = None
     verdict: Verdict
     blocking: Blocking | None = None
+    # what the record's evidence must also say, by dotted path
+    # (`beyond_dns.verdict: open`, `path.hop: 2`); a value, or {min, max} for a number
+    evidence: dict[str, Any] | None = None
     why: str | None = None
 
     _lists = field_validator("link", "service", "role", "check", "host", "port", "transport",
@@ -182,6 +194,25 @@ class Case(_Strict):
 class Expected(_Strict):
     verdict: Verdict
     blocking: Blocking | None = None
+    evidence: dict[str, Any] | None = None
+
+    def evidence_mismatches(self, record: dict[str, Any]) -> list[str]:
+        """What the record's evidence says otherwise than expected, one line each."""
+        found = []
+        for path, wanted in (self.evidence or {}).items():
+            value: Any = record.get("evidence", {})
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if not _agrees(value, wanted):
+                found.append(f"{path}: expected {wanted}, got {value}")
+        return found
+
+
+def _agrees(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, dict) and set(wanted) <= {"min", "max"}:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and wanted.get("min", value) <= value <= wanted.get("max", value))
+    return bool(value == wanted)
 
 
 class Expectations(_Strict):
@@ -191,7 +222,8 @@ class Expectations(_Strict):
     def expected(self, link: str, record: dict[str, Any]) -> Expected:
         for case in self.cases:
             if case.matches(link, record):
-                return Expected(verdict=case.verdict, blocking=case.blocking)
+                return Expected(verdict=case.verdict, blocking=case.blocking,
+                                evidence=case.evidence)
         return Expected(verdict=self.default)
 
 

@@ -1,11 +1,14 @@
 """Build and tear down the lab's network namespaces.
 
-    PREFIX-cell --cellular--+
-    PREFIX-adsl --adsl------+-- PREFIX-router --inet-- PREFIX-inet (reference services)
-    PREFIX-wifi --wifi------+
+    PREFIX-cell -- PREFIX-acell --cellular--+
+    PREFIX-adsl -- PREFIX-aadsl --adsl------+-- PREFIX-router -- PREFIX-core -- PREFIX-inet
+    PREFIX-wifi -- PREFIX-awifi --wifi------+    (censor)                      (services)
 
-The router's interface toward each probe host is named after its link type,
-so a censor rule selects a link type with `iifname "cellular"`. Every name
+A chain of routers, so that the censor sits at a known hop (2) of the path a
+TTL-limited probe walks: the link's access router (hop 1), the censoring
+router (2), a core router (3), the internet (4; addresses.HOPS). The
+router's interface toward each link's access router is named after the link
+type, so a censor rule selects a link type with `iifname "cellular"`. Every name
 starts with the prefix, and `down` works from the names alone (plus
 `ip netns pids`), so it cleans up completely even after a crash.
 """
@@ -21,6 +24,9 @@ from pathlib import Path
 
 from deploy.lab import DEFAULT_PREFIX
 from deploy.lab.addresses import (
+    ACCESS_NETWORK,
+    CORE_DOWN,
+    CORE_UP,
     INET_TRANSIT,
     LAB_NETWORK,
     LINKS,
@@ -28,6 +34,8 @@ from deploy.lab.addresses import (
     SERVICES,
     SHORT,
     TRANSIT_PREFIX,
+    access_uplink,
+    link_subnet,
     probe_address,
     resolver,
     router_address,
@@ -44,7 +52,7 @@ from deploy.lab.shell import (
 from probe.core.record import LinkType
 
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,11}$")
-ROLES = ("router", "inet", *SHORT.values())
+ROLES = ("router", "core", "inet", *SHORT.values(), *(f"a{short}" for short in SHORT.values()))
 NETNS_ETC = Path("/etc/netns")
 OWNERS = Path("/run/voipwatch-lab")
 
@@ -67,6 +75,13 @@ class Topology:
     def probe_ns(self, link: LinkType) -> str:
         return f"{self.prefix}-{SHORT[link]}"
 
+    def access_ns(self, link: LinkType) -> str:
+        return f"{self.prefix}-a{SHORT[link]}"
+
+    @property
+    def core_ns(self) -> str:
+        return f"{self.prefix}-core"
+
     @property
     def router_ns(self) -> str:
         return f"{self.prefix}-router"
@@ -76,7 +91,9 @@ class Topology:
         return f"{self.prefix}-inet"
 
     def namespaces(self) -> list[str]:
-        return [self.router_ns, self.inet_ns, *(self.probe_ns(link) for link in self.links)]
+        return [self.router_ns, self.core_ns, self.inet_ns,
+                *(self.access_ns(link) for link in self.links),
+                *(self.probe_ns(link) for link in self.links)]
 
     def existing(self) -> list[str]:
         """Our namespaces that exist now (any link type, whatever `links` says)."""
@@ -110,25 +127,42 @@ class Topology:
             raise
 
     def _router(self) -> None:
-        router, inet = self.router_ns, self.inet_ns
-        run(["ip", "link", "add", "name", "inet", "netns", router, "type", "veth",
-             "peer", "name", "eth0", "netns", inet])
-        run(["ip", "-n", router, "addr", "add", f"{ROUTER_TRANSIT}/{TRANSIT_PREFIX}",
-             "dev", "inet"])
-        run(["ip", "-n", router, "link", "set", "inet", "up"])
-        run(["ip", "-n", router, "route", "add", "default", "via", INET_TRANSIT])
-        # icmp_ratelimit=0: a scenario's `reject` answers every packet it matches;
+        router, core, inet = self.router_ns, self.core_ns, self.inet_ns
+        self._veth(router, "inet", f"{ROUTER_TRANSIT}/{TRANSIT_PREFIX}",
+                   core, "south", f"{CORE_DOWN}/{TRANSIT_PREFIX}")
+        self._veth(core, "north", f"{CORE_UP}/{TRANSIT_PREFIX}",
+                   inet, "eth0", f"{INET_TRANSIT}/{TRANSIT_PREFIX}")
+        run(["ip", "-n", router, "route", "add", "default", "via", CORE_DOWN])
+        for network in (LAB_NETWORK, ACCESS_NETWORK):
+            run(["ip", "-n", core, "route", "add", network, "via", ROUTER_TRANSIT])
+        run(["ip", "-n", core, "route", "add", "default", "via", INET_TRANSIT])
+        self._forwarding(router)
+        self._forwarding(core)
+
+    @staticmethod
+    def _veth(left_ns: str, left: str, left_address: str, right_ns: str, right: str,
+              right_address: str) -> None:
+        run(["ip", "link", "add", "name", left, "netns", left_ns, "type", "veth",
+             "peer", "name", right, "netns", right_ns])
+        for namespace, name, address in ((left_ns, left, left_address),
+                                         (right_ns, right, right_address)):
+            run(["ip", "-n", namespace, "addr", "add", address, "dev", name])
+            run(["ip", "-n", namespace, "link", "set", name, "up"])
+
+    @staticmethod
+    def _forwarding(namespace: str) -> None:
+        # icmp_ratelimit=0: a scenario's `reject` answers every packet it matches, and
+        # every router answers each TTL-limited probe of a trace with time-exceeded;
         # the kernel's default limit (one ICMP error per second per destination)
-        # would turn some rejects into silent drops when many checks start at once
+        # would turn some of those into silence when many checks start at once
         for setting in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
                         "net.ipv6.conf.all.disable_ipv6=1", "net.ipv4.icmp_ratelimit=0"):
-            run(["sysctl", "-q", "-w", setting], namespace=router)
+            run(["sysctl", "-q", "-w", setting], namespace=namespace)
 
     def _internet(self) -> None:
         inet = self.inet_ns
-        run(["ip", "-n", inet, "addr", "add", f"{INET_TRANSIT}/{TRANSIT_PREFIX}", "dev", "eth0"])
-        run(["ip", "-n", inet, "link", "set", "eth0", "up"])
-        run(["ip", "-n", inet, "route", "add", LAB_NETWORK, "via", ROUTER_TRANSIT])
+        for network in (LAB_NETWORK, ACCESS_NETWORK):
+            run(["ip", "-n", inet, "route", "add", network, "via", CORE_UP])
         for address in SERVICES.values():
             run(["ip", "-n", inet, "addr", "add", f"{address}/32", "dev", "lo"])
         # the far end routes nothing: a packet for an address it does not hold (a
@@ -139,13 +173,15 @@ class Topology:
         self._resolv_conf(inet)
 
     def _probe_host(self, link: LinkType) -> None:
-        host, router, name = self.probe_ns(link), self.router_ns, str(link)
-        run(["ip", "link", "add", "name", name, "netns", router, "type", "veth",
-             "peer", "name", "eth0", "netns", host])
-        run(["ip", "-n", router, "addr", "add", f"{router_address(link)}/24", "dev", name])
-        run(["ip", "-n", router, "link", "set", name, "up"])
-        run(["ip", "-n", host, "addr", "add", f"{probe_address(link)}/24", "dev", "eth0"])
-        run(["ip", "-n", host, "link", "set", "eth0", "up"])
+        host, access, router = self.probe_ns(link), self.access_ns(link), self.router_ns
+        upstream, downstream = access_uplink(link)
+        self._veth(router, str(link), f"{upstream}/{TRANSIT_PREFIX}",
+                   access, "north", f"{downstream}/{TRANSIT_PREFIX}")
+        self._veth(access, "south", f"{router_address(link)}/24",
+                   host, "eth0", f"{probe_address(link)}/24")
+        run(["ip", "-n", router, "route", "add", link_subnet(link), "via", downstream])
+        run(["ip", "-n", access, "route", "add", "default", "via", upstream])
+        self._forwarding(access)
         run(["ip", "-n", host, "route", "add", "default", "via", router_address(link)])
         # IPv6 off: the probe must not wander to addresses the lab does not route
         run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"], namespace=host)

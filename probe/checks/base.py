@@ -43,8 +43,10 @@ class Operation(StrEnum):
 
     RESOLVE = "resolve"  # a name the check needs (judging names is the dns check's)
     SOCKET = "socket"  # no local socket: no route, no permission; a local matter
-    DNS_QUERY = "dns_query"  # the dns check's query: an rcode, or no answer in time
-    DNS_ANSWER = "dns_answer"  # what the dns check's answer says: empty, bogon, a lie
+    # a lookup: the dns check's, or a check's own lookup of its host where the
+    # control resolved the name (probe.run.names): an rcode, or no answer in time
+    DNS_QUERY = "dns_query"
+    DNS_ANSWER = "dns_answer"  # what the answer says: empty, bogon, a lie
     TCP_CONNECT = "tcp_connect"
     TLS_HANDSHAKE = "tls_handshake"
     TLS_AFTER_HANDSHAKE = "tls_after_handshake"  # killed right after a finished handshake

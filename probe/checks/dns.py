@@ -100,12 +100,16 @@ def _judge(addresses: list[str], evidence: dict[str, Any],
 
 
 async def _confirm_with_tls(endpoint: Any, address: str, ctx: Context) -> str:
+    return await tls_consistency(endpoint.host, address, endpoint.port, ctx)
+
+
+async def tls_consistency(host: str, address: str, port: int, ctx: Context) -> str:
     """`tls_valid`: the address serves a certificate valid for the name (a CDN
     answering differently per region); `tls_invalid`: it serves one that is not;
     `unconfirmed`: no TLS answer, so nothing can be said either way."""
     from probe.checks.tls import handshake
 
-    result = await handshake(address, endpoint.port, endpoint.host, ctx, post_wait=0)
+    result = await handshake(address, port, host, ctx, post_wait=0)
     if result.status is Status.OK:
         return "tls_valid"
     if result.failure in CERT_FAILURES:

@@ -46,6 +46,7 @@ class Failure(StrEnum):
     ICE_NO_CANDIDATES = "ice_no_candidates"
     ICE_FAILED = "ice_failed"
     DTLS_FAILED = "dtls_failed"
+    MEDIA_INTERRUPTED = "media_interrupted"
     BUDGET_EXHAUSTED = "budget_exhausted"
     NO_CONNECTIVITY = "no_connectivity"
     NOT_RUN = "not_run"

@@ -97,6 +97,7 @@ class ControlAnswers:
         self.wanted = [e for e in endpoints if e.check in HELPER_CHECKS]
         self.client = client
         self.error: str | None = None if client else "no control configured"
+        self.answered = False  # the control's answer arrived: the network works
         self._task: asyncio.Task[dict[str, Observation | None]] | None = None
 
     def start(self) -> None:
@@ -111,7 +112,17 @@ class ControlAnswers:
             self.error = str(exc)
             log.warning("%s", exc)
             return {}
+        self.answered = True
         return {endpoint_key(e): o for e, o in zip(self.wanted, observations, strict=False)}
+
+    def abandon(self, reason: str) -> None:
+        """Go on without the control at once: the pre-check could not even
+        connect to it (a blocked collector), so its answer would only come as
+        a timeout. Called before any check awaits it."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            self._task = None
+            self.error = reason
 
     async def __call__(self, endpoint: Any) -> Observation | None:
         if self._task is None:

@@ -101,16 +101,23 @@ async def _addresses(host: str, resolver: tuple[str, int] | None, timeout: float
     return answer.addresses
 
 
+@dataclass(frozen=True)
+class Vetted:
+    pinned: dict[str, str]  # name (or literal) -> the one address the check may use
+    resolved: list[str]  # the host's public addresses, for `evidence.resolved`
+
+
 async def vet(endpoint: Any, resolver: tuple[str, int] | None, timeout: float,
-              policy: Policy) -> dict[str, str]:
+              policy: Policy) -> Vetted:
     """The addresses the check may use, by name, each resolved once and
     vetted; Refused when the endpoint is not allowed, a name does not resolve
     or any of its addresses is refused."""
     if policy.targets is not None and target_of(endpoint) not in policy.targets:
         raise Refused("not an endpoint of the collector's catalogue")
     if endpoint.check == "dns":  # asks the helper's resolver only; answers are filtered
-        return {}
+        return Vetted({}, [])
     pinned: dict[str, str] = {}
+    resolved: list[str] = []
     for host in (endpoint.host, _peer_host(endpoint)):
         if host is None or host in pinned:
             continue
@@ -119,7 +126,9 @@ async def vet(endpoint: Any, resolver: tuple[str, int] | None, timeout: float,
             if not policy.may_reach(address):
                 raise Refused(f"{host}: {address} is {refusal(address, policy.denied)}")
         pinned[host] = addresses[0]
-    return pinned
+        if host == endpoint.host and not is_ip_literal(host):
+            resolved = [a for a in addresses if refusal(a, policy.denied) is None]
+    return Vetted(pinned, resolved)
 
 
 async def observe(endpoint: Any, *, timeout: float, resolver: tuple[str, int] | None,
@@ -128,12 +137,30 @@ async def observe(endpoint: Any, *, timeout: float, resolver: tuple[str, int] | 
     addresses pinned: the observation, as the helper's JSON answer carries it.
     Raises Refused."""
     policy = policy or Policy()
-    pinned = await vet(endpoint, resolver, timeout, policy)
-    ctx = Context(timeout=timeout, resolver=resolver, is_control=True, pinned=pinned,
+    vetted = await vet(endpoint, resolver, timeout, policy)
+    ctx = Context(timeout=timeout, resolver=resolver, is_control=True, pinned=vetted.pinned,
                   udp_max_payload=policy.udp_max_payload, max_sends=policy.max_sends,
                   reveal=policy.may_reach)
     observation = await checks.get(endpoint.check).run(endpoint, ctx)
+    if vetted.resolved:  # from the one lookup the check used: no second answer to trust
+        observation.evidence["resolved"] = vetted.resolved
     return answer(observation)
+
+
+async def public_addresses(endpoint: Any, resolver: tuple[str, int] | None,
+                           timeout: float) -> list[str]:
+    """The public addresses of the endpoint's name as the helper resolves it
+    (`evidence.resolved` of its answer, which `observe` takes from its one
+    vetted lookup): a probe whose own lookup failed or was forged goes on
+    against these (docs/measurement.md, `beyond_dns`). Never a private one;
+    nothing for an IP literal or a `dns` endpoint."""
+    if endpoint.check == "dns" or is_ip_literal(endpoint.host):
+        return []
+    try:
+        answer = await query_addresses(endpoint.host, "A", resolver, timeout)
+    except (DnsError, OSError):
+        return []
+    return [a for a in answer.addresses if refusal(a) is None]
 
 
 def answer(observation: Observation) -> dict[str, Any]:

@@ -36,9 +36,11 @@ from probe.core.record import (
     utcnow,
 )
 from probe.core.signing import ProbeKey
-from probe.run.connectivity import Connectivity, precheck, targets_for
+from probe.run.connectivity import Connectivity, ConnectivityWatch, precheck, targets_for
 from probe.run.control import CONTROL_WAIT, ControlAnswers, ControlClient, control_state
+from probe.run.names import NameTrouble, at_address, tampered, worth_a_look
 from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts, watch_for
+from probe.run.pathfinder import locate_block
 from probe.store.spool import Spool
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.verdict.methods import suspected
@@ -106,19 +108,24 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
                                   options.resolver)
     if on_start:
         on_start(connectivity)
+    if "control" in connectivity.unreachable:  # its request would only time out
+        lookup.abandon(f"control unreachable: {connectivity.unreachable['control']}")
     budget = Budget(options.budget_bytes)
     network = MeasuredNetwork(await link)
-    shared = RunState(options, key, spool, budget, lookup, connectivity, on_record,
-                      watch_for(network, options.link_type), clock_offset)
-
     regular = [t for t in tasks if t.endpoint.check not in EXCLUSIVE]
     exclusive = [t for t in tasks if t.endpoint.check in EXCLUSIVE]
+    watch = ConnectivityWatch(connectivity, lambda: lookup.answered, len(regular))
+    shared = RunState(options, key, spool, budget, lookup, watch, on_record,
+                      watch_for(network, options.link_type), clock_offset)
     semaphore = asyncio.Semaphore(options.concurrency)
     resolver = ResolverHealth(sum(t.endpoint.check == "dns" for t in regular))
 
     async def one(task: Task) -> dict[str, Any]:
         async with semaphore:
             observed = await shared.observe(task)
+        watch.counted()
+        if observed.observation.status is not Status.OK:
+            await watch.known()  # a failure is judged once connectivity is known
         if task.endpoint.check == "dns":
             resolver.report(observed.observation)
         works = True
@@ -135,6 +142,7 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
             records.append(await shared.finish(await shared.observe(task)))
     finally:
         await lookup.close()
+        connectivity.close()
     return records
 
 
@@ -168,7 +176,7 @@ class RunState:
     spool: Spool
     budget: Budget
     lookup: ControlAnswers
-    connectivity: Connectivity
+    connectivity: ConnectivityWatch
     on_record: Progress | None
     watch: NetworkWatch
     clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
@@ -203,9 +211,22 @@ class RunState:
                 observation = Observation(status=Status.UNMEASURABLE, failure=Failure.UNKNOWN,
                                           evidence={"error": describe(exc)})
             self.budget.charge(observation.bytes_sent + observation.bytes_received)
+            self.connectivity.note(observation)
+        name = None
+        if worth_a_look(task.endpoint, observation):
+            # the name failed to resolve here, or may have been forged: the
+            # control's resolution tells (probe.run.names)
+            try:
+                found = await tampered(task.endpoint, observation,
+                                       await self.lookup(task.endpoint), self.context(module))
+            except Exception:  # a bug here must not lose the check's own observation
+                log.exception("following the name of %s failed internally", module.NAME)
+                found = None
+            if found is not None:
+                observation, name = found
         runtime_ms = int((time.perf_counter() - start) * 1000)
         return Observed(task, observation, suspected(observation), runtime_ms, started_at,
-                        module.VERSION)
+                        module.VERSION, name)
 
     async def finish(self, observed: Observed, resolver_works: bool = True) -> dict[str, Any]:
         """Classify (with a second look before `blocked`), build, sign and spool the record."""
@@ -218,8 +239,10 @@ class RunState:
             control = control_state(control_observation)
 
         def judge(seen: Observed) -> Classification:
+            # a name's lookup is judged against the control's resolution of it
             return classify(Situation(
-                status=seen.observation.status, suspected=seen.suspected, control=control,
+                status=seen.observation.status, suspected=seen.suspected,
+                control=ControlState.OK if seen.name is not None else control,
                 connectivity=self.connectivity.ok, resolver_works=resolver_works,
             ))
 
@@ -239,22 +262,74 @@ class RunState:
                     "failure": _text(first.failure), "suspected": _text(observed.suspected),
                     "runtime_ms": observed.runtime_ms}}
                 observed, result = again, again_result
+        beyond = None
+        if observed.name is not None and result.verdict is Verdict.BLOCKED:
+            try:
+                beyond = await self.beyond_dns(observed, observed.name, control, resolver_works)
+            except Exception as exc:  # the record stands without its second layer
+                log.exception("the check beyond DNS failed internally")
+                beyond = {"error": describe(exc)}
+        located = None
+        if result.verdict is Verdict.BLOCKED and result.blocking and observed.name is None:
+            # where on the path, and by injected packets? (raw sockets only)
+            try:
+                located = await locate_block(task.endpoint,
+                                             observed.observation.evidence.get("address"),
+                                             result.blocking)
+            except Exception as exc:  # the record stands without it
+                log.exception("tracing a blocked endpoint failed internally")
+                located = {"path": {"status": "error", "error": describe(exc)}}
         await self.watch.check()  # a roam during the pass: the record says so
         record = self.record(observed, result, confirmation, _control_evidence(
-            control, control_observation, self.lookup.error))
+            control, control_observation, self.lookup.error), beyond, located)
         signed = self.key.sign(record.to_json_dict())
         self.spool.add(signed)
         if self.on_record:
             self.on_record(task, signed)
         return signed
 
+    async def beyond_dns(self, observed: Observed, name: NameTrouble, control: ControlState,
+                         resolver_works: bool) -> dict[str, Any]:
+        """The endpoint's own layer at the true address (the control's first
+        public one): the check again, classified against the endpoint's control,
+        a `blocked` looked at twice as ever (docs/measurement.md, `beyond_dns`)."""
+        module = checks.get(observed.task.endpoint.check)
+        address = name.addresses[0]
+        endpoint = at_address(observed.task.endpoint, address)
+
+        async def once() -> tuple[Observation, Classification]:
+            observation = await module.run(endpoint, self.context(module))
+            self.budget.charge(observation.bytes_sent + observation.bytes_received)
+            result = classify(Situation(
+                status=observation.status, suspected=suspected(observation), control=control,
+                connectivity=self.connectivity.ok, resolver_works=resolver_works))
+            return observation, result
+
+        observation, result = await once()
+        looks = 1
+        if result.verdict is Verdict.BLOCKED:
+            observation, result = await once()
+            looks = 2
+        return {"address": address, "verdict": str(result.verdict),
+                "blocking": _text(result.blocking), "rule": result.rule,
+                "status": str(observation.status), "failure": _text(observation.failure),
+                "suspected": _text(suspected(observation)), "looks": looks,
+                "evidence": observation.evidence,
+                "bytes_sent": observation.bytes_sent,
+                "bytes_received": observation.bytes_received}
+
     def record(self, observed: Observed, result: Classification,
-               confirmation: dict[str, Any] | None, control: dict[str, Any]) -> Measurement:
+               confirmation: dict[str, Any] | None, control: dict[str, Any],
+               beyond: dict[str, Any] | None = None,
+               located: dict[str, Any] | None = None) -> Measurement:
         """The measurement record (docs/measurement.md), before its signature."""
         observation = observed.observation
         evidence = dict(observation.evidence)
         if confirmation is not None:
             evidence["confirmation"] = confirmation
+        if beyond is not None:
+            evidence["beyond_dns"] = beyond
+        evidence.update(located or {})  # path, injection
         evidence.update(
             status=str(observation.status),
             failure=_text(observation.failure),
@@ -264,7 +339,7 @@ class RunState:
             bytes_sent=observation.bytes_sent,
             bytes_received=observation.bytes_received,
             control=control,
-            connectivity={"ok": self.connectivity.ok, "target": self.connectivity.target},
+            connectivity=self.connectivity.evidence(),
         )
         network = self.watch.network.record_fields()
         extra: dict[str, Any] = {}
@@ -299,6 +374,7 @@ class Observed:
     runtime_ms: int
     started_at: datetime
     check_version: str
+    name: NameTrouble | None = None  # its host's lookup failed or lied (probe.run.names)
 
 
 def _text(value: StrEnum | None) -> str | None:

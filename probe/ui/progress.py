@@ -45,8 +45,9 @@ class RunProgress:
 
     def started(self, connectivity: Connectivity) -> None:
         if not connectivity.ok:
-            message = (f"no connectivity ({connectivity.target} unreachable): "
-                       "every verdict will be inconclusive")
+            message = (f"no connectivity to {connectivity.target} (collector/control "
+                       "unreachable): endpoints that work stay open, failures without a "
+                       "control are inconclusive; records wait in the spool")
             if self.console is not None:
                 self.console.print(f"[yellow]{message}[/]")
             else:

@@ -1,8 +1,10 @@
 """`voipwatch-probe verify FILE`: re-check every signature in a JSONL file.
 
 Accepts probe output (one signed record per line, the public key in
-`probe.public_key`) and collector exports (`{"measurement": {...}, "public_key":
-..., ...}` per line). Reads line by line: constant memory on any file size.
+`probe.public_key`), collector exports (`{"measurement": {...}, "public_key":
+..., ...}` per line) and OONI-format exports (the record is
+`test_keys.voipwatch_record` with `test_keys.evidence` put back). Reads line
+by line: constant memory on any file size.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from probe.core.signing import decode_public_key, verify_record
 def _record_and_key(obj: Any) -> tuple[dict[str, Any], str]:
     if not isinstance(obj, dict):
         raise SignatureError("not_a_record", "the line is not a JSON object")
-    if isinstance(obj.get("measurement"), dict):
+    keys = obj.get("test_keys")
+    if isinstance(keys, dict) and isinstance(keys.get("voipwatch_record"), dict):
+        record = {**keys["voipwatch_record"], "evidence": keys.get("evidence")}
+        key = (record.get("probe") or {}).get("public_key") or \
+            (keys.get("voipwatch_collector") or {}).get("public_key")
+    elif isinstance(obj.get("measurement"), dict):
         record, key = obj["measurement"], obj.get("public_key")
     else:
         record, key = obj, (obj.get("probe") or {}).get("public_key")

@@ -6,7 +6,9 @@ the first that matches gives the verdict, and its name goes into the
 record's evidence so every verdict can be traced. The rule
 that matters most: a failure is `blocked` only when the control reached the
 same endpoint (or the observation proves interference by itself); a failure
-the control shares is an outage, hence `inconclusive`.
+the control shares is an outage, hence `inconclusive`. A success needs no
+control, nor a pre-check: an endpoint that worked is `open` whatever else
+failed (censors block the collector too).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("unmeasurable", lambda s: s.status is Status.UNMEASURABLE, Verdict.INCONCLUSIVE),
-    Rule("no_connectivity", lambda s: not s.connectivity, Verdict.INCONCLUSIVE),
     Rule("works", lambda s: s.status is Status.OK, Verdict.OPEN),
+    Rule("no_connectivity", lambda s: not s.connectivity, Verdict.INCONCLUSIVE),
     Rule("degraded_where_control_is_not",
          lambda s: s.status is Status.DEGRADED and s.control is ControlState.OK
          and s.suspected is not None, Verdict.THROTTLED),

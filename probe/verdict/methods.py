@@ -58,7 +58,8 @@ METHODS: tuple[tuple[Operation, frozenset[Failure | None], Blocking], ...] = (
     (Op.WEBRTC_DTLS, frozenset({F.GENERIC_TIMEOUT, F.DTLS_FAILED}), Blocking.WEBRTC_DTLS),
     (Op.WEBRTC_SCTP, TIMEOUT, Blocking.WEBRTC_SCTP),
     (Op.WEBRTC_ECHO, TIMEOUT, Blocking.WEBRTC_SCTP),
-    (Op.WEBRTC_MEDIA, TIMEOUT, Blocking.WEBRTC_MEDIA),
+    (Op.WEBRTC_MEDIA, frozenset({F.GENERIC_TIMEOUT, F.MEDIA_INTERRUPTED}),
+     Blocking.WEBRTC_MEDIA),  # no audio at all, or audio cut after the call set up
     (Op.THROTTLE_RATE, frozenset({None}), Blocking.THROTTLE_RATE),
     (Op.THROTTLE_LOSS, frozenset({None}), Blocking.THROTTLE_LOSS),
     (Op.THROTTLE_REPLAY, TIMEOUT, Blocking.UDP_TIMEOUT),

@@ -47,7 +47,7 @@ services:
             assert "2 accepted, 0 duplicate, 0 rejected" in err
             assert "labchat" in out and f"Results page: http://127.0.0.1:{port}/" in out
             page = httpx.get(f"http://127.0.0.1:{port}/").text
-            assert "<td>labchat</td>" in page
+            assert '<th scope="row">labchat <span class="path">' in page  # the matrix
             # the loopback endpoint was checked by the embedded collector's test helper
             code, out, err = await quickstart("--catalogue", str(catalogue), "--var",
                                               str(var), "--port", port)

@@ -15,7 +15,8 @@ from deploy.lab.scenario import SCENARIOS, load_scenario
 
 def describe(o: ScenarioVerdict) -> str:
     return (f"{o.link} {o.service} {o.check} {o.target}: expected {o.expected}, got "
-            f"{o.observed} (rule {o.rule}; {o.failure} in phase {o.phase})")
+            f"{o.observed} (rule {o.rule}; {o.failure} in phase {o.phase})"
+            + "".join(f"; {d}" for d in o.details))
 
 
 def scenario_params() -> list[object]:

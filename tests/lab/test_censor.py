@@ -9,6 +9,7 @@ import pytest
 from deploy.lab.censor import Compiled, Compiler, ice_host
 from deploy.lab.lab import LAB_CATALOGUE
 from deploy.lab.scenario import parse_scenario
+from deploy.lab.shell import LabError
 from deploy.lab.topology import Topology
 from probe.catalogue import load_catalogue, parse_catalogue
 
@@ -135,3 +136,23 @@ def test_a_webrtc_calls_servers_are_its_ice_servers_never_the_collector() -> Non
 ])
 def test_ice_server_host(url: str, host: str) -> None:
     assert ice_host(url) == host
+
+
+def test_a_drop_after_n_packets_cuts_the_flow_both_ways() -> None:
+    scenario = parse_scenario(
+        "description: x\npolicy:\n  cellular:\n"
+        "    - {action: drop, proto: udp, ports: ['1-52', '54-65535'], after: 60}\n", "x.yaml")
+    nft = Compiler(load_catalogue(LAB_CATALOGUE)).compile(scenario, Topology("vwlabx")).router_nft
+    assert "udp dport { 1-52, 54-65535 } ct original packets > 60 drop" in nft
+    assert "udp sport { 1-52, 54-65535 } ct original packets > 60 drop" in nft
+
+
+def test_a_client_hello_is_matched_in_tcp_segments() -> None:
+    scenario = parse_scenario(
+        "description: x\npolicy:\n  cellular:\n"
+        "    - {action: reset, proto: tcp, ports: [443], payload: tls}\n", "x.yaml")
+    nft = Compiler(load_catalogue(LAB_CATALOGUE)).compile(scenario, Topology("vwlabx")).router_nft
+    assert "tcp dport 443 @ih,0,16 0x1603 reject with tcp reset" in nft
+    with pytest.raises(LabError, match="TCP segments only"):
+        parse_scenario("description: x\npolicy:\n  cellular:\n"
+                       "    - {action: drop, proto: udp, payload: tls}\n", "x.yaml")

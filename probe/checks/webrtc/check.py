@@ -10,12 +10,16 @@ by stage, saying where it breaks (docs/webrtc.md).
 4. `dtls`: the DTLS handshake on that pair (RFC 8827 §6.5, RFC 5764).
 5. `sctp`: the data channel opens (RFC 8831, RFC 8832).
 6. `echo`: messages through the channel and back from the peer.
-7. `media`: a few seconds of Opus audio RTP that the peer sends back
-   (RFC 3550 statistics: packets, loss, jitter, RTCP reports).
+7. `media`: a few seconds of Opus audio RTP both ways (RFC 3550 statistics:
+   packets, loss, jitter, RTCP reports), judged over the whole window: the
+   packets that came against those the peer sent, and the silences in the
+   timeline (sampled every 50 ms), so that a call cut after it set up is told
+   from one that works.
 
-`ok` only when data and media both flowed; otherwise `failed` with the
-blocking method of the first stage that broke. aiortc is imported here, on
-the first webrtc endpoint of a run, never by a run without one.
+`ok` only when data and media both flowed, and the audio did not stop;
+otherwise `failed` with the blocking method of the first stage that broke.
+aiortc is imported here, on the first webrtc endpoint of a run, never by a
+run without one.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from probe.checks.base import Context, ControlState, Observation, Operation, Sta
 from probe.checks.collector_url import substitute
 from probe.checks.webrtc.signal import Reply, post
 from probe.checks.webrtc.stats import (
+    MediaSample,
     echo_evidence,
     media_evidence,
     pair_evidence,
+    timeline_evidence,
     transport_traffic,
     usable_gathering,
 )
@@ -48,6 +54,7 @@ DEFAULT_TIMEOUT = 10.0
 ECHO_MESSAGES = 5
 ECHO_WAIT = 2.0  # seconds for the echoes, at most
 MEDIA_SECONDS = 2.5  # of audio after DTLS, before the statistics are read
+SAMPLE_EVERY = 0.05  # seconds between looks at the audio counters (the media timeline)
 # aioice waits 5 s for STUN and TURN answers, then goes on with what it has
 # (host candidates, under policy all): gathering gets that long whatever the timeout
 GATHER_WAIT = 6.0
@@ -110,6 +117,9 @@ class Call:
         self.echo_rtts: list[float] = []
         self.echoed = asyncio.Event()
         self.drains: list[asyncio.Task[None]] = []
+        self.samples: list[MediaSample] = []
+        self.sampler: asyncio.Task[None] | None = None
+        self._reports: tuple[int, Any] = (0, None)  # receiver reports seen, the last one's time
 
     def limit(self) -> float:
         return max(min(self.ctx.timeout, self.deadline - time.monotonic()), 0.0)
@@ -165,6 +175,7 @@ class Call:
         await self._stage_state("dtls", lambda: dtls.state, ("connected",),
                                 ("failed", "closed"), Failure.DTLS_FAILED)
         self.dtls_at = time.monotonic()
+        self.sampler = asyncio.ensure_future(self._sample())
         await self._stage_state("sctp", lambda: self.channel.readyState, ("open",),
                                 ("closed",), Failure.GENERIC_TIMEOUT)
         await self._echo()
@@ -301,6 +312,29 @@ class Call:
 
     # --- media and the end ------------------------------------------------------------
 
+    async def _sample(self) -> None:
+        """The media timeline: the audio counters every SAMPLE_EVERY seconds
+        from DTLS on (aiortc's receiver does not expose arrival times)."""
+        with contextlib.suppress(Exception):  # the call closed under it: the timeline ends
+            while True:
+                await self._take_sample()
+                await asyncio.sleep(SAMPLE_EVERY)
+
+    async def _take_sample(self) -> None:
+        assert self.dtls_at is not None
+        transceiver = self.pc.getTransceivers()[0]
+        received = 0
+        for item in (await transceiver.receiver.getStats()).values():
+            if getattr(item, "type", None) == "inbound-rtp":
+                received += item.packetsReceived
+        count, last = self._reports
+        for item in (await transceiver.sender.getStats()).values():
+            if getattr(item, "type", None) == "remote-inbound-rtp" and item.timestamp != last:
+                count, last = count + 1, item.timestamp  # a new receiver report from the peer
+        self._reports = (count, last)
+        self.samples.append(MediaSample((time.monotonic() - self.dtls_at) * 1000, received,
+                                        count))
+
     async def collect(self) -> None:
         """Media statistics, once DTLS is up: audio has flowed since then."""
         if self.dtls_at is None or self.pc is None:
@@ -308,23 +342,35 @@ class Call:
         wait = self.dtls_at + MEDIA_SECONDS - time.monotonic()
         if wait > 0:
             await asyncio.sleep(min(wait, max(self.deadline - time.monotonic(), 0)))
+        if self.sampler is not None:
+            self.sampler.cancel()
+            with contextlib.suppress(Exception):
+                await self._take_sample()  # the window's end
         report = list((await self.pc.getStats()).values())
-        self.stages["media"] = media_evidence(report, _clock_rate(self.pc),
-                                              time.monotonic() - self.dtls_at)
+        media = media_evidence(report, _clock_rate(self.pc), time.monotonic() - self.dtls_at)
+        media.update(timeline_evidence(self.samples))
+        if media.get("packets_expected"):  # loss against what the peer sent, cuts included
+            media["loss"] = round(media["missing"] / media["packets_expected"], 3)
+        self.stages["media"] = media
         sent, received = transport_traffic(report)
         self._count(sent, received)
 
     def finish(self, observation: Observation) -> Observation:
         media = self.stages.get("media")
         if observation.status is Status.OK:
-            if media and media["packets_received"] > 0:
+            if media and media["packets_received"] > 0 and not media.get("interrupted"):
                 media["ok"] = True
             else:
                 if media is not None:
                     media["ok"] = False
-                observation = Observation(status=Status.FAILED, failure=Failure.GENERIC_TIMEOUT,
+                # no audio at all, or audio that stopped after the call set up
+                failure = (Failure.MEDIA_INTERRUPTED if media and media.get("interrupted")
+                           else Failure.GENERIC_TIMEOUT)
+                observation = Observation(status=Status.FAILED, failure=failure,
                                           operation=Operation.WEBRTC_MEDIA,
                                           evidence={"phase": "media"})
+                if media and "stopped_ms" in media:
+                    observation.evidence["stopped_ms"] = media["stopped_ms"]
         observation.bytes_sent, observation.bytes_received = self.traffic
         observation.evidence.update(
             policy=self.endpoint.policy, ice_servers=ice_server_urls(self.endpoint),
@@ -337,6 +383,8 @@ class Call:
         return observation
 
     async def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.cancel()
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pc.close(), 5)

@@ -6,8 +6,15 @@ work on plain values."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
+
+MEDIA_RATE = 50  # packets a second the reference peer sends (20 ms Opus frames)
+GAP_MS = 800.0  # a silence at least this long ...
+MISSING = 40  # ... with at least this many packets missing (0.8 s of audio): interrupted
+SLICE_MS = 250.0  # the timeline's resolution in the record
 
 
 def usable_gathering(counts: dict[str, int], policy: str) -> bool:
@@ -46,10 +53,59 @@ def media_evidence(stats: Iterable[Any], clock_rate: int, seconds: float) -> dic
             out["jitter_ms"] = round(item.jitter / clock_rate * 1000, 2)
         elif kind == "remote-inbound-rtp":
             out["rtcp_reports"] = True
-            out["peer_loss"] = round(float(item.fractionLost), 3)
+            # RFC 3550 §6.4.1: the fraction lost is a fixed-point number (/256)
+            out["peer_loss"] = round(float(item.fractionLost) / 256, 3)
             out["peer_jitter_ms"] = round(item.jitter / clock_rate * 1000, 2)
             if item.roundTripTime is not None:
                 out["rtcp_rtt_ms"] = round(item.roundTripTime * 1000, 1)
+    return out
+
+
+@dataclass(frozen=True)
+class MediaSample:
+    """One look at the call's audio counters, `ms` after DTLS was up."""
+
+    ms: float
+    received: int  # RTP packets from the peer so far (inbound-rtp)
+    reports: int  # RTCP receiver reports from the peer so far (about what it got from us)
+
+
+def timeline_evidence(samples: Sequence[MediaSample]) -> dict[str, Any]:
+    """Whether the audio from the peer was sustained over the whole window:
+    packets received against those the peer sent (MEDIA_RATE a second from
+    the first arrival), the longest silence, and, when audio stopped or paused
+    with at least MISSING packets lost and a silence of GAP_MS or more,
+    `interrupted` with the moment it stopped (`stopped_ms`, after DTLS). A
+    busy event loop delays samples, never packets: a silence whose packets
+    arrive late in a burst misses nothing and is not an interruption.
+    `slices` counts the packets per SLICE_MS; `reports_ms` says when the
+    peer's receiver reports arrived (they stop when the flow back is cut)."""
+    if not samples:
+        return {}
+    end = samples[-1].ms
+    base = samples[0].received
+    arrivals = [s.ms for before, s in pairwise(samples)
+                if s.received > before.received]
+    reports = [s.ms for before, s in pairwise(samples)
+               if s.reports > before.reports]
+    received = samples[-1].received - base
+    slices = [0] * (int(end // SLICE_MS) + 1)
+    for before, s in pairwise(samples):
+        slices[min(int(s.ms // SLICE_MS), len(slices) - 1)] += s.received - before.received
+    out: dict[str, Any] = {"window_ms": round(end, 1), "slices": slices,
+                           "reports_ms": [round(ms) for ms in reports]}
+    if not arrivals:
+        return out | {"packets_expected": None, "interrupted": False}
+    first, last = arrivals[0], arrivals[-1]
+    expected = round((end - first) / 1000 * MEDIA_RATE) + 1
+    gaps = [b - a for a, b in pairwise(arrivals)] + [end - last]
+    longest = max(gaps)
+    interrupted = longest >= GAP_MS and expected - received >= MISSING
+    out.update(first_ms=round(first, 1), last_ms=round(last, 1), packets_expected=expected,
+               missing=max(expected - received, 0), longest_gap_ms=round(longest, 1),
+               interrupted=interrupted)
+    if interrupted and end - last >= GAP_MS:
+        out["stopped_ms"] = round(last, 1)  # nothing came after this moment
     return out
 
 

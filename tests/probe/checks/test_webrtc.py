@@ -23,7 +23,12 @@ import pytest
 from probe.catalogue import ENDPOINT_ADAPTER
 from probe.checks.base import Context, ControlState, Status
 from probe.checks.webrtc import check as webrtc
-from probe.checks.webrtc.stats import echo_evidence, media_evidence
+from probe.checks.webrtc.stats import (
+    MediaSample,
+    echo_evidence,
+    media_evidence,
+    timeline_evidence,
+)
 from probe.core.failures import Failure
 from probe.core.record import Blocking
 from probe.core.signing import ProbeKey
@@ -39,6 +44,9 @@ DROP_DTLS_HANDSHAKE = "meta l4proto udp @th,64,8 0x16 @th,72,8 0xfe drop"
 # RFC 7983 §7: a first byte of 128-191 is RTP or RTCP; DTLS (20-63, which
 # carries SCTP) and STUN (0-3) on the same 5-tuple pass
 DROP_RTP = "meta l4proto udp @th,64,8 & 0xc0 == 0x80 drop"
+# a call that sets up, then dies: each UDP flow (but DNS's and the relay's)
+# carries 60 packets, then nothing either way
+CUT_AFTER_60 = "udp dport != { 53, 3478 } udp sport != { 53, 3478 } ct original packets > 60 drop"
 
 VARIANTS = {"direct": ("stun", "all"), "turn-udp": ("turn-udp", "relay"),
             "turn-tcp": ("turn-tcp", "relay"), "turn-tls": ("turn-tls", "relay")}
@@ -149,6 +157,28 @@ def test_media_dropped_while_the_data_channel_works_is_webrtc_media(lab: CallLab
     assert media["rtcp_reports"] is False and media["ok"] is False
 
 
+def test_audio_cut_after_the_call_set_up_is_webrtc_media_with_the_moment(
+        lab: CallLab) -> None:
+    """Setup, echo and the first audio pass; then the flow is cut both ways.
+    Before the timeline this was `open` with loss 0.0 (loss among the packets
+    received): now it is `blocked`, and the record says when the audio stopped."""
+    records = call(lab, "direct", "turn-tls", rules=(CUT_AFTER_60,))
+    direct = records["direct"]
+    assert direct["verdict"] == "blocked" and direct["blocking"] == "webrtc.media"
+    assert direct["evidence"]["failure"] == "media_interrupted"
+    assert stage(direct, "echo")["received"] == webrtc.ECHO_MESSAGES
+    media = stage(direct, "media")
+    assert media["interrupted"] is True and media["ok"] is False
+    assert 0 < media["packets_received"] < media["packets_expected"] / 2
+    assert 0 < media["stopped_ms"] < webrtc.MEDIA_SECONDS * 1000 - 800
+    assert direct["evidence"]["stopped_ms"] == media["stopped_ms"]
+    assert media["loss"] > 0.4
+    # over TLS to the relay nothing is cut: sustained audio, the peer's reports keep coming
+    relayed = stage(records["turn-tls"], "media")
+    assert records["turn-tls"]["verdict"] == "open" and relayed["interrupted"] is False
+    assert relayed["missing"] < 10 and relayed["reports_ms"]
+
+
 # --- without namespaces ------------------------------------------------------------------
 
 
@@ -242,7 +272,7 @@ def test_media_and_echo_evidence() -> None:
         SimpleNamespace(type="outbound-rtp", kind="audio", packetsSent=125, bytesSent=40000),
         SimpleNamespace(type="inbound-rtp", kind="audio", packetsReceived=95, packetsLost=5,
                         jitter=96),
-        SimpleNamespace(type="remote-inbound-rtp", kind="audio", fractionLost=0.25, jitter=48,
+        SimpleNamespace(type="remote-inbound-rtp", kind="audio", fractionLost=64, jitter=48,
                         roundTripTime=0.0123),
         SimpleNamespace(type="transport", bytesSent=1, bytesReceived=2),
     ]
@@ -255,3 +285,53 @@ def test_media_and_echo_evidence() -> None:
         "sent": 4, "received": 3, "loss": 0.25,
         "rtt_ms": {"min": 1.0, "median": 2.0, "max": 3.0}}
     assert echo_evidence(5, []) == {"sent": 5, "received": 0, "loss": 1.0}
+
+
+def samples(arrivals: list[tuple[float, int]],
+            reports: tuple[float, ...] = ()) -> list[MediaSample]:
+    """A timeline sampled every 50 ms for 2.5 s: `arrivals` gives (ms, count so far)."""
+    out, count = [], 0
+    for step in range(51):
+        ms = step * 50.0
+        for at, total in arrivals:
+            if at <= ms:
+                count = total
+        out.append(MediaSample(ms, count, sum(r <= ms for r in reports)))
+    return out
+
+
+def steady(until_ms: float, every_ms: float = 20.0) -> list[tuple[float, int]]:
+    return [(20.0 + i * every_ms, i + 1) for i in range(int((until_ms - 20) // every_ms) + 1)]
+
+
+def test_sustained_audio_is_not_interrupted() -> None:
+    timeline = timeline_evidence(samples(steady(2500), reports=(900.0, 1800.0)))
+    assert timeline["interrupted"] is False and "stopped_ms" not in timeline
+    assert timeline["missing"] <= 2 and timeline["longest_gap_ms"] <= 50
+    assert timeline["reports_ms"] == [900, 1800]
+    assert abs(sum(timeline["slices"]) - timeline["packets_expected"]) <= 2
+
+
+def test_audio_that_stops_is_interrupted_with_the_moment() -> None:
+    timeline = timeline_evidence(samples(steady(820)))
+    assert timeline["interrupted"] is True
+    assert timeline["stopped_ms"] == 850.0  # the first look that saw the last packet
+    assert timeline["slices"][4:] == [0] * (len(timeline["slices"]) - 4)
+
+
+def test_a_late_burst_is_not_an_interruption() -> None:
+    """A stalled event loop (or peer) delays packets; they come in a burst: nothing missing."""
+    delayed = [*steady(800), (1900.0, 123)]
+    timeline = timeline_evidence(samples(delayed))
+    assert timeline["longest_gap_ms"] >= 1000 and timeline["interrupted"] is False
+
+
+def test_random_loss_is_not_an_interruption() -> None:
+    lossy = [(at, round(count * 0.9)) for at, count in steady(2500)]
+    timeline = timeline_evidence(samples(lossy))
+    assert timeline["interrupted"] is False and 0 < timeline["missing"] < 20
+
+
+def test_no_audio_at_all_is_no_timeline_judgement() -> None:
+    timeline = timeline_evidence(samples([]))
+    assert timeline["interrupted"] is False and timeline["packets_expected"] is None

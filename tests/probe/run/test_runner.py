@@ -9,7 +9,7 @@ from typing import Any
 from probe.catalogue import parse_catalogue
 from probe.checks.base import Budget, Observation
 from probe.core.signing import ProbeKey
-from probe.run.connectivity import Connectivity
+from probe.run.connectivity import Connectivity, ConnectivityWatch
 from probe.run.network import MeasuredNetwork, NetworkWatch, link_facts
 from probe.run.runner import RunOptions, RunState, tasks_of
 from probe.store.spool import Spool
@@ -40,7 +40,8 @@ async def one_record(server: DnsServer, tmp_path: Path) -> dict[str, Any]:
     with Spool(tmp_path / "spool.sqlite3") as spool:
         state = RunState(options, ProbeKey.generate(), spool, budget=_budget(),
                          lookup=ControlSawItResolve(),  # type: ignore[arg-type]  # a stand-in for ControlAnswers: the same call, no HTTP
-                         connectivity=Connectivity(True, "test", "connected", 0.0),
+                         connectivity=ConnectivityWatch(
+                             Connectivity(True, "test", "connected", 0.0)),
                          on_record=None,
                          watch=NetworkWatch(MeasuredNetwork(link_facts("auto"))))
         (task,) = tasks_of(catalogue)

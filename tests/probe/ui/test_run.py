@@ -102,7 +102,11 @@ async def test_full_pass_without_a_control(lab: dict[str, Any], tmp_path: Path,
     assert await verify.wait() == 0
 
 
-async def test_no_connectivity_means_inconclusive_everywhere(lab: dict[str, Any]) -> None:
+async def test_control_unreachable_keeps_the_opens(lab: dict[str, Any]) -> None:
+    """The control (the collector, by default) blocked or down: every endpoint
+    that worked is still `open` (it proves the network works), the failures
+    that need a control are `inconclusive`, and each record says the control
+    was unreachable."""
     code, out, err = await probe_run(
         "--catalogue", str(lab["catalogue"]), "--no-upload", "--json", "--timeout", "1",
         "--resolver", f"127.0.0.1:{lab['dns'].port}",
@@ -110,8 +114,20 @@ async def test_no_connectivity_means_inconclusive_everywhere(lab: dict[str, Any]
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 6
-    assert {r["verdict"] for r in records} == {"inconclusive"}
-    assert {r["evidence"]["rule"] for r in records} == {"no_connectivity"}
+    results = by_endpoint(records)
+    for key in (("chat", "dns", "open.test"), ("chat", "tcp", "127.0.0.1"),
+                ("chat", "tls", "127.0.0.1")):
+        assert results[key]["verdict"] == "open"
+    # a bogon proves itself once the network is known to work
+    bogon = results["censored", "dns", "bogon.test"]
+    assert (bogon["verdict"], bogon["blocking"]) == ("blocked", "dns.bogon")
+    for key in (("censored", "dns", "gone.test"), ("censored", "tcp", "127.0.0.1")):
+        assert results[key]["verdict"] == "inconclusive"
+        assert results[key]["evidence"]["rule"] == "no_control"
+    for record in records:
+        connectivity = record["evidence"]["connectivity"]
+        assert connectivity["ok"] and connectivity["proven_by"] == "endpoint"
+        assert connectivity["unreachable"] == ["control"]
     assert "no connectivity" in err
 
 

@@ -18,6 +18,8 @@ CASES = [
     (S.OK, None, C.OK, True, True, V.OPEN, None, "works"),
     (S.OK, None, C.FAILED, True, True, V.OPEN, None, "works"),
     (S.OK, None, C.ABSENT, True, True, V.OPEN, None, "works"),
+    # a success needs neither a control nor a pre-check (the collector may be blocked)
+    (S.OK, None, C.ABSENT, False, True, V.OPEN, None, "works"),
     (S.FAILED, B.TCP_RESET, C.OK, True, True, V.BLOCKED, B.TCP_RESET, "fails_where_control_works"),
     (S.FAILED, B.STUN_NO_RESPONSE, C.OK, True, True, V.BLOCKED, B.STUN_NO_RESPONSE,
      "fails_where_control_works"),

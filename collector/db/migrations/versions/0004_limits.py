@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "limits"
-down_revision = "upstream"
+down_revision = "dashboard"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,277 @@
+"""Dashboard benchmark (`make bench`): how fast the matrix and the timelines
+answer over many measurements, on SQLite and PostgreSQL.
+
+The store is filled through the ingest path's storage call
+(`MeasurementStore.insert`, which maintains the rollups in the same
+transaction, as at ingest) but without HTTP or signature checks, which
+bench/ingest.py measures: each probe key signs one record per endpoint and
+verdict once, and those signed texts are reused for every row of that kind
+while the row's columns carry the generated time and verdict. So the rows
+are realistic in shape and size for queries, not evidence.
+
+The generated data: 3 operators x 4 link types x 5 probes (60 keys), 8
+services x (3 call + 2 messaging endpoints), two years of passes spread over
+keys and days, 2% noise, and blocking episodes (calls on one operator's
+cellular network for 300 days, calls on every link of another for 200 days,
+a throttled stretch). Figures: p50/p95 of the matrix over two years, a
+quarter and a month (in-process and over HTTP), of a cell's timeline and of a
+service's timeline on one operator; the time to detect changes on every
+series; and, as the baseline measured in the same run, the same quarter's
+matrix computed the naive way (a GROUP BY over the measurements table).
+
+`BENCH_DASHBOARD_RECORDS` (default 300,000; the documented target is
+10,000,000), `BENCH_DASHBOARD_BACKENDS` (default `sqlite,postgresql`).
+Target: p95 <= 200 ms for the matrix and a timeline at 10 million.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from collector.dashboard.cells import DashboardReader, Period, Where  # noqa: E402
+from collector.dashboard.changestore import ChangeStore  # noqa: E402
+from collector.db.engine import make_engine  # noqa: E402
+from collector.db.migrate import upgrade  # noqa: E402
+from collector.db.schema import measurements, probes  # noqa: E402
+from collector.store import MeasurementStore  # noqa: E402
+from probe.core.signing import ProbeKey  # noqa: E402
+
+RECORDS = int(os.environ.get("BENCH_DASHBOARD_RECORDS", "300000"))
+BACKENDS = os.environ.get("BENCH_DASHBOARD_BACKENDS", "sqlite,postgresql").split(",")
+RUNS = int(os.environ.get("BENCH_RUNS", "20"))
+TARGET_MS = 200
+OPERATORS = ((6713, "Maroc Telecom"), (36925, "Orange Maroc"), (36884, "Inwi"))
+LINKS = ("cellular", "wifi", "adsl", "ethernet")
+SERVICES = ("whatsapp", "messenger", "signal", "telegram", "viber", "teams", "zoom", "facetime")
+ENDPOINTS = (("stun", 3478, "udp", "call"), ("turn", 3478, "tcp", "call"),
+             ("stun", 19302, "udp", "call"), ("tcp", 5222, "tcp", "messaging"),
+             ("tls", 443, "tls", "messaging"))
+DAYS = 730
+FIRST = dt.date(2015, 1, 1)
+CHUNK = 5000
+
+
+def _blocked(asn: int, link: str, service: str, role: str, day: int) -> str:
+    if role == "call" and asn == 6713 and link == "cellular" and 200 <= day < 500:
+        return "blocked"
+    if role == "call" and asn == 36884 and 400 <= day < 600 and service != "signal":
+        return "blocked"
+    if role == "call" and asn == 36925 and service == "zoom" and 100 <= day < 160:
+        return "throttled"
+    return "open"
+
+
+class Generator:
+    def __init__(self, seed: int = 15) -> None:
+        self.rng = random.Random(seed)
+        self.keys: list[tuple[ProbeKey, int, str, str]] = []
+        for asn, org in OPERATORS:
+            for link in LINKS:
+                for _ in range(5):
+                    self.keys.append((ProbeKey.generate(), asn, org, link))
+        self.templates: dict[tuple[int, str, int, str], str] = {}
+
+    def template(self, index: int, service: str, endpoint: int, verdict: str) -> str:
+        """A signed record's text per key, endpoint and verdict, made once."""
+        wanted = (index, service, endpoint, verdict)
+        if wanted not in self.templates:
+            import orjson
+
+            key, asn, org, link = self.keys[index]
+            check, port, transport, role = ENDPOINTS[endpoint]
+            blocking = {"blocked": "stun.no_response" if check in ("stun", "turn") else
+                        "tcp.reset", "throttled": "throttle.rate"}.get(verdict)
+            record = key.sign({
+                "schema": "voipwatch.measurement/1", "id": str(uuid.uuid4()),
+                "started_at": "2015-01-01T00:00:00.000Z", "runtime_ms": 30,
+                "probe": {"key_id": key.key_id, "software_version": "0.2.0",
+                          "public_key": key.public_b64},
+                "network": {"link_type": link, "cc": "MA", "asn": asn, "as_org": org,
+                            "attribution": "control"},
+                "service": service, "endpoint": {"check": check, "host": f"{check}.{service}.net",
+                                                 "port": port, "transport": transport,
+                                                 "role": role},
+                "verdict": verdict, "blocking": blocking,
+                "evidence": {"rule": "bench", "rtt_ms": [12.5, 13.1],
+                             "control": {"state": "ok", "failure": None}}})
+            self.templates[wanted] = orjson.dumps(record).decode()
+        return self.templates[wanted]
+
+    def rows(self, count: int) -> Any:
+        """`count` rows in time order: passes spread over keys and days."""
+        per_pass = len(SERVICES) * len(ENDPOINTS)
+        passes = max(count // per_pass, 1)
+        made = 0
+        for n in range(passes):
+            day = n * DAYS // passes
+            index = self.rng.randrange(len(self.keys))
+            key, asn, org, link = self.keys[index]
+            moment = dt.datetime.combine(FIRST + dt.timedelta(days=day), dt.time(),
+                                         tzinfo=dt.UTC) + dt.timedelta(
+                seconds=self.rng.randrange(86000))
+            for service in SERVICES:
+                for e, (check, port, transport, role) in enumerate(ENDPOINTS):
+                    verdict = _blocked(asn, link, service, role, day)
+                    if self.rng.random() < 0.02:
+                        verdict = self.rng.choice(("open", "blocked", "inconclusive"))
+                    yield {"id": str(uuid.uuid4()), "key_id": key.key_id, "service": service,
+                           "check_name": check, "role": role, "transport": transport,
+                           "endpoint_host": f"{check}.{service}.net", "endpoint_port": port,
+                           "verdict": verdict,
+                           "blocking": None if verdict in ("open", "inconclusive") else
+                           ("throttle.rate" if verdict == "throttled" else "stun.no_response"),
+                           "link_type": link, "cc": "MA", "asn": asn, "as_org": org,
+                           "geoip_source": "bench", "geoip_date": None, "probe_ip": None,
+                           "started_at": moment, "received_at": moment + dt.timedelta(
+                               seconds=60),
+                           "record": self.template(index, service, e, verdict)}
+                    made += 1
+                    if made >= count:
+                        return
+
+
+def fill(engine: sa.Engine, count: int) -> float:
+    """Rows per second through MeasurementStore.insert (with the rollup hook)."""
+    generator = Generator()
+    with engine.begin() as conn:
+        conn.execute(sa.insert(probes), [
+            {"key_id": key.key_id, "public_key": key.public_b64,
+             "registered_at": dt.datetime(2014, 12, 1, tzinfo=dt.UTC), "revoked_at": None,
+             "token_hash": None, "last_seen_at": None} for key, *_ in generator.keys])
+    store = MeasurementStore(engine)
+    start = time.perf_counter()
+    chunk: list[dict[str, Any]] = []
+    done = 0
+    for row in generator.rows(count):
+        chunk.append(row)
+        if len(chunk) == CHUNK:
+            store.insert(chunk, {}, {r["key_id"] for r in chunk})
+            done += len(chunk)
+            chunk = []
+            if done % 500_000 == 0:
+                print(f"    {done} rows, {done / (time.perf_counter() - start):.0f}/s",
+                      flush=True)
+    if chunk:
+        store.insert(chunk, {}, {r["key_id"] for r in chunk})
+    return count / (time.perf_counter() - start)
+
+
+def timed(call: Callable[[], Any], runs: int = RUNS) -> tuple[float, float]:
+    """(p50, p95) in ms."""
+    call()  # warm
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1,
+                                                   round(0.95 * (len(samples) - 1)))]
+
+
+def naive_matrix(engine: sa.Engine, period: Period) -> int:
+    """The baseline: the same period's verdict counts per cell from the
+    measurements table itself (what a dashboard without rollups must do)."""
+    c = measurements.c
+    start = dt.datetime.combine(period.start, dt.time(), tzinfo=dt.UTC)
+    end = dt.datetime.combine(period.end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    query = (sa.select(c.service, c.role, c.cc, c.asn, c.link_type, c.key_id, c.verdict,
+                       sa.func.count())
+             .where(c.started_at >= start, c.started_at < end)
+             .group_by(c.service, c.role, c.cc, c.asn, c.link_type, c.key_id, c.verdict))
+    with engine.connect() as conn:
+        return len(conn.execute(query).all())
+
+
+def bench(backend: str, url: str, data_dir: Path) -> None:
+    from tests.collector.harness import Collector
+
+    engine = make_engine(url)
+    upgrade(engine)
+    print(f"  {backend}: loading {RECORDS} rows (store insert + rollup hook) ...", flush=True)
+    rate = fill(engine, RECORDS)
+    print(f"    {rate:,.0f} rows/s loaded")
+    start = time.perf_counter()
+    ChangeStore(engine).refresh()
+    detect_s = time.perf_counter() - start
+    reader = DashboardReader(engine)
+    last = FIRST + dt.timedelta(days=DAYS - 1)
+    periods = {"2 years": Period(FIRST, last),
+               "quarter": Period(last - dt.timedelta(days=89), last),
+               "month": Period(dt.date(2016, 6, 1), dt.date(2016, 6, 30))}
+    cell = reader.series(Where(service="whatsapp", role="call", cc="MA", operator="AS6713",
+                               link="cellular"))
+    op = reader.series(Where(service="whatsapp", cc="MA", operator="AS6713"))
+    rows: list[tuple[str, float, float]] = []
+    for name, period in periods.items():
+        rows.append((f"matrix, {name}", *timed(lambda p=period: reader.cells(p))))
+    rows.append(("matrix, quarter, cc=MA", *timed(lambda: reader.cells(periods["quarter"],
+                                                                      Where(cc="MA")))))
+    rows.append(("timeline of a cell, 2 years",
+                 *timed(lambda: reader.daily([s.id for s in cell], periods["2 years"]))))
+    rows.append(("timeline service x operator, 2 years",
+                 *timed(lambda: reader.daily([s.id for s in op], periods["2 years"]))))
+    baseline = timed(lambda: naive_matrix(engine, periods["quarter"]), runs=3)
+    with Collector(data_dir, None if backend == "sqlite" else url) as running, \
+            httpx.Client(base_url=running.url, timeout=60) as client:
+        for path, name in (("/?from=2015-01-01&to=2016-12-30", "HTTP GET / (matrix), 2 years"),
+                           ("/?from=2016-10-02&to=2016-12-30", "HTTP GET / (matrix), quarter"),
+                           ("/cell?service=whatsapp&role=call&cc=MA&operator=AS6713"
+                            "&link=cellular&from=2015-01-01&to=2016-12-30",
+                            "HTTP GET /cell (timeline), 2 years"),
+                           ("/timeline?service=whatsapp&cc=MA&operator=AS6713"
+                            "&from=2015-01-01&to=2016-12-30",
+                            "HTTP GET /timeline (service x operator)")):
+            def get(path: str = path) -> None:
+                assert client.get(path).status_code == 200
+
+            rows.append((name, *timed(get)))
+    print(f"    change detection over every series (after the load): {detect_s:.2f} s")
+    print(f"    {'':44}{'p50 ms':>9}{'p95 ms':>9}{'x naive':>9}")
+    print(f"    {'baseline: naive GROUP BY, quarter':44}{baseline[0]:9.1f}{baseline[1]:9.1f}"
+          f"{1:9.2f}")
+    for name, p50, p95 in rows:
+        mark = "ok" if p95 <= TARGET_MS else "OVER"
+        print(f"    {name:44}{p50:9.1f}{p95:9.1f}{p95 / baseline[1]:9.3f}  "
+              f"{mark} (p95 <= {TARGET_MS} ms)")
+    engine.dispose()
+
+
+def main() -> None:
+    print(f"dashboard: {RECORDS} measurements, {RUNS} runs per query; {os.cpu_count()} cores")
+    for backend in BACKENDS:
+        with tempfile.TemporaryDirectory(prefix="vwc-bench-dash-") as tmp:
+            if backend == "sqlite":
+                bench(backend, f"sqlite:///{tmp}/collector.sqlite3", Path(tmp))
+                continue
+            from tests.support.postgres import PostgresServer, PostgresUnavailable
+
+            try:
+                server = PostgresServer().start()
+            except PostgresUnavailable as exc:
+                print(f"  postgresql: skipped ({exc})")
+                continue
+            try:
+                bench(backend, server.create_database(), Path(tmp))
+            finally:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()

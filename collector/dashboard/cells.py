@@ -1,0 +1,275 @@
+"""The matrix and the timelines, read from the rollups (collector/dashboard/rollup.py).
+
+A cell is one series: (service, path) x (operator, link type). Over a period
+each probe key gets one vote, split by the share of its days in each verdict;
+the cell's shares are the mean of its probes' shares, so a key that measured
+every day weighs no more than one that measured once, and one key cannot
+outvote many. Each probe's own reading (its majority over the period) is kept
+to show how many agree and flag disagreement.
+
+A period reads whole months from the monthly rollups and the days at its
+edges from the daily ones: a year costs about as much as a month.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from collector.dashboard.rollup import LINKS, VERDICTS
+from collector.db.schema import dash_method, dash_series, dash_unit, probes
+
+SUMS = ("u_open", "u_blocked", "u_throttled", "u_inconclusive", "n", "n_signed", "n_upstream")
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date  # inclusive
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+@dataclass(frozen=True)
+class Series:
+    id: int
+    service: str
+    role: str
+    cc: str
+    operator: str
+    link: str
+    as_org: str | None
+
+    @property
+    def asn(self) -> int | None:
+        return int(self.operator[2:]) if self.operator.startswith("AS") else None
+
+
+@dataclass
+class ProbeReading:
+    key_id: str
+    units: dict[str, int]  # days in each verdict
+    measurements: int
+
+    @property
+    def conclusive(self) -> int:
+        return self.units["open"] + self.units["blocked"] + self.units["throttled"]
+
+    @property
+    def reading(self) -> str:
+        """This probe's word for the period: blocked (or throttled) when at least
+        half of its conclusive days were, open otherwise; inconclusive without any."""
+        if not self.conclusive:
+            return "inconclusive"
+        bad = self.units["blocked"] + self.units["throttled"]
+        if 2 * bad >= self.conclusive:
+            return "throttled" if self.units["throttled"] > self.units["blocked"] else "blocked"
+        return "open"
+
+
+@dataclass
+class Cell:
+    series: Series
+    probes: list[ProbeReading] = field(default_factory=list)
+    methods: dict[str, int] = field(default_factory=dict)
+    signed: int = 0  # measurements attributed by the record's signed network
+    upstream: int = 0  # measurements put in the cellular column by network.upstream
+
+    @property
+    def measurements(self) -> int:
+        return sum(p.measurements for p in self.probes)
+
+    @property
+    def days(self) -> int:
+        return sum(sum(p.units.values()) for p in self.probes)
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Mean over probes of each probe's share of days per verdict."""
+        out = dict.fromkeys(VERDICTS, 0.0)
+        counted = [p for p in self.probes if sum(p.units.values())]
+        for probe in counted:
+            total = sum(probe.units.values())
+            for verdict in VERDICTS:
+                out[verdict] += probe.units[verdict] / total / len(counted)
+        return out
+
+    @property
+    def agreement(self) -> dict[str, int]:
+        """How many probes read the period each way."""
+        out: dict[str, int] = defaultdict(int)
+        for probe in self.probes:
+            out[probe.reading] += 1
+        return dict(out)
+
+    @property
+    def disagreement(self) -> bool:
+        readings = {p.reading for p in self.probes if p.reading != "inconclusive"}
+        return len(readings) > 1
+
+    @property
+    def verdict(self) -> str:
+        """The probes' majority reading; `mixed` on a tie between conclusive readings."""
+        counts = {v: n for v, n in self.agreement.items() if v != "inconclusive"}
+        if not counts:
+            return "inconclusive"
+        ranked = sorted(counts.items(), key=lambda item: -item[1])
+        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+            return "mixed"
+        return ranked[0][0]
+
+    @property
+    def attribution(self) -> str:
+        """signed, lookup (the upload address) or mixed."""
+        if self.signed == self.measurements:
+            return "signed"
+        return "lookup" if self.signed == 0 else "mixed"
+
+
+def span_clause(table: sa.Table, period: Period) -> Any:
+    """The rows of `table` (span, start) that cover `period` exactly: whole
+    months from the monthly rows, the edges from the daily ones."""
+    c = table.c
+    first_month = period.start if period.start.day == 1 else _next_month(period.start)
+    end_month = _next_month(period.end) if _is_month_end(period.end) else \
+        period.end.replace(day=1)
+    if first_month >= end_month:
+        return sa.and_(c.span == "d", c.start >= period.start, c.start <= period.end)
+    return sa.or_(
+        sa.and_(c.span == "m", c.start >= first_month, c.start < end_month),
+        sa.and_(c.span == "d", c.start >= period.start, c.start < first_month),
+        sa.and_(c.span == "d", c.start >= end_month, c.start <= period.end))
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _is_month_end(day: date) -> bool:
+    return (day + timedelta(days=1)).day == 1
+
+
+def _live(table: sa.Table) -> Any:
+    """Revoked keys' rollups are left out, as their records are."""
+    return table.c.key_id.not_in(sa.select(probes.c.key_id).where(probes.c.revoked_at.is_not(None)))
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which series: every filter optional."""
+
+    cc: str | None = None
+    service: str | None = None
+    role: str | None = None
+    operator: str | None = None
+    link: str | None = None
+
+    def clauses(self) -> list[Any]:
+        c = dash_series.c
+        out = []
+        for value, column in ((self.cc, c.cc), (self.service, c.service), (self.role, c.role),
+                              (self.operator, c.operator), (self.link, c.link)):
+            if value is not None:
+                out.append(column == value)
+        return out
+
+
+class DashboardReader:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def series(self, where: Where = Where()) -> list[Series]:
+        c = dash_series.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.id, c.service, c.role, c.cc, c.operator, c.link,
+                                          c.as_org).where(*where.clauses())).all()
+        return [Series(*row) for row in rows]
+
+    def data_range(self) -> tuple[date, date] | None:
+        """First and last day with any unit."""
+        u = dash_unit.c
+        with self.engine.connect() as conn:
+            low, high = conn.execute(sa.select(sa.func.min(u.start), sa.func.max(u.start))
+                                     .where(u.span == "m")).one()
+            if low is None:
+                return None
+            first = conn.execute(sa.select(sa.func.min(u.start)).where(
+                u.span == "d", u.start >= low)).scalar_one()
+            last = conn.execute(sa.select(sa.func.max(u.start)).where(
+                u.span == "d", u.start >= high)).scalar_one()
+        return first, last
+
+    def cells(self, period: Period, where: Where = Where()) -> list[Cell]:
+        series = {s.id: s for s in self.series(where)}
+        if not series:
+            return []
+        u, m = dash_unit.c, dash_method.c
+        sums = [sa.func.sum(u[name]).label(name) for name in SUMS]
+        cells = {sid: Cell(s) for sid, s in series.items()}
+        filtered = bool(where.clauses())
+        with self.engine.connect() as conn:
+            query = (sa.select(u.series_id, u.key_id, *sums)
+                     .where(span_clause(dash_unit, period), _live(dash_unit))
+                     .group_by(u.series_id, u.key_id))
+            if filtered:
+                query = query.where(u.series_id.in_(list(series)))
+            for row in conn.execute(query):
+                cell = cells.get(row.series_id)
+                if cell is None:
+                    continue
+                units = {v: int(row[i + 2]) for i, v in enumerate(VERDICTS)}
+                if not any(units.values()):
+                    continue
+                cell.probes.append(ProbeReading(row.key_id, units, int(row.n)))
+                cell.signed += int(row.n_signed)
+                cell.upstream += int(row.n_upstream)
+            query = (sa.select(m.series_id, m.blocking, sa.func.sum(m.n))
+                     .where(span_clause(dash_method, period), _live(dash_method))
+                     .group_by(m.series_id, m.blocking))
+            if filtered:
+                query = query.where(m.series_id.in_(list(series)))
+            for series_id, blocking, n in conn.execute(query):
+                if series_id in cells:
+                    cells[series_id].methods[blocking] = int(n)
+        return [cell for cell in cells.values() if cell.probes]
+
+    def daily(self, series_ids: list[int], period: Period) -> dict[date, dict[str, int]]:
+        """Units (probe-days) per verdict for each day of `period` that has any,
+        summed over `series_ids`."""
+        if not series_ids:
+            return {}
+        u = dash_unit.c
+        query = (sa.select(u.start, *(sa.func.sum(u[f"u_{v}"]) for v in VERDICTS))
+                 .where(u.span == "d", u.series_id.in_(series_ids), u.start >= period.start,
+                        u.start <= period.end, _live(dash_unit))
+                 .group_by(u.start).order_by(u.start))
+        out: dict[date, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                out[row[0]] = {v: int(row[i + 1]) for i, v in enumerate(VERDICTS)}
+        return out
+
+
+def column_order(cells: list[Cell]) -> list[tuple[str, str, str, str | None]]:
+    """The matrix's columns: (cc, operator, link, as_org), operators by
+    country and number, link types in LINKS order, unknown last."""
+    seen: dict[tuple[str, str, str], str | None] = {}
+    for cell in cells:
+        s = cell.series
+        key = (s.cc, s.operator, s.link)
+        if key not in seen or (s.as_org and not seen[key]):
+            seen[key] = s.as_org
+    rank = {link: i for i, link in enumerate(LINKS)}
+
+    def order(key: tuple[str, str, str]) -> tuple[Any, ...]:
+        cc, operator, link = key
+        number = int(operator[2:]) if operator.startswith("AS") else 1 << 40
+        return (cc == "", cc, operator == "", number, operator, rank.get(link, 99), link)
+
+    return [(*key, seen[key]) for key in sorted(seen, key=order)]

@@ -1,0 +1,161 @@
+"""Detected changes, kept in `dash_change`: series whose rollups moved since the
+last look (`dash_series.dirty`, set at ingest) are run through the detector
+again (collector/dashboard/changes.py); a change that moved by a few days as
+data arrived is updated in place, so subscribers hear of it once. New changes
+queue a webhook delivery for each matching subscription, in the same
+transaction (collector/dashboard/alerts.py sends them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from collector.dashboard.cells import Series, _live
+from collector.dashboard.changes import ChangePoint, Day, detect
+from collector.db.engine import write_options
+from collector.db.schema import (
+    dash_change,
+    dash_delivery,
+    dash_series,
+    dash_subscription,
+    dash_unit,
+)
+from probe.core.record import utcnow
+
+SAME_CHANGE = timedelta(days=3)  # a change re-detected this close is the same change
+BATCH = 50  # series per write transaction
+
+
+@dataclass(frozen=True)
+class StoredChange:
+    id: int
+    series: Series
+    kind: str
+    at: date
+    after: date
+    confidence: float
+    probes: int
+    detected_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        s = self.series
+        return {"service": s.service, "role": s.role, "cc": s.cc or None, "asn": s.asn,
+                "operator": s.operator or None, "as_org": s.as_org, "link_type": s.link,
+                "kind": self.kind, "at": self.at.isoformat(), "after": self.after.isoformat(),
+                "confidence": self.confidence, "probes": self.probes,
+                "detected_at": self.detected_at.isoformat().replace("+00:00", "Z")}
+
+
+def series_days(conn: sa.Connection, series_id: int) -> list[Day]:
+    u = dash_unit.c
+    rows = conn.execute(sa.select(u.start, sa.func.sum(u.u_open),
+                                  sa.func.sum(u.u_blocked + u.u_throttled))
+                        .where(u.span == "d", u.series_id == series_id, _live(dash_unit))
+                        .group_by(u.start)).all()
+    return [Day(row[0], int(row[1]), int(row[2])) for row in rows]
+
+
+class ChangeStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def refresh(self, limit: int = 10_000) -> int:
+        """Re-detect every dirty series (at most `limit`); the number of new changes."""
+        created = done = 0
+        with self.engine.connect() as conn:  # a read first: most calls find nothing to do
+            if conn.execute(sa.select(dash_series.c.id).where(dash_series.c.dirty.is_(True))
+                            .limit(1)).first() is None:
+                return 0
+        while done < limit:
+            with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                    conn.begin():
+                ids = list(conn.execute(sa.select(dash_series.c.id)
+                                        .where(dash_series.c.dirty.is_(True))
+                                        .order_by(dash_series.c.id).limit(BATCH)).scalars())
+                if not ids:
+                    return created
+                for series_id in ids:
+                    created += self._redetect(conn, series_id)
+                conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(ids))
+                             .values(dirty=False))
+            done += len(ids)
+        return created
+
+    def _redetect(self, conn: sa.Connection, series_id: int) -> int:
+        found = detect(series_days(conn, series_id))
+        c = dash_change.c
+        existing = conn.execute(sa.select(c.id, c.kind, c.at).where(c.series_id == series_id)
+                                ).all()
+        unmatched = {row.id: row for row in existing}
+        new_ids = []
+        for point in found:
+            match = next((row for row in unmatched.values() if row.kind == point.kind
+                          and abs(row.at - point.at) <= SAME_CHANGE), None)
+            values = {"at": point.at, "after": point.after, "confidence": point.confidence,
+                      "probes": point.probes}
+            if match is not None:
+                del unmatched[match.id]
+                conn.execute(sa.update(dash_change).where(c.id == match.id).values(**values))
+                continue
+            new_ids.append(conn.execute(sa.insert(dash_change).values(
+                series_id=series_id, kind=point.kind, detected_at=utcnow(), **values)
+                .returning(c.id)).scalar_one())
+        if unmatched:
+            conn.execute(sa.delete(dash_delivery).where(
+                dash_delivery.c.change_id.in_(list(unmatched)),
+                dash_delivery.c.status == "pending"))
+            conn.execute(sa.delete(dash_change).where(c.id.in_(list(unmatched))))
+        if new_ids:
+            self._queue(conn, series_id, new_ids)
+        return len(new_ids)
+
+    def _queue(self, conn: sa.Connection, series_id: int, change_ids: list[int]) -> None:
+        series = conn.execute(sa.select(dash_series).where(dash_series.c.id == series_id)).one()
+        s = dash_subscription.c
+        asn = int(series.operator[2:]) if series.operator.startswith("AS") else None
+        subs = conn.execute(sa.select(s.id).where(
+            s.active.is_(True),
+            sa.or_(s.cc.is_(None), s.cc == series.cc),
+            sa.or_(s.asn.is_(None), s.asn == asn),
+            sa.or_(s.service.is_(None), s.service == series.service))).scalars().all()
+        now = utcnow()
+        rows = [{"subscription_id": sub, "change_id": change, "status": "pending",
+                 "attempts": 0, "next_at": now} for sub in subs for change in change_ids]
+        if rows:
+            conn.execute(sa.insert(dash_delivery), rows)
+
+    def list(self, *, service: str | None = None, role: str | None = None,
+             cc: str | None = None, asn: int | None = None, link: str | None = None,
+             operator: str | None = None, since: date | None = None,
+             until: date | None = None, limit: int = 500) -> list[StoredChange]:
+        c, s = dash_change.c, dash_series.c
+        query = (sa.select(c.id, c.kind, c.at, c.after, c.confidence, c.probes, c.detected_at,
+                           s.id.label("sid"), s.service, s.role, s.cc, s.operator, s.link,
+                           s.as_org)
+                 .select_from(dash_change.join(dash_series, s.id == c.series_id))
+                 .order_by(c.at.desc(), s.service, s.role, s.cc, s.operator, s.link)
+                 .limit(limit))
+        for value, column in ((service, s.service), (role, s.role), (link, s.link),
+                              (operator, s.operator)):
+            if value is not None:
+                query = query.where(column == value)
+        if cc is not None:
+            query = query.where(s.cc == cc.upper())
+        if asn is not None:
+            query = query.where(s.operator == f"AS{asn}")
+        if since is not None:
+            query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at <= until)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [StoredChange(r.id, Series(r.sid, r.service, r.role, r.cc, r.operator, r.link,
+                                          r.as_org), r.kind, r.at, r.after, r.confidence,
+                             r.probes, r.detected_at) for r in rows]
+
+
+def as_points(changes: list[StoredChange]) -> list[ChangePoint]:
+    return [ChangePoint(c.kind, c.at, c.after, c.confidence, c.probes) for c in changes]

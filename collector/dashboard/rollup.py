@@ -1,0 +1,339 @@
+"""Rollups maintained at ingest: what the matrix, the timelines and the change
+detector read instead of the measurements table.
+
+The unit of evidence is one probe key, one day (UTC), one series (service,
+path, operator, link type): a key that measures a hundred times a day still
+counts once that day, so it can neither outvote many probes nor flood a cell.
+A unit's verdict comes in two steps: each endpoint's verdict for the day is
+the majority of its conclusive measurements (a tie is inconclusive, so one
+flaky attempt among several does not flip it); the unit's verdict is then the
+path's verdict over its endpoints, the rule the probe's results table uses
+(`probe.core.summary.role_verdict`: blocked if any endpoint is).
+
+Records dated more than `AHEAD_TOLERANCE` after they reached the collector
+(a probe's clock, or a key, running ahead) are stored but not rolled up.
+
+`apply(conn, rows)` is the one call in the ingest path, inside the ingest
+transaction, with the rows just inserted. `rebuild_on(conn)` recomputes
+everything from the measurements table (migration, `voipwatch-collector
+dashboard rebuild`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from collector.db.schema import (
+    dash_endpoint_day,
+    dash_key_version,
+    dash_method,
+    dash_series,
+    dash_unit,
+    measurements,
+)
+from probe.core.summary import role_verdict
+
+AHEAD_TOLERANCE = timedelta(minutes=2)
+VERDICTS = ("open", "blocked", "throttled", "inconclusive")
+LINKS = ("cellular", "wifi", "adsl", "ethernet")  # the matrix's columns, in order; then unknown
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Where one record goes."""
+
+    service: str
+    role: str
+    cc: str  # '' unknown
+    operator: str  # 'AS6713', 'org:NAME' (a lookup without a number) or '' unknown
+    as_org: str | None
+    link: str
+    signed: bool  # country/ASN from the record's signed network, not the upload address
+    via_upstream: bool  # link from network.upstream (a hotspot's cellular uplink)
+    endpoint: str
+    version: str
+
+    @property
+    def series(self) -> tuple[str, str, str, str, str]:
+        return (self.service, self.role, self.cc, self.operator, self.link)
+
+
+def operator_of(asn: int | None, as_org: str | None) -> str:
+    if asn is not None:
+        return f"AS{asn}"
+    return f"org:{as_org[:70]}" if as_org else ""
+
+
+def dims_of(row: dict[str, Any] | Any, record: dict[str, Any]) -> Dims:
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    network = record.get("network") or {}
+    endpoint = record.get("endpoint") or {}
+    if network.get("attribution") in ("control", "local") and (
+            network.get("asn") is not None or network.get("cc")):
+        cc, asn, org, signed = network.get("cc") or "", network.get("asn"), \
+            network.get("as_org"), True
+    else:
+        cc, asn, org, signed = get("cc") or "", get("asn"), get("as_org"), False
+    link = str(network.get("link_type") or get("link_type") or "unknown")
+    via_upstream = network.get("upstream") == "cellular" and link != "cellular"
+    if via_upstream:
+        link = "cellular"
+    variant = endpoint.get("label") or endpoint.get("policy") or endpoint.get("profile") or ""
+    ident = f"{get('check_name')}|{get('endpoint_host')}|{get('endpoint_port')}|" \
+            f"{get('transport')}|{variant}"
+    version = str((record.get("probe") or {}).get("software_version") or "")[:64]
+    return Dims(get("service"), get("role"), cc.upper()[:2], operator_of(asn, org),
+                org[:255] if isinstance(org, str) else None, link, signed, via_upstream,
+                hashlib.sha1(ident.encode()).hexdigest()[:16], version)
+
+
+def endpoint_verdict(counts: Iterable[int]) -> str:
+    """An endpoint's verdict for a day: the majority of its conclusive
+    measurements (open, blocked, throttled); a tie or none: inconclusive."""
+    n_open, n_blocked, n_throttled, _ = counts
+    ranked = sorted(((n_blocked, "blocked"), (n_throttled, "throttled"), (n_open, "open")),
+                    reverse=True)
+    if ranked[0][0] == 0 or ranked[0][0] == ranked[1][0]:
+        return "inconclusive"
+    return ranked[0][1]
+
+
+def unit_verdict(endpoints: Iterable[Iterable[int]]) -> str:
+    return role_verdict(endpoint_verdict(counts) for counts in endpoints)
+
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+class _Writer:
+    """Upserts and look-ups for one dialect, as plain SQL through the driver's
+    executemany: SQLAlchemy's per-row parameter processing cost more than the
+    statements themselves. Values are given in the column's storage form."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        self.ph = "%s" if self.postgres else "?"
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table) if self.postgres else sqlite.insert(table)
+
+    def day(self, value: date) -> Any:
+        return value if self.postgres else value.isoformat()
+
+    def moment(self, value: datetime) -> Any:
+        """UtcDateTime's storage form: timestamptz, or SQLite's naive UTC text."""
+        if self.postgres:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def add(self, table: sa.Table, columns: list[str], rows: list[tuple[Any, ...]],
+            keys: list[str], adds: list[str], sets: tuple[str, ...] = (),
+            maxes: tuple[str, ...] = (), mins: tuple[str, ...] = ()) -> None:
+        """Insert `rows` (tuples in `columns` order), or, where the key exists,
+        add their `adds`, replace their `sets`, keep the max of `maxes` and the
+        min of `mins`."""
+        if not rows:
+            return
+        name = table.name
+        changes = [f"{c} = {name}.{c} + excluded.{c}" for c in adds]
+        changes += [f"{c} = excluded.{c}" for c in sets]
+        changes += [f"{c} = CASE WHEN excluded.{c} > {name}.{c} THEN excluded.{c} "
+                    f"ELSE {name}.{c} END" for c in maxes]
+        changes += [f"{c} = CASE WHEN excluded.{c} < {name}.{c} THEN excluded.{c} "
+                    f"ELSE {name}.{c} END" for c in mins]
+        sql = (f"INSERT INTO {name} ({', '.join(columns)}) VALUES "
+               f"({', '.join([self.ph] * len(columns))}) ON CONFLICT ({', '.join(keys)}) "
+               f"DO UPDATE SET {', '.join(changes)}")
+        self.conn.exec_driver_sql(sql, rows)
+
+    def lookup(self, sql: str, keys: list[tuple[Any, ...]], casts: tuple[str, ...]
+               ) -> list[tuple[Any, ...]]:
+        """Rows of `sql` (a SELECT whose WHERE compares its key columns with
+        `{k0}`, `{k1}`...) for every key: one statement per key on SQLite, one
+        join against unnested arrays on PostgreSQL."""
+        if not keys:
+            return []
+        if self.postgres:
+            arrays = ", ".join(f"%s::{cast}[]" for cast in casts)
+            names = ", ".join(f"k{i}" for i in range(len(casts)))
+            joined = sql.format(**{f"k{i}": f"t.k{i}" for i in range(len(casts))})
+            joined = joined.replace(" WHERE ", f" JOIN unnest({arrays}) AS t({names}) ON ", 1)
+            columns = tuple(list(column) for column in zip(*keys, strict=True))
+            return [tuple(r) for r in self.conn.exec_driver_sql(joined, columns)]
+        single = sql.format(**{f"k{i}": "?" for i in range(len(casts))})
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        out: list[tuple[Any, ...]] = []
+        try:
+            for key in keys:
+                out.extend(cursor.execute(single, key).fetchall())
+        finally:
+            cursor.close()
+        return out
+
+
+def _series_ids(conn: sa.Connection, writer: _Writer,
+                wanted: dict[tuple[str, str, str, str, str], str | None]) -> dict[Any, int]:
+    c = dash_series.c
+    services = sorted({key[0] for key in wanted})
+    found: dict[Any, int] = {}
+
+    def load() -> None:
+        for row in conn.execute(sa.select(c.id, c.service, c.role, c.cc, c.operator, c.link)
+                                .where(c.service.in_(services))):
+            found[(row.service, row.role, row.cc, row.operator, row.link)] = row.id
+
+    load()
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        conn.execute(writer.insert(dash_series).on_conflict_do_nothing(), [
+            {"service": k[0], "role": k[1], "cc": k[2], "operator": k[3], "link": k[4],
+             "as_org": wanted[k], "dirty": True} for k in missing])
+        load()
+    return found
+
+
+def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
+    """Roll up freshly stored measurement rows (dicts or result rows carrying
+    the measurements columns); the number rolled up."""
+    if not rows:
+        return 0
+    writer = _Writer(conn)
+    endpoint_days: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    units: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])  # n, signed, up
+    methods: dict[tuple[Any, ...], int] = defaultdict(int)
+    versions: dict[tuple[str, str], list[Any]] = {}
+    series_names: dict[tuple[str, str, str, str, str], str | None] = {}
+    pending: list[tuple[Dims, Any]] = []
+    for row in rows:
+        get = row.get if isinstance(row, dict) else lambda name, r=row: getattr(r, name)
+        record = orjson.loads(get("record"))
+        dims = dims_of(row, record)
+        started: datetime = get("started_at")
+        received: datetime = get("received_at")
+        version = versions.setdefault((get("key_id"), dims.version),
+                                      [started, started, 0, 0])
+        version[0], version[1] = min(version[0], started), max(version[1], started)
+        if started > received + AHEAD_TOLERANCE:
+            version[3] += 1
+            continue
+        version[2] += 1
+        series_names.setdefault(dims.series, dims.as_org)
+        pending.append((dims, row))
+    ids = _series_ids(conn, writer, series_names) if series_names else {}
+    for dims, row in pending:
+        get = row.get if isinstance(row, dict) else lambda name, r=row: getattr(r, name)
+        series_id, key_id, day = ids[dims.series], get("key_id"), get("started_at").date()
+        verdict = get("verdict")
+        endpoint_days[(series_id, day, key_id, dims.endpoint)][VERDICTS.index(verdict)] += 1
+        unit = units[(series_id, day, key_id)]
+        unit[0] += 1
+        unit[1] += dims.signed
+        unit[2] += dims.via_upstream
+        if get("blocking"):
+            methods[(series_id, day, key_id, get("blocking"))] += 1
+    writer.add(dash_endpoint_day,
+               ["series_id", "day", "key_id", "endpoint", "n_open", "n_blocked", "n_throttled",
+                "n_inconclusive"],
+               [(k[0], writer.day(k[1]), k[2], k[3], *v) for k, v in endpoint_days.items()],
+               ["series_id", "day", "key_id", "endpoint"],
+               ["n_open", "n_blocked", "n_throttled", "n_inconclusive"])
+    _units(writer, units)
+    method_rows: dict[tuple[Any, ...], int] = defaultdict(int)
+    for (series_id, day, key_id, blocking), n in methods.items():
+        for span, start in (("d", day), ("m", month_of(day))):
+            method_rows[(span, writer.day(start), series_id, key_id, blocking)] += n
+    writer.add(dash_method, ["span", "start", "series_id", "key_id", "blocking", "n"],
+               [(*k, n) for k, n in method_rows.items()],
+               ["span", "start", "series_id", "key_id", "blocking"], ["n"])
+    writer.add(dash_key_version, ["key_id", "version", "first_at", "last_at", "n", "n_ahead"],
+               [(k[0], k[1], writer.moment(v[0]), writer.moment(v[1]), v[2], v[3])
+                for k, v in versions.items()],
+               ["key_id", "version"], ["n", "n_ahead"], maxes=("last_at",), mins=("first_at",))
+    touched = sorted({k[0] for k in units})
+    if touched:
+        conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(touched))
+                     .values(dirty=True))
+    return len(pending)
+
+
+def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
+    """Recompute the verdict of every touched unit from its endpoints' day
+    counts; store it (span d) and move the month's totals (span m) by the change."""
+    if not units:
+        return
+    keys = [(series_id, writer.day(day), key_id) for series_id, day, key_id in units]
+    casts = ("bigint", "date", "text")
+    endpoints: dict[tuple[Any, ...], list[tuple[int, int, int, int]]] = defaultdict(list)
+    for row in writer.lookup(
+            "SELECT e.series_id, e.day, e.key_id, e.n_open, e.n_blocked, e.n_throttled, "
+            "e.n_inconclusive FROM dash_endpoint_day e WHERE e.series_id = {k0} "
+            "AND e.day = {k1} AND e.key_id = {k2}", keys, casts):
+        endpoints[(row[0], writer.day(_as_date(row[1])), row[2])].append(row[3:7])
+    old: dict[tuple[Any, ...], str | None] = {}
+    for row in writer.lookup(
+            "SELECT u.series_id, u.start, u.key_id, u.u_open, u.u_blocked, u.u_throttled, "
+            "u.u_inconclusive FROM dash_unit u WHERE u.span = 'd' AND u.series_id = {k0} "
+            "AND u.start = {k1} AND u.key_id = {k2}", keys, casts):
+        flags = tuple(row[3:7])
+        old[(row[0], writer.day(_as_date(row[1])), row[2])] = \
+            VERDICTS[flags.index(1)] if 1 in flags else None
+    day_rows, month_rows = [], defaultdict(lambda: [0] * 7)
+    for (series_id, day, key_id), key in zip(units, keys, strict=True):
+        n, signed, upstream = units[(series_id, day, key_id)]
+        new = unit_verdict(endpoints[key])
+        before = old.get(key)
+        day_rows.append(("d", key[1], series_id, key_id,
+                         *(int(v == new) for v in VERDICTS), n, signed, upstream))
+        month = month_rows[("m", writer.day(month_of(day)), series_id, key_id)]
+        for i, verdict in enumerate(VERDICTS):
+            month[i] += int(verdict == new) - int(verdict == before)
+        month[4] += n
+        month[5] += signed
+        month[6] += upstream
+    columns = ["span", "start", "series_id", "key_id", *(f"u_{v}" for v in VERDICTS), "n",
+               "n_signed", "n_upstream"]
+    keys_of = ["span", "start", "series_id", "key_id"]
+    counters = ["n", "n_signed", "n_upstream"]
+    writer.add(dash_unit, columns, day_rows, keys_of, counters,
+               sets=tuple(f"u_{v}" for v in VERDICTS))
+    writer.add(dash_unit, columns, [(*k, *v) for k, v in month_rows.items()], keys_of,
+               [*(f"u_{v}" for v in VERDICTS), *counters])
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+ROLLUP_COLUMNS = (measurements.c.seq, measurements.c.key_id, measurements.c.service,
+                  measurements.c.check_name, measurements.c.role, measurements.c.transport,
+                  measurements.c.endpoint_host, measurements.c.endpoint_port,
+                  measurements.c.verdict, measurements.c.blocking, measurements.c.link_type,
+                  measurements.c.cc, measurements.c.asn, measurements.c.as_org,
+                  measurements.c.started_at, measurements.c.received_at, measurements.c.record)
+
+
+def rebuild_on(conn: sa.Connection, chunk: int = 5000) -> int:
+    """Empty the rollups and roll up every stored measurement again, in seq
+    order, in the caller's transaction."""
+    for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version):
+        conn.execute(sa.delete(table))
+    conn.execute(sa.update(dash_series).values(dirty=True))
+    after, total = 0, 0
+    while True:
+        rows = conn.execute(sa.select(*ROLLUP_COLUMNS).where(measurements.c.seq > after)
+                            .order_by(measurements.c.seq).limit(chunk)).all()
+        if not rows:
+            return total
+        total += apply(conn, rows)
+        after = rows[-1].seq
