@@ -41,6 +41,8 @@ run: venv
 
 # Every bench/*.py in turn (bench/_*.py are shared helpers); each prints its own figures as ratios.
 bench: venv system-deps
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[fuzz]' \
+		|| echo "atheris does not install here: bench/fuzz.py uses its own mutation fuzzer"
 	@set -e; for f in bench/[!_]*.py; do $(BIN)/python $$f; done
 
 # The censorship lab (deploy/lab, docs/lab.md) needs root: say so before anything else.

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
+from probe.core.auth import sign_request  # noqa: E402
 from probe.core.canonical import canonical_bytes  # noqa: E402
 from probe.core.record import rfc3339, utcnow  # noqa: E402
 from probe.core.signing import ProbeKey  # noqa: E402
@@ -78,13 +79,15 @@ def raw_verify_rate(records: list[dict[str, Any]], keys: dict[str, ProbeKey]) ->
     return len(prepared) / (time.perf_counter() - start)
 
 
-def upload(url: str, bodies: list[bytes], errors: list[str]) -> None:
+def upload(url: str, bodies: list[bytes], errors: list[str], key: ProbeKey) -> None:
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY,
                                                      1)])
     with httpx.Client(base_url=url, timeout=120, transport=transport) as client:
         for body in bodies:
-            response = client.post("/api/v1/measurements", content=body,
-                                   headers={"Content-Type": "application/json"})
+            # signed, as the probe's uploader does: checked before the body is parsed
+            response = client.post("/api/v1/measurements", content=body, headers={
+                "Content-Type": "application/json",
+                **sign_request(key, "POST", "/api/v1/measurements", body)})
             results = response.json()["results"] if response.status_code == 200 else []
             if sum(r["status"] == "accepted" for r in results) != body.count(b'"schema"'):
                 errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
@@ -94,7 +97,8 @@ def one_round(url: str, keys: list[ProbeKey], uploaders: int) -> float:
     records = [realistic(keys[i % len(keys)], i) for i in range(RECORDS)]
     bodies = [orjson.dumps(records[i:i + BATCH]) for i in range(0, len(records), BATCH)]
     errors: list[str] = []
-    threads = [threading.Thread(target=upload, args=(url, bodies[n::uploaders], errors))
+    threads = [threading.Thread(target=upload, args=(url, bodies[n::uploaders], errors,
+                                                     keys[n % len(keys)]))
                for n in range(uploaders)]
     start = time.perf_counter()
     for thread in threads:
@@ -125,7 +129,10 @@ def measure(name: str, db: tuple[str | None, str | None], keys: list[ProbeKey], 
         for log, url in ((False, db[0]), (True, db[1])):
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="vwc-bench-"))
             args = ["--workers", str(workers)] + ([] if log else ["--no-transparency-log"])
-            running[log] = stack.enter_context(Collector(Path(tmp), url, args))
+            # a quota fit for the volume: the default (20,000 per key and day) is a
+            # limit against abuse, not against a benchmark
+            running[log] = stack.enter_context(Collector(Path(tmp), url, args, env={
+                **os.environ, "VOIPWATCH_COLLECTOR_INGEST_QUOTA_PER_DAY": "100000000"}))
             with running[log].client() as client:
                 for key in keys:
                     client.post("/api/v1/probes", json={"public_key": key.public_b64})

@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from collector import __version__, errors
 from collector.dashboard import alerts
-from collector.middleware import AccessLog, BodyLimit, SecurityHeaders
+from collector.gate import Gate
+from collector.middleware import AccessLog, SecurityHeaders
 from collector.routers import ROUTERS
 from collector.services import Services
 from collector.settings import Settings, load_settings
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
         app.add_middleware(MediaProxy, media_url=settings.media_url)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Gate, settings=settings)
     app.add_middleware(AccessLog, keep_ip=settings.keep_ip)
     return app
 

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--geoip-builtin", "use geoip2fast's bundled offline data when no .mmdb "
           "file is given (default: on)")
     _flag(serve, "--keep-ip", "store the submitting address with each record (default: off)")
-    _flag(serve, "--require-token", "registration needs an enrollment token (default: off)")
+    _flag(serve, "--require-token", "registration needs an enrollment token (default: on "
+          "when listening on a non-loopback address)")
     serve.add_argument("--forwarded-allow-ips", metavar="IPS",
                        help="proxies trusted to set X-Forwarded-For (comma list)")
     serve.add_argument("--max-record-age-days", type=float, metavar="DAYS",
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reject records dated further ahead (default 600; 0: no limit)")
     serve.add_argument("--max-batch", type=int, metavar="N", help="records per request "
                        "(default 1000)")
+    serve.add_argument("--catalogue", metavar="FILE.yaml", help="the catalogue this collector "
+                       "serves: the test helper runs only its endpoints, the reflector opens "
+                       "its throttle ports")
     serve.add_argument("--resolver", metavar="IP[:PORT]",
                        help="DNS resolver for the test helper (default: the system's)")
     serve.add_argument("--whoami-zone", metavar="ZONE", help="a DNS zone delegated to this "
@@ -221,7 +225,7 @@ SERVE_SETTINGS = ("data_dir", "db", "host", "port", "workers", "geoip_asn", "geo
                   "geoip_builtin", "keep_ip", "require_token", "forwarded_allow_ips",
                   "max_record_age_days", "max_clock_skew_seconds", "max_batch", "resolver",
                   "control_allow_private", "log_level", "late_after_hours",
-                  "transparency_log", "whoami_zone", "whoami_listen")
+                  "transparency_log", "whoami_zone", "whoami_listen", "catalogue")
 
 
 def _settings(args: argparse.Namespace, names: tuple[str, ...] = ("data_dir", "db")) -> Any:
@@ -337,7 +341,7 @@ def _write(out: Path, chunks: Any, flag: str) -> None:
 
 
 def _parse_filters(args: argparse.Namespace) -> Any:
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from pydantic import ValidationError
 
@@ -364,7 +368,10 @@ def _parse_filters(args: argparse.Namespace) -> Any:
                                 "2016-01-07T00:00:00Z") from None
             if moment.tzinfo is None:
                 raise UserError(f"--{name} {value!r}: give a time zone, e.g. a trailing Z")
-            values[name] = moment
+            try:
+                values[name] = moment.astimezone(UTC)
+            except OverflowError:
+                raise UserError(f"--{name} {value!r}: out of range once in UTC") from None
     if args.asn is not None:
         text = args.asn.upper().removeprefix("AS")
         if not text.isdigit():

@@ -14,11 +14,13 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import sqlalchemy as sa
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import ValidationError
@@ -30,7 +32,8 @@ from collector.geoip import Enrichment
 from collector.identity import CollectorKey
 from collector.keys import KeyStore, ProbeRow
 from collector.settings import Settings
-from collector.store import MeasurementStore
+from collector.store import MeasurementStore, Stored
+from collector.tally import Tally
 from collector.translog import TransLog
 from probe.core.canonical import canonical_bytes
 from probe.core.errors import VoipwatchError
@@ -49,6 +52,7 @@ class Reason(StrEnum):
     UNKNOWN_KEY = "unknown_key"  # not registered here
     REVOKED_KEY = "revoked_key"
     BAD_SIGNATURE = "bad_signature"
+    TOO_LARGE = "too_large"  # longer than max_record_bytes, evidence included
     TOO_OLD = "too_old"  # started_at older than max_record_age_days (the horizon)
     FROM_FUTURE = "from_future"  # started_at later than now + max_clock_skew_seconds
 
@@ -96,16 +100,20 @@ class _Checked:
 
 class Ingestor:
     def __init__(self, settings: Settings, keys: KeyStore, store: MeasurementStore,
-                 identity: CollectorKey, log: TransLog | None = None) -> None:
+                 identity: CollectorKey, log: TransLog | None = None,
+                 tally: Tally | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self.store = store
         self.identity = identity
         self.log = log
+        self.tally = tally or Tally()
         self._verify_keys: dict[str, VerifyKey] = {}
 
     def ingest(self, elements: list[Element], origin: Enrichment,
-               probe_ip: str | None = None) -> list[IngestResult]:
+               probe_ip: str | None = None,
+               quota: Callable[[sa.Connection, int], None] | None = None
+               ) -> list[IngestResult]:
         outcomes: list[IngestResult] = []
         checked: list[tuple[int, _Checked]] = []
         for element in elements:
@@ -136,8 +144,7 @@ class Ingestor:
         for outcome in outcomes:
             if outcome.status is IngestStatus.REJECTED and outcome.reason:
                 rejected[outcome.reason] = rejected.get(outcome.reason, 0) + 1
-        stored = self.store.insert([row for _, row in rows.values()], rejected,
-                                   {row["key_id"] for _, row in rows.values()}, self.log)
+        stored = self._store([row for _, row in rows.values()], rejected, quota)
         for record_id, (index, row) in rows.items():
             outcome, where = outcomes[index], stored[record_id]
             outcome.status = IngestStatus.ACCEPTED if where.inserted else IngestStatus.DUPLICATE
@@ -153,7 +160,26 @@ class Ingestor:
                                                        where)
         return outcomes
 
+    def _store(self, rows: list[dict[str, Any]], rejected: dict[str, int],
+               quota: Callable[[sa.Connection, int], None] | None) -> dict[str, Stored]:
+        """Insert the rows; rejections are tallied in memory and written only
+        along with rows, or once the tally is due: never a write per refusal."""
+        self.tally.add(rejected)
+        if not rows and not self.tally.due():
+            return {}
+        counts = self.tally.drain()
+        try:
+            return self.store.insert(rows, counts, {row["key_id"] for row in rows}, self.log,
+                                     quota)
+        except BaseException:
+            self.tally.restore(counts)
+            raise
+
     def _check_shape(self, element: Element) -> _Checked:
+        if len(element.text) > self.settings.max_record_bytes or len(
+                element.text.encode("utf-8", "surrogatepass")) > self.settings.max_record_bytes:
+            raise Rejected(Reason.TOO_LARGE, f"the record is larger than "
+                           f"{self.settings.max_record_bytes} bytes")
         if not isinstance(element.value, dict):
             raise Rejected(Reason.SCHEMA, "a record must be a JSON object")
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,15 +64,29 @@ class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def register(self, public_key: str, token: str | None, *, require_token: bool
+    def register(self, public_key: str, token: str | None, *, require_token: bool,
+                 also: Callable[[sa.Connection], None] | None = None
                  ) -> tuple[ProbeRow, bool]:
         """(the key's row, True if newly registered). Registering a known key
-        again is harmless and needs no token."""
+        again is harmless and needs no token. `also` runs in the transaction
+        that creates a key."""
         try:
             raw = decode_public_key(public_key)
         except SignatureError as exc:
             raise RegistrationError("bad_public_key", f"public_key: {exc}") from exc
         key_id = key_id_of(raw)
+        try:
+            return self._register(key_id, raw, token, require_token, also)
+        except sa.exc.IntegrityError:  # the same key registered at the same moment
+            existing = self.get(key_id)
+            if existing is None:
+                raise
+            if existing.revoked:
+                raise RegistrationError("revoked_key", "this key was revoked", 403) from None
+            return existing, False
+
+    def _register(self, key_id: str, raw: bytes, token: str | None, require_token: bool,
+                  also: Callable[[sa.Connection], None] | None) -> tuple[ProbeRow, bool]:
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
             existing = conn.execute(sa.select(probes).where(probes.c.key_id == key_id)).first()
@@ -87,6 +101,8 @@ class KeyStore:
             row = {"key_id": key_id, "public_key": _b64(raw), "registered_at": utcnow(),
                    "revoked_at": None, "token_hash": token_hash, "last_seen_at": None}
             conn.execute(sa.insert(probes), row)
+            if also is not None:  # e.g. count the registration against its address
+                also(conn)
         return ProbeRow(key_id, row["public_key"], row["registered_at"], None), True
 
     def _use_token(self, conn: sa.Connection, token: str | None) -> str:
@@ -94,16 +110,16 @@ class KeyStore:
             raise RegistrationError("token_required", "this collector requires an "
                                     "enrollment token (voipwatch-probe register --token T)", 401)
         token_hash = hash_token(token)
-        found = conn.execute(sa.select(enrollment_tokens).where(
-            enrollment_tokens.c.token_hash == token_hash)).first()
-        now = utcnow()
-        if (found is None or (found.expires_at is not None and found.expires_at < now)
-                or (found.max_uses is not None and found.uses >= found.max_uses)):
+        t = enrollment_tokens.c
+        # one statement checks and spends a use: two registrations at once cannot
+        # both take a token's last use
+        spent = conn.execute(sa.update(enrollment_tokens).where(
+            t.token_hash == token_hash,
+            sa.or_(t.expires_at.is_(None), t.expires_at >= utcnow()),
+            sa.or_(t.max_uses.is_(None), t.uses < t.max_uses)).values(uses=t.uses + 1))
+        if spent.rowcount != 1:
             raise RegistrationError("bad_token", "the enrollment token is unknown, expired "
                                     "or used up", 403)
-        conn.execute(sa.update(enrollment_tokens)
-                     .where(enrollment_tokens.c.token_hash == token_hash)
-                     .values(uses=enrollment_tokens.c.uses + 1))
         return token_hash
 
     def get(self, key_id: str) -> ProbeRow | None:

@@ -25,8 +25,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from collector import __version__, errors
+from collector.gate import Gate
 from collector.media_proxy import TrustedForwarder
-from collector.middleware import AccessLog, BodyLimit
+from collector.middleware import AccessLog
 from collector.settings import Settings
 
 log = logging.getLogger("collector.media")
@@ -64,7 +65,7 @@ def create_media_app(settings: Settings) -> FastAPI:
     for name in ROUTERS:
         app.include_router(importlib.import_module(f"collector.routers.{name}").router)
     app.add_middleware(TrustedForwarder, trusted=settings.media_proxy_set)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Gate, settings=settings)
     app.add_middleware(AccessLog, keep_ip=settings.keep_ip)
     return app
 

@@ -1,5 +1,6 @@
-"""ASGI middleware: a request body limit, an access log without addresses, and
-security headers (a CSP allowing nothing but this collector's own files)."""
+"""ASGI middleware: an access log without addresses, and security headers (a CSP
+allowing nothing but this collector's own files). Body limits and request
+signatures: collector/gate.py."""
 
 from __future__ import annotations
 
@@ -7,53 +8,9 @@ import logging
 import time
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("collector.access")
-
-
-class BodyLimit:
-    """413 for a body above `limit` bytes: by Content-Length up front, or as
-    soon as a streamed body crosses it (before anything is written)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.limit:
-                    await _too_large(send, self.limit)
-                    return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise HTTPException(413, f"the body is larger than {self.limit} bytes")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = (b'{"error":"body_too_large","detail":"the body is larger than %d bytes"}' % limit)
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class AccessLog:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
@@ -18,9 +19,11 @@ def filters(
     link_type: LinkType | None = None,
     cc: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
     asn: Annotated[int | None, Query(ge=0, le=2**32 - 1)] = None,
-    since: Annotated[datetime | None, Query(description="started_at >= since (RFC 3339)")
+    since: Annotated[str | None, Query(description="started_at >= since (RFC 3339)",
+                                       max_length=40, json_schema_extra={"format": "date-time"})
                      ] = None,
-    until: Annotated[datetime | None, Query(description="started_at < until (RFC 3339)")
+    until: Annotated[str | None, Query(description="started_at < until (RFC 3339)",
+                                       max_length=40, json_schema_extra={"format": "date-time"})
                      ] = None,
     check: CheckName | None = None,
     role: Role | None = None,
@@ -29,22 +32,45 @@ def filters(
         description="the network behind the access link (network.upstream; a record "
                     "without one counts as unknown)")] = None,
 ) -> Filters:
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise ApiError(400, "bad_filter", f"{name}: give a time zone, e.g. "
-                           "2016-01-07T00:00:00Z")
     return Filters(service=service, verdict=verdict and str(verdict),
-                   link_type=link_type and str(link_type), cc=cc, asn=asn, since=since,
-                   until=until, check=check and str(check), role=role and str(role),
-                   key_id=key_id, upstream=upstream and str(upstream))
+                   link_type=link_type and str(link_type), cc=cc, asn=asn,
+                   since=parse_time("since", since), until=parse_time("until", until),
+                   check=check and str(check), role=role and str(role), key_id=key_id,
+                   upstream=upstream and str(upstream))
 
 
 FiltersDep = Annotated[Filters, Depends(filters)]
+
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,6})?\d*"
+                      r"([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
+MAX_CURSOR = 2**63 - 1
+
+
+def parse_time(name: str, text: str | None) -> datetime | None:
+    """An RFC 3339 time with its zone, in UTC; 400 `bad_filter` for anything else,
+    extreme offsets and years that leave the calendar once in UTC included."""
+    if text is None or text == "":
+        return None
+    match = _RFC3339.match(text)
+    if match is None:
+        raise ApiError(400, "bad_filter", f"{name}: expected an RFC 3339 time with a time "
+                       "zone, e.g. 2016-01-07T00:00:00Z")
+    day, clock, fraction, zone = match.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        moment = datetime.fromisoformat(f"{day}T{clock}{fraction or ''}{zone}")
+        if abs(moment.utcoffset().total_seconds()) >= 86400:  # type: ignore[union-attr]
+            raise ValueError("offset")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ApiError(400, "bad_filter", f"{name}: {text!r} is not a time this collector "
+                       "can compare (date, offset or year out of range)") from None
 
 
 def parse_cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
+            and int(cursor) <= MAX_CURSOR):
         raise ApiError(400, "bad_cursor", "cursor: pass back a next_cursor value unchanged")
     return int(cursor)

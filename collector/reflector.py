@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.settings import Settings
+from collector.settings import Settings, parse_ports
 from probe.core.errors import VoipwatchError
 from probe.net.sockets import SO_TIMESTAMPNS, kernel_time
 from probe.wire import throttle as wire
@@ -46,7 +46,9 @@ from probe.wire import throttle as wire
 log = logging.getLogger(__name__)
 
 SLICE_SECONDS = 0.1
-MAX_ARRIVALS = 20_000  # per flow: far more than a replay sends
+MAX_ARRIVALS = 20_000  # per session: far more than a replay sends (two rounds, ~1,300)
+MAX_FLOWS = 8  # per session: a replay has two flows per round, at most two rounds
+MAX_SLICES = 6_000  # per flow: 600 s, the longest lifetime allowed
 MAX_DATAGRAM = 65_535
 READ_BATCH = 256  # datagrams per wake-up, so one busy port cannot starve the loop
 RFC4571_HEADER = 2
@@ -69,18 +71,20 @@ class FlowRecord:
     arrivals: dict[int, float] = field(default_factory=dict)  # seq -> seconds since origin
     slices: list[int] = field(default_factory=list)
 
-    def add(self, seq: int, size: int, at: float) -> None:
+    def add(self, seq: int, size: int, at: float, keep: bool) -> bool:
+        """Account a packet; its arrival time only while `keep`. Whether it was new."""
         self.packets += 1
         self.bytes += size
         if seq in self.arrivals:
             self.duplicates += 1
-            return
-        if len(self.arrivals) < MAX_ARRIVALS:
+            return False
+        if keep:
             self.arrivals[seq] = at
         index = int(at / SLICE_SECONDS)
-        if index < 10 * MAX_ARRIVALS:
+        if index < MAX_SLICES:
             self.slices.extend([0] * (index + 1 - len(self.slices)))
             self.slices[index] += size
+        return keep
 
 
 @dataclass
@@ -102,14 +106,25 @@ class Session:
     over_budget: int = 0
     echo_refused: int = 0
     echo_failed: int = 0
+    over_cap: int = 0  # packets of flows beyond MAX_FLOWS, or arrivals beyond MAX_ARRIVALS
+    arrivals: int = 0
     closed: bool = False
 
-    def account(self, attributed: wire.Attributed, size: int, at: float) -> None:
+    def account(self, attributed: wire.Attributed, size: int, at: float) -> bool:
+        """Account a packet; False when it is beyond the session's caps (not echoed)."""
+        record = self.flows.get(attributed.flow)
+        if record is None:
+            if len(self.flows) >= MAX_FLOWS:
+                self.over_cap += 1
+                return False
+            record = self.flows[attributed.flow] = FlowRecord()
         if self.origin is None:
             self.origin = at
         self.bytes_in += size
-        record = self.flows.setdefault(attributed.flow, FlowRecord())
-        record.add(attributed.seq, size, max(at - self.origin, 0.0))
+        if record.add(attributed.seq, size, max(at - self.origin, 0.0),
+                      keep=self.arrivals < MAX_ARRIVALS):
+            self.arrivals += 1
+        return True
 
     def may_echo(self, source_ip: str, size: int) -> bool:
         if not self.echo_any_source and not _same_ip(source_ip, self.client_ip):
@@ -130,7 +145,8 @@ class Session:
         return {"id": self.id, "transport": self.transport, "port": self.port,
                 "slice_ms": round(SLICE_SECONDS * 1000), "flows": flows,
                 "bytes_received": self.bytes_in, "bytes_echoed": self.bytes_out,
-                "over_budget": self.over_budget, "echo_refused": self.echo_refused,
+                "over_budget": self.over_budget, "over_cap": self.over_cap,
+                "echo_refused": self.echo_refused,
                 "echo_failed": self.echo_failed, "closed": self.closed}
 
 
@@ -216,7 +232,8 @@ class _UdpListener(_Listener):
         if session.bytes_in + len(data) > session.max_bytes:
             session.over_budget += 1
             return
-        session.account(attributed, len(data), at)
+        if not session.account(attributed, len(data), at):
+            return
         if session.may_echo(source[0], len(data)):
             try:
                 self.sock.sendto(data, source)
@@ -234,58 +251,82 @@ class _UdpListener(_Listener):
 
 
 class _TcpListener(_Listener):
-    """RFC 4571 framing (a 2-byte length before each packet), one flow per connection."""
+    """RFC 4571 framing (a 2-byte length before each packet), one flow per
+    connection. Connections are capped per listener and per source address,
+    and one that sends no valid first frame in time is closed."""
 
     server: asyncio.base_events.Server
 
     @classmethod
     async def open(cls, reflector: Reflector, address: str, port: int) -> _TcpListener:
         self = cls(reflector, address, port)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.per_source: dict[str, int] = {}
         self.server = await asyncio.start_server(self._connection, address, port,
                                                  reuse_address=True)
-        self.tasks: set[asyncio.Task[None]] = set()
         return self
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
+        settings = self.reflector.settings
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else "-"
+        if (len(self.tasks) >= settings.reflector_connections_per_listener
+                or self.per_source.get(source, 0) >= settings.reflector_connections_per_source):
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
-        peer = writer.get_extra_info("peername")
-        session: Session | None = None
+        self.per_source[source] = self.per_source.get(source, 0) + 1
         try:
-            while True:
-                header = await reader.readexactly(RFC4571_HEADER)
-                (length,) = struct.unpack("!H", header)
-                data = await reader.readexactly(length)
-                at = time.time()
-                if session is None:
-                    found = self.attribute(data, peer)
-                    if found is None:
-                        return  # not one of ours: hang up
-                    session = found[0]
-                    attributed = found[1]
-                else:
-                    attributed = wire.find(session.key, data)
-                    if attributed is None:
-                        continue
-                if session.closed:
-                    return
-                if session.bytes_in + len(data) > session.max_bytes:
-                    session.over_budget += 1
-                    continue
-                session.account(attributed, len(data), at)
-                if session.may_echo(peer[0], len(data)):
-                    writer.write(header + data)
-                    session.bytes_out += len(data)
-                    session.flows[attributed.flow].echoed += 1
-                    await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            await self._serve(reader, writer, peer, settings.reflector_first_frame_seconds)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, TimeoutError):
             pass
         finally:
             writer.close()
+            self.per_source[source] -= 1
+            if not self.per_source[source]:
+                del self.per_source[source]
             if task is not None:
                 self.tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     peer: Any, first_frame_seconds: float) -> None:
+        session: Session | None = None
+        while True:
+            if session is None:  # the first frame, with a valid token, or goodbye
+                header = await asyncio.wait_for(reader.readexactly(RFC4571_HEADER),
+                                                first_frame_seconds)
+            else:
+                header = await reader.readexactly(RFC4571_HEADER)
+            (length,) = struct.unpack("!H", header)
+            if session is None:
+                data = await asyncio.wait_for(reader.readexactly(length), first_frame_seconds)
+            else:
+                data = await reader.readexactly(length)
+            at = time.time()
+            if session is None:
+                found = self.attribute(data, peer)
+                if found is None:
+                    return  # not one of ours: hang up
+                session, attributed = found
+            else:
+                attributed = wire.find(session.key, data)
+                if attributed is None:
+                    continue
+            if session.closed:
+                return
+            if session.bytes_in + len(data) > session.max_bytes:
+                session.over_budget += 1
+                continue
+            if not session.account(attributed, len(data), at):
+                continue
+            if session.may_echo(peer[0], len(data)):
+                writer.write(header + data)
+                session.bytes_out += len(data)
+                session.flows[attributed.flow].echoed += 1
+                await writer.drain()
 
     def close(self) -> None:
         self.server.close()
@@ -294,14 +335,20 @@ class _TcpListener(_Listener):
 
 
 class Reflector:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, extra_ports: frozenset[int] = frozenset()) -> None:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
         self.listeners: dict[tuple[str, str, int], _Listener] = {}
+        # ports sessions may ask for: the setting's, and the catalogue's throttle ports
+        self.ports = parse_ports(settings.reflector_ports) | extra_ports
 
     async def create(self, key_id: str, client_ip: str, local_address: str, port: int,
                      transport: str, duration: float) -> Session:
         settings = self.settings
+        if port not in self.ports:
+            raise ReflectorError(403, "port_not_allowed", f"the reflector serves only the "
+                                 "ports its catalogue and settings name (reflector_ports); "
+                                 f"{port} is not one of them")
         if len(self.sessions) >= settings.reflector_max_sessions:
             raise ReflectorError(503, "reflector_busy", "the reflector serves as many sessions "
                                  "as it may; retry in a few seconds")

@@ -4,6 +4,7 @@ the `ServicesDep` dependency."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from collector.keys import KeyStore
 from collector.settings import Settings
+from collector.tally import Tally
 
 if TYPE_CHECKING:
     from collector.control import ControlRunner
@@ -31,6 +33,8 @@ class Services:
     control: ControlRunner
     identity: CollectorKey
     log: TransLog  # read side always; appends only with settings.transparency_log
+    catalogue: Any = None  # the operator's catalogue (setting `catalogue`), loaded at start
+    tally: Tally = field(default_factory=Tally)  # rejections not yet written
     # room for other areas (webrtc peer, reflector) to keep per-process state
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -43,14 +47,23 @@ class Services:
         from collector.store import MeasurementStore
         from collector.translog import TransLog
 
+        catalogue = None
+        if settings.catalogue is not None:
+            from probe.catalogue import load_catalogue
+
+            catalogue = load_catalogue(settings.catalogue)  # a UserError names the problem
         engine = make_engine(settings.database_url)
         identity = load_or_create(settings.data_dir)
         return cls(settings=settings, engine=engine, keys=KeyStore(engine),
                    store=MeasurementStore(engine), enricher=Enricher.from_settings(settings),
-                   control=ControlRunner(settings), identity=identity,
-                   log=TransLog(engine, identity))
+                   control=ControlRunner(settings, engine, catalogue), catalogue=catalogue,
+                   identity=identity, log=TransLog(engine, identity))
 
     def close(self) -> None:
+        counts = self.tally.drain()
+        if counts:
+            with contextlib.suppress(Exception):  # the database is gone: only counts lost
+                self.store.insert([], counts, ())
         self.enricher.close()
         self.engine.dispose()
 

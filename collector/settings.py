@@ -18,9 +18,12 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from probe.catalogue import IceServer
+from probe.core.addresses import parse_prefixes
 from probe.core.errors import UserError
 
 ENV_PREFIX = "VOIPWATCH_COLLECTOR_"
+# the default catalogue's throttle ports and their neighbours (docs/throttle.md)
+DEFAULT_REFLECTOR_PORTS = "3478-3481,5004,8801-8802,16384-16403,19302-19309"
 DEFAULT_PORT = 8470
 _TOML: ContextVar[dict[str, Any] | None] = ContextVar("collector_toml", default=None)
 
@@ -49,6 +52,23 @@ def parse_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
     return host, number
 
 
+def parse_ports(text: str) -> frozenset[int]:
+    """`3478,8801-8810` -> the ports; ValueError names a bad part."""
+    ports: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a port or a range like 8801-8810") from None
+        if not 1 <= first <= last <= 65535:
+            raise ValueError(f"{part!r}: ports run from 1 to 65535")
+        ports.update(range(first, last + 1))
+    return frozenset(ports)
+
+
 class Settings(BaseSettings):
     """Everything the collector can be told. Durations in seconds unless named otherwise."""
 
@@ -68,14 +88,31 @@ class Settings(BaseSettings):
     geoip_builtin: bool = True  # geoip2fast's bundled data when no .mmdb file is given
     keep_ip: bool = False
     forwarded_allow_ips: str | None = Field(
-        None, description="proxies whose X-Forwarded-For is trusted (comma list, or *)")
+        None, description="addresses of the proxies whose X-Forwarded-For is trusted "
+        "(comma list; `*` is refused: it would let any client choose its address)")
+
+    # the collector's own catalogue: the test helper's endpoints, the reflector's ports
+    catalogue: Path | None = Field(None, description="catalogue YAML the collector serves")
 
     # registration
-    require_token: bool = False
+    require_token: bool | None = Field(
+        None, description="registration needs an enrollment token; default: yes whenever "
+        "the collector listens on a non-loopback address")
+    register_rate_per_hour: int = Field(
+        30, ge=1, description="registrations per client address (IPv6: per /64) per hour")
 
     # ingest
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024,
+                                description="signed ingest requests")
+    max_request_bytes: int = Field(256 * 1024, ge=1024,
+                                   description="every other route, and unsigned ingest")
+    max_record_bytes: int = Field(64 * 1024, ge=1024, description="one record, evidence "
+                                  "included (larger ones are rejected as too_large)")
     max_batch: int = Field(1000, ge=1)
+    ingest_quota_per_day: int = Field(
+        20_000, ge=1, description="records one key may send per day (429 beyond)")
+    unsigned_rate_per_minute: int = Field(
+        30, ge=1, description="unsigned ingest requests per client address (IPv6: /64)")
     max_record_age_days: float = Field(
         400.0, ge=0, description="the horizon: older records are `too_old` (probes keep them "
         "and retry); long enough for a months-long shutdown; 0: no limit")
@@ -96,7 +133,16 @@ class Settings(BaseSettings):
     control_enabled: bool = True
     control_allow_private: bool = False
     control_max_endpoints: int = Field(64, ge=1)
-    control_concurrency: int = Field(32, ge=1)
+    control_denied_prefixes: str | None = Field(
+        None, description="more address prefixes the test helper never reaches (comma list)")
+    control_restrict_to_catalogue: bool | None = Field(
+        None, description="run only the catalogue's endpoints; default: yes when `catalogue` "
+        "is set")
+    control_concurrency: int = Field(32, ge=1, description="checks at once, all workers")
+    control_concurrency_per_key: int = Field(16, ge=1, description="checks at once per key")
+    control_targets_per_hour: int = Field(
+        200, ge=1, description="distinct (host, port) targets per key per hour, when the "
+        "helper is not held to a catalogue")
     control_timeout_seconds: float = Field(5.0, gt=0)
     control_deadline_seconds: float = Field(12.0, gt=0)
     control_rate_per_minute: int = Field(600, ge=1, description="endpoints per key per minute")
@@ -107,7 +153,16 @@ class Settings(BaseSettings):
     webrtc_ice_servers: list[IceServer] = Field(
         default_factory=list, description="the peer's STUN/TURN servers (its own coturn), "
         "as RTCIceServer: [{urls, username, credential}]; empty: host candidates only")
-    webrtc_max_sessions: int = Field(16, ge=1, description="live sessions per process")
+    webrtc_max_sessions: int = Field(16, ge=1, description="live sessions in all")
+    webrtc_sessions_per_key: int = Field(
+        10, ge=1, description="live sessions per key (a pass of the default catalogue makes "
+        "its 10 calls at once)")
+    webrtc_max_candidates: int = Field(32, ge=1, description="candidates an offer may list")
+    webrtc_allow_private: bool = Field(
+        False, description="keep private, link-local and mDNS candidates (labs): by default "
+        "the peer neither probes them in offers nor offers its own")
+    webrtc_echo_max_messages: int = Field(200, ge=1, description="data-channel echoes per "
+                                          "session")
     webrtc_session_seconds: float = Field(30.0, gt=0, le=600)
 
     # the throttling reflector (/api/v1/reflector/sessions, docs/throttle.md)
@@ -124,6 +179,12 @@ class Settings(BaseSettings):
     reflector_echo_any_source: bool = Field(
         False, description="echo to any source with a valid token, not only to the address "
         "that opened the session")
+    reflector_ports: str = Field(
+        DEFAULT_REFLECTOR_PORTS, description="ports (and ranges) sessions may ask for, besides "
+        "those the catalogue's throttle endpoints name")
+    reflector_connections_per_listener: int = Field(16, ge=1)
+    reflector_connections_per_source: int = Field(4, ge=1)
+    reflector_first_frame_seconds: float = Field(3.0, gt=0)
 
     # the media service (reference peer + reflector in one process, collector/media.py)
     media_url: str | None = Field(
@@ -140,6 +201,42 @@ class Settings(BaseSettings):
         "webhooks; default: the URL each request came in on (none in webhooks)")
     dashboard_refresh_seconds: float = Field(
         30.0, gt=0, description="how often changes are detected and webhooks sent")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _no_wildcard(cls, value: str | None) -> str | None:
+        if value and "*" in value:
+            raise ValueError("`*` would let any client choose its address (and aim the "
+                             "reflector at anyone): list the proxies' addresses")
+        return value or None
+
+    @field_validator("control_denied_prefixes")
+    @classmethod
+    def _prefixes(cls, value: str | None) -> str | None:
+        parse_prefixes(value)
+        return value
+
+    @field_validator("reflector_ports")
+    @classmethod
+    def _ports(cls, value: str) -> str:
+        parse_ports(value)
+        return value
+
+    @property
+    def token_required(self) -> bool:
+        """An explicit `require_token`, else: yes unless listening on loopback only."""
+        if self.require_token is not None:
+            return self.require_token
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host != "localhost"
+
+    @property
+    def helper_restricted(self) -> bool:
+        if self.control_restrict_to_catalogue is not None:
+            return self.control_restrict_to_catalogue
+        return self.catalogue is not None
 
     @property
     def media_proxy_set(self) -> set[str]:

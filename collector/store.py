@@ -3,7 +3,7 @@ queries with keyset paging, and streaming in constant memory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -104,10 +104,14 @@ class MeasurementStore:
                 else sqlite.insert(table))
 
     def insert(self, rows: list[dict[str, Any]], rejected: dict[str, int],
-               key_ids: Iterable[str], log: TransLog | None = None) -> dict[str, Stored]:
+               key_ids: Iterable[str], log: TransLog | None = None,
+               also: Callable[[sa.Connection, int], None] | None = None) -> dict[str, Stored]:
         """Store `rows` and count `rejected` in one transaction; each row's id ->
         how it is stored (inserted now, or a duplicate of an earlier one). With a
-        `log`, new rows are appended to it in the same transaction, in batch order."""
+        `log`, new rows are appended to it in the same transaction, in batch order;
+        `also` runs in the same transaction with the number inserted (the ingest
+        quota)."""
+        inserted: set[str] = set()
         if not rows and not rejected:
             return {}
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
@@ -136,6 +140,8 @@ class MeasurementStore:
                 conn.execute(sa.update(probes)
                              .where(probes.c.key_id.in_(sorted(set(key_ids))))
                              .values(last_seen_at=utcnow()))
+            if also is not None and inserted:
+                also(conn, len(inserted))
             for reason, count in sorted(rejected.items()):
                 upsert = self._insert(rejections).values(reason=reason, count=count)
                 conn.execute(upsert.on_conflict_do_update(

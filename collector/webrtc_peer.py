@@ -28,9 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.core.addresses import refusal
 from probe.core.errors import MalformedMessage, VoipwatchError
 from probe.wire.media import drain, tone_track
 from probe.wire.sdp import candidate_counts
+
+ECHO_MAX_BYTES = 1024 * 1024  # data-channel bytes echoed per session
 
 log = logging.getLogger("collector.webrtc")
 
@@ -46,6 +49,37 @@ class BadOffer(MalformedMessage):
     """The offer is not an SDP offer aiortc can answer; the message says why."""
 
 
+class KeyBusy(PeerFull):
+    """This key has as many live sessions as it may."""
+
+
+def _candidate_address(line: str) -> str | None:
+    fields = line.split()
+    return fields[4] if len(fields) >= 8 and fields[6] == "typ" else None
+
+
+def filter_candidates(sdp: str, allow_private: bool, limit: int | None = None) -> str:
+    """The SDP without the candidates the collector must not probe or reveal:
+    mDNS names (`.local`), and addresses on the deny-list (private, link-local,
+    loopback...; probe.core.addresses), unless `allow_private` (labs). BadOffer
+    when it lists more than `limit` candidates."""
+    lines = sdp.splitlines()
+    candidates = [line for line in lines if line.startswith("a=candidate:")]
+    if limit is not None and len(candidates) > limit:
+        raise BadOffer(f"the offer lists {len(candidates)} candidates; at most {limit}")
+    kept = []
+    for line in lines:
+        if line.startswith("a=candidate:"):
+            address = _candidate_address(line)
+            if address is None:
+                continue
+            if not allow_private and (address.lower().endswith(".local")
+                                      or refusal(address) is not None):
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
+
+
 @dataclass
 class Session:
     id: int
@@ -55,6 +89,8 @@ class Session:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.Task[None] | None = None
     echoed: int = 0
+    echoed_bytes: int = 0
+    echo_refused: int = 0
     drains: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -70,9 +106,16 @@ class PeerPool:
     """The live sessions of one collector process."""
 
     def __init__(self, ice_servers: Sequence[Any], max_sessions: int, lifetime: float,
-                 gather_timeout: float = 10.0) -> None:
+                 gather_timeout: float = 10.0, *, per_key: int | None = None,
+                 max_candidates: int | None = None, allow_private: bool = False,
+                 echo_max_messages: int | None = None) -> None:
         self.ice_servers = list(ice_servers)
         self.max_sessions = max_sessions
+        self.per_key = per_key
+        self.max_candidates = max_candidates
+        self.allow_private = allow_private
+        self.echo_max_messages = echo_max_messages
+        self._reserved_by: dict[str, int] = {}
         self.lifetime = lifetime
         self.gather_timeout = gather_timeout
         self.sessions: dict[int, Session] = {}
@@ -107,11 +150,24 @@ class PeerPool:
         """Answer an offer (raises PeerFull, BadOffer)."""
         if self._closing or self.active >= self.max_sessions:
             raise PeerFull(self._retry_after())
-        self._reserved += 1  # taken before the first await: no two offers get the last slot
+        mine = self._reserved_by.get(key_id, 0) + sum(
+            s.key_id == key_id for s in self.sessions.values())
+        if self.per_key is not None and mine >= self.per_key:
+            raise KeyBusy(self._retry_after())
+        offer = filter_candidates(sdp, self.allow_private, self.max_candidates)
+        # taken before the first await: no two offers get the last slot
+        self._reserved += 1
+        self._reserved_by[key_id] = self._reserved_by.get(key_id, 0) + 1
         try:
-            return await self._answer(sdp, key_id)
+            answer = await self._answer(offer, key_id)
         finally:
             self._reserved -= 1
+            self._reserved_by[key_id] -= 1
+            if not self._reserved_by[key_id]:
+                del self._reserved_by[key_id]
+        answer.sdp = filter_candidates(answer.sdp, self.allow_private)
+        answer.candidates = candidate_counts(answer.sdp)
+        return answer
 
     async def _answer(self, sdp: str, key_id: str) -> Answer:
         from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -146,9 +202,16 @@ class PeerPool:
         def on_datachannel(channel: Any) -> None:
             @channel.on("message")
             def on_message(message: str | bytes) -> None:
-                if channel.readyState == "open":
-                    session.echoed += 1
-                    channel.send(message)
+                if channel.readyState != "open":
+                    return
+                if (self.echo_max_messages is not None
+                        and session.echoed >= self.echo_max_messages) or \
+                        session.echoed_bytes + len(message) > ECHO_MAX_BYTES:
+                    session.echo_refused += 1  # a probe's check sends five
+                    return
+                session.echoed += 1
+                session.echoed_bytes += len(message)
+                channel.send(message)
 
         @pc.on("track")
         def on_track(track: Any) -> None:

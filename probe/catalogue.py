@@ -44,11 +44,28 @@ def _check_host(value: str) -> str:
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
+# Length limits on every field: they bound what a catalogue entry makes the
+# probe, or the collector's test helper, send (a 32 KB SIP URI once made 64 KB
+# datagrams); real entries are far shorter.
+MAX_LABEL = 64
+MAX_HOST = 253  # RFC 1035 section 2.3.4
+MAX_SECRET = 128  # TURN username, password, credential
+MAX_URI = 256
+MAX_URL = 512
+MAX_NAME = 128
+MAX_ENDPOINTS = 64  # per service
+MAX_SERVICES = 256
+MAX_ICE_SERVERS = 4
+MAX_ICE_URLS = 4
+Label = Annotated[str, Field(max_length=MAX_LABEL)]
+Secret = Annotated[str, Field(max_length=MAX_SECRET)]
+HostName = Annotated[str, Field(max_length=MAX_HOST)]
+
 
 class _Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Role
-    label: str | None = None
+    label: Label | None = None
 
     @property
     def transport_name(self) -> Transport:
@@ -56,7 +73,7 @@ class _Endpoint(BaseModel):
 
 
 class _HostEndpoint(_Endpoint):
-    host: str
+    host: HostName
 
     _host = field_validator("host")(_check_host)
 
@@ -77,7 +94,7 @@ class TcpEndpoint(_HostEndpoint):
 class TlsEndpoint(_HostEndpoint):
     check: Literal[CheckName.TLS]
     port: Port = 443
-    sni: str | None = None
+    sni: HostName | None = None
     transport: Literal[Transport.TLS] = Transport.TLS
 
 
@@ -85,17 +102,18 @@ class StunEndpoint(_HostEndpoint):
     check: Literal[CheckName.STUN]
     port: Port = 3478
     transport: Transport = Transport.UDP
-    sni: str | None = None
+    sni: HostName | None = None
 
 
 class TurnEndpoint(_HostEndpoint):
     check: Literal[CheckName.TURN]
     port: Port = 3478
     transport: Transport = Transport.UDP
-    sni: str | None = None
-    username: str | None = None
-    password: str | None = None
-    peer: str | None = Field(None, description="host:port of a UDP echo peer to relay data to")
+    sni: HostName | None = None
+    username: Secret | None = None
+    password: Secret | None = None
+    peer: str | None = Field(None, max_length=MAX_HOST + 8,
+                             description="host:port of a UDP echo peer to relay data to")
 
     @field_validator("peer")
     @classmethod
@@ -115,19 +133,22 @@ class SipEndpoint(_HostEndpoint):
     check: Literal[CheckName.SIP]
     port: Port = 5060
     transport: Transport = Transport.UDP
-    sni: str | None = None
-    uri: str | None = Field(None, pattern=r"^sips?:[^\s]+$")
+    sni: HostName | None = None
+    uri: str | None = Field(None, pattern=r"^sips?:[^\s]+$", max_length=MAX_URI)
 
 
 class IceServer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    urls: str | tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
+    urls: (Annotated[str, Field(max_length=MAX_URL)]
+           | tuple[Annotated[str, Field(max_length=MAX_URL)], ...])
+    username: Secret | None = None
+    credential: Secret | None = None
 
     @field_validator("urls")
     @classmethod
     def _urls(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if not isinstance(value, str) and not 1 <= len(value) <= MAX_ICE_URLS:
+            raise ValueError(f"give 1 to {MAX_ICE_URLS} URLs")
         for url in (value,) if isinstance(value, str) else value:
             if not re.match(r"^(stun|stuns|turn|turns):", url):
                 raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
@@ -142,7 +163,7 @@ def _check_url(value: str) -> str:
 
 
 class _UrlEndpoint(_Endpoint):
-    url: str
+    url: str = Field(max_length=MAX_URL)
 
     _url = field_validator("url")(_check_url)
 
@@ -153,7 +174,7 @@ class _UrlEndpoint(_Endpoint):
 
 class WebrtcEndpoint(_UrlEndpoint):
     check: Literal[CheckName.WEBRTC]
-    ice_servers: tuple[IceServer, ...] = Field(min_length=0)
+    ice_servers: tuple[IceServer, ...] = Field(min_length=0, max_length=MAX_ICE_SERVERS)
     policy: Literal["all", "relay"] = "all"
 
     @property
@@ -177,7 +198,7 @@ class ThrottleEndpoint(_UrlEndpoint):
     check: Literal[CheckName.THROTTLE]
     port: Port
     transport: Transport = Transport.UDP
-    profile: str = Field(pattern=r"^[a-z0-9-]+$")
+    profile: str = Field(pattern=r"^[a-z0-9-]+$", max_length=MAX_LABEL)
 
     @field_validator("transport")
     @classmethod
@@ -212,15 +233,15 @@ ENDPOINT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Endpoint)
 
 class Service(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    id: str = Field(pattern=r"^[a-z0-9-]+$")
-    name: str
-    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+    id: str = Field(pattern=r"^[a-z0-9-]+$", max_length=MAX_LABEL)
+    name: str = Field(max_length=MAX_NAME)
+    endpoints: tuple[Endpoint, ...] = Field(min_length=1, max_length=MAX_ENDPOINTS)
 
 
 class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: Literal[1]
-    services: tuple[Service, ...] = Field(min_length=1)
+    services: tuple[Service, ...] = Field(min_length=1, max_length=MAX_SERVICES)
 
     def select(self, ids: list[str] | None) -> Catalogue:
         if not ids:

@@ -13,6 +13,14 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+# Collectors the tests start register far more keys from 127.0.0.1 than a
+# volunteer's address ever would (default 30 an hour); the tests of that limit
+# set it themselves.
+os.environ.setdefault("VOIPWATCH_COLLECTOR_REGISTER_RATE_PER_HOUR", "100000")
+# ... and their throttle checks ask the reflector for free ephemeral ports, which the
+# default allow-list (settings.DEFAULT_REFLECTOR_PORTS) does not name
+os.environ.setdefault("VOIPWATCH_COLLECTOR_REFLECTOR_PORTS", "1024-65535")
+
 
 @pytest.fixture(autouse=True)
 def voipwatch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

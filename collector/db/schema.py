@@ -263,3 +263,24 @@ operator_tokens = sa.Table(
     sa.Column("note", sa.Text, nullable=True),
     sa.Column("revoked_at", UtcDateTime, nullable=True),
 )
+
+# Limits that must hold across worker processes (collector/limits.py): sliding-window
+# counters (registrations per address, control targets and ingest quota per key) ...
+rate_counters = sa.Table(
+    "rate_counters", metadata,
+    sa.Column("scope", sa.String(32), primary_key=True),
+    sa.Column("subject", sa.String(160), primary_key=True),
+    sa.Column("window", sa.BigInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+# ... and slots (the test helper's checks): held, or waited for in a fair queue
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("held", sa.Boolean, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),  # Unix time
+    sa.Index("leases_kind", "kind", "held", "key_id"),
+)

@@ -8,10 +8,10 @@ import orjson
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from collector.auth import SignedProbe
 from collector.errors import ApiError
-from collector.ratelimit import RateLimiter
 from collector.services import ServicesDep
 
 router = APIRouter(tags=["control"])
@@ -38,13 +38,11 @@ async def control(payload: ControlRequest, probe: SignedProbe,
     if count > settings.control_max_endpoints:
         raise ApiError(413, "batch_too_large", f"{count} endpoints; at most "
                        f"{settings.control_max_endpoints} per request")
-    limiter = services.extras.get("control_limiter")
-    if limiter is None:
-        limiter = services.extras["control_limiter"] = RateLimiter(
-            settings.control_rate_per_minute)
-    wait = limiter.take(probe.key_id, count)
+    wait = await run_in_threadpool(services.control.counters.take, "control_rate",
+                                   probe.key_id, settings.control_rate_per_minute, 60.0,
+                                   max(count, 1))
     if wait:
         raise ApiError(429, "rate_limited", f"this key asked for too many control checks; "
                        f"retry in {int(wait) + 1} s", {"Retry-After": str(int(wait) + 1)})
-    results = await services.control.run(payload.endpoints)
+    results = await services.control.run(payload.endpoints, probe.key_id)
     return Response(orjson.dumps({"results": results}), media_type="application/json")

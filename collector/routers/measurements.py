@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -28,7 +30,7 @@ def get_ingestor(services: ServicesDep) -> Ingestor:
         log = services.log if services.settings.transparency_log else None
         ingestor = services.extras["ingestor"] = Ingestor(services.settings, services.keys,
                                                           services.store, services.identity,
-                                                          log)
+                                                          log, services.tally)
     return ingestor
 
 
@@ -44,7 +46,12 @@ async def submit(request: Request, services: ServicesDep,
                  ingestor: Annotated[Ingestor, Depends(get_ingestor)]) -> Response:
     """A JSON array of signed measurement records. One result per record, in
     order: `accepted`, `duplicate` or `rejected` (with a reason). The whole
-    batch is written in one transaction; a malformed body writes nothing."""
+    batch is written in one transaction; a malformed body writes nothing.
+
+    Sign the request as the probe does (`X-Voipwatch-Key`, `-Time`,
+    `-Signature`, probe/core/auth.py): it is then checked before the body is
+    parsed, and may carry up to `max_body_bytes`. Unsigned requests still
+    work, held to `max_request_bytes` and a per-address rate."""
     body = await request.body()
     settings = services.settings
     try:
@@ -53,11 +60,32 @@ async def submit(request: Request, services: ServicesDep,
         raise ApiError(413, "batch_too_large", f"{exc}; send at most {exc.limit}") from None
     except MalformedBody as exc:
         raise ApiError(400, "malformed_body", str(exc)) from None
+    quota = await _quota(request, services, len(elements))
     address = request.client.host if request.client else None
     origin = services.enricher.lookup(address)
     outcomes = await run_in_threadpool(ingestor.ingest, elements, origin,
-                                       address if settings.keep_ip else None)
+                                       address if settings.keep_ip else None, quota)
     return _json({"results": [o.as_json() for o in outcomes]})
+
+
+async def _quota(request: Request, services: ServicesDep, records: int
+                 ) -> Callable[[sa.Connection, int], None] | None:
+    """Records per key per day (signed uploads; unsigned ones are rate-limited
+    per address by the gate), across all workers: read before, counted in the
+    transaction that stores the records (a refused batch writes nothing)."""
+    probe = request.scope.get("state", {}).get("probe")
+    if probe is None or not records:
+        return None
+    limit = services.settings.ingest_quota_per_day
+    counters = services.control.counters
+    used = await run_in_threadpool(counters.usage, "ingest_quota", probe.key_id, 86400.0)
+    if used + records > limit:
+        raise ApiError(429, "quota_exceeded", f"this key sent its {limit} records for the "
+                       "day; the rest waits in the probe's spool", {"Retry-After": "3600"})
+    def count(conn: sa.Connection, stored: int) -> None:
+        counters.add(conn, "ingest_quota", probe.key_id, 86400.0, stored)
+
+    return count
 
 
 @router.get("/api/v1/measurements")

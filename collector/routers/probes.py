@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,11 +10,21 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.errors import ApiError
 from collector.keys import RegistrationError
+from collector.limits import client_subject
 from collector.ratelimit import RateLimiter
 from collector.services import ServicesDep
 
 router = APIRouter(tags=["probes"])
-_limiter = RateLimiter(per_minute=60, burst=20)
+
+def _limiter(services: ServicesDep) -> RateLimiter:
+    """Per worker, a first, cheap filter before the count all workers share: never
+    stricter than that count (the setting `register_rate_per_hour`)."""
+    limiter = services.extras.get("register_limiter")
+    if limiter is None:
+        per_hour = services.settings.register_rate_per_hour
+        limiter = services.extras["register_limiter"] = RateLimiter(
+            per_minute=max(per_hour / 60.0, 1.0), burst=min(per_hour, 1000))
+    return limiter
 
 
 class Registration(BaseModel):
@@ -30,14 +41,23 @@ class Registered(BaseModel):
              responses={200: {"model": Registered, "description": "already registered"}})
 async def register(payload: Registration, request: Request,
                    services: ServicesDep) -> JSONResponse:
-    wait = _limiter.take(request.client.host if request.client else "-")
+    subject = client_subject(request.client.host if request.client else None)
+    wait = _limiter(services).take(subject)
+    counters, limit = services.control.counters, services.settings.register_rate_per_hour
+    if not wait:  # then the new keys per hour all workers share (IPv6: per /64)
+        used = await run_in_threadpool(counters.usage, "register", subject, 3600.0)
+        wait = 60.0 if used >= limit else 0.0
     if wait:
         raise ApiError(429, "rate_limited", "too many registrations from this address",
                        {"Retry-After": str(int(wait) + 1)})
+
+    def count(conn: sa.Connection) -> None:
+        counters.add(conn, "register", subject, 3600.0, 1)
+
     try:
         row, created = await run_in_threadpool(
             services.keys.register, payload.public_key, payload.token,
-            require_token=services.settings.require_token)
+            require_token=services.settings.token_required, also=count)
     except RegistrationError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
     return JSONResponse({"key_id": row.key_id}, status_code=201 if created else 200)

@@ -50,8 +50,17 @@ def _reflector(services: Services) -> Reflector:
         raise ApiError(403, "reflector_disabled", "this collector runs no throttling reflector")
     reflector = services.extras.get("reflector")
     if not isinstance(reflector, Reflector):  # the first request: start it
-        reflector = services.extras["reflector"] = Reflector(services.settings)
+        reflector = services.extras["reflector"] = Reflector(
+            services.settings, throttle_ports(services.catalogue))
     return reflector
+
+
+def throttle_ports(catalogue: Any) -> frozenset[int]:
+    """The ports the catalogue's throttle endpoints name (served by default)."""
+    if catalogue is None:
+        return frozenset()
+    return frozenset(e.port for service in catalogue.services for e in service.endpoints
+                     if e.check == "throttle")
 
 
 def _api(exc: ReflectorError) -> ApiError:

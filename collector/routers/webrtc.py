@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from collector.auth import SignedProbe
 from collector.errors import ApiError
 from collector.services import Services, ServicesDep
-from collector.webrtc_peer import BadOffer, PeerFull, PeerPool
+from collector.webrtc_peer import BadOffer, KeyBusy, PeerFull, PeerPool
 
 POOL = "webrtc_peer"
 MAX_SDP = 64 * 1024  # a probe's offer (one audio m-line, one data channel) is ~2 KB
@@ -57,7 +57,10 @@ def _pool(services: Services) -> PeerPool:
         settings = services.settings
         pool = services.extras[POOL] = PeerPool(
             settings.webrtc_ice_servers, settings.webrtc_max_sessions,
-            settings.webrtc_session_seconds)
+            settings.webrtc_session_seconds, per_key=settings.webrtc_sessions_per_key,
+            max_candidates=settings.webrtc_max_candidates,
+            allow_private=settings.webrtc_allow_private,
+            echo_max_messages=settings.webrtc_echo_max_messages)
     return pool
 
 
@@ -70,6 +73,10 @@ async def offer(payload: Offer, probe: SignedProbe, services: ServicesDep) -> An
         raise ApiError(403, "webrtc_disabled", "this collector runs no WebRTC reference peer")
     try:
         answer = await _pool(services).answer(payload.sdp, probe.key_id)
+    except KeyBusy as exc:
+        seconds = str(int(exc.retry_after) + 1)
+        raise ApiError(429, "too_many_sessions", f"this key has as many WebRTC sessions as "
+                       f"it may; retry in {seconds} s", {"Retry-After": seconds}) from None
     except PeerFull as exc:
         seconds = str(int(exc.retry_after) + 1)
         raise ApiError(429, "peer_busy", f"every WebRTC session is taken; retry in {seconds} s",

@@ -145,10 +145,18 @@ def collector_daemon(workdir: Path, settings: dict[str, Any]) -> Daemon:
            # probes may ask it as often as the accuracy runs need
            "VOIPWATCH_COLLECTOR_RESOLVER": SERVICES["ns"],
            "VOIPWATCH_COLLECTOR_CONTROL_RATE_PER_MINUTE": "100000",
+           "VOIPWATCH_COLLECTOR_CONTROL_CONCURRENCY_PER_KEY": "32",
            # the reference peer (webrtc endpoints) gathers through lumen's relay, as a
            # collector uses its own coturn; three probes call with four variants each
            "VOIPWATCH_COLLECTOR_WEBRTC_ICE_SERVERS": json.dumps(PEER_ICE_SERVERS),
            "VOIPWATCH_COLLECTOR_WEBRTC_MAX_SESSIONS": "32",
+           # the lab's probes sit on RFC 1918 addresses (their ICE candidates), each calls
+           # as often as its catalogue says at once (ten for the default catalogue's
+           # mirror), and the lab hands out no enrollment tokens
+           "VOIPWATCH_COLLECTOR_WEBRTC_ALLOW_PRIVATE": "true",
+           "VOIPWATCH_COLLECTOR_WEBRTC_SESSIONS_PER_KEY": "32",
+           "VOIPWATCH_COLLECTOR_REQUIRE_TOKEN": "false",
+           "VOIPWATCH_COLLECTOR_REGISTER_RATE_PER_HOUR": "1000",
            **{k: str(v) for k, v in settings.get("collector_env", {}).items()}}
     argv = [str(BIN / "voipwatch-collector"), "serve", "--data-dir", str(workdir / "collector"),
             "--host", SERVICES["collector"], "--port", str(COLLECTOR_PORT),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -152,3 +152,14 @@ class Context:
     signer: Any = None
     # the control vantage point runs the same checks with this set: no control of its own
     is_control: bool = False
+    # The test helper's seam: every name or address the check would resolve or
+    # connect to, mapped to the one address the helper vetted. When set, the
+    # check connects to exactly these addresses and refuses any other target.
+    pinned: Mapping[str, str] | None = None
+    # The test helper's UDP caps: the largest datagram it sends, and how many
+    # times a request goes out (retransmissions included). None: no cap.
+    udp_max_payload: int | None = None
+    max_sends: int | None = None
+    # The test helper's filter of the addresses a `dns` answer may repeat (the
+    # others are withheld: a probe must not map the collector's network)
+    reveal: Callable[[str], bool] | None = None

@@ -50,6 +50,8 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
             observation.bytes_received = exc.answer.bytes_received
         return observation
 
+    if ctx.reveal is not None:
+        _withhold(answer, ctx.reveal, evidence)
     evidence.update(rcode=answer.rcode, answers=answer.addresses, cnames=answer.cnames,
                     rtt_ms=answer.rtt_ms, attempts=answer.attempts,
                     resolver=_resolver_label(answer.resolver))
@@ -64,6 +66,15 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
         )
     observation.bytes_sent, observation.bytes_received = answer.bytes_sent, answer.bytes_received
     return observation
+
+
+def _withhold(answer: Any, reveal: Any, evidence: dict[str, Any]) -> None:
+    """The test helper repeats only the answers it may reveal: a name the
+    probe chose must not map the collector's own network (nor its CNAMEs)."""
+    kept = [a for a in answer.addresses if reveal(a)]
+    if len(kept) < len(answer.addresses):
+        evidence["withheld"] = len(answer.addresses) - len(kept)
+        answer.addresses, answer.cnames = kept, []
 
 
 def _judge(addresses: list[str], evidence: dict[str, Any],

@@ -42,6 +42,18 @@ def handshake_failed(exc: HandshakeFailed) -> Observation:
     return observation
 
 
+async def resolve_name(host: str, ctx: Context) -> str:
+    """The address to connect to for `host`: the pinned one when the test helper
+    pinned the check's targets (ResolveError for a target it did not vet),
+    else the first address the run's resolver gives."""
+    if ctx.pinned is not None:
+        address = ctx.pinned.get(host)
+        if address is None:
+            raise ResolveError(Failure.DNS_RESOLUTION, f"{host}: not a vetted target")
+        return address
+    return await resolve_host(host, ctx.resolver, ctx.timeout)
+
+
 async def resolve(endpoint: Any, ctx: Context) -> tuple[str | None, Observation | None]:
     """(address, None), or (None, an observation saying why the name did not resolve).
 
@@ -49,7 +61,7 @@ async def resolve(endpoint: Any, ctx: Context) -> tuple[str | None, Observation 
     means this check could not be made, so no blocking method is claimed."""
     start = time.perf_counter()
     try:
-        return await resolve_host(endpoint.host, ctx.resolver, ctx.timeout), None
+        return await resolve_name(endpoint.host, ctx), None
     except ResolveError as exc:
         elapsed = round((time.perf_counter() - start) * 1000, 3)
         return None, Observation.failed(exc.failure, Operation.RESOLVE, phase="resolve",
@@ -59,9 +71,14 @@ async def resolve(endpoint: Any, ctx: Context) -> tuple[str | None, Observation 
 async def open_flow(address: str, port: int, transport: Transport, ctx: Context, *,
                     sni: str, deadline: float, framer: Framer) -> Flow:
     """Open a flow, or raise StepFailed with the observation of what went wrong."""
+    if ctx.pinned is not None and address not in ctx.pinned.values():
+        raise StepFailed(Observation.failed(Failure.DNS_RESOLUTION, Operation.SOCKET,
+                                            phase="connect", error="not a vetted address"))
     try:
-        return await open_transport(address, port, transport, ctx.ssl_context, sni=sni,
+        flow = await open_transport(address, port, transport, ctx.ssl_context, sni=sni,
                                     deadline=deadline, framer=framer)
+        flow.max_payload, flow.max_sends = ctx.udp_max_payload, ctx.max_sends
+        return flow
     except ConnectFailed as exc:
         raise StepFailed(connect_failed(exc, **exc.evidence)) from exc
     except HandshakeFailed as exc:

@@ -24,11 +24,10 @@ from aioice.stun import Class, Message, Method
 from aioice.turn import UDP_TRANSPORT
 
 from probe.checks.base import Context, Observation, Operation, carried
-from probe.checks.results import finish, flow_operation, open_flow, resolve
+from probe.checks.results import finish, flow_operation, open_flow, resolve, resolve_name
 from probe.checks.stun import address_kind, implausible_mapping, mapped_evidence
 from probe.core.errors import BadCookie, Mismatch, ResolveError, StepFailed
 from probe.core.failures import Failure, scrub
-from probe.dns.resolve import resolve_host
 from probe.net.flow import Flow, Transaction, answer_deadline, exchange
 from probe.wire import stun as stunmsg
 
@@ -55,7 +54,7 @@ async def run(endpoint: Any, ctx: Context) -> Observation:
     if endpoint.peer and endpoint.username:
         host, port = parse_peer(endpoint.peer)
         try:
-            peer = (await resolve_host(host, ctx.resolver, ctx.timeout), port)
+            peer = (await resolve_name(host, ctx), port)
         except ResolveError as exc:  # our own echo peer: nothing said about the TURN server
             return Observation.failed(exc.failure, Operation.RESOLVE, phase="peer",
                                       error=str(exc))

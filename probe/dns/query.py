@@ -6,6 +6,7 @@ exception; a censorship detector needs each one, so we query directly.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
@@ -112,14 +114,24 @@ async def query_addresses(
     raise DnsError(failure, detail or f"no answer from {len(servers)} resolver(s)")
 
 
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _answer(response: dns.message.Message, rdtype: int, resolver: str, rtt: float,
             attempts: int, traffic: tuple[int, int]) -> DnsAnswer:
     rcode = response.rcode()
     answer = DnsAnswer(resolver=resolver, rcode=dns.rcode.to_text(rcode), rtt_ms=rtt,
                        attempts=attempts, bytes_sent=traffic[0], bytes_received=traffic[1])
     for rrset in response.answer:
+        if rrset.rdclass != dns.rdataclass.IN:  # e.g. a forged CH-class "A": no address
+            continue
         if rrset.rdtype == rdtype:
-            answer.addresses.extend(str(r) for r in rrset)
+            answer.addresses.extend(a for a in (str(r) for r in rrset) if _is_address(a))
         elif rrset.rdtype == dns.rdatatype.CNAME:
             answer.cnames.extend(str(r.target).rstrip(".") for r in rrset)
     if rcode in _RCODE_FAILURE:

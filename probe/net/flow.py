@@ -83,6 +83,9 @@ class Flow:
         host, port = sock.getsockname()[:2]
         self.local: tuple[str, int] = (host, port)
         self._final: tuple[int, int] | None = None
+        # caps the test helper sets (probe.checks.base.Context): None, no cap
+        self.max_payload: int | None = None
+        self.max_sends: int | None = None
 
     @property
     def datagram(self) -> bool:
@@ -90,6 +93,9 @@ class Flow:
 
     async def send(self, data: bytes) -> None:
         if self.streams is None:
+            if self.max_payload is not None and len(data) > self.max_payload:
+                raise FlowClosed(Failure.UNKNOWN, f"a {len(data)}-byte datagram is over this "
+                                 f"vantage point's cap of {self.max_payload}")
             try:
                 await asyncio.get_running_loop().sock_sendall(self.sock, data)
             except OSError as exc:
@@ -267,7 +273,7 @@ async def exchange(flow: Flow, request: Request, match: Match[T], deadline: floa
     if request is None:
         offsets: list[float] = []
     elif resend or (resend is None and flow.datagram):
-        offsets = retransmit_offsets(deadline - start)
+        offsets = retransmit_offsets(deadline - start, limit=flow.max_sends or MAX_SENDS)
     else:
         offsets = [0.0]
     sent_at: list[float] = []

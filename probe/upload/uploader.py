@@ -2,10 +2,11 @@
 
 A record leaves the spool only when the collector answered `accepted` or
 `duplicate` for it with a valid receipt (probe/upload/receipts.py); `rejected`
-ones are kept aside with the reason, and those refused for a reason that can
-pass (too old for the collector's horizon, a key it does not know yet) wait
-and are sent again with a growing delay. Batches go out one at a time and each
-is retried with exponential backoff and jitter, so a dead collector or a
+ones are kept aside with the reason, and so is a record the collector refuses
+even alone (found by bisection of the batch); those refused for a reason that
+can pass (too old for the collector's horizon, a key it does not know yet)
+wait and are sent again with a growing delay. Batches go out one at a time and
+each is retried with exponential backoff and jitter, so a dead collector or a
 killed probe at any moment loses nothing and, since the collector is
 idempotent by record id, stores nothing twice.
 """
@@ -22,13 +23,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from probe.core.auth import sign_request
 from probe.core.errors import (
     CollectorUnavailable,
     SignatureError,
-    TooLarge,
     Unreachable,
     UserError,
 )
@@ -184,12 +186,31 @@ def _pin(collector_url: str, config: ProbeConfig, http: httpx.Client,
     return found
 
 
+class Refused(CollectorUnavailable):
+    """The collector refused a whole request body (400, 413, 422): something in
+    this batch, not the collector's state; `code` is its error string."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+BISECT_STATUS = frozenset({400, 413, 422})
+
+
 class Uploader:
+    """Sends the spool in batches, each request signed (probe/core/auth.py) so
+    the collector checks it before parsing the body. A batch the collector
+    refuses whole is cut in halves until the record that causes it stands
+    alone: that one is kept aside in the spool (never lost), the rest goes."""
+
     def __init__(self, collector_url: str, spool: Spool, client: httpx.Client,
                  backoff: Backoff | None = None, batch: int = BATCH,
                  progress: Callable[[int, int], None] | None = None,
-                 collector_key: bytes | None = None) -> None:
+                 collector_key: bytes | None = None,
+                 signer: ProbeKey | None = None) -> None:
         self.url = _base(collector_url) + INGEST_PATH
+        self.path = urlsplit(self.url).path
         self.collector = collector_url
         self.spool = spool
         self.client = client
@@ -198,6 +219,7 @@ class Uploader:
         self.progress = progress
         self.collector_key = collector_key  # None: asked of the collector (trust on first use)
         self.receipts: ReceiptCheck | None = None
+        self.signer = signer
 
     def run(self) -> Summary:
         """Upload until the spool holds only rejected records, or the collector
@@ -205,29 +227,14 @@ class Uploader:
         summary = Summary()
         total = len(self.spool.pending(10**9))
         done = 0
-        size = self.batch
         while True:
-            records = self.spool.pending(size)
+            records = self.spool.pending(self.batch)
             if not records:
                 break
             try:
-                results = self._send(records)
-                self._receipts()  # pinned, or asked once (an older registration)
-            except TooLarge:
-                if size == 1:
-                    summary.error = "the collector refuses even a single record as too large"
-                    break
-                size = max(1, size // 2)
-                continue
+                self._upload(records, summary)
             except CollectorUnavailable as exc:
                 summary.error = str(exc)
-                break
-            settled = self._settle(records, results, summary)
-            if summary.error:
-                break
-            if settled < len(records):
-                summary.error = (f"{self.collector} answered without a status for some "
-                                 "records")
                 break
             done += len(records)
             if self.progress and total > self.batch:
@@ -241,6 +248,33 @@ class Uploader:
             self.receipts = ReceiptCheck(key)
         return self.receipts
 
+    def _upload(self, records: list[dict[str, Any]], summary: Summary) -> None:
+        """Send `records`; on a refusal of the whole body, each half on its own
+        (the batch size learnt from a 413 is kept for the next batches)."""
+        try:
+            results = self._send(records)
+        except Refused as exc:
+            if len(records) == 1:
+                self.spool.reject(records[0]["id"], f"refused:{exc.code}"[:64])
+                summary.rejected[exc.code] = summary.rejected.get(exc.code, 0) + 1
+                log.info("record %s refused alone (%s): kept aside", records[0]["id"], exc)
+                return
+            half = (len(records) + 1) // 2
+            if exc.code in ("body_too_large", "batch_too_large"):
+                self.batch = max(1, min(self.batch, half))
+            self._upload(records[:half], summary)
+            self._upload(records[half:], summary)
+            return
+        if self._settle(records, results, summary) < len(records):
+            raise CollectorUnavailable(f"{self.collector} answered without a status for "
+                                       "some records")
+
+    def _headers(self, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.signer is not None:
+            headers.update(sign_request(self.signer, "POST", self.path, body))
+        return headers
+
     def _send(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         body = ("[" + ",".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False)
                                for r in records) + "]").encode()
@@ -250,16 +284,21 @@ class Uploader:
             if attempt:
                 self.backoff.sleep(self.backoff.delay(attempt))
             try:
-                response = self.client.post(self.url, content=body,
-                                            headers={"Content-Type": "application/json"})
+                response = self.client.post(self.url, content=body, headers=self._headers(body))
             except httpx.HTTPError as exc:
                 problem = _explain(exc)
                 log.info("upload attempt %d failed: %s", attempt + 1, problem)
                 continue
             if response.status_code == 200:
                 return self._results(response, records)
-            if response.status_code == 413:
-                raise TooLarge()
+            code = _error_code(response)
+            if response.status_code == 413 or (response.status_code in BISECT_STATUS and code):
+                raise Refused(code or "body_too_large", _error_detail(response))
+            if response.status_code in (401, 403) and code in ("unknown_key", "revoked_key"):
+                # the signed request's key is unknown (a registration mishap: the
+                # records wait and retry) or revoked (kept aside): as each record
+                # would be told
+                return [{"id": r["id"], "status": "rejected", "reason": code} for r in records]
             problem = f"HTTP {response.status_code}: {_error_detail(response)}"
             if response.status_code not in RETRY_STATUS:
                 break  # the collector will not change its mind
@@ -312,10 +351,20 @@ class Uploader:
                 rejected += 1
         self.spool.settle(_base(self.collector), done)
         if unreceipted:
-            summary.error = (f"{len(unreceipted)} records were answered as stored without a "
-                             f"valid receipt ({unreceipted[0]}); they stay in the spool")
+            raise CollectorUnavailable(f"{len(unreceipted)} records were answered as stored "
+                                       f"without a valid receipt ({unreceipted[0]}); they "
+                                       "stay in the spool")
         return len(done) + rejected
 
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The collector's stable error string, if this is a collector's error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("error") if isinstance(body, dict) else None
+    return str(code)[:48] if isinstance(code, str) else None
 
 
 def _say(line: str) -> None:
@@ -335,7 +384,6 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
     `strict` (the `upload` command): a UserError when the collector could not be
     reached or rejected records. After `run`, problems are reported, not raised:
     the records wait in the spool for the next upload."""
-    del key  # records carry their own signatures; the key is not needed to send them
     if not spool_path().exists():
         _say(f"upload to {collector_url}: the spool is empty")
         return
@@ -353,7 +401,7 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
             spool.release()
         uploader = Uploader(collector_url, spool, http, backoff,
                             progress=_progress if sys.stderr.isatty() else None,
-                            collector_key=pinned)
+                            collector_key=pinned, signer=key)
         try:
             summary = uploader.run()
         except httpx.InvalidURL as exc:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from probe.core.auth import sign_request
 from probe.core.record import rfc3339, utcnow
 from probe.core.signing import ProbeKey
 from tests.collector.harness import Collector
@@ -52,10 +53,44 @@ def collector(request: pytest.FixtureRequest,
         yield running
 
 
+class UploadSigner(httpx.Auth):
+    """Signs ingest requests as the probe's uploader does (probe/core/auth.py);
+    streamed bodies stay unsigned."""
+
+    def __init__(self, key: ProbeKey) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        if request.method == "POST" and request.url.path.endswith("/api/v1/measurements"):
+            try:
+                body = request.content
+            except httpx.RequestNotRead:
+                body = None
+            if body is not None:
+                request.headers.update(sign_request(self.key, "POST", request.url.path, body))
+        yield request
+
+
+def signing_client(collector: Collector) -> httpx.Client:
+    """A client whose uploads are signed by the collector's uploader key
+    (registered on first use; one per collector, as one probe would)."""
+    client = collector.client()
+    key = getattr(collector, "upload_key", None)
+    if key is None:
+        key = ProbeKey.generate()
+        register(client, key)
+        collector.upload_key = key  # type: ignore[attr-defined]
+    client.auth = UploadSigner(key)
+    return client
+
+
 @pytest.fixture
 def http(collector: Collector) -> Iterator[httpx.Client]:
-    with collector.client() as client:
+    client = signing_client(collector)
+    try:
         yield client
+    finally:
+        client.close()
 
 
 def make_record(key: ProbeKey, service: str = "chat", **changes: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collector.export import export, parquet
 from collector.store import Filters, MeasurementStore
 from probe.core.record import rfc3339
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import make_record, register
+from tests.collector.conftest import UploadSigner, make_record, register
 from tests.collector.harness import Collector
 
 
@@ -43,6 +43,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeasurementStore
             collector.client() as client:
         for key in (first, second):
             register(client, key)
+        client.auth = UploadSigner(first)
         response = client.post("/api/v1/measurements", json=records)
         assert {r["status"] for r in response.json()["results"]} == {"accepted"}, response.text
         assert collector.cli("probes", "revoke", second.key_id).returncode == 0

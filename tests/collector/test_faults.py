@@ -17,7 +17,7 @@ from collector.db.schema import measurements
 from probe.core.signing import ProbeKey
 from probe.store.spool import Spool
 from probe.store.state import spool_path
-from tests.collector.conftest import BACKENDS, database_url, make_record, register
+from tests.collector.conftest import BACKENDS, UploadSigner, database_url, make_record, register
 from tests.collector.harness import Collector
 from tests.conftest import probe_command
 
@@ -121,6 +121,7 @@ def test_answer_lost_after_commit(fresh_collector: Collector) -> None:
     hearing so. The next upload learns they are duplicates and lets them go."""
     key, expected = spool_records(fresh_collector, 700)
     with Spool(spool_path()) as spool, fresh_collector.client() as http:
+        http.auth = UploadSigner(key)
         sent = spool.pending(500)
         assert {r["status"] for r in http.post("/api/v1/measurements", json=sent).json()[
             "results"]} == {"accepted"}

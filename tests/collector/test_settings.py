@@ -27,8 +27,10 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.data_dir == tmp_path / "home"
     assert settings.port == DEFAULT_PORT and settings.host == "127.0.0.1"
     assert settings.database_url == f"sqlite:///{tmp_path / 'home' / 'collector.sqlite3'}"
-    assert (settings.keep_ip, settings.require_token, settings.control_allow_private) == (
-        False, False, False)
+    assert (settings.keep_ip, settings.token_required, settings.control_allow_private) == (
+        False, False, False)  # on loopback no token is needed by default
+    assert load_settings({"host": "0.0.0.0"}).token_required is True
+    assert load_settings({"host": "::", "require_token": False}).token_required is False
     assert (settings.max_record_age_days, settings.max_clock_skew_seconds) == (400, 600)
     assert (settings.late_after_hours, settings.transparency_log) == (24, True)
 

@@ -139,7 +139,7 @@ async def test_sessions_are_bounded_and_end_after_their_lifetime(
 
 
 async def test_shutdown_closes_every_session(tmp_path: Path, offer: str) -> None:
-    async with running(tmp_path, webrtc_max_sessions=4) as client:
+    async with running(tmp_path, webrtc_max_sessions=4, webrtc_sessions_per_key=4) as client:
         key = await register(client)
         for _ in range(3):
             assert (await post_offer(client, key, offer)).status_code == 200

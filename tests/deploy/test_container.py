@@ -124,7 +124,9 @@ def container(podman_env: dict[str, str], image: str) -> Iterator[str]:
     podman(podman_env, "run", "-d", "--name", name, "--network", "host",
            "-v", f"{name}:/data", "-e", "VOIPWATCH_COLLECTOR_HOST=127.0.0.1",
            "-e", f"VOIPWATCH_COLLECTOR_PORT={port}", "-e", "VOIPWATCH_COLLECTOR_WORKERS=2",
-           "-e", "VOIPWATCH_COLLECTOR_CONTROL_ALLOW_PRIVATE=true", image)
+           "-e", "VOIPWATCH_COLLECTOR_CONTROL_ALLOW_PRIVATE=true",
+           # the test's throttle check asks for a free ephemeral port
+           "-e", "VOIPWATCH_COLLECTOR_REFLECTOR_PORTS=1024-65535", image)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90

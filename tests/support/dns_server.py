@@ -26,6 +26,9 @@ class DnsServer:
     queries: list[str] = field(default_factory=list)
     drop_first: int = 0  # lose this many queries before answering (a lossy link)
     lie_first: int = 0  # answer NXDOMAIN to this many queries before the zone's answer
+    # name -> answers for its successive queries (the last one repeats): DNS rebinding,
+    # or a round-robin server rotating its records
+    sequence: dict[str, list[list[str] | str]] = field(default_factory=dict)
 
     async def __aenter__(self) -> DnsServer:
         loop = asyncio.get_running_loop()
@@ -47,6 +50,9 @@ class DnsServer:
         name = question.name.to_text().rstrip(".").lower()
         self.queries.append(name)
         behaviour = self.zone.get(name, self.default)
+        if name in self.sequence:
+            answers = self.sequence[name]
+            behaviour = answers.pop(0) if len(answers) > 1 else answers[0]
         if len(self.queries) <= self.drop_first:
             return None
         if len(self.queries) <= self.drop_first + self.lie_first:
@@ -65,9 +71,10 @@ class DnsServer:
         elif isinstance(behaviour, list):
             wanted = "AAAA" if question.rdtype == dns.rdatatype.AAAA else "A"
             addresses = [a for a in behaviour if (":" in a) == (wanted == "AAAA")]
-            if addresses:
-                response.answer.append(dns.rrset.from_text_list(
-                    question.name, 60, "IN", wanted, addresses))
+            if addresses:  # rrset's own ordering would undo a rotation: one rrset per record
+                for address in addresses:
+                    response.answer.append(dns.rrset.from_text_list(
+                        question.name, 60, "IN", wanted, [address]))
         return response.to_wire()
 
 

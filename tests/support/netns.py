@@ -196,7 +196,10 @@ def call_lab(workdir: Path, tag: str, peer_settings: dict[str, Any] | None = Non
         # the peer's own ICE server: the lab's coturn, as a collector would use its own
         settings = {"webrtc_ice_servers": ice_servers("turn-udp"),
                     "webrtc_session_seconds": 30.0,
-                    "webrtc_max_sessions": 8, **(peer_settings or {})}
+                    "webrtc_max_sessions": 8,
+                    # a lab: its probes sit on RFC 1918 addresses, and it hands out no tokens
+                    "webrtc_allow_private": True, "webrtc_sessions_per_key": 8,
+                    "require_token": False, **(peer_settings or {})}
         with Coturn(workdir / "coturn", host=RELAY_HOST, port=3478, tls_port=TURN_TLS_PORT,
                     cert=leaf.cert_path, key=leaf.key_path, users={TURN_USER: TURN_PASSWORD},
                     realm="vwr", netns=topology.inet_ns), \

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import BACKENDS, database_url
+from tests.collector.conftest import BACKENDS, UploadSigner, database_url
 from tests.collector.dashboard.demo_data import demo_records
 from tests.collector.harness import Collector
 
@@ -21,6 +21,7 @@ def load_demo(client: httpx.Client, passes: int = 2) -> dict[str, ProbeKey]:
     for key in keys.values():
         assert client.post("/api/v1/probes", json={"public_key": key.public_b64}
                            ).status_code in (200, 201)
+    client.auth = UploadSigner(keys["cellular"])  # signed, as the probe's uploader sends
     records = demo_records(keys, passes)
     for start in range(0, len(records), 500):
         answer = client.post("/api/v1/measurements", json=records[start:start + 500])

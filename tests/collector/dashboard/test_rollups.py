@@ -23,7 +23,7 @@ from collector.dashboard.rollup import endpoint_verdict, unit_verdict
 from collector.db.schema import dash_endpoint_day, dash_key_version, dash_method, dash_unit
 from probe.core.record import rfc3339, utcnow
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import BACKENDS, database_url
+from tests.collector.conftest import BACKENDS, UploadSigner, database_url
 from tests.collector.harness import Collector
 
 DAY0 = dt.datetime(2016, 3, 1, 9, tzinfo=dt.UTC)
@@ -78,6 +78,7 @@ def _upload(collector: Collector, keys: list[ProbeKey], records: list[dict[str, 
         for key in keys:
             reply = client.post("/api/v1/probes", json={"public_key": key.public_b64})
             assert reply.status_code in (200, 201), reply.text
+        client.auth = UploadSigner(keys[0])  # signed, as the probe's uploader sends
         for start in range(0, len(records), 500):
             answer = client.post("/api/v1/measurements", json=records[start:start + 500])
             assert {r["status"] for r in answer.json()["results"]} == {"accepted"}, answer.text
