@@ -43,7 +43,6 @@ FiltersDep = Annotated[Filters, Depends(filters)]
 
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,6})?\d*"
                       r"([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
-MAX_CURSOR = 2**63 - 1
 
 
 def parse_time(name: str, text: str | None) -> datetime | None:
@@ -65,12 +64,3 @@ def parse_time(name: str, text: str | None) -> datetime | None:
     except (ValueError, OverflowError):
         raise ApiError(400, "bad_filter", f"{name}: {text!r} is not a time this collector "
                        "can compare (date, offset or year out of range)") from None
-
-
-def parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None or cursor == "":
-        return None
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
-            and int(cursor) <= MAX_CURSOR):
-        raise ApiError(400, "bad_cursor", "cursor: pass back a next_cursor value unchanged")
-    return int(cursor)

@@ -7,8 +7,9 @@ every day weighs no more than one that measured once, and one key cannot
 outvote many. Each probe's own reading (its majority over the period) is kept
 to show how many agree and flag disagreement.
 
-A period reads whole months from the monthly rollups and the days at its
-edges from the daily ones: a year costs about as much as a month.
+A period reads whole months from the monthly rollups, whole weeks at its
+edges from the weekly ones and the days left from the daily ones: a year
+costs about as much as a month.
 """
 
 from __future__ import annotations
@@ -132,19 +133,38 @@ class Cell:
         return "lookup" if self.signed == 0 else "mixed"
 
 
-def span_clause(table: sa.Table, period: Period) -> Any:
-    """The rows of `table` (span, start) that cover `period` exactly: whole
-    months from the monthly rows, the edges from the daily ones."""
-    c = table.c
+def spans(period: Period) -> list[tuple[str, date, date]]:
+    """(span, first start, end) triples whose rows cover `period` exactly, each
+    day once: whole months, then whole weeks (Monday to Sunday) inside the
+    partial months at its edges, then the days left over. So a period reads
+    at most about 45 rows per probe and series, whatever its length."""
     first_month = period.start if period.start.day == 1 else _next_month(period.start)
     end_month = _next_month(period.end) if _is_month_end(period.end) else \
         period.end.replace(day=1)
+    after = period.end + timedelta(days=1)
     if first_month >= end_month:
-        return sa.and_(c.span == "d", c.start >= period.start, c.start <= period.end)
-    return sa.or_(
-        sa.and_(c.span == "m", c.start >= first_month, c.start < end_month),
-        sa.and_(c.span == "d", c.start >= period.start, c.start < first_month),
-        sa.and_(c.span == "d", c.start >= end_month, c.start <= period.end))
+        return _weeks_and_days(period.start, after)
+    return [("m", first_month, end_month), *_weeks_and_days(period.start, first_month),
+            *_weeks_and_days(end_month, after)]
+
+
+def _weeks_and_days(start: date, end: date) -> list[tuple[str, date, date]]:
+    """[start, end) as whole weeks and the days around them."""
+    if start >= end:
+        return []
+    first_week = start + timedelta(days=(7 - start.weekday()) % 7)
+    end_week = end - timedelta(days=end.weekday())
+    if first_week >= end_week:
+        return [("d", start, end)]
+    return [(span, a, b) for span, a, b in (("d", start, first_week), ("w", first_week, end_week),
+                                            ("d", end_week, end)) if a < b]
+
+
+def span_clause(table: sa.Table, period: Period) -> Any:
+    """The rows of `table` (span, start) that cover `period` exactly."""
+    c = table.c
+    return sa.or_(*(sa.and_(c.span == span, c.start >= a, c.start < b)
+                    for span, a, b in spans(period)))
 
 
 def _next_month(day: date) -> date:

@@ -115,6 +115,16 @@ def month_of(day: date) -> date:
     return day.replace(day=1)
 
 
+def week_of(day: date) -> date:
+    """The Monday that starts `day`'s week (ISO weeks)."""
+    return day - timedelta(days=day.weekday())
+
+
+def spans_of(day: date) -> tuple[tuple[str, date], ...]:
+    """The rollup rows a day counts in: itself, its week, its month."""
+    return (("d", day), ("w", week_of(day)), ("m", month_of(day)))
+
+
 class _Writer:
     """Upserts and look-ups for one dialect, as plain SQL through the driver's
     executemany: SQLAlchemy's per-row parameter processing cost more than the
@@ -251,7 +261,7 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
     _units(writer, units)
     method_rows: dict[tuple[Any, ...], int] = defaultdict(int)
     for (series_id, day, key_id, blocking), n in methods.items():
-        for span, start in (("d", day), ("m", month_of(day))):
+        for span, start in spans_of(day):
             method_rows[(span, writer.day(start), series_id, key_id, blocking)] += n
     writer.add(dash_method, ["span", "start", "series_id", "key_id", "blocking", "n"],
                [(*k, n) for k, n in method_rows.items()],
@@ -269,7 +279,8 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
 
 def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
     """Recompute the verdict of every touched unit from its endpoints' day
-    counts; store it (span d) and move the month's totals (span m) by the change."""
+    counts; store it (span d) and move its week's and month's totals (spans w,
+    m) by the change."""
     if not units:
         return
     keys = [(series_id, writer.day(day), key_id) for series_id, day, key_id in units]
@@ -288,19 +299,21 @@ def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
         flags = tuple(row[3:7])
         old[(row[0], writer.day(_as_date(row[1])), row[2])] = \
             VERDICTS[flags.index(1)] if 1 in flags else None
-    day_rows, month_rows = [], defaultdict(lambda: [0] * 7)
+    day_rows: list[tuple[Any, ...]] = []
+    month_rows: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
     for (series_id, day, key_id), key in zip(units, keys, strict=True):
         n, signed, upstream = units[(series_id, day, key_id)]
         new = unit_verdict(endpoints[key])
         before = old.get(key)
         day_rows.append(("d", key[1], series_id, key_id,
                          *(int(v == new) for v in VERDICTS), n, signed, upstream))
-        month = month_rows[("m", writer.day(month_of(day)), series_id, key_id)]
-        for i, verdict in enumerate(VERDICTS):
-            month[i] += int(verdict == new) - int(verdict == before)
-        month[4] += n
-        month[5] += signed
-        month[6] += upstream
+        for span, start in spans_of(day)[1:]:
+            month = month_rows[(span, writer.day(start), series_id, key_id)]
+            for i, verdict in enumerate(VERDICTS):
+                month[i] += int(verdict == new) - int(verdict == before)
+            month[4] += n
+            month[5] += signed
+            month[6] += upstream
     columns = ["span", "start", "series_id", "key_id", *(f"u_{v}" for v in VERDICTS), "n",
                "n_signed", "n_upstream"]
     keys_of = ["span", "start", "series_id", "key_id"]

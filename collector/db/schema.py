@@ -101,7 +101,11 @@ measurements = sa.Table(
     sa.Index("measurements_started", "started_at"),
     sa.Index("measurements_verdict", "verdict", "started_at"),
     sa.Index("measurements_network", "cc", "asn", "link_type"),
-    sa.Index("measurements_key", "key_id"),
+    # keyset pages of GET /api/v1/measurements: a selective filter's rows in seq order
+    sa.Index("measurements_key_seq", "key_id", "seq"),
+    sa.Index("measurements_service_seq", "service", "seq"),
+    sa.Index("measurements_verdict_seq", "verdict", "seq"),
+    sa.Index("measurements_asn_seq", "asn", "seq"),
     sa.Index("measurements_log_index", "log_index", unique=True),
 )
 
@@ -178,7 +182,8 @@ dash_endpoint_day = sa.Table(
     sa.Column("n_inconclusive", sa.Integer, nullable=False),
 )
 
-# units (one probe, one day, one series: weight one) per day (span 'd') and month ('m')
+# units (one probe, one day, one series: weight one) per day (span 'd'), week
+# (Monday to Sunday, 'w') and month ('m')
 dash_unit = sa.Table(
     "dash_unit", metadata,
     sa.Column("span", sa.String(1), primary_key=True),
@@ -192,7 +197,12 @@ dash_unit = sa.Table(
     sa.Column("n", sa.Integer, nullable=False),  # measurements
     sa.Column("n_signed", sa.Integer, nullable=False),  # ... with signed attribution
     sa.Column("n_upstream", sa.Integer, nullable=False),  # ... link from network.upstream
-    sa.Index("dash_unit_series", "series_id", "span", "start"),
+    # covering: the timelines (a series' days) and the matrix (a period's rows)
+    # are read from the indexes alone
+    sa.Index("dash_unit_series_days", "series_id", "span", "start", "key_id", "u_open",
+             "u_blocked", "u_throttled", "u_inconclusive"),
+    sa.Index("dash_unit_period", "span", "start", "series_id", "key_id", "u_open", "u_blocked",
+             "u_throttled", "u_inconclusive", "n", "n_signed", "n_upstream"),
 )
 
 dash_method = sa.Table(

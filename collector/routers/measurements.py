@@ -12,11 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from collector import cursor as cursors
 from collector.batch import MalformedBody, TooManyItems, parse_batch
 from collector.errors import ApiError
 from collector.export import item
 from collector.ingest import Ingestor
-from collector.query import FiltersDep, parse_cursor
+from collector.query import FiltersDep
 from collector.services import ServicesDep
 
 router = APIRouter(tags=["measurements"])
@@ -92,11 +93,13 @@ async def _quota(request: Request, services: ServicesDep, records: int
 async def query(services: ServicesDep, filters: FiltersDep,
                 cursor: Annotated[str | None, Query(max_length=40)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
-    """Stored records matching the filters, oldest first, `limit` at a time;
-    pass `next_cursor` back as `cursor` for the next page (null at the end)."""
-    after = parse_cursor(cursor)
+    """Stored records matching the filters, oldest first (in order of
+    arrival), `limit` at a time; pass `next_cursor` back as `cursor`, with the
+    same filters, for the next page (null at the end). Cursors are opaque;
+    each page costs the same at any depth (keyset paging)."""
+    after = cursors.parse(cursor, filters)
     rows, next_seq = await run_in_threadpool(services.store.page, filters, after, limit)
     return _json({"items": [item(r) for r in rows],
-                  "next_cursor": None if next_seq is None else str(next_seq)})
+                  "next_cursor": None if next_seq is None else cursors.make(next_seq, filters)})
 
 
