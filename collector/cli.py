@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--proof", metavar="FILE", help="where to write the proof that the "
                         "export is complete (default: FILE.proof beside --out; none for -)")
     export.add_argument("--no-proof", action="store_true", help="write no proof")
+    export.add_argument("--partition", choices=("day",), help="parquet only: write a "
+                        "dataset, --out DIR (a new directory) holding DIR/day=YYYY-MM-DD/"
+                        "part-N.parquet (Hive layout, docs/export.md)")
     export.add_argument("--tree-size", type=int, metavar="N", help="export as of the log's "
                         "first N entries (default: its size now): the same set every time")
     _filters(export)
@@ -289,7 +292,10 @@ def cmd_media(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    output_target(args.out, "--out")  # the probe's --output rules, before the database
+    if args.partition:
+        _dataset_target(args)
+    else:
+        output_target(args.out, "--out")  # the probe's --output rules, before the database
     from collector.export import export
     from collector.store import MeasurementStore
 
@@ -316,6 +322,17 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError(f"--tree-size {size}: the log has {current} entries")
         filters = dataclasses.replace(filters, log_size=size)
         proof = export_proof.proof(log, identity, filters, size, args.format)
+    if args.partition:
+        from collector import export_dataset
+
+        try:
+            export_dataset.write(MeasurementStore(engine), filters, Path(args.out),
+                                 args.include_ip)
+        except OSError as exc:
+            raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from exc
+        if proof is not None and proof_path is not None:
+            _write(proof_path, proof, "--proof")
+        return 0
     writer = export(MeasurementStore(engine), filters, args.format, args.include_ip)
     if args.out == "-":
         for data in writer:
@@ -326,6 +343,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     if proof is not None and proof_path is not None:
         _write(proof_path, proof, "--proof")
     return 0
+
+
+def _dataset_target(args: argparse.Namespace) -> None:
+    """`--partition`: Parquet only, into a directory that does not exist yet."""
+    if args.format != "parquet":
+        raise UserError(f"--partition {args.partition}: only with --format parquet")
+    target = Path(args.out)
+    if args.out == "-":
+        raise UserError("--partition writes a directory: give --out DIR, not -")
+    if target.exists():
+        raise UserError(f"cannot write --out {args.out}: it exists (a partitioned export "
+                        "goes to a new directory)")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write --out {args.out}: {parent} is not a writable directory")
 
 
 def _write(out: Path, chunks: Any, flag: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from collector import export_sqlite, ooni
+from collector import export_postgres, export_sqlite, ooni
 from collector.store import Filters, MeasurementStore
 from probe.core.record import rfc3339
 
@@ -190,8 +190,10 @@ WRITERS = {"jsonl": jsonl, "csv": csv_rows, "parquet": parquet, "ooni": ooni.lin
 def export(store: MeasurementStore, filters: Filters, fmt: str,
            include_ip: bool = False) -> Iterator[bytes]:
     """The bytes of an export of every record matching `filters`, oldest first.
-    Parquet from a SQLite file is read natively (collector/export_sqlite.py)."""
-    if fmt == "parquet" and export_sqlite.usable(store.engine):
+    Parquet is read natively from a SQLite file (collector/export_sqlite.py)
+    and from PostgreSQL (collector/export_postgres.py)."""
+    if fmt == "parquet" and (export_sqlite.usable(store.engine)
+                             or export_postgres.usable(store.engine)):
         schema = _parquet_schema()
         return _parquet_file(export_sqlite.batches(store.engine, filters.clauses(), include_ip,
                                                    schema), schema)

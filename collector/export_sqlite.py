@@ -85,14 +85,23 @@ def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, lis
 
 def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -> Iterator[Any]:
     """Record batches of `schema` (export.COLUMNS), oldest record first, read
-    one batch ahead in a thread: SQLite and the driver work while the caller
-    compresses the previous batch (both release the GIL), on two cores."""
+    one batch ahead in a thread: the database and the driver work while the
+    caller compresses the previous batch (both release the GIL), on two cores.
+    PostgreSQL's reader is collector/export_postgres.py."""
     queue: Queue[Any] = Queue(maxsize=2)  # bounded: memory stays constant
     stop = threading.Event()
 
+    if engine.dialect.name == "postgresql":
+        from collector import export_postgres
+
+        reader = export_postgres.read(engine, clauses, include_ip, schema, _SOURCES,
+                                      BATCH_ROWS)
+    else:
+        reader = _read(engine, clauses, include_ip, schema)
+
     def produce() -> None:
         try:
-            for batch in _read(engine, clauses, include_ip, schema):
+            for batch in reader:
                 while not stop.is_set():
                     try:
                         queue.put(batch, timeout=0.1)

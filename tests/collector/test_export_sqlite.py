@@ -1,6 +1,7 @@
-"""The native SQLite Parquet path writes exactly what the generic path writes,
-for every filter, including columns that are NULL for many rows before their
-first value (the driver's type inference would fail there on its own)."""
+"""The native Parquet paths (SQLite and PostgreSQL, through ADBC) write exactly
+what the generic path writes, for every filter, including columns that are NULL
+for many rows before their first value (the SQLite driver's type inference
+would fail there on its own)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,20 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from collector import export_sqlite
+from collector import export_postgres, export_sqlite
 from collector.db.engine import make_engine
 from collector.export import export, parquet
 from collector.store import Filters, MeasurementStore
 from probe.core.record import rfc3339
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import UploadSigner, make_record, register
+from tests.collector.conftest import BACKENDS, UploadSigner, database_url, make_record, register
 from tests.collector.harness import Collector
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeasurementStore]:
-    """A SQLite collector holding: open records first (no blocking, key not
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeasurementStore]:
+    """A collector on each backend holding: open records first (no blocking, key not
     revoked), then blocked ones, then records of a key revoked afterwards."""
     data = tmp_path_factory.mktemp("export-sqlite")
     first, second = ProbeKey.generate(), ProbeKey.generate()
@@ -39,7 +41,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeasurementStore
                             endpoint={"check": "dns", "host": "skype.com", "port": 53,
                                       "transport": "udp", "role": "call"})
                 for _ in range(3)]
-    with Collector(data, args=["--max-record-age-days", "0"]) as collector, \
+    db = database_url(request.param, request)
+    with Collector(data, db, ["--max-record-age-days", "0"]) as collector, \
             collector.client() as client:
         for key in (first, second):
             register(client, key)
@@ -47,7 +50,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeasurementStore
         response = client.post("/api/v1/measurements", json=records)
         assert {r["status"] for r in response.json()["results"]} == {"accepted"}, response.text
         assert collector.cli("probes", "revoke", second.key_id).returncode == 0
-    engine = make_engine(f"sqlite:///{data / 'collector.sqlite3'}")
+    engine = make_engine(db or f"sqlite:///{data / 'collector.sqlite3'}")
     yield MeasurementStore(engine)
     engine.dispose()
 
@@ -70,9 +73,9 @@ def rows(data: bytes) -> list[dict[str, Any]]:
 def test_native_path_writes_what_the_generic_path_writes(
         store: MeasurementStore, filters: Filters, include_ip: bool,
         monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    name = request.node.callspec.id.split("-", 1)[1]
+    name = request.node.callspec.id.split("-", 2)[2]
     monkeypatch.setattr(export_sqlite, "BATCH_ROWS", 3)  # NULLs over several batches
-    assert export_sqlite.usable(store.engine)
+    assert export_sqlite.usable(store.engine) or export_postgres.usable(store.engine)
     native = b"".join(export(store, filters, "parquet", include_ip))
     generic = b"".join(parquet(store.stream(filters), include_ip))
     assert rows(native) == rows(generic)
