@@ -44,7 +44,8 @@ def parse(cursor: str | None, filters: Filters) -> int | None:
             raw = base64.urlsafe_b64decode(cursor[1:] + "=")
         except (binascii.Error, ValueError):
             raw = b""
-        if len(raw) == 14 and int.from_bytes(raw[:8], "big") <= MAX_SEQ:
+        canonical = base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == cursor[1:]
+        if len(raw) == 14 and canonical and int.from_bytes(raw[:8], "big") <= MAX_SEQ:
             if raw[8:] != _fingerprint(filters):
                 raise ApiError(400, "bad_cursor", "cursor: it belongs to a query with other "
                                "filters; pass next_cursor back with the same filters")

@@ -3,7 +3,7 @@ queries with keyset paging, and streaming in constant memory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -38,8 +38,16 @@ class Filters:
     upstream: str | None = None  # cellular | fixed | unknown (absent counts as unknown)
     log_size: int | None = None  # only records among the log's first `log_size` entries
 
-    def clauses(self) -> list[Any]:
+    def clauses(self, unindexed: Collection[str] = ()) -> list[Any]:
+        """The WHERE terms; the equalities on the columns in `unindexed` are
+        written so that SQLite uses no index for them (a unary +)."""
         c = measurements.c
+
+        def col(column: Any) -> Any:
+            if column.name not in unindexed:
+                return column
+            return sa.literal_column(f"+measurements.{column.name}", type_=column.type)
+
         out: list[Any] = []
         if self.log_size is not None:
             out.append(c.log_index < self.log_size)
@@ -48,9 +56,9 @@ class Filters:
                               (self.check, c.check_name), (self.role, c.role),
                               (self.key_id, c.key_id)):
             if value is not None:
-                out.append(column == value)
+                out.append(col(column) == value)
         if self.cc is not None:
-            out.append(c.cc == self.cc.upper())
+            out.append(col(c.cc) == self.cc.upper())
         if self.upstream is not None:
             out.append(sa.func.coalesce(c.upstream, "unknown") == self.upstream)
         if self.since is not None:
@@ -58,6 +66,24 @@ class Filters:
         if self.until is not None:
             out.append(c.started_at < self.until)
         return out
+
+
+# the (column, seq) indexes of keyset pages, most selective first (migration query_scale)
+PAGE_INDEXES = ("key_id", "asn", "service", "verdict")
+_EQUALITIES = ("key_id", "asn", "service", "verdict", "cc", "link_type", "check_name", "role")
+
+
+def page_unindexed(filters: Filters) -> set[str]:
+    """SQLite's access path for a page in seq order. Without statistics its
+    planner takes any index with an equality, e.g. (cc, asn, link_type), then
+    sorts every match: so only the most selective filter's (column, seq) index
+    is left usable, or none (the table itself, in seq order) when only broad
+    filters (cc, link type, check, role) are set. Time ranges stay the
+    planner's choice."""
+    for name in PAGE_INDEXES:
+        if getattr(filters, name) is not None:
+            return {other for other in _EQUALITIES if other != name}
+    return set(_EQUALITIES)
 
 
 _PG_ARRAY = {"String": "text[]", "Text": "text[]", "Integer": "integer[]",
@@ -188,16 +214,19 @@ class MeasurementStore:
         finally:
             cursor.close()
 
-    def _select(self, filters: Filters) -> sa.Select[Any]:
+    def _select(self, filters: Filters, unindexed: Collection[str] = ()) -> sa.Select[Any]:
         return (sa.select(*EXPORT_COLUMNS)
                 .select_from(measurements.join(probes, probes.c.key_id == measurements.c.key_id))
-                .where(*filters.clauses()))
+                .where(*filters.clauses(unindexed)))
 
     def page(self, filters: Filters, after: int | None, limit: int
              ) -> tuple[list[sa.Row[Any]], int | None]:
         """Up to `limit` rows after the cursor `after` (a `seq`), oldest first,
         and the next cursor (None at the end)."""
         query = self._select(filters).order_by(measurements.c.seq).limit(limit + 1)
+        if self.dialect == "sqlite":
+            query = self._select(filters, page_unindexed(filters)).order_by(
+                measurements.c.seq).limit(limit + 1)
         if after is not None:
             query = query.where(measurements.c.seq > after)
         with self.engine.connect() as conn:
