@@ -1,13 +1,14 @@
 """Dashboard benchmark (`make bench`): how fast the matrix and the timelines
 answer over many measurements, on SQLite and PostgreSQL.
 
-The store is filled through the ingest path's storage call
-(`MeasurementStore.insert`, which maintains the rollups in the same
-transaction, as at ingest) but without HTTP or signature checks, which
-bench/ingest.py measures: each probe key signs one record per endpoint and
-verdict once, and those signed texts are reused for every row of that kind
-while the row's columns carry the generated time and verdict. So the rows
-are realistic in shape and size for queries, not evidence.
+The store is filled by bench/bigstore.py: generated rows written straight
+into the measurements table and rolled up by the ingest path's own hook
+(`collector.dashboard.rollup.apply`, in the same transaction), without HTTP
+or signature checks, which bench/ingest.py measures: each probe key signs
+one record per endpoint and verdict once, and those signed texts are reused
+for every row of that kind while the row's columns carry the generated time
+and verdict. So the rows are realistic in shape and size for queries, not
+evidence.
 
 The generated data: 3 operators x 4 link types x 5 probes (60 keys), 8
 services x (3 call + 2 messaging endpoints), two years of passes spread over
@@ -20,7 +21,9 @@ series; and, as the baseline measured in the same run, the same quarter's
 matrix computed the naive way (a GROUP BY over the measurements table).
 
 `BENCH_DASHBOARD_RECORDS` (default 300,000; the documented target is
-10,000,000), `BENCH_DASHBOARD_BACKENDS` (default `sqlite,postgresql`).
+10,000,000), `BENCH_DASHBOARD_BACKENDS` (default `sqlite,postgresql`), or
+`BENCH_DB_URL` to reuse a store filled once with `python bench/bigstore.py
+URL 10000000` (it is migrated first, as a collector would at start).
 Target: p95 <= 200 ms for the matrix and a timeline at 10 million.
 """
 
@@ -44,16 +47,17 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from bench import bigstore  # noqa: E402
 from collector.dashboard.cells import DashboardReader, Period, Where  # noqa: E402
 from collector.dashboard.changestore import ChangeStore  # noqa: E402
 from collector.db.engine import make_engine  # noqa: E402
 from collector.db.migrate import upgrade  # noqa: E402
-from collector.db.schema import measurements, probes  # noqa: E402
-from collector.store import MeasurementStore  # noqa: E402
+from collector.db.schema import measurements  # noqa: E402
 from probe.core.signing import ProbeKey  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_DASHBOARD_RECORDS", "300000"))
 BACKENDS = os.environ.get("BENCH_DASHBOARD_BACKENDS", "sqlite,postgresql").split(",")
+DB_URL = os.environ.get("BENCH_DB_URL")
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 TARGET_MS = 200
 OPERATORS = ((6713, "Maroc Telecom"), (36925, "Orange Maroc"), (36884, "Inwi"))
@@ -64,7 +68,6 @@ ENDPOINTS = (("stun", 3478, "udp", "call"), ("turn", 3478, "tcp", "call"),
              ("tls", 443, "tls", "messaging"))
 DAYS = 730
 FIRST = dt.date(2015, 1, 1)
-CHUNK = 5000
 
 
 def _blocked(asn: int, link: str, service: str, role: str, day: int) -> str:
@@ -148,32 +151,6 @@ class Generator:
                         return
 
 
-def fill(engine: sa.Engine, count: int) -> float:
-    """Rows per second through MeasurementStore.insert (with the rollup hook)."""
-    generator = Generator()
-    with engine.begin() as conn:
-        conn.execute(sa.insert(probes), [
-            {"key_id": key.key_id, "public_key": key.public_b64,
-             "registered_at": dt.datetime(2014, 12, 1, tzinfo=dt.UTC), "revoked_at": None,
-             "token_hash": None, "last_seen_at": None} for key, *_ in generator.keys])
-    store = MeasurementStore(engine)
-    start = time.perf_counter()
-    chunk: list[dict[str, Any]] = []
-    done = 0
-    for row in generator.rows(count):
-        chunk.append(row)
-        if len(chunk) == CHUNK:
-            store.insert(chunk, {}, {r["key_id"] for r in chunk})
-            done += len(chunk)
-            chunk = []
-            if done % 500_000 == 0:
-                print(f"    {done} rows, {done / (time.perf_counter() - start):.0f}/s",
-                      flush=True)
-    if chunk:
-        store.insert(chunk, {}, {r["key_id"] for r in chunk})
-    return count / (time.perf_counter() - start)
-
-
 def timed(call: Callable[[], Any], runs: int = RUNS) -> tuple[float, float]:
     """(p50, p95) in ms."""
     call()  # warm
@@ -201,14 +178,19 @@ def naive_matrix(engine: sa.Engine, period: Period) -> int:
         return len(conn.execute(query).all())
 
 
-def bench(backend: str, url: str, data_dir: Path) -> None:
+def bench(backend: str, url: str, data_dir: Path, fill: bool = True) -> None:
     from tests.collector.harness import Collector
 
     engine = make_engine(url)
+    start = time.perf_counter()
     upgrade(engine)
-    print(f"  {backend}: loading {RECORDS} rows (store insert + rollup hook) ...", flush=True)
-    rate = fill(engine, RECORDS)
-    print(f"    {rate:,.0f} rows/s loaded")
+    if fill:
+        print(f"  {backend}: loading {RECORDS:,} rows (rows + rollup hook) ...", flush=True)
+        rate = bigstore.fill(engine, Generator(), RECORDS)
+        print(f"    {rate:,.0f} rows/s loaded")
+    else:
+        print(f"  {backend}: {bigstore.stored(engine):,} rows stored; migrated in "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
     start = time.perf_counter()
     ChangeStore(engine).refresh()
     detect_s = time.perf_counter() - start
@@ -230,7 +212,7 @@ def bench(backend: str, url: str, data_dir: Path) -> None:
     rows.append(("timeline service x operator, 2 years",
                  *timed(lambda: reader.daily([s.id for s in op], periods["2 years"]))))
     baseline = timed(lambda: naive_matrix(engine, periods["quarter"]), runs=3)
-    with Collector(data_dir, None if backend == "sqlite" else url) as running, \
+    with Collector(data_dir, None if backend == "sqlite" and fill else url) as running, \
             httpx.Client(base_url=running.url, timeout=60) as client:
         for path, name in (("/?from=2015-01-01&to=2016-12-30", "HTTP GET / (matrix), 2 years"),
                            ("/?from=2016-10-02&to=2016-12-30", "HTTP GET / (matrix), quarter"),
@@ -256,7 +238,13 @@ def bench(backend: str, url: str, data_dir: Path) -> None:
 
 
 def main() -> None:
-    print(f"dashboard: {RECORDS} measurements, {RUNS} runs per query; {os.cpu_count()} cores")
+    print(f"dashboard: {RECORDS:,} measurements, {RUNS} runs per query; {os.cpu_count()} "
+          f"cores, load {os.getloadavg()[0]:.1f}")
+    if DB_URL:
+        with tempfile.TemporaryDirectory(prefix="vwc-bench-dash-") as tmp:
+            bench("postgresql" if DB_URL.startswith("postgresql") else "sqlite", DB_URL,
+                  Path(tmp), fill=False)
+        return
     for backend in BACKENDS:
         with tempfile.TemporaryDirectory(prefix="vwc-bench-dash-") as tmp:
             if backend == "sqlite":
