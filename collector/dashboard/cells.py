@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from collector.dashboard.rollup import LINKS, VERDICTS
-from collector.db.schema import dash_method, dash_series, dash_unit, probes
+from collector.db.schema import dash_method, dash_series, dash_series_day, dash_unit, probes
 
 SUMS = ("u_open", "u_blocked", "u_throttled", "u_inconclusive", "n", "n_signed", "n_upstream")
 
@@ -261,19 +261,29 @@ class DashboardReader:
 
     def daily(self, series_ids: list[int], period: Period) -> dict[date, dict[str, int]]:
         """Units (probe-days) per verdict for each day of `period` that has any,
-        summed over `series_ids`."""
+        summed over `series_ids`: from the per-series days, less revoked keys'."""
         if not series_ids:
             return {}
-        u = dash_unit.c
-        query = (sa.select(u.start, *(sa.func.sum(u[f"u_{v}"]) for v in VERDICTS))
-                 .where(u.span == "d", u.series_id.in_(series_ids), u.start >= period.start,
-                        u.start <= period.end, _live(dash_unit))
-                 .group_by(u.start).order_by(u.start))
+        d, u = dash_series_day.c, dash_unit.c
         out: dict[date, dict[str, int]] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(query):
+            for row in conn.execute(
+                    sa.select(d.day, *(sa.func.sum(d[f"u_{v}"]) for v in VERDICTS))
+                    .where(d.series_id.in_(series_ids), d.day >= period.start,
+                           d.day <= period.end).group_by(d.day)):
                 out[row[0]] = {v: int(row[i + 1]) for i, v in enumerate(VERDICTS)}
-        return out
+            revoked = list(conn.execute(sa.select(probes.c.key_id)
+                                        .where(probes.c.revoked_at.is_not(None))).scalars())
+            if revoked:
+                for row in conn.execute(
+                        sa.select(u.start, *(sa.func.sum(u[f"u_{v}"]) for v in VERDICTS))
+                        .where(u.span == "d", u.series_id.in_(series_ids),
+                               u.key_id.in_(revoked), u.start >= period.start,
+                               u.start <= period.end).group_by(u.start)):
+                    day = out[row[0]]
+                    for i, verdict in enumerate(VERDICTS):
+                        day[verdict] -= int(row[i + 1])
+        return {day: counts for day, counts in sorted(out.items()) if any(counts.values())}
 
 
 def column_order(cells: list[Cell]) -> list[tuple[str, str, str, str | None]]:

@@ -37,6 +37,7 @@ from collector.db.schema import (
     dash_key_version,
     dash_method,
     dash_series,
+    dash_series_day,
     dash_unit,
     measurements,
 )
@@ -301,12 +302,16 @@ def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
             VERDICTS[flags.index(1)] if 1 in flags else None
     day_rows: list[tuple[Any, ...]] = []
     month_rows: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
+    series_days: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 4)
     for (series_id, day, key_id), key in zip(units, keys, strict=True):
         n, signed, upstream = units[(series_id, day, key_id)]
         new = unit_verdict(endpoints[key])
         before = old.get(key)
         day_rows.append(("d", key[1], series_id, key_id,
                          *(int(v == new) for v in VERDICTS), n, signed, upstream))
+        series_day = series_days[(series_id, key[1])]
+        for i, verdict in enumerate(VERDICTS):
+            series_day[i] += int(verdict == new) - int(verdict == before)
         for span, start in spans_of(day)[1:]:
             month = month_rows[(span, writer.day(start), series_id, key_id)]
             for i, verdict in enumerate(VERDICTS):
@@ -322,6 +327,24 @@ def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
                sets=tuple(f"u_{v}" for v in VERDICTS))
     writer.add(dash_unit, columns, [(*k, *v) for k, v in month_rows.items()], keys_of,
                [*(f"u_{v}" for v in VERDICTS), *counters])
+    if _has_series_day(writer.conn):
+        writer.add(dash_series_day, ["series_id", "day", *(f"u_{v}" for v in VERDICTS)],
+                   [(*k, *v) for k, v in series_days.items()], ["series_id", "day"],
+                   [f"u_{v}" for v in VERDICTS])
+
+
+_SERIES_DAY: set[str] = set()  # databases known to have dash_series_day
+
+
+def _has_series_day(conn: sa.Connection) -> bool:
+    """False only while migrating from before migration `query_scale`: the
+    `dashboard` migration rolls up with this code before that table exists."""
+    url = conn.engine.url.render_as_string()
+    if url not in _SERIES_DAY:
+        if not sa.inspect(conn).has_table("dash_series_day"):
+            return False
+        _SERIES_DAY.add(url)
+    return True
 
 
 def _as_date(value: Any) -> date:
@@ -339,7 +362,8 @@ ROLLUP_COLUMNS = (measurements.c.seq, measurements.c.key_id, measurements.c.serv
 def rebuild_on(conn: sa.Connection, chunk: int = 5000) -> int:
     """Empty the rollups and roll up every stored measurement again, in seq
     order, in the caller's transaction."""
-    for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version):
+    for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version,
+                  *((dash_series_day,) if _has_series_day(conn) else ())):
         conn.execute(sa.delete(table))
     conn.execute(sa.update(dash_series).values(dirty=True))
     after, total = 0, 0

@@ -205,6 +205,18 @@ dash_unit = sa.Table(
              "u_throttled", "u_inconclusive", "n", "n_signed", "n_upstream"),
 )
 
+# units per series and day summed over every key, revoked ones included (the
+# timelines subtract those from dash_unit): a timeline reads one row a day
+dash_series_day = sa.Table(
+    "dash_series_day", metadata,
+    sa.Column("series_id", sa.BigInteger, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("u_open", sa.Integer, nullable=False),
+    sa.Column("u_blocked", sa.Integer, nullable=False),
+    sa.Column("u_throttled", sa.Integer, nullable=False),
+    sa.Column("u_inconclusive", sa.Integer, nullable=False),
+)
+
 dash_method = sa.Table(
     "dash_method", metadata,
     sa.Column("span", sa.String(1), primary_key=True),

@@ -20,7 +20,13 @@ import pytest
 import sqlalchemy as sa
 
 from collector.dashboard.rollup import endpoint_verdict, unit_verdict
-from collector.db.schema import dash_endpoint_day, dash_key_version, dash_method, dash_unit
+from collector.db.schema import (
+    dash_endpoint_day,
+    dash_key_version,
+    dash_method,
+    dash_series_day,
+    dash_unit,
+)
 from probe.core.record import rfc3339, utcnow
 from probe.core.signing import ProbeKey
 from tests.collector.conftest import BACKENDS, UploadSigner, database_url
@@ -120,7 +126,8 @@ def test_one_key_cannot_outvote_many(collector: Collector) -> None:
 def _dump(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     with engine.connect() as conn:
-        for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version):
+        for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version,
+                      dash_series_day):
             rows = conn.execute(sa.select(table)).all()
             out[table.name] = sorted(tuple(str(v) for v in row) for row in rows)
     return out

@@ -91,3 +91,61 @@ def test_the_matrix_from_spans_equals_the_sum_of_days(tmp_path: Path,
     assert fast == [matrix(p) for p in periods]
     assert any(fast)
     engine.dispose()
+
+
+def _daily_from_units(engine: Any, period: Period) -> dict[dt.date, dict[str, int]]:
+    """What a timeline must show: live keys' daily units summed, from dash_unit."""
+    import sqlalchemy as sa
+
+    from collector.db.schema import dash_unit, probes
+
+    u = dash_unit.c
+    out: dict[dt.date, dict[str, int]] = {}
+    with engine.connect() as conn:
+        revoked = set(conn.execute(sa.select(probes.c.key_id)
+                                   .where(probes.c.revoked_at.is_not(None))).scalars())
+        for row in conn.execute(sa.select(u.start, u.key_id, u.u_open, u.u_blocked,
+                                          u.u_throttled, u.u_inconclusive)
+                                .where(u.span == "d", u.start >= period.start,
+                                       u.start <= period.end)):
+            if row.key_id in revoked:
+                continue
+            day = out.setdefault(row.start, dict.fromkeys(("open", "blocked", "throttled",
+                                                           "inconclusive"), 0))
+            for verdict in day:
+                day[verdict] += getattr(row, f"u_{verdict}")
+    return dict(sorted(out.items()))
+
+
+def test_timelines_from_series_days_after_a_migration(tmp_path: Path) -> None:
+    """Rolled up before migration `query_scale` (which adds the weekly rows and
+    the per-series days from the daily ones), then at ingest: the timeline
+    equals the live keys' units, a revoked key's taken out."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from collector.db.migrate import alembic_config
+    from collector.db.schema import probes
+
+    engine = make_engine(f"sqlite:///{tmp_path}/c.sqlite3")
+    command.upgrade(alembic_config(engine), "limits")
+    rows = _rows(random.Random(5))
+    with engine.begin() as conn:  # as ingest did before: no weekly rows, no series days
+        rollup._SERIES_DAY.clear()
+        rollup.apply(conn, rows[:2000])
+        conn.execute(sa.text("DELETE FROM dash_unit WHERE span = 'w'"))
+        conn.execute(sa.text("DELETE FROM dash_method WHERE span = 'w'"))
+        conn.execute(sa.insert(probes), [
+            {"key_id": f"{n:064x}", "public_key": "x", "registered_at": dt.datetime.now(dt.UTC),
+             "revoked_at": dt.datetime.now(dt.UTC) if n == 2 else None} for n in range(4)])
+    upgrade(engine)
+    with engine.begin() as conn:
+        rollup.apply(conn, rows[2000:])
+    reader = DashboardReader(engine)
+    series = [s.id for s in reader.series()]
+    period = Period(FIRST, FIRST + dt.timedelta(days=119))
+    expected = _daily_from_units(engine, period)
+    assert reader.daily(series, period) == expected and expected
+    fast = reader.cells(period)
+    assert all(p.key_id != f"{2:064x}" for c in fast for p in c.probes)
+    engine.dispose()

@@ -1,13 +1,15 @@
 """Queries at scale (issue 17): weekly rollups for the dashboard's period
-edges (rolled up here from the daily rows), covering indexes for the matrix
-and the timelines, and an index per selective filter of `GET
-/api/v1/measurements` that keeps its rows in `seq` order (keyset pages).
+edges and units per series and day for the timelines (both rolled up here
+from the daily rows), covering indexes for the matrix and the timelines, and
+an index per selective filter of `GET /api/v1/measurements` that keeps its
+rows in `seq` order (keyset pages).
 
 Revision ID: query_scale
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "query_scale"
@@ -42,6 +44,19 @@ def upgrade() -> None:
     op.execute(f"INSERT INTO dash_method (span, start, series_id, key_id, blocking, n) "
                f"SELECT 'w', {week}, series_id, key_id, blocking, SUM(n) FROM dash_method "
                f"WHERE span = 'd' GROUP BY {week}, series_id, key_id, blocking")
+    op.create_table(
+        "dash_series_day",
+        sa.Column("series_id", sa.BigInteger, primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("u_open", sa.Integer, nullable=False),
+        sa.Column("u_blocked", sa.Integer, nullable=False),
+        sa.Column("u_throttled", sa.Integer, nullable=False),
+        sa.Column("u_inconclusive", sa.Integer, nullable=False),
+    )
+    verdicts = ("u_open", "u_blocked", "u_throttled", "u_inconclusive")
+    op.execute(f"INSERT INTO dash_series_day (series_id, day, {', '.join(verdicts)}) "
+               f"SELECT series_id, start, {', '.join(f'SUM({c})' for c in verdicts)} "
+               "FROM dash_unit WHERE span = 'd' GROUP BY series_id, start")
     op.drop_index("dash_unit_series", table_name="dash_unit")
     op.create_index("dash_unit_series_days", "dash_unit",
                     ["series_id", "span", "start", "key_id", "u_open", "u_blocked",
@@ -60,5 +75,6 @@ def downgrade() -> None:
     op.drop_index("dash_unit_period", table_name="dash_unit")
     op.drop_index("dash_unit_series_days", table_name="dash_unit")
     op.create_index("dash_unit_series", "dash_unit", ["series_id", "span", "start"])
+    op.drop_table("dash_series_day")
     op.execute("DELETE FROM dash_method WHERE span = 'w'")
     op.execute("DELETE FROM dash_unit WHERE span = 'w'")
