@@ -7,9 +7,9 @@ every day weighs no more than one that measured once, and one key cannot
 outvote many. Each probe's own reading (its majority over the period) is kept
 to show how many agree and flag disagreement.
 
-A period reads whole months from the monthly rollups, whole weeks at its
-edges from the weekly ones and the days left from the daily ones: a year
-costs about as much as a month.
+A period reads whole years and months from the yearly and monthly rollups,
+whole weeks at its edges from the weekly ones and the days left from the
+daily ones: a year costs about as much as a month.
 """
 
 from __future__ import annotations
@@ -135,16 +135,26 @@ class Cell:
 
 def spans(period: Period) -> list[tuple[str, date, date]]:
     """(span, first start, end) triples whose rows cover `period` exactly, each
-    day once: whole months, then whole weeks (Monday to Sunday) inside the
-    partial months at its edges, then the days left over. So a period reads
-    at most about 45 rows per probe and series, whatever its length."""
+    day once: whole years, whole months around them, then whole weeks (Monday
+    to Sunday) inside the partial months at its edges, then the days left
+    over. So a period reads at most about 50 rows per probe and series,
+    whatever its length, and a year or two about 25."""
     first_month = period.start if period.start.day == 1 else _next_month(period.start)
     end_month = _next_month(period.end) if _is_month_end(period.end) else \
         period.end.replace(day=1)
     after = period.end + timedelta(days=1)
     if first_month >= end_month:
         return _weeks_and_days(period.start, after)
-    return [("m", first_month, end_month), *_weeks_and_days(period.start, first_month),
+    first_year = first_month if first_month.month == 1 else \
+        date(first_month.year + 1, 1, 1)
+    end_year = date(end_month.year, 1, 1)
+    if first_year >= end_year:
+        middle = [("m", first_month, end_month)]
+    else:
+        middle = [(span, a, b) for span, a, b in (
+            ("m", first_month, first_year), ("y", first_year, end_year),
+            ("m", end_year, end_month)) if a < b]
+    return [*middle, *_weeks_and_days(period.start, first_month),
             *_weeks_and_days(end_month, after)]
 
 

@@ -122,8 +122,9 @@ def week_of(day: date) -> date:
 
 
 def spans_of(day: date) -> tuple[tuple[str, date], ...]:
-    """The rollup rows a day counts in: itself, its week, its month."""
-    return (("d", day), ("w", week_of(day)), ("m", month_of(day)))
+    """The rollup rows a day counts in: itself, its week, its month, its year."""
+    return (("d", day), ("w", week_of(day)), ("m", month_of(day)),
+            ("y", day.replace(month=1, day=1)))
 
 
 class _Writer:
@@ -280,8 +281,8 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
 
 def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
     """Recompute the verdict of every touched unit from its endpoints' day
-    counts; store it (span d) and move its week's and month's totals (spans w,
-    m) by the change."""
+    counts; store it (span d) and move its week's, month's and year's totals
+    (spans w, m, y) by the change."""
     if not units:
         return
     keys = [(series_id, writer.day(day), key_id) for series_id, day, key_id in units]

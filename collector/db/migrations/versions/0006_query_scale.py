@@ -1,5 +1,5 @@
-"""Queries at scale (issue 17): weekly rollups for the dashboard's period
-edges and units per series and day for the timelines (both rolled up here
+"""Queries at scale (issue 17): weekly and yearly rollups for the dashboard's
+periods and units per series and day for the timelines (both rolled up here
 from the daily rows), covering indexes for the matrix and the timelines, and
 an index per selective filter of `GET /api/v1/measurements` that keeps its
 rows in `seq` order (keyset pages).
@@ -32,18 +32,26 @@ def _week(column: str) -> str:
     return f"date({column}, '-6 days', 'weekday 1')"
 
 
+def _year(column: str) -> str:
+    if op.get_bind().dialect.name == "postgresql":
+        return f"CAST(date_trunc('year', {column}) AS date)"
+    return f"strftime('%Y-01-01', {column})"
+
+
 def upgrade() -> None:
     week = _week("start")
     sums = ", ".join(f"SUM({c})" for c in UNIT_SUMS)
     # a database rolled up by migration `dashboard` with this code has them already
-    op.execute("DELETE FROM dash_method WHERE span = 'w'")
-    op.execute("DELETE FROM dash_unit WHERE span = 'w'")
-    op.execute(f"INSERT INTO dash_unit (span, start, series_id, key_id, {', '.join(UNIT_SUMS)}) "
-               f"SELECT 'w', {week}, series_id, key_id, {sums} FROM dash_unit "
-               f"WHERE span = 'd' GROUP BY {week}, series_id, key_id")
-    op.execute(f"INSERT INTO dash_method (span, start, series_id, key_id, blocking, n) "
-               f"SELECT 'w', {week}, series_id, key_id, blocking, SUM(n) FROM dash_method "
-               f"WHERE span = 'd' GROUP BY {week}, series_id, key_id, blocking")
+    op.execute("DELETE FROM dash_method WHERE span IN ('w', 'y')")
+    op.execute("DELETE FROM dash_unit WHERE span IN ('w', 'y')")
+    for span, start in (("w", week), ("y", _year("start"))):
+        op.execute(f"INSERT INTO dash_unit (span, start, series_id, key_id, "
+                   f"{', '.join(UNIT_SUMS)}) SELECT '{span}', {start}, series_id, key_id, "
+                   f"{sums} FROM dash_unit WHERE span = 'd' GROUP BY {start}, series_id, key_id")
+        op.execute(f"INSERT INTO dash_method (span, start, series_id, key_id, blocking, n) "
+                   f"SELECT '{span}', {start}, series_id, key_id, blocking, SUM(n) "
+                   f"FROM dash_method WHERE span = 'd' "
+                   f"GROUP BY {start}, series_id, key_id, blocking")
     op.create_table(
         "dash_series_day",
         sa.Column("series_id", sa.BigInteger, primary_key=True),
@@ -76,5 +84,5 @@ def downgrade() -> None:
     op.drop_index("dash_unit_series_days", table_name="dash_unit")
     op.create_index("dash_unit_series", "dash_unit", ["series_id", "span", "start"])
     op.drop_table("dash_series_day")
-    op.execute("DELETE FROM dash_method WHERE span = 'w'")
-    op.execute("DELETE FROM dash_unit WHERE span = 'w'")
+    op.execute("DELETE FROM dash_method WHERE span IN ('w', 'y')")
+    op.execute("DELETE FROM dash_unit WHERE span IN ('w', 'y')")
