@@ -86,6 +86,16 @@ def page_unindexed(filters: Filters) -> set[str]:
     return set(_EQUALITIES)
 
 
+def time_unindexed(filters: Filters) -> set[str]:
+    """SQLite's access path for a page in (started_at, seq) order: the
+    (service, started_at) or (verdict, started_at) index when one applies,
+    else (started_at); each also holds the rowid, seq."""
+    for name in ("service", "verdict"):
+        if getattr(filters, name) is not None:
+            return {other for other in _EQUALITIES if other != name}
+    return set(_EQUALITIES)
+
+
 _PG_ARRAY = {"String": "text[]", "Text": "text[]", "Integer": "integer[]",
              "BigInteger": "bigint[]", "UtcDateTime": "timestamptz[]", "Boolean": "boolean[]"}
 
@@ -234,6 +244,24 @@ class MeasurementStore:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (rows[-1].seq if more and rows else None)
+
+    def page_by_time(self, filters: Filters, after: tuple[datetime, int] | None, limit: int
+                     ) -> tuple[list[sa.Row[Any]], tuple[datetime, int] | None]:
+        """A page in order of `started_at`, then arrival: what a query with a
+        time range reads from the time index, at any depth, instead of every
+        row before its start. `after` and the next cursor: (started_at, seq)."""
+        c = measurements.c
+        unindexed = time_unindexed(filters) if self.dialect == "sqlite" else set()
+        query = (self._select(filters, unindexed).order_by(c.started_at, c.seq)
+                 .limit(limit + 1))
+        if after is not None:
+            query = query.where(sa.tuple_(c.started_at, c.seq) > sa.tuple_(
+                sa.literal(after[0], c.started_at.type), sa.literal(after[1], c.seq.type)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, ((rows[-1].started_at, rows[-1].seq) if more and rows else None)
 
     def stream(self, filters: Filters, chunk: int = 2000) -> Iterator[list[sa.Row[Any]]]:
         """Every matching row, in chunks, oldest first: keyset paging keeps

@@ -94,11 +94,19 @@ async def query(services: ServicesDep, filters: FiltersDep,
                 cursor: Annotated[str | None, Query(max_length=40)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """Stored records matching the filters, oldest first (in order of
-    arrival), `limit` at a time; pass `next_cursor` back as `cursor`, with the
-    same filters, for the next page (null at the end). Cursors are opaque;
-    each page costs the same at any depth (keyset paging)."""
-    after = cursors.parse(cursor, filters)
-    rows, next_seq = await run_in_threadpool(services.store.page, filters, after, limit)
+    arrival; with `since` or `until`, in order of `started_at`, then arrival),
+    `limit` at a time; pass `next_cursor` back as `cursor`, with the same
+    filters, for the next page (null at the end). Cursors are opaque; each
+    page costs the same at any depth (keyset paging)."""
+    if cursors.by_time(filters) and (cursor is None or not cursor.isdigit()):
+        timed = cursors.parse_timed(cursor, filters) if cursor else None
+        rows, after = await run_in_threadpool(services.store.page_by_time, filters, timed,
+                                              limit)
+        return _json({"items": [item(r) for r in rows],
+                      "next_cursor": None if after is None else cursors.make_timed(after,
+                                                                                   filters)})
+    seq = cursors.parse(cursor, filters)
+    rows, next_seq = await run_in_threadpool(services.store.page, filters, seq, limit)
     return _json({"items": [item(r) for r in rows],
                   "next_cursor": None if next_seq is None else cursors.make(next_seq, filters)})
 

@@ -87,8 +87,11 @@ def test_pages_hold_what_one_query_holds(http: httpx.Client, stored: dict[str, A
     whole = _all(http, params, 1000)
     assert whole and sorted(whole) == sorted(r["id"] for r in stored["records"]
                                              if _matches(r, params))
-    assert _all(http, params, 2) == whole  # oldest first (arrival order), page after page
+    assert _all(http, params, 2) == whole  # page after page, in one order
     assert _all(http, params, 5) == whole
+    started = {r["id"]: r["started_at"] for r in stored["records"]}
+    if "since" in params or "until" in params:  # in order of started_at, then arrival
+        assert [started[i] for i in whole] == sorted(started[i] for i in whole)
 
 
 def test_a_cursor_belongs_to_its_filters(http: httpx.Client, stored: dict[str, Any]) -> None:
@@ -103,6 +106,23 @@ def test_a_cursor_belongs_to_its_filters(http: httpx.Client, stored: dict[str, A
     for bad in (cursor[:-1], *tampered, "k" + "-" * 19, "k" + "A" * 19, "z" + cursor[1:]):
         response = http.get("/api/v1/measurements",
                             params={"service": stored["service"], "cursor": bad})
+        assert response.status_code == 400, (bad, response.text)
+
+
+def test_a_time_cursor_belongs_to_its_filters(http: httpx.Client,
+                                              stored: dict[str, Any]) -> None:
+    params = {"service": stored["service"], "since": SINCE, "limit": 2}
+    cursor = http.get("/api/v1/measurements", params=params).json()["next_cursor"]
+    assert cursor.startswith("t") and len(cursor) == 31
+    assert http.get("/api/v1/measurements", params={**params, "cursor": cursor}).status_code \
+        == 200
+    other = http.get("/api/v1/measurements", params={**params, "until": UNTIL,
+                                                     "cursor": cursor})
+    assert other.status_code == 400 and other.json()["error"] == "bad_cursor"
+    tampered = [cursor[:i] + ("A" if cursor[i] != "A" else "B") + cursor[i + 1:]
+                for i in range(23, len(cursor))]  # the fingerprint, the padding bits
+    for bad in (cursor[:-1], *tampered, "t" + "_" * 30, "k" + cursor[1:]):
+        response = http.get("/api/v1/measurements", params={**params, "cursor": bad})
         assert response.status_code == 400, (bad, response.text)
 
 
