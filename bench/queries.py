@@ -61,6 +61,8 @@ def cases(engine: sa.Engine) -> dict[str, Filters]:
         "cc": Filters(cc="MA"),
         "key_id": Filters(key_id=key_id),
         "since (a year in)": Filters(since=dt.datetime(2016, 1, 1, tzinfo=dt.UTC)),
+        "service + since": Filters(service="whatsapp",
+                                   since=dt.datetime(2016, 1, 1, tzinfo=dt.UTC)),
     }
 
 
@@ -95,6 +97,9 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool) -> None:
         last = conn.execute(sa.select(sa.func.max(measurements.c.seq))).scalar_one()
     stored = bigstore.stored(engine)
     deep = int(last * DEPTH)
+    with engine.connect() as conn:
+        deep_time = (conn.execute(sa.select(measurements.c.started_at)
+                                  .where(measurements.c.seq == deep)).scalar_one(), deep)
     store = MeasurementStore(engine)
     print(f"  {backend}: {stored:,} records; deep pages start after seq {deep:,}")
     start = time.perf_counter()
@@ -104,6 +109,11 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool) -> None:
     rows: list[tuple[str, float, float]] = []
     for name, filters in cases(engine).items():
         for where, after in (("page 1", None), ("deep", deep)):
+            if cursors.by_time(filters):  # continue after the deep row's (started_at, seq)
+                key = None if after is None else deep_time
+                rows.append((f"{name}, {where}", *timed(
+                    lambda f=filters, k=key: store.page_by_time(f, k, LIMIT))))
+                continue
             rows.append((f"{name}, {where}",
                          *timed(lambda f=filters, a=after: store.page(f, a, LIMIT))))
     db = None if backend == "sqlite" and not DB_URL else url
@@ -116,7 +126,9 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool) -> None:
             for where, after in (("page 1", None), ("deep", deep)):
                 params: dict[str, Any] = {**query_string(filters), "limit": LIMIT}
                 if after is not None:
-                    params["cursor"] = cursors.make(after, filters)
+                    params["cursor"] = (cursors.make_timed(deep_time, filters)
+                                        if cursors.by_time(filters) else
+                                        cursors.make(after, filters))
 
                 def get(params: dict[str, Any] = params) -> None:
                     response = client.get("/api/v1/measurements", params=params)
