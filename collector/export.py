@@ -163,17 +163,34 @@ def _python_batches(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool,
         yield pa.RecordBatch.from_pydict(columns, schema=schema)
 
 
+ROW_GROUP_ROWS = 32_768
+# statistics of the signed text would be useless and are the bulk of the footer,
+# which a Parquet file holds in memory until it is closed
+STATISTICS = tuple(name for name in COLUMNS if name != "measurement")
+
+
 def _parquet_file(batches: Iterable[Any], schema: Any) -> Iterator[bytes]:
-    """One row group per batch, bytes yielded as each group is written."""
+    """Row groups of at least ROW_GROUP_ROWS records (whole batches), bytes
+    yielded as each group is written: the footer (a few hundred bytes per group and column) grows
+    with the groups, so they are large; memory stays constant at any size."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = _Sink()
-    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd",
+                              write_statistics=list(STATISTICS))
+    pending: list[Any] = []
+    rows = 0
     try:
         for batch in batches:
-            writer.write_batch(batch)
-            yield sink.drain()
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= ROW_GROUP_ROWS:  # one group of what is pending
+                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
+                pending, rows = [], 0
+                yield sink.drain()
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
     finally:
         writer.close()
     yield sink.drain()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from collector import export_postgres, export_sqlite
-from collector.export import _parquet_schema, _python_batches
+from collector.export import STATISTICS, _parquet_schema, _python_batches
 from collector.store import Filters, MeasurementStore
 
 PARTITIONS = ("day",)
@@ -63,7 +63,8 @@ def write(store: MeasurementStore, filters: Filters, out: Path, include_ip: bool
             basename_template="part-{i}.parquet", max_open_files=MAX_OPEN_FILES,
             min_rows_per_group=ROWS_PER_GROUP[0], max_rows_per_group=ROWS_PER_GROUP[1],
             use_threads=True, preserve_order=True,
-            file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+            file_options=ds.ParquetFileFormat().make_write_options(
+                compression="zstd", write_statistics=list(STATISTICS)),
             existing_data_behavior="error")
         if not partial.exists():  # nothing matched: an empty dataset is an empty directory
             partial.mkdir()

@@ -96,6 +96,21 @@ def test_native_export_content(store: MeasurementStore) -> None:
     assert "é ✓" in exported[0]["measurement"]
 
 
+def test_parquet_is_written_as_its_row_groups_fill(store: MeasurementStore,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector import export as export_module
+
+    monkeypatch.setattr(export_sqlite, "BATCH_ROWS", 3)
+    monkeypatch.setattr(export_module, "ROW_GROUP_ROWS", 4)
+    parts = [part for part in export(store, Filters(), "parquet") if part]
+    data = pq.ParquetFile(io.BytesIO(b"".join(parts)))
+    sizes = [data.metadata.row_group(i).num_rows for i in range(data.num_row_groups)]
+    assert len(sizes) == 3 and sum(sizes) == 15 and all(n >= 4 for n in sizes[:-1])
+    assert len(parts) >= 3  # bytes handed over group by group, not at the end
+    assert data.metadata.row_group(0).column(
+        export_module.COLUMNS.index("measurement")).statistics is None
+
+
 def test_memory_database_uses_the_generic_path(tmp_path: Path) -> None:
     assert not export_sqlite.usable(make_engine("sqlite://"))
 
