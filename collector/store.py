@@ -3,6 +3,7 @@ queries with keyset paging, and streaming in constant memory."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -251,12 +252,14 @@ class MeasurementStore:
         time range reads from the time index, at any depth, instead of every
         row before its start. `after` and the next cursor: (started_at, seq)."""
         c = measurements.c
+        if after is not None:  # one lower bound on started_at: the one a planner seeks to
+            since = after[0] if filters.since is None else max(filters.since, after[0])
+            filters = dataclasses.replace(filters, since=since)
         unindexed = time_unindexed(filters) if self.dialect == "sqlite" else set()
         query = (self._select(filters, unindexed).order_by(c.started_at, c.seq)
                  .limit(limit + 1))
-        if after is not None:
-            query = query.where(sa.tuple_(c.started_at, c.seq) > sa.tuple_(
-                sa.literal(after[0], c.started_at.type), sa.literal(after[1], c.seq.type)))
+        if after is not None:  # (started_at, seq) > after
+            query = query.where(sa.or_(c.started_at > after[0], c.seq > after[1]))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         more = len(rows) > limit
