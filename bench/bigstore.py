@@ -108,6 +108,10 @@ def main() -> None:
     from collector.db.engine import make_engine
     from collector.db.migrate import upgrade
 
+    if len(sys.argv) != 3 or not sys.argv[2].isdigit():  # `make bench` runs it bare
+        print("bigstore: a helper of the query benches; fill a store with "
+              "`python bench/bigstore.py URL COUNT`")
+        return
     url, count = sys.argv[1], int(sys.argv[2])
     engine = make_engine(url)
     upgrade(engine)
