@@ -34,7 +34,10 @@ def _uri(engine: Engine) -> str:
 
 
 def _sql(clauses: list[Any], include_ip: bool, sources: Any) -> tuple[str, list[Any]]:
-    """The query with $1, $2... parameters, as the driver takes them."""
+    """The query with the filters' values written in it (SQLAlchemy quotes
+    them; they are checked values: names, codes, numbers, times): the driver
+    streams a query without parameters through COPY, but holds the whole
+    result of one with parameters in memory. Else with $1, $2... parameters."""
     m = measurements.c
     columns = [sa.cast(sa.null(), sa.Text).label(name)
                if name == "probe_ip" and not include_ip else column.label(name)
@@ -43,6 +46,11 @@ def _sql(clauses: list[Any], include_ip: bool, sources: Any) -> tuple[str, list[
               .select_from(measurements.join(probes, probes.c.key_id == m.key_id))
               .where(*clauses).order_by(m.seq))
     dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[attr-defined]
+    try:
+        return str(select.compile(dialect=dialect,
+                                  compile_kwargs={"literal_binds": True})), []
+    except (NotImplementedError, sa.exc.CompileError):
+        pass
     compiled = select.compile(dialect=dialect)
     params = [compiled.params[name] for name in compiled.positiontup or ()]
     return str(compiled), params
