@@ -51,6 +51,7 @@ from probe.core.signing import ProbeKey  # noqa: E402
 
 SCHEMA = "voipwatch.measurement/1"
 CHUNK = 2000  # records per task handed to a worker
+RUN = 1000  # consecutive records of one key (a batch of up to 1,000 aligned on it is one probe's)
 
 # (service, check, host, port, transport, role)
 ENDPOINTS: tuple[tuple[str, str, str, int, str, str], ...] = (
@@ -125,7 +126,7 @@ def _record(spec: Spec, index: int, key_ids: list[str], publics: list[str],
             episodes: dict[tuple[int, str], list[tuple[float, float]]], end: float
             ) -> tuple[int, dict[str, Any]]:
     rng = random.Random(spec.seed * 1_000_003 + index)
-    k = index % spec.keys
+    k = (index // RUN) % spec.keys  # a probe uploads its own records: runs of one key
     op = (k * 7 + rng.randrange(3)) % len(OPERATORS)  # a key moves among a few networks
     cc, asn, as_org, upstream = OPERATORS[op]
     link, access, source = rng.choice(LINKS[upstream])
@@ -216,8 +217,14 @@ def generate(count: int, *, keys: int = 8, seed: int = 1, days: float = 730.0,
             yield from texts
 
 
+def key_index(index: int, keys: int = 8) -> int:
+    """Which of the `keys` keys signs record `index`."""
+    return (index // RUN) % keys
+
+
 def bodies(count: int, batch: int = 500, **options: Any) -> Iterator[bytes]:
-    """Ingest bodies (JSON arrays of `batch` records) holding `count` records."""
+    """Ingest bodies (JSON arrays of `batch` records) holding `count` records;
+    with `batch` dividing 1,000 and `first` a multiple of it, one key's each."""
     texts: list[bytes] = []
     for text in generate(count, **options):
         texts.append(text)
