@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from collector.dashboard import rollup
 from collector.db.engine import write_options
-from collector.db.schema import measurements, probes, rejections
+from collector.db.schema import UtcDateTime, measurements, probes, rejections
 from probe.core.record import utcnow
 
 if TYPE_CHECKING:
@@ -94,11 +94,19 @@ EXPORT_COLUMNS = (
 _COLUMN_NAMES = tuple(c.name for c in measurements.columns if c.name != "seq")
 
 
-def _sqlite_value(value: Any) -> Any:
-    """A value in the storage form SQLAlchemy gives SQLite (UtcDateTime: naive UTC text)."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value
+_TIMES = tuple(i for i, name in enumerate(_COLUMN_NAMES)
+               if isinstance(measurements.c[name].type, UtcDateTime))
+
+
+def _sqlite_values(row: dict[str, Any]) -> list[Any]:
+    """A row's values in the storage form SQLAlchemy gives SQLite (UtcDateTime:
+    naive UTC text); a column the row leaves out is NULL."""
+    values = list(map(row.get, _COLUMN_NAMES))
+    for i in _TIMES:
+        if values[i] is not None:
+            values[i] = values[i].astimezone(UTC).replace(tzinfo=None).isoformat(
+                " ", "microseconds")
+    return values
 
 
 class MeasurementStore:
@@ -173,12 +181,10 @@ class MeasurementStore:
         (BEGIN IMMEDIATE): an id not stored before this statement is inserted by it."""
         names = _COLUMN_NAMES
         before = set(self._stored(conn, [row["id"] for row in rows]))
-        fresh: dict[str, tuple[Any, ...]] = {}
+        fresh: dict[str, list[Any]] = {}
         for row in rows:
             if row["id"] not in before and row["id"] not in fresh:
-                # only the table's columns (ingest rows carry more, e.g. leaf_hash); a
-                # column a caller leaves out is NULL
-                fresh[row["id"]] = tuple(_sqlite_value(row.get(k)) for k in names)
+                fresh[row["id"]] = _sqlite_values(row)
         driver = conn.connection.driver_connection  # sqlite3's: this path is SQLite's
         assert driver is not None
         driver.executemany(f"INSERT INTO measurements ({', '.join(names)}) VALUES "
