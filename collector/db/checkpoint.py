@@ -1,0 +1,55 @@
+"""SQLite: the write-ahead log copied back into the database by a background
+thread of each `serve` process, every second.
+
+By default SQLite checkpoints inside the commit that makes the WAL pass 1,000
+pages, while that writer still holds the write lock: every few batches, one
+ingest commit took the checkpoint's writes and fsyncs, and every other writer
+waited for it (half the commit time at ingest). A PASSIVE checkpoint runs
+beside writers and readers; several processes doing it at once is harmless
+(one gets SQLITE_BUSY and tries again a second later). When the last
+connection closes, SQLite checkpoints and removes the WAL as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 1.0
+
+
+class Checkpointer:
+    def __init__(self, engine: Engine, interval: float = INTERVAL) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Checkpointer:
+        if self.engine.dialect.name == "sqlite" and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wal-checkpoint",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception as exc:  # busy, or the file went away: next time
+            log.debug("checkpoint skipped: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.checkpoint()
