@@ -150,7 +150,7 @@ def measure(name: str, urls: tuple[str | None, str | None], source: Source, veri
         load_rate = PRELOAD / (time.perf_counter() - start) if PRELOAD else 0.0
         large = max(send(collector.url, source.take(RECORDS)) for _ in range(RUNS))
         stored = RECORDS * RUNS * 2 + PRELOAD
-        size = _database_bytes(collector, tmp)
+        size, parts = _database_bytes(collector, tmp)
     target = RATIO_TARGETS[name]
     mark = f"target >= {target:.1f}x: {'met' if empty / verify >= target else 'MISSED'}"
     if name == "sqlite":
@@ -167,19 +167,31 @@ def measure(name: str, urls: tuple[str | None, str | None], source: Source, veri
           f"(target >= {FLAT_TARGET:.2f}: {'met' if flat >= FLAT_TARGET else 'MISSED'})")
     if size:
         print(f"    disk: {size / 2**20:,.0f} MiB for {stored:,} records: "
-              f"{size / stored * 1e6 / 2**30:.2f} GiB per million")
+              f"{size / stored * 1e6 / 2**30:.2f} GiB per million; largest: " + ", ".join(
+                  f"{name} {part / stored:,.0f} B" for name, part in parts) + " per record")
 
 
-def _database_bytes(collector: object, data_dir: str) -> int:
-    """The SQLite files' size, or the PostgreSQL database's."""
+def _database_bytes(collector: object, data_dir: str) -> tuple[int, list[tuple[str, int]]]:
+    """The database's size on disk (SQLite: its files), and the largest tables
+    and indexes."""
     db = getattr(collector, "db", None)
     if db is None:
-        return sum(p.stat().st_size for p in Path(data_dir).rglob("*.sqlite*"))
+        import sqlite3
+
+        path = Path(data_dir) / "collector.sqlite3"
+        total = sum(p.stat().st_size for p in Path(data_dir).glob("collector.sqlite3*"))
+        with sqlite3.connect(path) as conn:
+            parts = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name "
+                                 "ORDER BY 2 DESC LIMIT 6").fetchall()
+        return total, [(str(n), int(b)) for n, b in parts]
     import psycopg
 
     with psycopg.connect(db) as conn:
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-    return int(row[0]) if row else 0
+        parts = conn.execute("SELECT relname, pg_relation_size(oid) FROM pg_class "
+                             "WHERE relkind IN ('r', 'i', 't') ORDER BY 2 DESC LIMIT 6"
+                             ).fetchall()
+    return (int(row[0]) if row else 0), [(str(n), int(b)) for n, b in parts]
 
 
 def main() -> None:
