@@ -130,6 +130,8 @@ class Collector:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def __enter__(self) -> Collector:
+        if self.proc is not None and self.proc.poll() is None:  # `with c.start() as c`
+            return self
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
