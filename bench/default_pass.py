@@ -7,8 +7,10 @@ real protocol: coturn, Kamailio, a TLS server; the throttle endpoints'
 placeholder URL is the lab's collector). Nothing leaves the machine.
 
 - The full pass (throttle checks included) unshaped and at 1 Mbit/s both
-  ways (the lab's `rate` primitive: an htb bucket on the router), and the
-  same pass with `--skip throttle`, whose bytes are the traffic figure: wall
+  ways (the lab's `rate` primitive: an htb bucket on the router), the same
+  pass followed by its upload to the lab's collector (as `run` does on a Pi),
+  with `--skip throttle`, whose bytes are the traffic figure, and with
+  `--skip webrtc` (what the calls cost): wall
   time, the probe's peak RSS, the bytes on its interface and the packets the
   bucket held back, each the median of RUNS passes, with ratios to the
   unshaped run of the same kind, and the targets (full pass <= 20 s unshaped,
@@ -38,7 +40,15 @@ from bench._labpass import Pass, measured_pass, median_pass, shape  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SHAPES = {"unshaped": None, "1 Mbit/s": 1000}
-KINDS = {"full pass": (), "no throttle": ("throttle",)}
+# (checks skipped, upload after the pass): the pass as `run` does it on a Pi
+# (upload included: its memory adds to the pass's), without throttle (the
+# traffic figure), and without the WebRTC calls (what the calls cost)
+KINDS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "full pass": ((), False),
+    "with upload": ((), True),
+    "no throttle": (("throttle",), False),
+    "no calls": (("webrtc",), False),
+}
 MB = 1_000_000
 # the project's targets for a pass of the default catalogue
 TARGET_WALL_S = {"unshaped": 20.0, "1 Mbit/s": 45.0}
@@ -68,8 +78,9 @@ def bench() -> int:
                 print(f"not mirrored: {reason}")
             for shape_name, kbit in SHAPES.items():
                 shape(lab, link, kbit, shape_name)
-                for kind, skip in KINDS.items():
-                    argv = lab.run_argv(link, catalogue=DEFAULT_CATALOGUE, skip=skip)
+                for kind, (skip, upload) in KINDS.items():
+                    argv = lab.run_argv(link, catalogue=DEFAULT_CATALOGUE, skip=skip,
+                                        upload=upload)
                     if not passes:
                         measured_pass(lab, link, argv)  # warm-up: caches, first imports
                     for _ in range(RUNS):

@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             whoami = await whoami_dns.start(current.settings.whoami_zone, host, port)
         # the dashboard's change detection and webhooks (collector/dashboard/alerts.py)
         background = asyncio.create_task(alerts.background(
-            current.engine, settings.public_url, settings.dashboard_refresh_seconds))
+            current.engine, settings.public_url, settings.dashboard_refresh_seconds,
+            current.identity))
         try:
             yield
         finally:

@@ -12,7 +12,13 @@ ASN, service). Each detected change that matches is POSTed there once as JSON:
 signed with the subscription's own secret (shown once, at creation):
 `X-Voipwatch-Signature: sha256=HEX`, the HMAC-SHA256 of
 `TIMESTAMP + "." + BODY` with `X-Voipwatch-Timestamp: TIMESTAMP` (Unix
-seconds). The receiver recomputes it and refuses old timestamps. A failed
+seconds). The receiver recomputes it and refuses old timestamps. Each
+delivery is also signed with the collector's own Ed25519 key (the one its
+receipts and tree heads carry, published at `/api/v1/collector`):
+`X-Voipwatch-Collector-Signature: ed25519=BASE64` over the same
+`TIMESTAMP + "." + BODY`, with `X-Voipwatch-Collector-Key: KEY_ID`: anyone
+the alert is forwarded to can check that this collector sent it, without
+the subscriber's secret. A failed
 delivery (no 2xx answer) is retried with backoff, up to MAX_ATTEMPTS.
 Deliveries are claimed in the database, so several workers never send one twice.
 """
@@ -20,6 +26,7 @@ Deliveries are claimed in the database, so several workers never send one twice.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import logging
@@ -39,6 +46,7 @@ from collector.dashboard.cells import Series
 from collector.dashboard.changestore import ChangeStore, StoredChange
 from collector.db.engine import write_options
 from collector.db.schema import dash_change, dash_delivery, dash_series, dash_subscription
+from collector.identity import CollectorKey
 from probe.core.errors import UserError
 from probe.core.record import utcnow
 
@@ -117,10 +125,12 @@ class Subscriptions:
 class Sender:
     """Sends due deliveries (called by the background loop)."""
 
-    def __init__(self, engine: sa.Engine, base_url: str | None, timeout: float = 10.0) -> None:
+    def __init__(self, engine: sa.Engine, base_url: str | None, timeout: float = 10.0,
+                 identity: CollectorKey | None = None) -> None:
         self.engine = engine
         self.base_url = base_url
         self.timeout = timeout
+        self.identity = identity
 
     def _claim(self, limit: int = 50) -> list[Any]:
         d, c, s, sub = dash_delivery.c, dash_change.c, dash_series.c, dash_subscription.c
@@ -170,6 +180,11 @@ class Sender:
                    "x-voipwatch-delivery": f"{row.subscription_id}-{row.change_id}",
                    "x-voipwatch-timestamp": str(stamp),
                    "x-voipwatch-signature": sign(row.secret, stamp, body)}
+        if self.identity is not None:
+            signature = self.identity.sign(str(stamp).encode() + b"." + body)
+            headers["x-voipwatch-collector-key"] = self.identity.key_id
+            headers["x-voipwatch-collector-signature"] = \
+                "ed25519=" + base64.b64encode(signature).decode()
         try:
             answer = client.post(row.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -195,9 +210,10 @@ class Sender:
                 .values(**values))
 
 
-async def background(engine: sa.Engine, base_url: str | None, every: float) -> None:
+async def background(engine: sa.Engine, base_url: str | None, every: float,
+                     identity: CollectorKey | None = None) -> None:
     """Detect changes in the series ingest touched, then send what is due; forever."""
-    changes, sender = ChangeStore(engine), Sender(engine, base_url)
+    changes, sender = ChangeStore(engine), Sender(engine, base_url, identity=identity)
     while True:
         try:
             await run_in_threadpool(changes.refresh)

@@ -88,6 +88,14 @@ class Spool:
         ).fetchall()
         return [json.loads(body) for (body,) in rows]
 
+    def due(self, now: float | None = None) -> int:
+        """How many pending records are due to be sent now (counted, not loaded)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM records WHERE state = 'pending' AND "
+            "(not_before IS NULL OR not_before <= ?)",
+            (time.time() if now is None else now,)).fetchone()
+        return int(row[0])
+
     def defer(self, record_id: str, reason: str, delay: float) -> None:
         """Keep a refused record pending, with why, not sent again for `delay` s."""
         self.db.execute("UPDATE records SET reason = ?, not_before = ? WHERE id = ? AND "

@@ -322,8 +322,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         # a pipe or a log file gets a wide table rather than rich's 80 columns
         render(records, Console() if sys.stdout.isatty() else Console(width=150))
     if collector and not args.no_upload:
+        from probe.run.memory import release_memory
         from probe.upload.uploader import upload_and_report
 
+        release_memory()  # the pass's freed memory first, so the upload reuses it
         upload_and_report(collector, key)
     found = [r for r in records if r["verdict"] in fail_on]
     if found:

@@ -22,23 +22,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from probe.core import merkle
 from probe.core.errors import SignatureError, Unreachable, UserError, VerificationFailed
 from probe.core.evidence import head_hashes, hexes, leaf_bytes, leaf_problems, verify_object
 from probe.store.spool import Spool
 from probe.store.state import ProbeConfig, audit_path, home, spool_path
+from probe.upload import client as httpc
 
 
 class AuditFailed(Exception):
     """The collector's log contradicts what it signed earlier."""
 
 
-def _get(http: httpx.Client, url: str, **params: Any) -> Any:
+def _get(http: httpc.Client, url: str, **params: Any) -> Any:
     try:
         response = http.get(url, params=params)
-    except httpx.HTTPError as exc:
+    except httpc.HttpError as exc:
         raise Unreachable(f"cannot reach {url}: {type(exc).__name__}") from exc
     if response.status_code != 200:
         raise Unreachable(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
@@ -76,7 +75,7 @@ def keep_evidence(collector: str, what: str, **documents: Any) -> Path:
     return path
 
 
-def audit(collector: str, public_raw: bytes, http: httpx.Client) -> list[str]:
+def audit(collector: str, public_raw: bytes, http: httpc.Client) -> list[str]:
     """Lines to print; raises AuditFailed when the log contradicts itself or a receipt."""
     base = collector.rstrip("/")
     head = _get(http, base + "/api/v1/log/head")
@@ -164,7 +163,7 @@ def main(collector: str, config: ProbeConfig, timeout: float) -> int:
         raise UserError(f"no pinned key for {collector}: run `voipwatch-probe register "
                         f"--collector {collector}` first")
     public_raw = base64.b64decode(config.collector_key)
-    with httpx.Client(timeout=timeout) as http:
+    with httpc.Client(timeout=timeout) as http:
         try:
             lines = audit(collector, public_raw, http)
         except AuditFailed as exc:  # exit status 3: a finding about the collector

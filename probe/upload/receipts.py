@@ -14,20 +14,19 @@ import binascii
 import uuid
 from typing import Any
 
-import httpx
-
 from probe.core.errors import CollectorUnavailable, SignatureError
 from probe.core.evidence import record_sha256, verify_object
+from probe.upload import client as httpc
 
 COLLECTOR_PATH = "/api/v1/collector"
 
 
-def fetch_collector_key(base_url: str, client: httpx.Client) -> bytes:
+def fetch_collector_key(base_url: str, client: httpc.Client) -> bytes:
     """The collector's public key, as it publishes it (to pin or compare)."""
     try:
         response = client.get(base_url.rstrip("/") + COLLECTOR_PATH)
-    except httpx.HTTPError as exc:
-        why = "connection failed" if isinstance(exc, httpx.ConnectError) else type(exc).__name__
+    except httpc.HttpError as exc:
+        why = "connection failed" if isinstance(exc, httpc.ConnectError) else type(exc).__name__
         raise CollectorUnavailable(f"cannot ask {base_url} for its key: {why}") from exc
     if response.status_code != 200:
         raise CollectorUnavailable(f"{base_url} did not give its key (HTTP "

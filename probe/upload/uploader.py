@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from probe.core.auth import sign_request
 from probe.core.errors import (
     CollectorUnavailable,
@@ -37,6 +35,7 @@ from probe.core.errors import (
 from probe.core.signing import ProbeKey, key_id_of
 from probe.store.spool import RETRYABLE, Spool
 from probe.store.state import ProbeConfig, load_config, save_config, spool_path
+from probe.upload import client as httpc
 from probe.upload.receipts import ReceiptCheck, claims_of, fetch_collector_key
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ log = logging.getLogger(__name__)
 REGISTER_PATH = "/api/v1/probes"
 INGEST_PATH = "/api/v1/measurements"
 BATCH = 500
-TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+TIMEOUT = 60.0
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 WAIT_FIRST, WAIT_CAP = 900.0, 86400.0  # a refused record waits 15 min, doubling up to a day
 
@@ -95,15 +94,15 @@ def _base(url: str) -> str:
     return url.rstrip("/")
 
 
-def _explain(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
+def _explain(exc: httpc.HttpError) -> str:
+    if isinstance(exc, httpc.ConnectError):
         return "connection failed (is the collector running and the URL right?)"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpc.Timeout):
         return "timed out"
     return type(exc).__name__
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: httpc.Response) -> str:
     try:
         body = response.json()
         if isinstance(body, dict) and body.get("detail"):
@@ -114,7 +113,7 @@ def _error_detail(response: httpx.Response) -> str:
 
 
 def register(collector_url: str, key: ProbeKey, token: str | None, config: ProbeConfig,
-             client: httpx.Client | None = None, accept_new_key: bool = False) -> None:
+             client: httpc.Client | None = None, accept_new_key: bool = False) -> None:
     """POST /api/v1/probes with this probe's public key, then remember the
     collector in the probe config and pin its key (a changed key is refused
     unless the user confirms it: `accept_new_key`)."""
@@ -122,17 +121,17 @@ def register(collector_url: str, key: ProbeKey, token: str | None, config: Probe
     if token:
         body["token"] = token
     url = _base(collector_url) + REGISTER_PATH
-    http = client or httpx.Client(timeout=TIMEOUT)
+    http = client or httpc.Client(timeout=TIMEOUT)
     try:
         response = http.post(url, json=body)
         if response.status_code in (200, 201):
             pinned = _pin(collector_url, config, http, accept_new_key)
-    except httpx.InvalidURL as exc:
+    except httpc.InvalidURL as exc:
         raise UserError(f"--collector {collector_url!r} is not a valid URL") from exc
-    except httpx.UnsupportedProtocol as exc:
+    except httpc.UnsupportedProtocol as exc:
         raise UserError(f"--collector {collector_url!r}: use an http:// or https:// URL"
                         ) from exc
-    except httpx.HTTPError as exc:
+    except httpc.HttpError as exc:
         raise Unreachable(f"cannot reach the collector at {collector_url}: {_explain(exc)}"
                           ) from exc
     finally:
@@ -166,7 +165,7 @@ def _key_id(public_b64: str) -> str:
     return key_id_of(base64.b64decode(public_b64))
 
 
-def _pin(collector_url: str, config: ProbeConfig, http: httpx.Client,
+def _pin(collector_url: str, config: ProbeConfig, http: httpc.Client,
          accept_new_key: bool) -> str:
     """The collector's key to pin (base64); UserError if it changed unconfirmed."""
     import base64
@@ -204,7 +203,7 @@ class Uploader:
     refuses whole is cut in halves until the record that causes it stands
     alone: that one is kept aside in the spool (never lost), the rest goes."""
 
-    def __init__(self, collector_url: str, spool: Spool, client: httpx.Client,
+    def __init__(self, collector_url: str, spool: Spool, client: httpc.Client,
                  backoff: Backoff | None = None, batch: int = BATCH,
                  progress: Callable[[int, int], None] | None = None,
                  collector_key: bytes | None = None,
@@ -225,7 +224,7 @@ class Uploader:
         """Upload until the spool holds only rejected records, or the collector
         cannot be reached (then `error` says why and the rest stays)."""
         summary = Summary()
-        total = len(self.spool.pending(10**9))
+        total = self.spool.due()  # counted: a months-long spool is not loaded at once
         done = 0
         while True:
             records = self.spool.pending(self.batch)
@@ -285,7 +284,7 @@ class Uploader:
                 self.backoff.sleep(self.backoff.delay(attempt))
             try:
                 response = self.client.post(self.url, content=body, headers=self._headers(body))
-            except httpx.HTTPError as exc:
+            except httpc.HttpError as exc:
                 problem = _explain(exc)
                 log.info("upload attempt %d failed: %s", attempt + 1, problem)
                 continue
@@ -305,7 +304,7 @@ class Uploader:
             log.info("upload attempt %d failed: %s", attempt + 1, problem)
         raise CollectorUnavailable(f"cannot upload to {self.collector}: {problem}")
 
-    def _results(self, response: httpx.Response, records: list[dict[str, Any]]
+    def _results(self, response: httpc.Response, records: list[dict[str, Any]]
                  ) -> list[dict[str, Any]]:
         try:
             results = response.json()["results"]
@@ -357,7 +356,7 @@ class Uploader:
         return len(done) + rejected
 
 
-def _error_code(response: httpx.Response) -> str | None:
+def _error_code(response: httpc.Response) -> str | None:
     """The collector's stable error string, if this is a collector's error body."""
     try:
         body = response.json()
@@ -378,7 +377,7 @@ def _progress(done: int, total: int) -> None:
 
 
 def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
-                      client: httpx.Client | None = None, backoff: Backoff | None = None
+                      client: httpc.Client | None = None, backoff: Backoff | None = None
                       ) -> None:
     """Upload the spool to the collector and print a one-line summary on stderr.
     `strict` (the `upload` command): a UserError when the collector could not be
@@ -394,7 +393,7 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
     if config.collector == _base(collector_url) and config.collector_key:
         pinned = base64.b64decode(config.collector_key)
     own_client = client is None
-    http = client or httpx.Client(timeout=TIMEOUT)
+    http = client or httpc.Client(timeout=TIMEOUT)
     with Spool(spool_path()) as spool, contextlib.closing(http) if own_client else \
             contextlib.nullcontext(http):
         if strict:  # the user asks now: records waiting for a later try go too
@@ -404,9 +403,9 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
                             collector_key=pinned, signer=key)
         try:
             summary = uploader.run()
-        except httpx.InvalidURL as exc:
+        except httpc.InvalidURL as exc:
             raise UserError(f"collector URL {collector_url!r} is not valid") from exc
-        except httpx.UnsupportedProtocol as exc:
+        except httpc.UnsupportedProtocol as exc:
             raise UserError(f"collector URL {collector_url!r}: use http:// or https://"
                             ) from exc
         kept = spool.counts()["rejected"]

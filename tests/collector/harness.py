@@ -130,8 +130,8 @@ class Collector:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def __enter__(self) -> Collector:
-        if self.proc is not None and self.proc.poll() is None:  # `with c.start() as c`
-            return self
+        if self.proc is not None and self.proc.poll() is None:
+            return self  # started already (`with Collector(...).start() as c`)
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -170,7 +170,7 @@ def ingest(data: bytes) -> None:
 
         settings = Settings(data_dir=Path("/nonexistent"), geoip_builtin=False,
                             max_record_age_days=0, max_clock_skew_seconds=0)
-        _INGESTOR.append(Ingestor(settings, cast(Any, None), cast(Any, None)))
+        _INGESTOR.append(Ingestor(settings, cast(Any, None), cast(Any, None), cast(Any, None)))
     try:
         elements = parse_batch(data, 1000)
     except (MalformedBody, TooManyItems):

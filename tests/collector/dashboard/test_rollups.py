@@ -4,6 +4,7 @@ to a rebuild from the stored measurements, revoked keys left out; webhooks."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from nacl.signing import VerifyKey
 
 from collector.dashboard.rollup import endpoint_verdict, unit_verdict
 from collector.db.schema import dash_endpoint_day, dash_key_version, dash_method, dash_unit
@@ -219,6 +221,14 @@ def test_webhooks_are_signed_and_sent_once(collector: Collector) -> None:
     expected = hmac.new(bytes.fromhex(secret), stamp.encode() + b"." + body,
                         hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-voipwatch-signature"], f"sha256={expected}")
+    # and by the collector's own key, as published: checkable without the secret
+    with collector.client() as client:
+        published = client.get("/api/v1/collector").json()
+    assert headers["x-voipwatch-collector-key"] == published["key_id"]
+    scheme, _, signature = headers["x-voipwatch-collector-signature"].partition("=")
+    assert scheme == "ed25519"
+    VerifyKey(base64.b64decode(published["public_key"])).verify(
+        stamp.encode() + b"." + body, base64.b64decode(signature))
     change = json.loads(body)["change"]
     assert (change["service"], change["kind"], change["at"]) == (service, "start",
                                                                  "2016-03-21")

@@ -22,6 +22,7 @@ from probe.core.record import rfc3339, utcnow
 from probe.core.signing import ProbeKey, write_key
 from probe.store.spool import Spool
 from probe.store.state import ensure_home, key_path, load_config, spool_path
+from probe.upload.client import Client as UploadClient
 from probe.upload.uploader import Backoff, Uploader
 from tests.collector.conftest import make_record
 from tests.collector.harness import Collector
@@ -107,7 +108,7 @@ def test_no_valid_receipt_no_deletion(collector: Collector) -> None:
         for record in records:
             s.add(record)
     # receipts signed by a key other than the pinned one (a collector impersonated)
-    with Spool(spool_path()) as s, httpx.Client() as http:
+    with Spool(spool_path()) as s, UploadClient() as http:
         summary = Uploader(collector.url, s, http, FAST,
                            collector_key=ProbeKey.generate().public_raw).run()
     assert summary.error and "without a valid receipt" in summary.error
@@ -119,7 +120,7 @@ def test_no_valid_receipt_no_deletion(collector: Collector) -> None:
     thread.start()
     try:
         fake = f"http://127.0.0.1:{server.server_address[1]}"
-        with Spool(spool_path()) as s, httpx.Client() as http:
+        with Spool(spool_path()) as s, UploadClient() as http:
             summary = Uploader(fake, s, http, FAST).run()
         assert summary.error and "no receipt" in summary.error
     finally:
@@ -127,7 +128,7 @@ def test_no_valid_receipt_no_deletion(collector: Collector) -> None:
     assert spooled() == {"pending": 3, "rejected": 0}
     # the real collector, its real key: they go (stored the first time already: duplicates
     # whose receipts name the same records)
-    with Spool(spool_path()) as s, httpx.Client() as http:
+    with Spool(spool_path()) as s, UploadClient() as http:
         assert Uploader(collector.url, s, http, FAST).run().duplicate == 3
     assert spooled() == {"pending": 0, "rejected": 0}
 

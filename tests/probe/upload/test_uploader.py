@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from probe.core.errors import Unreachable
 from probe.core.signing import ProbeKey, write_key
 from probe.store.spool import Spool
 from probe.store.state import ensure_home, key_path, load_config, spool_path
+from probe.upload.client import Client as UploadClient
 from probe.upload.uploader import Backoff, Uploader, upload_and_report
 from tests.collector.conftest import make_record
 from tests.collector.harness import Collector
@@ -141,7 +141,7 @@ def test_batches_shrink_when_too_large_and_progress_is_shown(collector: Collecto
         http.post("/api/v1/probes", json={"public_key": key.public_b64})
     spool(*(make_record(key) for _ in range(1100)))
     seen: list[tuple[int, int]] = []
-    with Spool(spool_path()) as s, httpx.Client(timeout=30) as http:
+    with Spool(spool_path()) as s, UploadClient(timeout=30) as http:
         # the collector takes at most 200 records per request: 500 halves to 250, then 125
         summary = Uploader(collector.url, s, http, FAST, signer=key,
                            progress=lambda done, total: seen.append((done, total))).run()
