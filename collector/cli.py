@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8470; 0 picks a free one)")
-    serve.add_argument("--workers", type=int, help="processes (default 1)")
+    serve.add_argument("--workers", type=int,
+                       help="API processes (default: one per core, at most 8)")
     serve.add_argument("--geoip-asn", metavar="FILE.mmdb", help="MaxMind-format ASN database")
     serve.add_argument("--geoip-country", metavar="FILE.mmdb",
                        help="MaxMind-format country database")

@@ -11,6 +11,7 @@ verifiable only with the old public key: back it up with the database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from nacl.signing import SigningKey
@@ -35,7 +36,7 @@ class CollectorKey:
 
         return base64.b64encode(self.public_raw).decode()
 
-    @property
+    @cached_property  # on every receipt
     def key_id(self) -> str:
         return key_id_of(self.public_raw)
 

@@ -116,11 +116,12 @@ class Ingestor:
                ) -> list[IngestResult]:
         outcomes: list[IngestResult] = []
         checked: list[tuple[int, _Checked]] = []
+        bounds = self._bounds()
         for element in elements:
             outcome = IngestResult(_record_id(element.value), IngestStatus.REJECTED)
             outcomes.append(outcome)
             try:
-                checked.append((len(outcomes) - 1, self._check_shape(element)))
+                checked.append((len(outcomes) - 1, self._check_shape(element, bounds)))
             except Rejected as exc:
                 outcome.reason, outcome.detail = exc.reason, exc.detail
 
@@ -175,7 +176,9 @@ class Ingestor:
             self.tally.restore(counts)
             raise
 
-    def _check_shape(self, element: Element) -> _Checked:
+    def _check_shape(self, element: Element,
+                     bounds: tuple[datetime | None, datetime | None] | None = None
+                     ) -> _Checked:
         if len(element.text) > self.settings.max_record_bytes or len(
                 element.text.encode("utf-8", "surrogatepass")) > self.settings.max_record_bytes:
             raise Rejected(Reason.TOO_LARGE, f"the record is larger than "
@@ -196,16 +199,25 @@ class Ingestor:
             raise Rejected(Reason.NO_SIGNATURE, "the record carries no signature")
         if model.signature.key_id != model.probe.key_id:
             raise Rejected(Reason.KEY_MISMATCH, "signature.key_id differs from probe.key_id")
-        self._check_age(model.started_at)
+        self._check_age(model.started_at, bounds or self._bounds())
         return _Checked(element, model)
 
-    def _check_age(self, started_at: datetime) -> None:
+    def _bounds(self) -> tuple[datetime | None, datetime | None]:
+        """The oldest and the latest acceptable started_at, once per batch."""
         now = utcnow()
         age_days = self.settings.max_record_age_days
-        if age_days and started_at < now - timedelta(days=age_days):
+        skew = self.settings.max_clock_skew_seconds
+        return (now - timedelta(days=age_days) if age_days else None,
+                now + timedelta(seconds=skew) if skew else None)
+
+    def _check_age(self, started_at: datetime,
+                   bounds: tuple[datetime | None, datetime | None]) -> None:
+        oldest, latest = bounds
+        age_days = self.settings.max_record_age_days
+        if oldest is not None and started_at < oldest:
             raise Rejected(Reason.TOO_OLD, f"started_at is more than {age_days:g} days ago")
         skew = self.settings.max_clock_skew_seconds
-        if skew and started_at > now + timedelta(seconds=skew):
+        if latest is not None and started_at > latest:
             raise Rejected(Reason.FROM_FUTURE, f"started_at is more than {skew:g} s ahead "
                            "of the collector's clock")
 
@@ -279,7 +291,7 @@ def _row(item: _Checked, origin: Enrichment, received_at: datetime,
     delay = (received_at - model.started_at).total_seconds()
     late = int(delay) if late_after_hours and delay > late_after_hours * 3600 else None
     row = {
-        "id": str(uuid.UUID(str(model.id))),
+        "id": str(model.id),  # a uuid.UUID: its canonical form
         "key_id": model.probe.key_id,
         "service": model.service,
         "check_name": str(endpoint.check),

@@ -10,14 +10,19 @@ index it later asks the log for an inclusion proof (`voipwatch-probe audit`).
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from collector.batch import Element
 from collector.identity import CollectorKey
 from collector.store import Stored
 from collector.translog import leaf_hash_of_row
-from probe.core.evidence import record_sha256, sign_object
+from probe.core.evidence import record_sha256
 from probe.core.record import rfc3339
 
 
@@ -40,6 +45,16 @@ def prepare(row: dict[str, Any], element: Element) -> None:
 
 
 def receipt(key: CollectorKey, record_id: str, stored: Stored) -> dict[str, Any]:
-    return sign_object({"record_id": record_id, "record_sha256": stored.record_sha256,
-                        "log_index": stored.log_index,
-                        "received_at": rfc3339(stored.received_at)}, key.key_id, key.sign)
+    body = {"record_id": record_id, "record_sha256": stored.record_sha256,
+            "log_index": stored.log_index, "received_at": _rfc3339(stored.received_at)}
+    # what probe.core.evidence.sign_object signs, without its general walk: every
+    # value is an ASCII string (a UUID, hex, a time), null or an integer below
+    # 2**53, so orjson's sorted output is the RFC 8785 form (probe/core/canonical.py)
+    signature = key.sign(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    return {**body, "signature": {"alg": "ed25519", "key_id": key.key_id,
+                                  "value": base64.b64encode(signature).decode()}}
+
+
+@lru_cache(maxsize=64)  # one time per batch (a duplicate's: its first arrival)
+def _rfc3339(moment: datetime) -> str:
+    return rfc3339(moment)

@@ -37,6 +37,7 @@ class Services:
     tally: Tally = field(default_factory=Tally)  # rejections not yet written
     # room for other areas (webrtc peer, reflector) to keep per-process state
     extras: dict[str, Any] = field(default_factory=dict)
+    checkpointer: Any = None  # SQLite's WAL, in the background (collector/db/checkpoint.py)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -52,12 +53,15 @@ class Services:
             from probe.catalogue import load_catalogue
 
             catalogue = load_catalogue(settings.catalogue)  # a UserError names the problem
-        engine = make_engine(settings.database_url)
+        from collector.db.checkpoint import Checkpointer
+
+        engine = make_engine(settings.database_url, serving=True)
         identity = load_or_create(settings.data_dir)
         return cls(settings=settings, engine=engine, keys=KeyStore(engine),
                    store=MeasurementStore(engine), enricher=Enricher.from_settings(settings),
                    control=ControlRunner(settings, engine, catalogue), catalogue=catalogue,
-                   identity=identity, log=TransLog(engine, identity))
+                   identity=identity, log=TransLog(engine, identity),
+                   checkpointer=Checkpointer(engine).start())
 
     def close(self) -> None:
         counts = self.tally.drain()
@@ -65,6 +69,8 @@ class Services:
             with contextlib.suppress(Exception):  # the database is gone: only counts lost
                 self.store.insert([], counts, ())
         self.enricher.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 

@@ -37,6 +37,17 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("voipwatch-collector", appauthor=False))
 
 
+def default_workers() -> int:
+    """One API process per core the collector may use: ingest is CPU-bound
+    (signature checks, JSON), and SQLite or PostgreSQL take the writes of all
+    (docs/scale.md). At most 8: past that, run replicas (the database is the limit)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
 def parse_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
     """`IP`, `IP:PORT` or `[IPv6]:PORT` (the `--resolver` syntax of the probe)."""
     host, port = text, str(default_port)
@@ -79,7 +90,9 @@ class Settings(BaseSettings):
     db: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=64,
+                         description="API processes sharing the socket; default: one per "
+                         "core, at most 8 (docs/scale.md)")
     log_level: str = "info"
 
     # enrichment and privacy

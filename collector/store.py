@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from collector.dashboard import rollup
 from collector.db.engine import write_options
-from collector.db.schema import measurements, probes, rejections
+from collector.db.schema import UtcDateTime, measurements, probes, rejections
 from probe.core.record import utcnow
 
 if TYPE_CHECKING:
@@ -131,6 +131,21 @@ EXPORT_COLUMNS = (
 _COLUMN_NAMES = tuple(c.name for c in measurements.columns if c.name != "seq")
 
 
+_TIMES = tuple(i for i, name in enumerate(_COLUMN_NAMES)
+               if isinstance(measurements.c[name].type, UtcDateTime))
+
+
+def _sqlite_values(row: dict[str, Any]) -> list[Any]:
+    """A row's values in the storage form SQLAlchemy gives SQLite (UtcDateTime:
+    naive UTC text); a column the row leaves out is NULL."""
+    values = list(map(row.get, _COLUMN_NAMES))
+    for i in _TIMES:
+        if values[i] is not None:
+            values[i] = values[i].astimezone(UTC).replace(tzinfo=None).isoformat(
+                " ", "microseconds")
+    return values
+
+
 class MeasurementStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -198,13 +213,21 @@ class MeasurementStore:
                                                   c.received_at).where(c.id.in_(ids)))}
 
     def _insert_many(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
-        statement = (self._insert(measurements).on_conflict_do_nothing(index_elements=["id"])
-                     .returning(measurements.c.id))
+        """SQLite: one executemany through the driver (SQLAlchemy's per-row parameter
+        processing cost more than the insert). The transaction holds the write lock
+        (BEGIN IMMEDIATE): an id not stored before this statement is inserted by it."""
         names = _COLUMN_NAMES
-        # only the table's columns (ingest rows carry more, e.g. leaf_hash); a column
-        # a caller leaves out is NULL
-        return {r[0] for r in conn.execute(statement, [{k: row.get(k) for k in names}
-                                                       for row in rows])}
+        before = set(self._stored(conn, [row["id"] for row in rows]))
+        fresh: dict[str, list[Any]] = {}
+        for row in rows:
+            if row["id"] not in before and row["id"] not in fresh:
+                fresh[row["id"]] = _sqlite_values(row)
+        driver = conn.connection.driver_connection  # sqlite3's: this path is SQLite's
+        assert driver is not None
+        driver.executemany(f"INSERT INTO measurements ({', '.join(names)}) VALUES "
+                           f"({', '.join('?' * len(names))}) ON CONFLICT (id) DO NOTHING",
+                           list(fresh.values()))
+        return set(fresh)
 
     def _insert_unnest(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         """PostgreSQL: one statement with one array per column. A multi-row VALUES

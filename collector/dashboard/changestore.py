@@ -7,6 +7,8 @@ transaction (collector/dashboard/alerts.py sends them)."""
 
 from __future__ import annotations
 
+import secrets
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -23,10 +25,13 @@ from collector.db.schema import (
     dash_subscription,
     dash_unit,
 )
+from collector.limits import Leases
 from probe.core.record import utcnow
 
 SAME_CHANGE = timedelta(days=3)  # a change re-detected this close is the same change
 BATCH = 50  # series per write transaction
+LEASE, LEASE_SECONDS = "dash_refresh", 600.0  # a refresher that died frees it then
+LEASE_WAIT = 60.0  # seconds a refresh waits for another process's to end
 
 
 @dataclass(frozen=True)
@@ -63,29 +68,70 @@ class ChangeStore:
         self.engine = engine
 
     def refresh(self, limit: int = 10_000) -> int:
-        """Re-detect every dirty series (at most `limit`); the number of new changes."""
-        created = done = 0
+        """Re-detect every dirty series (at most `limit`); the number of new changes.
+
+        A series' history is read and run through the detector outside the
+        write lock: at millions of records that read takes long, and ingest
+        waits for the write lock (on SQLite, every writer). A batch of series
+        is claimed first (their flag cleared, a short write), so a series ingest
+        touches meanwhile is dirty again for the next round; a batch that fails
+        is marked dirty again. One process refreshes at a time (a lease in the
+        database), so two never write one series' changes from different reads."""
         with self.engine.connect() as conn:  # a read first: most calls find nothing to do
             if conn.execute(sa.select(dash_series.c.id).where(dash_series.c.dirty.is_(True))
                             .limit(1)).first() is None:
                 return 0
+        leases, ticket = Leases(self.engine), secrets.token_hex(12)
+        deadline = time.monotonic() + LEASE_WAIT
+        while not leases.try_acquire(ticket, LEASE, "-", 1, 1, LEASE_SECONDS):
+            if time.monotonic() > deadline:  # another process is at it, for long
+                leases.release(ticket)
+                return 0
+            time.sleep(0.05)
+        try:
+            return self._refresh(limit)
+        finally:
+            leases.release(ticket)
+
+    def _refresh(self, limit: int) -> int:
+        created = done = 0
         while done < limit:
-            with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
-                    conn.begin():
-                ids = list(conn.execute(sa.select(dash_series.c.id)
-                                        .where(dash_series.c.dirty.is_(True))
-                                        .order_by(dash_series.c.id).limit(BATCH)).scalars())
-                if not ids:
-                    return created
-                for series_id in ids:
-                    created += self._redetect(conn, series_id)
-                conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(ids))
-                             .values(dirty=False))
+            ids = self._claim()
+            if not ids:
+                return created
+            try:
+                with self.engine.connect() as conn:
+                    found = {series_id: detect(series_days(conn, series_id))
+                             for series_id in ids}
+                with self.engine.connect().execution_options(
+                        **write_options(self.engine)) as conn, conn.begin():
+                    for series_id in ids:
+                        created += self._redetect(conn, series_id, found[series_id])
+            except BaseException:
+                self._mark(ids)
+                raise
             done += len(ids)
         return created
 
-    def _redetect(self, conn: sa.Connection, series_id: int) -> int:
-        found = detect(series_days(conn, series_id))
+    def _claim(self) -> list[int]:
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                conn.begin():
+            ids = list(conn.execute(sa.select(dash_series.c.id)
+                                    .where(dash_series.c.dirty.is_(True))
+                                    .order_by(dash_series.c.id).limit(BATCH)).scalars())
+            if ids:
+                conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(ids))
+                             .values(dirty=False))
+            return ids
+
+    def _mark(self, ids: list[int]) -> None:
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                conn.begin():
+            conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(ids))
+                         .values(dirty=True))
+
+    def _redetect(self, conn: sa.Connection, series_id: int, found: list[ChangePoint]
+                  ) -> int:
         c = dash_change.c
         existing = conn.execute(sa.select(c.id, c.kind, c.at).where(c.series_id == series_id)
                                 ).all()

@@ -27,14 +27,17 @@ def normalise_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, serving: bool = False) -> Engine:
+    """`serving`: the engine of a `serve` process, whose SQLite WAL is
+    checkpointed by a background thread (collector/db/checkpoint.py) rather
+    than inside the commit that crosses the threshold, with the write lock held."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, serving)
     return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, serving: bool = False) -> Engine:
     if url.database and url.database != ":memory:":
         path = Path(url.database)
         try:
@@ -54,6 +57,11 @@ def _sqlite_engine(url: URL) -> Engine:
         # since the probe deletes its copy on that answer
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # 32 MiB of pages per connection (SQLite's default is 2 MiB): the indexes'
+        # upper levels stay in memory as the table grows to millions of rows
+        cursor.execute("PRAGMA cache_size=-32768")
+        if serving:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -26,7 +26,8 @@ class CollectorFailed(Exception):
 class Collector:
     def __init__(self, data_dir: Path, db: str | None = None, args: Sequence[str] = (),
                  env: dict[str, str] | None = None, program: str = COLLECTOR,
-                 cwd: Path | None = None, command: Sequence[str] | None = None) -> None:
+                 cwd: Path | None = None, command: Sequence[str] | None = None,
+                 default_workers: bool = False) -> None:
         self.program = program  # another install's voipwatch-collector (tests/deploy)
         self.cwd = cwd
         self.command = list(command) if command else None  # verbatim, e.g. a unit's ExecStart
@@ -34,6 +35,11 @@ class Collector:
         self.db = db
         self.args = list(args)
         self.env = dict(os.environ if env is None else env)
+        if not default_workers:
+            # one API process unless a test asks for more (`--workers N`): the default,
+            # one per core, would make every test's collector several processes and a
+            # media child
+            self.env.setdefault("VOIPWATCH_COLLECTOR_WORKERS", "1")
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"collector-{id(self)}.log"

@@ -1,0 +1,93 @@
+"""Where ingest's time goes, per record (not run by `make bench`: a tool for
+whoever optimises ingest). Runs `Ingestor.ingest` in this process on records
+from bench/generate.py, on a fresh SQLite store (or `--db URL`), and prints
+the microseconds per record spent in each step; the steps nest (`store` holds
+insert, rollups, log and commit).
+
+    python bench/_ingest_stages.py [--records 20000] [--days 1] [--db URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy.engine.default as sa_default  # noqa: E402
+
+import collector.translog as translog  # noqa: E402
+from bench.generate import bodies, probe_keys  # noqa: E402
+from collector import batch, ingest, store  # noqa: E402
+from collector.dashboard import rollup  # noqa: E402
+from collector.db.migrate import upgrade  # noqa: E402
+from collector.services import Services  # noqa: E402
+from collector.settings import load_settings  # noqa: E402
+
+SPENT: Counter[str] = Counter()
+
+
+def timed(owner: Any, name: str, label: str) -> None:
+    original: Callable[..., Any] = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            SPENT[label] += time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--days", type=float, default=1.0)
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args()
+    for owner, name, label in (
+            (batch, "parse_batch", "parse (strict JSON)"),
+            (ingest.Ingestor, "_check_shape", "schema and age"),
+            (ingest.Ingestor, "_check_signature", "signature check"),
+            (ingest, "_row", "row (hashes, leaf)"),
+            (ingest.receipts, "receipt", "receipt"),
+            (ingest.Ingestor, "_store", "store (write section)"),
+            (store.MeasurementStore, "_insert_many", "  insert (SQLite)"),
+            (store.MeasurementStore, "_insert_unnest", "  insert (PostgreSQL)"),
+            (rollup, "apply", "  rollups"),
+            (translog.TransLog, "append", "  log append"),
+            (sa_default.DefaultDialect, "do_commit", "  commit")):
+        timed(owner, name, label)
+    with tempfile.TemporaryDirectory(prefix="vwc-stages-") as tmp:
+        settings = load_settings({"data_dir": Path(tmp), "db": args.db,
+                                  "ingest_quota_per_day": 10**9})
+        services = Services.build(settings)
+        upgrade(services.engine)
+        for key in probe_keys(8):
+            services.keys.register(key.public_b64, None, require_token=False)
+        ingestor = ingest.Ingestor(settings, services.keys, services.store,
+                                   services.identity, services.log, services.tally)
+        origin = services.enricher.lookup("127.0.0.1")
+        data = list(bodies(args.records, 500, days=args.days))
+        start = time.perf_counter()
+        for body in data:
+            results = ingestor.ingest(batch.parse_batch(body, 1000), origin)
+            assert all(r.status == "accepted" for r in results), results[0]
+        total = time.perf_counter() - start
+        services.close()
+    print(f"ingest in one process: {args.records / total:,.0f} records/s, "
+          f"{total / args.records * 1e6:.0f} µs per record")
+    for label, seconds in SPENT.most_common():
+        print(f"  {label:<24} {seconds / args.records * 1e6:7.1f} µs")
+
+
+if __name__ == "__main__":
+    main()

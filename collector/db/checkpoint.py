@@ -1,0 +1,67 @@
+"""SQLite: the write-ahead log copied back into the database by a background
+thread of each `serve` process, every second.
+
+By default SQLite checkpoints inside the commit that makes the WAL pass 1,000
+pages, while that writer still holds the write lock: every few batches, one
+ingest commit took the checkpoint's writes and fsyncs, and every other writer
+waited for it (half the commit time at ingest). A PASSIVE checkpoint runs
+beside writers and readers; several processes doing it at once is harmless
+(one gets SQLITE_BUSY and tries again a second later). Under a steady stream
+of writes a PASSIVE checkpoint never catches up with the end of the WAL, and
+the WAL only restarts from its beginning once it has: past `MAX_WAL_BYTES` a
+TRUNCATE checkpoint waits for the writers of the moment (up to busy_timeout),
+copies the rest and empties the file. When the last connection closes,
+SQLite checkpoints and removes the WAL as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 1.0
+MAX_WAL_BYTES = 64 * 1024 * 1024
+
+
+class Checkpointer:
+    def __init__(self, engine: Engine, interval: float = INTERVAL) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Checkpointer:
+        if self.engine.dialect.name == "sqlite" and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wal-checkpoint",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        database = self.engine.url.database
+        try:
+            size = os.path.getsize(f"{database}-wal")
+        except (OSError, TypeError):
+            size = 0
+        mode = "TRUNCATE" if size > MAX_WAL_BYTES else "PASSIVE"
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        except Exception as exc:  # busy, or the file went away: next time
+            log.debug("checkpoint skipped: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.checkpoint()
