@@ -1,7 +1,7 @@
 """Dashboard benchmark (`make bench`): how fast the matrix and the timelines
 answer over many measurements, on SQLite and PostgreSQL.
 
-The store is filled by bench/bigstore.py: generated rows written straight
+The store is filled by bench/_bigstore.py: generated rows written straight
 into the measurements table and rolled up by the ingest path's own hook
 (`collector.dashboard.rollup.apply`, in the same transaction), without HTTP
 or signature checks, which bench/ingest.py measures: each probe key signs
@@ -22,7 +22,7 @@ matrix computed the naive way (a GROUP BY over the measurements table).
 
 `BENCH_DASHBOARD_RECORDS` (default 300,000; the documented target is
 10,000,000), `BENCH_DASHBOARD_BACKENDS` (default `sqlite,postgresql`), or
-`BENCH_DB_URL` to reuse a store filled once with `python bench/bigstore.py
+`BENCH_DB_URL` to reuse a store filled once with `python bench/_bigstore.py
 URL 10000000` (it is migrated first, as a collector would at start).
 Target: p95 <= 200 ms for the matrix and a timeline at 10 million.
 """
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from bench import bigstore  # noqa: E402
+from bench import _bigstore as bigstore  # noqa: E402
 from collector.dashboard.cells import DashboardReader, Period, Where  # noqa: E402
 from collector.dashboard.changestore import ChangeStore  # noqa: E402
 from collector.db.engine import make_engine  # noqa: E402
@@ -215,7 +215,7 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool = True) -> None:
     print(f"    change detection over every series (after the load): {detect_s:.2f} s")
     _table(baseline, rows, "x naive")  # in-process first: the HTTP part starts a collector
     rows = []
-    # the generated rows are not in the transparency log (bench/bigstore.py): a
+    # the generated rows are not in the transparency log (bench/_bigstore.py): a
     # collector would append them all at start; the pages do not read the log
     env = {**os.environ, "VOIPWATCH_COLLECTOR_TRANSPARENCY_LOG": "false"}
     with Collector(data_dir, None if backend == "sqlite" and fill else url,

@@ -4,7 +4,7 @@ JSONL and CSV, on SQLite and PostgreSQL, and the export process's peak memory
 for two numbers of records exported from the same store (constant memory: the
 peak must not grow with the records).
 
-The store is filled by bench/bigstore.py (generated rows, about 0.8 kB of
+The store is filled by bench/_bigstore.py (generated rows, about 0.8 kB of
 signed record each, written straight into the tables; bench/ingest.py
 measures uploads). The two sizes are one service's records (an eighth, read
 through the (service, seq) index in the same order) and all of them. The
@@ -19,7 +19,7 @@ it.
 `BENCH_EXPORT_RECORDS` (default 200,000), `BENCH_EXPORT_BACKENDS` (default
 `sqlite,postgresql`), `BENCH_EXPORT_FORMATS` (default
 `parquet,parquet-day,jsonl,csv`), or `BENCH_DB_URL` to reuse a store filled
-once with `python bench/bigstore.py URL 10000000`.
+once with `python bench/_bigstore.py URL 10000000`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import bigstore  # noqa: E402
+from bench import _bigstore as bigstore  # noqa: E402
 from bench.dashboard import Generator  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_EXPORT_RECORDS", "200000"))

@@ -18,7 +18,8 @@ as the probe's `cryptography` key, faster.
         [--keys 8] [--seed 1] [--batch 500] [--workers N]
 
 writes one JSON array of `--batch` records per line (a ready ingest body) and
-prints its rate; `--keys-out FILE` writes the keys' seeds (hex) and public keys.
+prints its rate (without `--out`, the rate only: `make bench` runs it so);
+`--keys-out FILE` writes the keys' seeds (hex) and public keys.
 """
 
 from __future__ import annotations
@@ -243,8 +244,11 @@ def records(count: int, **options: Any) -> Iterator[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, required=True, help="JSONL, one batch per line")
+    parser.add_argument("--count", type=int, default=None, help="default: 100,000 "
+                        "(20,000 without --out)")
+    parser.add_argument("--out", type=Path, default=Path(os.devnull), help="JSONL, one "
+                        "batch per line; default: none, only the rate (as `make bench` "
+                        "runs it)")
     parser.add_argument("--batch", type=int, default=500, help="records per line (1: one "
                         "record per line)")
     parser.add_argument("--keys", type=int, default=8)
@@ -253,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--keys-out", type=Path, help="write the keys (seed hex, public key)")
     args = parser.parse_args(argv)
+    if args.count is None:
+        args.count = 100_000 if args.out != Path(os.devnull) else 20_000
     if args.count < 1 or args.batch < 1 or args.keys < 1:
         parser.error("--count, --batch and --keys must be at least 1")
     start = time.perf_counter()

@@ -10,10 +10,10 @@ the first page without filters: each figure is printed as its ratio (a deep
 page near 1.0 costs what page 1 costs). What keyset paging replaces, the same
 deep page by OFFSET, is timed once beside it.
 
-The store is filled by bench/bigstore.py (generated rows, rolled up, no
+The store is filled by bench/_bigstore.py (generated rows, rolled up, no
 HTTP). `BENCH_QUERIES_RECORDS` (default 300,000), `BENCH_QUERIES_BACKENDS`
 (default `sqlite,postgresql`), or `BENCH_DB_URL` to reuse a store filled
-once with `python bench/bigstore.py URL 10000000`. Target: p95 <= 50 ms.
+once with `python bench/_bigstore.py URL 10000000`. Target: p95 <= 50 ms.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from bench import bigstore  # noqa: E402
+from bench import _bigstore as bigstore  # noqa: E402
 from bench.dashboard import Generator, timed  # noqa: E402
 from collector import cursor as cursors  # noqa: E402
 from collector.db.engine import make_engine  # noqa: E402
@@ -117,7 +117,7 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool) -> None:
             rows.append((f"{name}, {where}",
                          *timed(lambda f=filters, a=after: store.page(f, a, LIMIT))))
     db = None if backend == "sqlite" and not DB_URL else url
-    # the generated rows are not in the transparency log (bench/bigstore.py): a
+    # the generated rows are not in the transparency log (bench/_bigstore.py): a
     # collector would append them all at start; pages do not read the log
     env = {**os.environ, "VOIPWATCH_COLLECTOR_TRANSPARENCY_LOG": "false"}
     with Collector(data_dir, db, env=env) as running, \

@@ -151,12 +151,15 @@ class Topology:
 
     @staticmethod
     def _forwarding(namespace: str) -> None:
-        # icmp_ratelimit=0: a scenario's `reject` answers every packet it matches, and
+        # icmp_ratemask=0: a scenario's `reject` answers every packet it matches, and
         # every router answers each TTL-limited probe of a trace with time-exceeded;
-        # the kernel's default limit (one ICMP error per second per destination)
-        # would turn some of those into silence when many checks start at once
+        # the kernel's limits (one ICMP error per second per destination, and
+        # icmp_msgs_per_sec with a burst of 50 per host, which icmp_ratelimit=0
+        # alone leaves on) would turn some of those into silence when a pass's
+        # traces start at once; an empty mask lifts both
         for setting in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                        "net.ipv6.conf.all.disable_ipv6=1", "net.ipv4.icmp_ratelimit=0"):
+                        "net.ipv6.conf.all.disable_ipv6=1", "net.ipv4.icmp_ratelimit=0",
+                        "net.ipv4.icmp_ratemask=0"):
             run(["sysctl", "-q", "-w", setting], namespace=namespace)
 
     def _internet(self) -> None:

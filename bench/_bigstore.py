@@ -102,7 +102,7 @@ def stored(engine: sa.Engine) -> int:
 
 
 def main() -> None:
-    """`python bench/bigstore.py URL COUNT`: migrate and fill a store once, for
+    """`python bench/_bigstore.py URL COUNT`: migrate and fill a store once, for
     the benches to reuse (`BENCH_DB_URL=URL`)."""
     from bench.dashboard import Generator
     from collector.db.engine import make_engine
@@ -110,7 +110,7 @@ def main() -> None:
 
     if len(sys.argv) != 3 or not sys.argv[2].isdigit():  # `make bench` runs it bare
         print("bigstore: a helper of the query benches; fill a store with "
-              "`python bench/bigstore.py URL COUNT`")
+              "`python bench/_bigstore.py URL COUNT`")
         return
     url, count = sys.argv[1], int(sys.argv[2])
     engine = make_engine(url)
