@@ -8,6 +8,7 @@ declare -A NEEDED=(
   [nft]=nftables
   [ip]=iproute2
   [tc]=iproute2
+  [conntrack]=conntrack        # the lab forgets old flows when a scenario changes
   [turnserver]=coturn
   [kamailio]=kamailio
   [pg_ctl]=postgresql

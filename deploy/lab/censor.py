@@ -264,6 +264,11 @@ def install(topology: Topology, compiled: Compiled) -> None:
     """Replace the router's and the internet's policy with `compiled`."""
     run(["nft", "-f", "-"], namespace=topology.router_ns, input=compiled.router_nft)
     run(["nft", "-f", "-"], namespace=topology.inet_ns, input=compiled.inet_nft)
+    for namespace in (topology.router_ns, topology.inet_ns):
+        # flows tracked under the previous policy keep its NAT (a DNS query whose
+        # 5-tuple a new query reuses would skip the new scenario's redirect): forget
+        # them; conntrack exits 1 when there was nothing to forget
+        run(["conntrack", "-F"], namespace=namespace, check=False)
     for device in ["inet", *(str(link) for link in topology.links)]:
         # no qdisc of ours yet is fine: the kernel then answers "no such qdisc"
         run(["tc", "qdisc", "del", "dev", device, "root"], namespace=topology.router_ns,
