@@ -160,7 +160,10 @@ def collector_daemon(workdir: Path, settings: dict[str, Any]) -> Daemon:
            **{k: str(v) for k, v in settings.get("collector_env", {}).items()}}
     argv = [str(BIN / "voipwatch-collector"), "serve", "--data-dir", str(workdir / "collector"),
             "--host", SERVICES["collector"], "--port", str(COLLECTOR_PORT),
-            *settings.get("collector_args", [])]
+            # one API process (the reference peer and reflector in it, as the verdicts
+            # were validated): the default, one per core, would add a media child and a
+            # second worker competing with the measured calls for this machine's cores
+            "--workers", "1", *settings.get("collector_args", [])]
     return Daemon("collector", argv, workdir / "logs" / "collector.log",
                   [(SERVICES["collector"], COLLECTOR_PORT)], env=env)
 
