@@ -75,7 +75,7 @@ def browser() -> Iterator[Any]:
         if in_ci():
             pytest.fail("Debian's chromium is needed in CI (deploy/install-system-deps.sh)")
         pytest.skip("no /usr/bin/chromium (apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright  # the test extra: never skipped
     with playwright.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
         yield launched
