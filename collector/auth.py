@@ -29,9 +29,8 @@ from probe.core.auth import (
     HEADER_KEY,
     HEADER_SIGNATURE,
     HEADER_TIME,
-    MAX_SKEW,
+    header_refusal,
     verify_request,
-    within_skew,
 )
 
 
@@ -47,16 +46,10 @@ async def signed_probe(request: Request,
     key_id = request.headers.get(HEADER_KEY)
     stamp = request.headers.get(HEADER_TIME)
     signature = request.headers.get(HEADER_SIGNATURE)
-    if not (key_id and stamp and signature):
-        raise _unauthorised("unsigned_request", f"sign the request ({HEADER_KEY}, "
-                            f"{HEADER_TIME}, {HEADER_SIGNATURE}); see probe/core/auth.py")
-    try:
-        moment = int(stamp)
-    except ValueError:
-        raise _unauthorised("stale_request", f"{HEADER_TIME} is not a Unix time") from None
-    if not within_skew(moment):
-        raise _unauthorised("stale_request", f"{HEADER_TIME} is more than {MAX_SKEW} s away "
-                            "from the collector's clock")
+    refusal = header_refusal(key_id, stamp, bool(signature))
+    if refusal is not None:
+        raise _unauthorised(*refusal)
+    assert key_id and stamp and signature  # header_refusal said they are there
     probe = await run_in_threadpool(services.keys.get, key_id)
     if probe is None:
         raise _unauthorised("unknown_key", "this key is not registered "

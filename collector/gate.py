@@ -31,9 +31,8 @@ from probe.core.auth import (
     HEADER_KEY,
     HEADER_SIGNATURE,
     HEADER_TIME,
-    MAX_SKEW,
+    header_refusal,
     verify_request,
-    within_skew,
 )
 
 INGEST = "/api/v1/measurements"
@@ -86,9 +85,9 @@ class Gate:
         _declared(headers, limit)
         if not signed:
             if signed_only(path):
-                raise _unauthorised("unsigned_request", f"sign the request ({HEADER_KEY}, "
-                                    f"{HEADER_TIME}, {HEADER_SIGNATURE}); see "
-                                    "probe/core/auth.py")
+                unsigned = header_refusal(None, None, signed=False)
+                assert unsigned is not None  # no headers: always refused
+                raise _unauthorised(*unsigned)
             if ingest:
                 client = scope.get("client")
                 wait = self.unsigned.take(client_subject(client[0] if client else None))
@@ -111,16 +110,9 @@ class Gate:
     async def _key(self, state: Any, headers: dict[bytes, bytes], ingest: bool) -> Any:
         key_id = headers.get(_KEY, b"").decode("latin-1")
         stamp = headers.get(_TIME, b"").decode("latin-1")
-        if not (key_id and stamp and _SIGNATURE in headers):
-            raise _unauthorised("unsigned_request", f"sign the request ({HEADER_KEY}, "
-                                f"{HEADER_TIME}, {HEADER_SIGNATURE}); see probe/core/auth.py")
-        try:
-            moment = int(stamp)
-        except ValueError:
-            raise _unauthorised("stale_request", f"{HEADER_TIME} is not a Unix time") from None
-        if not within_skew(moment):
-            raise _unauthorised("stale_request", f"{HEADER_TIME} is more than {MAX_SKEW} s "
-                                "away from the collector's clock")
+        refusal = header_refusal(key_id, stamp, _SIGNATURE in headers)
+        if refusal is not None:
+            raise _unauthorised(*refusal)
         if len(key_id) != 64:
             probe = None
         else:

@@ -54,3 +54,21 @@ def verify_request(public_raw: bytes, method: str, path: str, timestamp: str, bo
 def within_skew(timestamp: int, now: float | None = None) -> bool:
     """Whether a request's Unix time is within MAX_SKEW seconds of `now`."""
     return abs((now if now is not None else time.time()) - timestamp) <= MAX_SKEW
+
+
+def header_refusal(key_id: str | None, stamp: str | None,
+                   signed: bool) -> tuple[str, str] | None:
+    """Why a request's signature headers cannot be checked at all, as the
+    collector's (error code, detail); None when they can (the key is looked up
+    and the signature verified next)."""
+    if not (key_id and stamp and signed):
+        return "unsigned_request", (f"sign the request ({HEADER_KEY}, {HEADER_TIME}, "
+                                    f"{HEADER_SIGNATURE}); see probe/core/auth.py")
+    try:
+        moment = int(stamp)
+    except ValueError:
+        return "stale_request", f"{HEADER_TIME} is not a Unix time"
+    if not within_skew(moment):
+        return "stale_request", (f"{HEADER_TIME} is more than {MAX_SKEW} s away from the "
+                                 "collector's clock")
+    return None
