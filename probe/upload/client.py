@@ -23,7 +23,9 @@ import probe
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
-MAX_BODY = 64 * 1024 * 1024  # an answer larger than this is not a collector's
+# a collector answers a batch of 1,000 records in well under 1 MiB: a larger
+# answer is not its own (an on-path box), and must not fill a Pi's memory
+MAX_BODY = 8 * 1024 * 1024
 
 
 class HttpError(Exception):
@@ -105,6 +107,7 @@ class Client:
                 answer = connection.getresponse()
                 content = answer.read(MAX_BODY + 1)
                 if len(content) > MAX_BODY:
+                    self._drop(scheme, host, port)  # the rest of it is never read
                     raise HttpError(f"an answer larger than {MAX_BODY} bytes")
                 if answer.will_close:
                     self._drop(scheme, host, port)
