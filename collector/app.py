@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from collector import __version__, errors
+from collector import __version__, errors, gc_tuning
 from collector.dashboard import alerts
 from collector.gate import Gate
 from collector.middleware import AccessLog, SecurityHeaders
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         background = asyncio.create_task(alerts.background(
             current.engine, settings.public_url, settings.dashboard_refresh_seconds,
             current.identity))
+        gc_tuning.tune()
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from collector.dashboard import rollup
 from collector.db.engine import write_options
 from collector.db.schema import UtcDateTime, measurements, probes, rejections
+from collector.db.writelock import WriterTurns
 from probe.core.record import utcnow
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class MeasurementStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.turns = WriterTurns(engine)
 
     def _insert(self, table: sa.Table) -> Any:
         return (postgresql.insert(table) if self.dialect == "postgresql"
@@ -166,7 +168,8 @@ class MeasurementStore:
         inserted: set[str] = set()
         if not rows and not rejected:
             return {}
-        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+        with self.turns.turn(), \
+                self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
             earlier: dict[str, Stored] = {}
             if rows:
@@ -179,7 +182,8 @@ class MeasurementStore:
                     for offset, row in enumerate(rows):
                         row["log_index"] = frontier.size + offset
                 inserted = (self._insert_unnest(conn, rows) if self.dialect == "postgresql"
-                            else self._insert_many(conn, rows)) if rows else set()
+                            else self._insert_many(conn, rows, filtered=log is not None)
+                            ) if rows else set()
                 if log is not None:
                     if len(inserted) != len(rows):
                         raise RuntimeError("a record appeared during a locked insert")
@@ -212,12 +216,15 @@ class MeasurementStore:
                 for row in conn.execute(sa.select(c.id, c.log_index, c.record_sha256,
                                                   c.received_at).where(c.id.in_(ids)))}
 
-    def _insert_many(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+    def _insert_many(self, conn: sa.Connection, rows: list[dict[str, Any]],
+                     filtered: bool = False) -> set[str]:
         """SQLite: one executemany through the driver (SQLAlchemy's per-row parameter
         processing cost more than the insert). The transaction holds the write lock
-        (BEGIN IMMEDIATE): an id not stored before this statement is inserted by it."""
+        (BEGIN IMMEDIATE): an id not stored before this statement is inserted by it.
+        `filtered`: the caller already left out the ids stored before, in this
+        transaction."""
         names = _COLUMN_NAMES
-        before = set(self._stored(conn, [row["id"] for row in rows]))
+        before = set() if filtered else set(self._stored(conn, [row["id"] for row in rows]))
         fresh: dict[str, list[Any]] = {}
         for row in rows:
             if row["id"] not in before and row["id"] not in fresh:

@@ -157,6 +157,11 @@ class _Writer:
         min of `mins`."""
         if not rows:
             return
+        # every transaction upserts in key order: two concurrent ingests touching
+        # the same rows in opposite orders deadlock on PostgreSQL (measured with
+        # the transparency log off, the log's lock no longer serialising them)
+        positions = [columns.index(key) for key in keys]
+        rows = sorted(rows, key=lambda row: [row[i] for i in positions])
         name = table.name
         changes = [f"{c} = {name}.{c} + excluded.{c}" for c in adds]
         changes += [f"{c} = excluded.{c}" for c in sets]
@@ -206,7 +211,7 @@ def _series_ids(conn: sa.Connection, writer: _Writer,
             found[(row.service, row.role, row.cc, row.operator, row.link)] = row.id
 
     load()
-    missing = [key for key in wanted if key not in found]
+    missing = sorted(key for key in wanted if key not in found)  # key order: see _Writer.add
     if missing:
         conn.execute(writer.insert(dash_series).on_conflict_do_nothing(), [
             {"service": k[0], "role": k[1], "cc": k[2], "operator": k[3], "link": k[4],

@@ -9,8 +9,8 @@ beside writers and readers; several processes doing it at once is harmless
 (one gets SQLITE_BUSY and tries again a second later). Under a steady stream
 of writes a PASSIVE checkpoint never catches up with the end of the WAL, and
 the WAL only restarts from its beginning once it has: past `MAX_WAL_BYTES` a
-TRUNCATE checkpoint waits for the writers of the moment (up to busy_timeout),
-copies the rest and empties the file. When the last connection closes,
+TRUNCATE checkpoint takes its turn among the ingest writers, copies the rest
+and empties the file. When the last connection closes,
 SQLite checkpoints and removes the WAL as usual.
 """
 
@@ -19,8 +19,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import nullcontext
 
 from sqlalchemy.engine import Engine
+
+from collector.db.writelock import WriterTurns
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class Checkpointer:
     def __init__(self, engine: Engine, interval: float = INTERVAL) -> None:
         self.engine = engine
         self.interval = interval
+        self.turns = WriterTurns(engine)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -54,7 +58,10 @@ class Checkpointer:
             size = 0
         mode = "TRUNCATE" if size > MAX_WAL_BYTES else "PASSIVE"
         try:
-            with self.engine.connect() as conn:
+            # TRUNCATE waits for the write lock: in turn with the ingest writers,
+            # who hand it to each other at once (collector/db/writelock.py)
+            with self.turns.turn() if mode == "TRUNCATE" else nullcontext(), \
+                    self.engine.connect() as conn:
                 conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except Exception as exc:  # busy, or the file went away: next time
             log.debug("checkpoint skipped: %s", exc)

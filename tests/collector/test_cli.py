@@ -141,3 +141,14 @@ def test_several_workers_share_the_settings(tmp_path: Path) -> None:
                 "Content-Type": "application/json",
                 **sign_request(key, "POST", "/api/v1/control", body)})
             assert (control.status_code, control.json()["error"]) == (403, "control_disabled")
+        # a connection stays with the worker that accepted it: each batch's answer
+        # closes it, so that busy uploaders spread over the workers
+        answer = http.post("/api/v1/measurements", content=b"[]")
+        assert (answer.status_code, answer.headers.get("connection")) == (200, "close")
+
+
+def test_one_worker_keeps_connections_alive(tmp_path: Path) -> None:
+    with Collector(tmp_path / "c", None, ["--no-control"]) as collector, \
+            httpx.Client(base_url=collector.url) as http:
+        answer = http.post("/api/v1/measurements", content=b"[]")
+        assert (answer.status_code, answer.headers.get("connection")) == (200, None)

@@ -34,8 +34,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert load_settings({"host": "::", "require_token": False}).token_required is False
     assert (settings.max_record_age_days, settings.max_clock_skew_seconds) == (400, 600)
     assert (settings.late_after_hours, settings.transparency_log) == (24, True)
-    # one API process per core the collector may run on, at most 8 (docs/scale.md)
-    assert settings.workers == max(1, min(len(os.sched_getaffinity(0)), 8))
+    # two API processes per core the collector may run on, at most 8 (docs/scale.md)
+    assert settings.workers == max(1, min(2 * len(os.sched_getaffinity(0)), 8))
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -262,3 +262,45 @@ def test_a_throttle_measurement_shows_both_flows(collector: Collector) -> None:
     assert "rate differs" in table and "64" in table and "254.9" in table
     assert "12%" in table and "style=" not in table
     assert 'class="vw-throttle"' in french
+
+
+def test_concurrent_uploads_upsert_in_one_order(postgres: Any, tmp_path: Any) -> None:
+    """Two API processes, the transparency log off (its lock no longer takes
+    the ingest transactions one at a time): batches that touch the same
+    rollup rows, one in ascending and one in descending order, are all
+    stored. Upserts in arrival order deadlocked PostgreSQL here."""
+    key = ProbeKey.generate()
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    ports = list(range(20000, 20400))
+    with Collector(tmp_path / "c", postgres.create_database(),
+                   ["--workers", "2", "--no-transparency-log", "--max-record-age-days", "0"]
+                   ) as running:
+        _upload(running, [key], [])
+        failures: list[str] = []
+        start = threading.Barrier(2)
+
+        def send(order: list[int]) -> None:
+            with running.client() as client:
+                client.auth = UploadSigner(key)
+                for round_ in range(4):
+                    batch = [record(key, service, DAY0 + dt.timedelta(minutes=round_), "open",
+                                    port=port) for port in order]
+                    start.wait()
+                    answer = client.post("/api/v1/measurements", json=batch, timeout=60)
+                    statuses = {r["status"] for r in answer.json().get("results", [])} \
+                        if answer.status_code == 200 else set()
+                    if statuses != {"accepted"}:
+                        failures.append(f"HTTP {answer.status_code}: {answer.text[:200]}")
+
+        threads = [threading.Thread(target=send, args=(order,))
+                   for order in (ports, ports[::-1])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        with _engine(running).connect() as conn:
+            e = dash_endpoint_day.c
+            counted = conn.execute(sa.select(sa.func.sum(e.n_open))
+                                   .where(e.key_id == key.key_id)).scalar_one()
+        assert counted == 2 * 4 * len(ports)

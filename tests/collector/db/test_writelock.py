@@ -1,0 +1,91 @@
+"""Writers' turns on SQLite (collector/db/writelock.py): threads and processes
+wait for the turn and get it the moment it is released; the WAL checkpoint
+that empties the file takes its turn too; PostgreSQL needs none."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from collector.db import checkpoint
+from collector.db.checkpoint import Checkpointer
+from collector.db.engine import make_engine
+from collector.db.writelock import WriterTurns
+
+HOLD = 0.4
+
+
+def _turns(tmp_path: Path) -> WriterTurns:
+    return WriterTurns(make_engine(f"sqlite:///{tmp_path}/c.sqlite3"))
+
+
+def test_threads_take_turns(tmp_path: Path) -> None:
+    turns = _turns(tmp_path)
+    held, got = threading.Event(), []
+
+    def second() -> None:
+        held.wait()
+        with turns.turn():
+            got.append(time.monotonic())
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with turns.turn():
+        held.set()
+        time.sleep(HOLD)
+        released = time.monotonic()
+    thread.join(5)
+    assert got and got[0] >= released
+    assert got[0] - released < 0.1  # handed over at once, not after a busy sleep
+
+
+def test_processes_take_turns(tmp_path: Path) -> None:
+    turns = _turns(tmp_path)
+    assert turns.path is not None
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({turns.path!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        f"time.sleep({HOLD})\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    start = time.monotonic()
+    with turns.turn():
+        waited = time.monotonic() - start
+    holder.wait(5)
+    assert waited >= HOLD / 2
+
+
+def test_truncating_checkpoint_waits_for_its_turn(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/c.sqlite3")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        conn.execute(sa.text("INSERT INTO t VALUES (:x)"), [{"x": b"v" * 4096}] * 64)
+    wal = Path(f"{tmp_path}/c.sqlite3-wal")
+    assert wal.stat().st_size > 0
+    monkeypatch.setattr(checkpoint, "MAX_WAL_BYTES", 0)  # every checkpoint truncates
+    turns, done = WriterTurns(engine), threading.Event()
+    worker = Checkpointer(engine)
+    with turns.turn():
+        thread = threading.Thread(target=lambda: (worker.checkpoint(), done.set()))
+        thread.start()
+        assert not done.wait(HOLD)  # a TRUNCATE checkpoint waits for the writer's turn
+    assert done.wait(5)
+    thread.join(5)
+    assert wal.stat().st_size == 0  # and then empties the WAL
+    engine.dispose()
+
+
+def test_postgresql_and_memory_have_no_turns() -> None:
+    for url in ("sqlite://", "postgresql+psycopg://u@localhost/db"):
+        turns = WriterTurns(sa.create_engine(url))
+        assert turns.path is None
+        with turns.turn():
+            pass
