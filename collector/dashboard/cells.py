@@ -271,29 +271,43 @@ class DashboardReader:
 
     def daily(self, series_ids: list[int], period: Period) -> dict[date, dict[str, int]]:
         """Units (probe-days) per verdict for each day of `period` that has any,
-        summed over `series_ids`: from the per-series days, less revoked keys'."""
-        if not series_ids:
-            return {}
-        d, u = dash_series_day.c, dash_unit.c
-        out: dict[date, dict[str, int]] = {}
+        summed over `series_ids`."""
         with self.engine.connect() as conn:
-            for row in conn.execute(
-                    sa.select(d.day, *(sa.func.sum(d[f"u_{v}"]) for v in VERDICTS))
-                    .where(d.series_id.in_(series_ids), d.day >= period.start,
-                           d.day <= period.end).group_by(d.day)):
-                out[row[0]] = {v: int(row[i + 1]) for i, v in enumerate(VERDICTS)}
-            revoked = list(conn.execute(sa.select(probes.c.key_id)
-                                        .where(probes.c.revoked_at.is_not(None))).scalars())
-            if revoked:
-                for row in conn.execute(
-                        sa.select(u.start, *(sa.func.sum(u[f"u_{v}"]) for v in VERDICTS))
-                        .where(u.span == "d", u.series_id.in_(series_ids),
-                               u.key_id.in_(revoked), u.start >= period.start,
-                               u.start <= period.end).group_by(u.start)):
-                    day = out[row[0]]
-                    for i, verdict in enumerate(VERDICTS):
-                        day[verdict] -= int(row[i + 1])
-        return {day: counts for day, counts in sorted(out.items()) if any(counts.values())}
+            return series_day_counts(conn, series_ids, period.start, period.end)
+
+
+def series_day_counts(conn: sa.Connection, series_ids: list[int], start: date | None = None,
+                      end: date | None = None) -> dict[date, dict[str, int]]:
+    """Units (probe-days) per verdict for each day (from `start` to `end`, both
+    optional) that has any, summed over `series_ids`: from the per-series days
+    kept at ingest (one row a day, whatever the number of probes), less revoked
+    keys' units."""
+    if not series_ids:
+        return {}
+    d, u = dash_series_day.c, dash_unit.c
+    out: dict[date, dict[str, int]] = {}
+    days = sa.select(d.day, *(sa.func.sum(d[f"u_{v}"]) for v in VERDICTS)).where(
+        d.series_id.in_(series_ids)).group_by(d.day)
+    units = sa.select(u.start, *(sa.func.sum(u[f"u_{v}"]) for v in VERDICTS)).where(
+        u.span == "d", u.series_id.in_(series_ids)).group_by(u.start)
+    if start is not None:
+        days, units = days.where(d.day >= start), units.where(u.start >= start)
+    if end is not None:
+        days, units = days.where(d.day <= end), units.where(u.start <= end)
+    for row in conn.execute(days):
+        out[_as_day(row[0])] = {v: int(row[i + 1]) for i, v in enumerate(VERDICTS)}
+    revoked = list(conn.execute(sa.select(probes.c.key_id)
+                                .where(probes.c.revoked_at.is_not(None))).scalars())
+    if revoked:
+        for row in conn.execute(units.where(u.key_id.in_(revoked))):
+            day = out[_as_day(row[0])]
+            for i, verdict in enumerate(VERDICTS):
+                day[verdict] -= int(row[i + 1])
+    return {day: counts for day, counts in sorted(out.items()) if any(counts.values())}
+
+
+def _as_day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def column_order(cells: list[Cell]) -> list[tuple[str, str, str, str | None]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collector.dashboard.cells import Series, _live
+from collector.dashboard.cells import Series, series_day_counts
 from collector.dashboard.changes import ChangePoint, Day, detect
 from collector.db.engine import write_options
 from collector.db.schema import (
@@ -23,7 +23,6 @@ from collector.db.schema import (
     dash_delivery,
     dash_series,
     dash_subscription,
-    dash_unit,
 )
 from collector.limits import Leases
 from probe.core.record import utcnow
@@ -55,12 +54,10 @@ class StoredChange:
 
 
 def series_days(conn: sa.Connection, series_id: int) -> list[Day]:
-    u = dash_unit.c
-    rows = conn.execute(sa.select(u.start, sa.func.sum(u.u_open),
-                                  sa.func.sum(u.u_blocked + u.u_throttled))
-                        .where(u.span == "d", u.series_id == series_id, _live(dash_unit))
-                        .group_by(u.start)).all()
-    return [Day(row[0], int(row[1]), int(row[2])) for row in rows]
+    """The series' history for the detector: one row a day (not one per probe
+    and day), so a refresh reads as many rows as the series has days."""
+    return [Day(day, counts["open"], counts["blocked"] + counts["throttled"])
+            for day, counts in series_day_counts(conn, [series_id]).items()]
 
 
 class ChangeStore:

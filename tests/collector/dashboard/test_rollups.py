@@ -304,3 +304,48 @@ def test_concurrent_uploads_upsert_in_one_order(postgres: Any, tmp_path: Any) ->
             counted = conn.execute(sa.select(sa.func.sum(e.n_open))
                                    .where(e.key_id == key.key_id)).scalar_one()
         assert counted == 2 * 4 * len(ports)
+
+
+def _units_per_day(conn: sa.Connection, series_id: int) -> dict[dt.date, tuple[int, int]]:
+    """The detector's history the long way: every live probe-day of the series."""
+    from collector.dashboard.cells import _live
+
+    u = dash_unit.c
+    rows = conn.execute(sa.select(u.start, sa.func.sum(u.u_open),
+                                  sa.func.sum(u.u_blocked + u.u_throttled))
+                        .where(u.span == "d", u.series_id == series_id, _live(dash_unit))
+                        .group_by(u.start)).all()
+    return {dt.date.fromisoformat(str(r[0])[:10]): (int(r[1]), int(r[2])) for r in rows
+            if r[1] or r[2]}
+
+
+def test_the_detector_reads_one_row_a_day_equal_to_the_live_units(collector: Collector
+                                                                  ) -> None:
+    """Change detection reads the per-series days (one row a day); they say what
+    the probe-days of unrevoked keys say, before and after a revocation."""
+    from collector.dashboard.changestore import series_days
+    from collector.db.schema import dash_series
+
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    keys = [ProbeKey.generate() for _ in range(3)]
+    import random
+
+    rng = random.Random(11)
+    records = [record(key, service, DAY0 + dt.timedelta(days=d, hours=rng.randrange(20)),
+                      rng.choice(["open", "blocked", "throttled", "inconclusive"]),
+                      port=rng.choice([3478, 19302]))
+               for key in keys for d in range(30) for _ in range(rng.randrange(1, 4))]
+    _upload(collector, keys, records)
+    engine = _engine(collector)
+    histories = []
+    for revoke in (False, True):
+        if revoke:
+            collector.cli("probes", "revoke", keys[0].key_id, check=True)
+        with engine.connect() as conn:
+            (series_id,) = conn.execute(sa.select(dash_series.c.id)
+                                        .where(dash_series.c.service == service)).scalars()
+            read = {d.day: (d.open, d.interfered) for d in series_days(conn, series_id)
+                    if d.open or d.interfered}
+            assert read == _units_per_day(conn, series_id)
+            histories.append(read)
+    assert histories[0] != histories[1] and len(histories[0]) >= 30
