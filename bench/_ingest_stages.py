@@ -25,7 +25,7 @@ import sqlalchemy.engine.default as sa_default  # noqa: E402
 
 import collector.translog as translog  # noqa: E402
 from bench.generate import bodies, probe_keys  # noqa: E402
-from collector import batch, ingest, store  # noqa: E402
+from collector import batch, gc_tuning, ingest, store  # noqa: E402
 from collector.dashboard import rollup  # noqa: E402
 from collector.db.migrate import upgrade  # noqa: E402
 from collector.services import Services  # noqa: E402
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=1.0)
     parser.add_argument("--db", default=None)
     args = parser.parse_args()
+    gc_tuning.tune()  # as `serve` does once started
     for owner, name, label in (
             (batch, "parse_batch", "parse (strict JSON)"),
             (ingest.Ingestor, "_check_shape", "schema and age"),
