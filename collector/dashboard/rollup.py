@@ -248,6 +248,15 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
         series_names.setdefault(dims.series, dims.as_org)
         pending.append((dims, row))
     ids = _series_ids(conn, writer, series_names) if series_names else {}
+    if writer.postgres and pending:
+        # a unit's verdict is judged from its endpoints' counts read here: two
+        # transactions rolling up the same series at once would each judge from
+        # the other's old counts. Its series' rows are locked first, in id order
+        # (SQLite runs one writer at a time; with the transparency log on, so does
+        # its lock, but the log may be off)
+        conn.execute(sa.select(dash_series.c.id).where(dash_series.c.id.in_(
+            sorted({ids[dims.series] for dims, _ in pending}))).order_by(dash_series.c.id)
+            .with_for_update())
     for dims, row in pending:
         get = row.get if isinstance(row, dict) else lambda name, r=row: getattr(r, name)
         series_id, key_id, day = ids[dims.series], get("key_id"), get("started_at").date()

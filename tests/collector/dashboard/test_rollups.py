@@ -267,23 +267,29 @@ def test_a_throttle_measurement_shows_both_flows(collector: Collector) -> None:
 def test_concurrent_uploads_upsert_in_one_order(postgres: Any, tmp_path: Any) -> None:
     """Two API processes, the transparency log off (its lock no longer takes
     the ingest transactions one at a time): batches that touch the same
-    rollup rows, one in ascending and one in descending order, are all
-    stored. Upserts in arrival order deadlocked PostgreSQL here."""
-    key = ProbeKey.generate()
+    rollup rows, one in ascending and one in descending order, with verdicts
+    that flip the day's units, are all stored, and the rollups equal a rebuild.
+    Upserts in arrival order deadlocked PostgreSQL here; without a lock on
+    the series, each transaction judged a unit from the other's old counts."""
+    keys = [ProbeKey.generate() for _ in range(2)]
     service = f"svc-{uuid.uuid4().hex[:8]}"
-    ports = list(range(20000, 20400))
+    ports = list(range(20000, 20150))
     with Collector(tmp_path / "c", postgres.create_database(),
                    ["--workers", "2", "--no-transparency-log", "--max-record-age-days", "0"]
                    ) as running:
-        _upload(running, [key], [])
+        _upload(running, keys, [])
         failures: list[str] = []
         start = threading.Barrier(2)
 
-        def send(order: list[int]) -> None:
+        def send(order: list[int], verdicts: tuple[str, str], apart: list[int]) -> None:
             with running.client() as client:
-                client.auth = UploadSigner(key)
-                for round_ in range(4):
-                    batch = [record(key, service, DAY0 + dt.timedelta(minutes=round_), "open",
+                for round_ in range(12):
+                    if round_ == 6 and order[0] > order[-1]:
+                        order = apart  # one side moves to other endpoints of the same units
+                    key = keys[round_ % 2]
+                    client.auth = UploadSigner(key)
+                    verdict = verdicts[round_ % 2]
+                    batch = [record(key, service, DAY0 + dt.timedelta(minutes=round_), verdict,
                                     port=port) for port in order]
                     start.wait()
                     answer = client.post("/api/v1/measurements", json=batch, timeout=60)
@@ -292,18 +298,27 @@ def test_concurrent_uploads_upsert_in_one_order(postgres: Any, tmp_path: Any) ->
                     if statuses != {"accepted"}:
                         failures.append(f"HTTP {answer.status_code}: {answer.text[:200]}")
 
-        threads = [threading.Thread(target=send, args=(order,))
-                   for order in (ports, ports[::-1])]
+        # the same rows (endpoint days) in opposite orders; then the same units
+        # from different endpoints
+        others = [port + 10000 for port in ports]
+        threads = [threading.Thread(target=send, args=args) for args in (
+            (ports, ("open", "blocked"), others), (ports[::-1], ("blocked", "open"), others))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         assert failures == []
-        with _engine(running).connect() as conn:
+        engine = _engine(running)
+        with engine.connect() as conn:
             e = dash_endpoint_day.c
-            counted = conn.execute(sa.select(sa.func.sum(e.n_open))
-                                   .where(e.key_id == key.key_id)).scalar_one()
-        assert counted == 2 * 4 * len(ports)
+            counted = conn.execute(sa.select(sa.func.sum(e.n_open + e.n_blocked))
+                                   .where(e.key_id.in_([k.key_id for k in keys]))).scalar_one()
+        assert counted == 2 * 12 * len(ports)
+        before = _dump(engine)
+        result = subprocess.run([running.program, "dashboard", "rebuild", *running.db_args],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert _dump(engine) == before
 
 
 def _units_per_day(conn: sa.Connection, series_id: int) -> dict[dt.date, tuple[int, int]]:
