@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,34 @@ def stored(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(measurements))
                    .scalar_one())
+
+
+def each_store(db_url: str | None, backends: list[str], prefix: str,
+               bench: Callable[[str, str, Path, bool], None]) -> None:
+    """Run `bench(backend, url, data_dir, fill)` on the store at `db_url`
+    (filled already), or on a fresh store of each backend to fill (PostgreSQL:
+    a throwaway server; skipped with a word when none can start)."""
+    if db_url:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            bench("postgresql" if db_url.startswith("postgresql") else "sqlite", db_url,
+                  Path(tmp), False)
+        return
+    for backend in backends:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            if backend == "sqlite":
+                bench(backend, f"sqlite:///{tmp}/collector.sqlite3", Path(tmp), True)
+                continue
+            from tests.support.postgres import PostgresServer, PostgresUnavailable
+
+            try:
+                server = PostgresServer().start()
+            except PostgresUnavailable as exc:
+                print(f"  postgresql: skipped ({exc})")
+                continue
+            try:
+                bench(backend, server.create_database(), Path(tmp), True)
+            finally:
+                server.stop()
 
 
 def main() -> None:

@@ -34,7 +34,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -165,6 +164,14 @@ def timed(call: Callable[[], Any], runs: int = RUNS) -> tuple[float, float]:
                                                    round(0.95 * (len(samples) - 1)))]
 
 
+def timed_http(get: Callable[[], Any]) -> tuple[float, float]:
+    """(p50, p95) in ms of a request to a collector in its default
+    configuration: each API process answers once first (`timed` warms one)."""
+    for _ in range(default_workers()):
+        get()
+    return timed(get)
+
+
 def naive_matrix(engine: sa.Engine, period: Period) -> int:
     """The baseline: the same period's verdict counts per cell from the
     measurements table itself (what a dashboard without rollups must do)."""
@@ -233,9 +240,7 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool = True) -> None:
             def get(path: str = path) -> None:
                 assert client.get(path).status_code == 200
 
-            for _ in range(default_workers()):  # each API process once (`timed` warms one)
-                get()
-            rows.append((name, *timed(get)))
+            rows.append((name, *timed_http(get)))
     _table(baseline, rows, "x naive")
     engine.dispose()
 
@@ -255,27 +260,7 @@ def main() -> None:
     print(f"dashboard: {'the store at BENCH_DB_URL' if DB_URL else format(RECORDS, ',')} "
           f"measurements, {RUNS} runs per query; {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")
-    if DB_URL:
-        with tempfile.TemporaryDirectory(prefix="vwc-bench-dash-") as tmp:
-            bench("postgresql" if DB_URL.startswith("postgresql") else "sqlite", DB_URL,
-                  Path(tmp), fill=False)
-        return
-    for backend in BACKENDS:
-        with tempfile.TemporaryDirectory(prefix="vwc-bench-dash-") as tmp:
-            if backend == "sqlite":
-                bench(backend, f"sqlite:///{tmp}/collector.sqlite3", Path(tmp))
-                continue
-            from tests.support.postgres import PostgresServer, PostgresUnavailable
-
-            try:
-                server = PostgresServer().start()
-            except PostgresUnavailable as exc:
-                print(f"  postgresql: skipped ({exc})")
-                continue
-            try:
-                bench(backend, server.create_database(), Path(tmp))
-            finally:
-                server.stop()
+    bigstore.each_store(DB_URL, BACKENDS, "vwc-bench-dash-", bench)
 
 
 if __name__ == "__main__":

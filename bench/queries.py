@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,12 @@ import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from bench import _bigstore as bigstore  # noqa: E402
-from bench.dashboard import Generator, timed  # noqa: E402
+from bench.dashboard import Generator, timed, timed_http  # noqa: E402
 from collector import cursor as cursors  # noqa: E402
 from collector.dashboard.changestore import ChangeStore  # noqa: E402
 from collector.db.engine import make_engine  # noqa: E402
 from collector.db.migrate import upgrade  # noqa: E402
 from collector.db.schema import measurements  # noqa: E402
-from collector.settings import default_workers  # noqa: E402
 from collector.store import Filters, MeasurementStore  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_QUERIES_RECORDS", "300000"))
@@ -140,9 +138,7 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool) -> None:
                     response = client.get("/api/v1/measurements", params=params)
                     assert response.status_code == 200, response.text
 
-                for _ in range(default_workers()):  # each API process once (`timed` warms one)
-                    get()
-                rows.append((f"HTTP {name}, {where}", *timed(get)))
+                rows.append((f"HTTP {name}, {where}", *timed_http(get)))
     print(f"    {'':44}{'p50 ms':>9}{'p95 ms':>9}{'x page 1':>10}")
     print(f"    {'baseline: page 1, no filter':44}{baseline[0]:9.1f}{baseline[1]:9.1f}{1:10.2f}")
     print(f"    {'(OFFSET ' + format(deep, ',') + ', no filter, once)':44}{offset_ms:9.1f}"
@@ -157,27 +153,7 @@ def bench(backend: str, url: str, data_dir: Path, fill: bool) -> None:
 def main() -> None:
     print(f"queries: GET /api/v1/measurements, pages of {LIMIT}, {RUNS} runs each; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
-    if DB_URL:
-        backend = "postgresql" if DB_URL.startswith("postgresql") else "sqlite"
-        with tempfile.TemporaryDirectory(prefix="vwc-bench-queries-") as tmp:
-            bench(backend, DB_URL, Path(tmp), fill=False)
-        return
-    for backend in BACKENDS:
-        with tempfile.TemporaryDirectory(prefix="vwc-bench-queries-") as tmp:
-            if backend == "sqlite":
-                bench(backend, f"sqlite:///{tmp}/collector.sqlite3", Path(tmp), fill=True)
-                continue
-            from tests.support.postgres import PostgresServer, PostgresUnavailable
-
-            try:
-                server = PostgresServer().start()
-            except PostgresUnavailable as exc:
-                print(f"  postgresql: skipped ({exc})")
-                continue
-            try:
-                bench(backend, server.create_database(), Path(tmp), fill=True)
-            finally:
-                server.stop()
+    bigstore.each_store(DB_URL, BACKENDS, "vwc-bench-queries-", bench)
 
 
 if __name__ == "__main__":
