@@ -21,6 +21,17 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from sqlalchemy.engine import Engine
 
 
+class _Descriptor:
+    """A thread's descriptor of the lock file, closed with it (when the thread
+    ends or its WriterTurns goes away), so no descriptor outlives its use."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
 class WriterTurns:
     def __init__(self, engine: Engine) -> None:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
@@ -32,11 +43,11 @@ class WriterTurns:
 
     @contextmanager
     def _flock(self) -> Iterator[None]:
-        fd = getattr(self._local, "fd", None)
-        if fd is None:
+        descriptor = getattr(self._local, "descriptor", None)
+        if descriptor is None:
             assert self.path is not None
-            fd = self._local.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                                          0o600)
+            descriptor = self._local.descriptor = _Descriptor(self.path)
+        fd = descriptor.fd
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield

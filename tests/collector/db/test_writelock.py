@@ -4,6 +4,9 @@ that empties the file takes its turn too; PostgreSQL needs none."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
 import subprocess
 import sys
 import threading
@@ -89,3 +92,23 @@ def test_postgresql_and_memory_have_no_turns() -> None:
         assert turns.path is None
         with turns.turn():
             pass
+
+
+def test_a_threads_descriptor_is_closed_with_the_thread(tmp_path: Path) -> None:
+    turns = _turns(tmp_path)
+    assert turns.path is not None
+    opened: list[int] = []
+
+    def use() -> None:
+        with turns.turn():
+            opened.append(turns._local.descriptor.fd)
+
+    thread = threading.Thread(target=use)
+    thread.start()
+    thread.join(5)
+
+    gc.collect()
+    lock_file = os.stat(turns.path).st_ino
+    # closed once the thread that held it ended (the number may be reused since)
+    with contextlib.suppress(OSError):
+        assert os.fstat(opened[0]).st_ino != lock_file
