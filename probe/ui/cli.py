@@ -296,9 +296,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     import time
 
+    from probe.run.memory import limit_arenas
     from probe.ui.progress import RunProgress
     from probe.ui.status import save_last_pass
 
+    limit_arenas()  # before the pass starts its threads
     started = time.time()
     with Spool(spool_path()) as spool, RunProgress(catalogue) as progress:
         records = asyncio.run(run_pass(options, key, spool, on_record=progress.record,
