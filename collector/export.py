@@ -167,6 +167,11 @@ ROW_GROUP_ROWS = 32_768
 # statistics of the signed text would be useless and are the bulk of the footer,
 # which a Parquet file holds in memory until it is closed
 STATISTICS = tuple(name for name in COLUMNS if name != "measurement")
+# a dictionary of values unique to each record only costs time: the writer
+# builds it, finds it too large and falls back to plain encoding, page by page
+ONE_PER_RECORD = ("id", "started_at", "received_at", "measurement", "record_sha256",
+                  "log_index")
+DICTIONARY = tuple(name for name in COLUMNS if name not in ONE_PER_RECORD)
 
 
 def _parquet_file(batches: Iterable[Any], schema: Any) -> Iterator[bytes]:
@@ -178,7 +183,8 @@ def _parquet_file(batches: Iterable[Any], schema: Any) -> Iterator[bytes]:
 
     sink = _Sink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd",
-                              write_statistics=list(STATISTICS))
+                              write_statistics=list(STATISTICS),
+                              use_dictionary=list(DICTIONARY))
     pending: list[Any] = []
     rows = 0
     try:

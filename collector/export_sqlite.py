@@ -47,7 +47,7 @@ _SOURCES: tuple[tuple[str, Any, str], ...] = (
     ("attribution_mismatch", _m.attribution_mismatch, "int"),
 )
 _SENTINEL = {"text": "''", "time": "''", "int": "0"}
-BATCH_ROWS = 2000  # rows per batch and Parquet row group, as the generic path
+BATCH_ROWS = 2000  # rows per batch, as the generic path (PostgreSQL: export_postgres)
 _END = object()
 
 
@@ -95,7 +95,7 @@ def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -
         from collector import export_postgres
 
         reader = export_postgres.read(engine, clauses, include_ip, schema, _SOURCES,
-                                      BATCH_ROWS)
+                                      export_postgres.BATCH_ROWS)
     else:
         reader = _read(engine, clauses, include_ip, schema)
 

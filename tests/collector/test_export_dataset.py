@@ -108,3 +108,47 @@ def test_an_existing_directory_is_not_overwritten(collector: Collector, tmp_path
     result = collector.cli("export", "--format", "parquet", "--partition", "day",
                            "--out", str(tmp_path))
     assert result.returncode == 2 and "it exists" in result.stderr
+
+
+def _batch(days: list[int]) -> pa.RecordBatch:
+    """Records with only what the day writer looks at: started_at (days since
+    2016-01-01) and a sequence number to follow their order."""
+    start = datetime(2016, 1, 1, 12, tzinfo=UTC)
+    schema = pa.schema([("seq", pa.int64()), ("started_at", pa.timestamp("ms", tz="UTC"))])
+    return pa.RecordBatch.from_arrays(
+        [pa.array(range(len(days)), pa.int64()),
+         pa.array([start + timedelta(days=d) for d in days], schema.field(1).type)], schema=schema)
+
+
+def test_a_batch_is_cut_into_runs_of_one_day() -> None:
+    from collector.export_dataset import day_runs
+
+    runs = [(day, rows.column("seq").to_pylist())
+            for day, rows in day_runs(_batch([0, 0, 1, 1, 0]))]
+    assert runs == [(date(2016, 1, 1), [0, 1]), (date(2016, 1, 2), [2, 3]),
+                    (date(2016, 1, 1), [4])]
+    assert list(day_runs(_batch([]))) == []
+
+
+def test_day_files_stay_few_and_a_reopened_day_gets_its_next_part(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector import export_dataset
+    from collector.export_dataset import DayFiles, day_runs
+
+    monkeypatch.setattr(export_dataset, "MAX_OPEN_FILES", 2)
+    monkeypatch.setattr(export_dataset, "ROW_GROUP_ROWS", 2)
+    batch = _batch([0, 0, 0, 1, 2, 0, 0])  # day 0 closed by days 1 and 2, then seen again
+    files = DayFiles(tmp_path, batch.schema)
+    for day, rows in day_runs(batch):
+        files.append(day, rows)
+        assert len(files.open) <= 2
+    files.close_all()
+    found = {str(p.relative_to(tmp_path)): pq.read_table(p).column("seq").to_pylist()
+             for p in sorted(tmp_path.rglob("*.parquet"))}
+    assert found == {"day=2016-01-01/part-0.parquet": [0, 1, 2],
+                     "day=2016-01-01/part-1.parquet": [5, 6],
+                     "day=2016-01-02/part-0.parquet": [3],
+                     "day=2016-01-03/part-0.parquet": [4]}
+    # a group is written once ROW_GROUP_ROWS are pending: whole runs, so 3 here
+    groups = pq.ParquetFile(tmp_path / "day=2016-01-01/part-0.parquet").metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [3]

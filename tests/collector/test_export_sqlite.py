@@ -74,7 +74,8 @@ def test_native_path_writes_what_the_generic_path_writes(
         store: MeasurementStore, filters: Filters, include_ip: bool,
         monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     name = request.node.callspec.id.split("-", 2)[2]
-    monkeypatch.setattr(export_sqlite, "BATCH_ROWS", 3)  # NULLs over several batches
+    for reader in (export_sqlite, export_postgres):  # NULLs over several batches
+        monkeypatch.setattr(reader, "BATCH_ROWS", 3)
     assert export_sqlite.usable(store.engine) or export_postgres.usable(store.engine)
     native = b"".join(export(store, filters, "parquet", include_ip))
     generic = b"".join(parquet(store.stream(filters), include_ip))
@@ -100,7 +101,8 @@ def test_parquet_is_written_as_its_row_groups_fill(store: MeasurementStore,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from collector import export as export_module
 
-    monkeypatch.setattr(export_sqlite, "BATCH_ROWS", 3)
+    for reader in (export_sqlite, export_postgres):
+        monkeypatch.setattr(reader, "BATCH_ROWS", 3)
     monkeypatch.setattr(export_module, "ROW_GROUP_ROWS", 4)
     parts = [part for part in export(store, Filters(), "parquet") if part]
     data = pq.ParquetFile(io.BytesIO(b"".join(parts)))
@@ -119,7 +121,8 @@ def test_an_export_abandoned_early_ends_its_reader(store: MeasurementStore,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    monkeypatch.setattr(export_sqlite, "BATCH_ROWS", 2)  # more batches than the queue holds
+    for reader in (export_sqlite, export_postgres):  # more batches than the queue holds
+        monkeypatch.setattr(reader, "BATCH_ROWS", 2)
     stream = export(store, Filters(), "parquet")
     assert next(stream)  # the file's first bytes; the reader is now ahead
     stream.close()  # what a client that disconnects does to the response
