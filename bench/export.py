@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -157,43 +156,23 @@ def bench(backend: str, url: str, work: Path) -> None:
           f"({'constant' if growth < 1.15 else 'GROWS with the data'})")
 
 
-def main() -> None:
+def fill_and_bench(backend: str, url: str, work: Path, fill: bool) -> None:
     from collector.db.engine import make_engine
     from collector.db.migrate import upgrade
 
+    engine = make_engine(url)
+    upgrade(engine)
+    if fill:
+        print(f"  {backend}: filling {RECORDS:,} records ...", flush=True)
+        bigstore.fill(engine, Generator(), RECORDS, progress=False)
+    engine.dispose()
+    bench(backend, url, work)
+
+
+def main() -> None:
     print(f"export: {', '.join(FORMATS)}; {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")
-    with tempfile.TemporaryDirectory(prefix="vwc-bench-export-") as tmp:
-        if DB_URL:
-            engine = make_engine(DB_URL)
-            upgrade(engine)
-            engine.dispose()
-            bench("postgresql" if DB_URL.startswith("postgresql") else "sqlite", DB_URL,
-                  Path(tmp))
-            return
-        for backend in BACKENDS:
-            server = None
-            if backend == "sqlite":
-                url = f"sqlite:///{tmp}/collector.sqlite3"
-            else:
-                from tests.support.postgres import PostgresServer, PostgresUnavailable
-
-                try:
-                    server = PostgresServer().start()
-                except PostgresUnavailable as exc:
-                    print(f"  postgresql: skipped ({exc})")
-                    continue
-                url = server.create_database()
-            try:
-                engine = make_engine(url)
-                upgrade(engine)
-                print(f"  {backend}: filling {RECORDS:,} records ...", flush=True)
-                bigstore.fill(engine, Generator(), RECORDS, progress=False)
-                engine.dispose()
-                bench(backend, url, Path(tmp))
-            finally:
-                if server is not None:
-                    server.stop()
+    bigstore.each_store(DB_URL, BACKENDS, "vwc-bench-export-", fill_and_bench)
 
 
 if __name__ == "__main__":

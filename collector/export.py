@@ -174,17 +174,24 @@ ONE_PER_RECORD = ("id", "started_at", "received_at", "measurement", "record_sha2
 DICTIONARY = tuple(name for name in COLUMNS if name not in ONE_PER_RECORD)
 
 
+def parquet_writer(where: Any, schema: Any) -> Any:
+    """A Parquet writer to `where` (a path or a file) with the export's options:
+    zstd, statistics and dictionaries where they serve."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(where, schema, compression="zstd",
+                            write_statistics=list(STATISTICS),
+                            use_dictionary=list(DICTIONARY))
+
+
 def _parquet_file(batches: Iterable[Any], schema: Any) -> Iterator[bytes]:
     """Row groups of at least ROW_GROUP_ROWS records (whole batches), bytes
     yielded as each group is written: the footer (a few hundred bytes per group and column) grows
     with the groups, so they are large; memory stays constant at any size."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     sink = _Sink()
-    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd",
-                              write_statistics=list(STATISTICS),
-                              use_dictionary=list(DICTIONARY))
+    writer = parquet_writer(pa.PythonFile(sink, mode="w"), schema)
     pending: list[Any] = []
     rows = 0
     try:

@@ -19,11 +19,12 @@ import os
 import shutil
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collector import export_postgres, export_sqlite
-from collector.export import DICTIONARY, STATISTICS, _parquet_schema, _python_batches
+from collector.export import _parquet_schema, _python_batches, parquet_writer
 from collector.store import Filters, MeasurementStore
 
 PARTITIONS = ("day",)
@@ -56,57 +57,57 @@ def day_runs(batch: Any) -> Iterator[tuple[Any, Any]]:
         start = end
 
 
+@dataclass
+class _DayFile:
+    writer: Any
+    pending: list[Any] = field(default_factory=list)  # slices waiting for a row group
+    rows: int = 0  # in them
+
+
 class DayFiles:
     """The open day files, least recently written first; a day closed and
     seen again gets its next `part-N`."""
 
     def __init__(self, root: Path, schema: Any) -> None:
         self.root, self.schema = root, schema
-        self.open: OrderedDict[Any, tuple[Any, list[Any]]] = OrderedDict()
-        self.pending_rows: Counter[Any] = Counter()
+        self.open: OrderedDict[Any, _DayFile] = OrderedDict()
         self.parts: Counter[Any] = Counter()
 
     def append(self, day: Any, rows: Any) -> None:
         if day not in self.open:
             if len(self.open) >= MAX_OPEN_FILES:
                 self.close(next(iter(self.open)))
-            self.open[day] = (self._writer(day), [])
+            self.open[day] = _DayFile(self._writer(day))
         self.open.move_to_end(day)
-        _, pending = self.open[day]
-        pending.append(rows)
-        self.pending_rows[day] += rows.num_rows
-        if self.pending_rows[day] >= ROW_GROUP_ROWS:
-            self._flush(day)
+        file = self.open[day]
+        file.pending.append(rows)
+        file.rows += rows.num_rows
+        if file.rows >= ROW_GROUP_ROWS:
+            self._flush(file)
 
     def close(self, day: Any) -> None:
-        self._flush(day)
-        writer, _ = self.open.pop(day)
-        writer.close()
+        file = self.open.pop(day)
+        self._flush(file)
+        file.writer.close()
 
     def close_all(self) -> None:
         while self.open:
             self.close(next(iter(self.open)))
 
     def _writer(self, day: Any) -> Any:
-        import pyarrow.parquet as pq
-
         directory = self.root / f"day={day.isoformat()}"
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"part-{self.parts[day]}.parquet"
         self.parts[day] += 1
-        return pq.ParquetWriter(path, self.schema, compression="zstd",
-                                write_statistics=list(STATISTICS),
-                                use_dictionary=list(DICTIONARY))
+        return parquet_writer(path, self.schema)
 
-    def _flush(self, day: Any) -> None:
+    def _flush(self, file: _DayFile) -> None:
         import pyarrow as pa
 
-        writer, pending = self.open[day]
-        if pending:
-            table = pa.Table.from_batches(pending, self.schema)
-            writer.write_table(table, row_group_size=table.num_rows)
-            pending.clear()
-            self.pending_rows[day] = 0
+        if file.pending:
+            table = pa.Table.from_batches(file.pending, self.schema)
+            file.writer.write_table(table, row_group_size=table.num_rows)
+            file.pending, file.rows = [], 0
 
 
 def write(store: MeasurementStore, filters: Filters, out: Path, include_ip: bool = False
