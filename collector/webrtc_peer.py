@@ -12,15 +12,18 @@ closed after `lifetime` seconds, or as soon as its connection fails or the
 probe hangs up. aiortc is imported on the first offer, not when the collector
 starts: it weighs ~67 MB.
 
-The ICE servers are the collector's own (settings `webrtc_ice_servers`), never
-aiortc's implicit default (a public Google STUN server): an empty list means
-host candidates only, right for a collector on a public address.
+Its answer lists host candidates on the address the offer arrived at only
+(`reached_host_only`). The ICE servers are the collector's own (settings
+`webrtc_ice_servers`), never aiortc's implicit default (a public Google STUN
+server): an empty list means host candidates only, right for a collector on a
+public address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import time
@@ -78,6 +81,40 @@ def filter_candidates(sdp: str, allow_private: bool, limit: int | None = None) -
                 continue
         kept.append(line)
     return "\r\n".join(kept) + "\r\n"
+
+
+def _host_address(line: str) -> str | None:
+    fields = line.split()
+    if line.startswith("a=candidate:") and fields[7:8] == ["host"]:
+        return _candidate_address(line)
+    return None
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:  # an mDNS name, or no address at all
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)  # a dual-stack socket's ::ffff:a.b.c.d
+    return mapped or ip
+
+
+def reached_host_only(sdp: str, reached: str | None) -> str:
+    """The answer with, of its host candidates, only those on the address the
+    offer arrived at, when it has any there: the probe has just reached that
+    address, and every other one (a second public address, a management network,
+    a container bridge, or a lab host's many addresses) would cost the probe one
+    connectivity check per address (traffic on a metered link, RFC 8445 §6.1.2)
+    and tell it about the collector's other interfaces. Server-reflexive and
+    relay candidates are kept; with no host candidate there, nothing changes."""
+    address = _ip(reached or "")
+    lines = sdp.splitlines()
+    hosts = {i: _ip(host) for i, line in enumerate(lines)
+             if (host := _host_address(line)) is not None}
+    others = {i for i, ip in hosts.items() if ip != address}
+    if address is None or len(others) == len(hosts):
+        return sdp
+    return "\r\n".join(line for i, line in enumerate(lines) if i not in others) + "\r\n"
 
 
 @dataclass
@@ -146,8 +183,9 @@ class PeerPool:
         ends = [s.started + self.lifetime - now for s in self.sessions.values()]
         return max(min(ends, default=1.0), 1.0)
 
-    async def answer(self, sdp: str, key_id: str) -> Answer:
-        """Answer an offer (raises PeerFull, BadOffer)."""
+    async def answer(self, sdp: str, key_id: str, reached: str | None = None) -> Answer:
+        """Answer an offer (raises PeerFull, BadOffer); `reached`: the local
+        address the offer arrived at (see reached_host_only)."""
         if self._closing or self.active >= self.max_sessions:
             raise PeerFull(self._retry_after())
         mine = self._reserved_by.get(key_id, 0) + sum(
@@ -165,7 +203,8 @@ class PeerPool:
             self._reserved_by[key_id] -= 1
             if not self._reserved_by[key_id]:
                 del self._reserved_by[key_id]
-        answer.sdp = filter_candidates(answer.sdp, self.allow_private)
+        answer.sdp = reached_host_only(filter_candidates(answer.sdp, self.allow_private),
+                                       reached)
         answer.candidates = candidate_counts(answer.sdp)
         return answer
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
 
 from collector.auth import SignedProbe
@@ -65,14 +65,18 @@ def _pool(services: Services) -> PeerPool:
 
 
 @router.post("/api/v1/webrtc/offer", response_model=AnswerBody)
-async def offer(payload: Offer, probe: SignedProbe, services: ServicesDep) -> AnswerBody:
+async def offer(payload: Offer, probe: SignedProbe, services: ServicesDep,
+                request: Request) -> AnswerBody:
     """Answer a WebRTC offer with the reference peer, which echoes data-channel
     messages and sends the received audio back. Signed requests (probe/core/auth.py)
     from registered keys; 429 with Retry-After when every session is taken."""
     if not services.settings.webrtc_enabled:
         raise ApiError(403, "webrtc_disabled", "this collector runs no WebRTC reference peer")
     try:
-        answer = await _pool(services).answer(payload.sdp, probe.key_id)
+        # the local address it arrived at (restored from the API process's
+        # header when it came through collector.media_proxy)
+        reached = request.scope.get("server") or ("", 0)
+        answer = await _pool(services).answer(payload.sdp, probe.key_id, reached[0])
     except KeyBusy as exc:
         seconds = str(int(exc.retry_after) + 1)
         raise ApiError(429, "too_many_sessions", f"this key has as many WebRTC sessions as "

@@ -122,6 +122,25 @@ def test_private_and_mdns_candidates_are_dropped() -> None:
     assert len(sdp_candidates(filter_candidates(sdp, True))) == len(lines)  # a lab
 
 
+def test_the_answer_lists_host_candidates_on_the_reached_address_only() -> None:
+    from collector.webrtc_peer import reached_host_only
+
+    lines = [candidate("203.0.113.9"), candidate("198.51.100.4"), candidate("2001:db8::9"),
+             candidate("192.0.2.50", "srflx"), candidate("192.0.2.60", "relay")]
+    sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" + "\r\n".join(lines) + "\r\n"
+
+    def kept(reached: str | None) -> list[tuple[str, str]]:
+        return sdp_candidates(reached_host_only(sdp, reached))
+
+    narrowed = [("host", "198.51.100.4"), ("srflx", "192.0.2.50"), ("relay", "192.0.2.60")]
+    assert kept("198.51.100.4") == narrowed
+    assert kept("::ffff:198.51.100.4") == narrowed  # a dual-stack socket's form
+    assert kept("2001:db8:0::9") == [("host", "2001:db8::9"), *narrowed[1:]]
+    # no host candidate where the offer arrived (a proxy, a NAT): all of them stay
+    for reached in ("10.0.0.1", None, "", "not-an-address"):
+        assert reached_host_only(sdp, reached) == sdp
+
+
 async def test_answers_offer_no_private_host_candidates(tmp_path: Path) -> None:
     from probe.core.addresses import refusal
 

@@ -143,7 +143,7 @@ def dns(data: bytes) -> None:
 
 
 def sdp(data: bytes) -> None:
-    from collector.webrtc_peer import BadOffer, filter_candidates
+    from collector.webrtc_peer import BadOffer, filter_candidates, reached_host_only
     from probe.wire import sdp as wire
 
     text = _text(data)
@@ -154,6 +154,9 @@ def sdp(data: bytes) -> None:
         with contextlib.suppress(BadOffer):
             filtered = filter_candidates(text, allow, 32)
             wire.candidate_counts(filtered)
+            for reached in ("192.0.2.1", "::ffff:192.0.2.1", None):
+                narrowed = reached_host_only(filtered, reached)
+                assert set(narrowed.splitlines()) <= set(filtered.splitlines())
 
 
 # --- the ingest body ------------------------------------------------------------------

@@ -102,6 +102,9 @@ def test_open_path_every_variant_calls_through(lab: CallLab) -> None:
         assert media["packets_sent"] > 50 and media["packets_received"] > 50
         assert media["loss"] is not None and media["loss"] < 0.2
         assert evidence["peer"]["reachable"] is True
+        # the peer's namespace holds every lab service's address; its answer lists
+        # a host candidate on the one address the probe signalled to, no other
+        assert evidence["peer"]["candidates"]["host"] == 1
         # the catalogue's ICE server, only that one
         assert evidence["ice_servers"] == [ice_servers(VARIANTS[label][0])[0]["urls"]]
         # never the probe's own address, not even in the SDP-derived evidence
