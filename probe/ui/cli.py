@@ -323,19 +323,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # a pipe or a log file gets a wide table rather than rich's 80 columns
         render(records, Console() if sys.stdout.isatty() else Console(width=150))
+    from collections import Counter
+
+    found = Counter(str(r["verdict"]) for r in records if r["verdict"] in fail_on)
     if collector and not args.no_upload:
         from probe.run.memory import release_memory
         from probe.upload.uploader import upload_and_report
 
-        release_memory()  # the pass's freed memory first, so the upload reuses it
+        # the records are in the spool: the upload reads them from there, and the
+        # memory they and the pass held goes back first, for the upload to reuse
+        del records, lines
+        release_memory()
         upload_and_report(collector, key)
-    found = [r for r in records if r["verdict"] in fail_on]
     if found:
-        from collections import Counter
-
-        counts = Counter(str(r["verdict"]) for r in found)
         raise FindingsFound("the pass completed and found " + ", ".join(
-            f"{n} {verdict}" for verdict, n in sorted(counts.items())) + " (--fail-on)")
+            f"{n} {verdict}" for verdict, n in sorted(found.items())) + " (--fail-on)")
     return 0
 
 

@@ -33,7 +33,7 @@ from probe.core.errors import (
     UserError,
 )
 from probe.core.signing import ProbeKey, key_id_of
-from probe.store.spool import RETRYABLE, Spool
+from probe.store.spool import RETRYABLE, Spool, Spooled
 from probe.store.state import ProbeConfig, load_config, save_config, spool_path
 from probe.upload import client as httpc
 from probe.upload.receipts import ReceiptCheck, claims_of, fetch_collector_key
@@ -227,7 +227,7 @@ class Uploader:
         total = self.spool.due()  # counted: a months-long spool is not loaded at once
         done = 0
         while True:
-            records = self.spool.pending(self.batch)
+            records = self.spool.pending_bodies(self.batch)
             if not records:
                 break
             try:
@@ -247,16 +247,16 @@ class Uploader:
             self.receipts = ReceiptCheck(key)
         return self.receipts
 
-    def _upload(self, records: list[dict[str, Any]], summary: Summary) -> None:
+    def _upload(self, records: list[Spooled], summary: Summary) -> None:
         """Send `records`; on a refusal of the whole body, each half on its own
         (the batch size learnt from a 413 is kept for the next batches)."""
         try:
             results = self._send(records)
         except Refused as exc:
             if len(records) == 1:
-                self.spool.reject(records[0]["id"], f"refused:{exc.code}"[:64])
+                self.spool.reject(records[0].id, f"refused:{exc.code}"[:64])
                 summary.rejected[exc.code] = summary.rejected.get(exc.code, 0) + 1
-                log.info("record %s refused alone (%s): kept aside", records[0]["id"], exc)
+                log.info("record %s refused alone (%s): kept aside", records[0].id, exc)
                 return
             half = (len(records) + 1) // 2
             if exc.code in ("body_too_large", "batch_too_large"):
@@ -274,10 +274,9 @@ class Uploader:
             headers.update(sign_request(self.signer, "POST", self.path, body))
         return headers
 
-    def _send(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        body = ("[" + ",".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False)
-                               for r in records) + "]").encode()
-        self.spool.count_attempt([r["id"] for r in records])
+    def _send(self, records: list[Spooled]) -> list[dict[str, Any]]:
+        body = _json_array([r.body for r in records])
+        self.spool.count_attempt([r.id for r in records])
         problem = "no attempt made"
         for attempt in range(self.backoff.attempts):
             if attempt:
@@ -297,14 +296,14 @@ class Uploader:
                 # the signed request's key is unknown (a registration mishap: the
                 # records wait and retry) or revoked (kept aside): as each record
                 # would be told
-                return [{"id": r["id"], "status": "rejected", "reason": code} for r in records]
+                return [{"id": r.id, "status": "rejected", "reason": code} for r in records]
             problem = f"HTTP {response.status_code}: {_error_detail(response)}"
             if response.status_code not in RETRY_STATUS:
                 break  # the collector will not change its mind
             log.info("upload attempt %d failed: %s", attempt + 1, problem)
         raise CollectorUnavailable(f"cannot upload to {self.collector}: {problem}")
 
-    def _results(self, response: httpc.Response, records: list[dict[str, Any]]
+    def _results(self, response: httpc.Response, records: list[Spooled]
                  ) -> list[dict[str, Any]]:
         try:
             results = response.json()["results"]
@@ -316,24 +315,25 @@ class Uploader:
                                        "a voipwatch collector's answer")
         return results
 
-    def _settle(self, records: list[dict[str, Any]], results: list[dict[str, Any]],
+    def _settle(self, records: list[Spooled], results: list[dict[str, Any]],
                 summary: Summary) -> int:
         """Apply the collector's answers to the spool; how many records were settled."""
         done: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         rejected = 0
         unreceipted: list[str] = []
         check = self._receipts()
-        for record, result in zip(records, results, strict=True):
+        for spooled, result in zip(records, results, strict=True):
             status = result.get("status")
-            if result.get("id") not in (None, record["id"]):
+            if result.get("id") not in (None, spooled.id):
                 continue  # not an answer about this record: keep it for next time
             if status in ("accepted", "duplicate"):
+                record = json.loads(spooled.body)  # one at a time, for its hash
                 try:
                     receipt = check.check(record, result)
                 except SignatureError as exc:
                     unreceipted.append(str(exc))
                     continue  # stays in the spool: nothing proves the collector has it
-                done.append((record["id"], receipt, claims_of(record)))
+                done.append((spooled.id, receipt, claims_of(record)))
                 if status == "accepted":
                     summary.accepted += 1
                 else:
@@ -341,11 +341,11 @@ class Uploader:
             elif status == "rejected":
                 reason = str(result.get("reason") or "unknown")[:64]
                 if reason in RETRYABLE:  # it can pass: wait, never set aside for good
-                    self.spool.defer(record["id"], reason,
-                                     wait_delay(self.spool.attempts(record["id"])))
+                    self.spool.defer(spooled.id, reason,
+                                     wait_delay(self.spool.attempts(spooled.id)))
                     summary.waiting[reason] = summary.waiting.get(reason, 0) + 1
                 else:
-                    self.spool.reject(record["id"], reason)
+                    self.spool.reject(spooled.id, reason)
                     summary.rejected[reason] = summary.rejected.get(reason, 0) + 1
                 rejected += 1
         self.spool.settle(_base(self.collector), done)
@@ -354,6 +354,19 @@ class Uploader:
                                        f"without a valid receipt ({unreceipted[0]}); they "
                                        "stay in the spool")
         return len(done) + rejected
+
+
+def _json_array(items: list[bytes]) -> bytes:
+    """A JSON array of the items (the records as the spool keeps them: compact
+    JSON, never parsed to be sent) built in one copy: `b"[" + ... + b"]"` made
+    two more of a batch's MB, all alive at once."""
+    parts = [b"["]
+    for index, item in enumerate(items):
+        if index:
+            parts.append(b",")
+        parts.append(item)
+    parts.append(b"]")
+    return b"".join(parts)
 
 
 def _error_code(response: httpc.Response) -> str | None:

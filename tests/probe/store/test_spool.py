@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,22 @@ def test_add_pending_remove_reject(tmp_path: Path) -> None:
         assert spool.counts() == {"pending": 2, "rejected": 1}
         assert spool.rejected() == [(record(2)["id"], "bad_signature")]
         assert [r["n"] for r in spool.pending(10)] == [3, 4]
+
+
+def test_pending_bodies_are_the_records_compact_utf8_json(tmp_path: Path) -> None:
+    # what the uploader sends as is: byte for byte the record as spooled, not
+    # escaped (an Arabic AS name stays UTF-8), in the same order as pending()
+    records = [{**record(i), "network": {"as_org": "اتصالات المغرب", "cc": "MA"}}
+               for i in range(3)]
+    with Spool(tmp_path / "spool.sqlite3") as spool:
+        for item in records:
+            spool.add(item)
+        spooled = spool.pending_bodies(2)
+    assert [s.id for s in spooled] == [records[0]["id"], records[1]["id"]]
+    for item, found in zip(records, spooled, strict=False):
+        assert found.body == json.dumps(item, separators=(",", ":"),
+                                        ensure_ascii=False).encode()
+        assert json.loads(found.body) == item
 
 
 def _writer(path: str, ready: Any) -> None:  # a multiprocessing Event

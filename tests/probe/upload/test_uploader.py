@@ -3,6 +3,7 @@ collector: what leaves the spool, what stays, and what the user is told."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ from probe.core.signing import ProbeKey, write_key
 from probe.store.spool import Spool
 from probe.store.state import ensure_home, key_path, load_config, spool_path
 from probe.upload.client import Client as UploadClient
-from probe.upload.uploader import Backoff, Uploader, upload_and_report
+from probe.upload.uploader import Backoff, Uploader, _json_array, upload_and_report
 from tests.collector.conftest import make_record
 from tests.collector.harness import Collector
 from tests.conftest import probe_command
@@ -197,3 +198,12 @@ def test_uploads_are_signed(collector: Collector) -> None:
     assert counts() == {"pending": 3, "rejected": 0}
     with Spool(spool_path()) as waiting:
         assert {reason for _, reason, _, _ in waiting.waiting()} == {"unknown_key"}
+
+
+def test_a_batch_is_the_spooled_records_as_one_json_array() -> None:
+    records = [{"id": "a", "as_org": "اتصالات المغرب"}, {"id": "b", "n": [1, 2]}]
+    spooled = [json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode()
+               for r in records]
+    assert json.loads(_json_array(spooled)) == records
+    assert _json_array(spooled) == b"[" + b",".join(spooled) + b"]"
+    assert _json_array([]) == b"[]"
