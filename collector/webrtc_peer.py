@@ -56,9 +56,10 @@ class KeyBusy(PeerFull):
     """This key has as many live sessions as it may."""
 
 
-def _candidate_address(line: str) -> str | None:
+def _candidate(line: str) -> tuple[str, str] | None:
+    """(address, type) of an `a=candidate:` line (RFC 8839 §5.1), None if malformed."""
     fields = line.split()
-    return fields[4] if len(fields) >= 8 and fields[6] == "typ" else None
+    return (fields[4], fields[7]) if len(fields) >= 8 and fields[6] == "typ" else None
 
 
 def filter_candidates(sdp: str, allow_private: bool, limit: int | None = None) -> str:
@@ -73,21 +74,15 @@ def filter_candidates(sdp: str, allow_private: bool, limit: int | None = None) -
     kept = []
     for line in lines:
         if line.startswith("a=candidate:"):
-            address = _candidate_address(line)
-            if address is None:
+            candidate = _candidate(line)
+            if candidate is None:
                 continue
+            address = candidate[0]
             if not allow_private and (address.lower().endswith(".local")
                                       or refusal(address) is not None):
                 continue
         kept.append(line)
     return "\r\n".join(kept) + "\r\n"
-
-
-def _host_address(line: str) -> str | None:
-    fields = line.split()
-    if line.startswith("a=candidate:") and fields[7:8] == ["host"]:
-        return _candidate_address(line)
-    return None
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -109,8 +104,9 @@ def reached_host_only(sdp: str, reached: str | None) -> str:
     relay candidates are kept; with no host candidate there, nothing changes."""
     address = _ip(reached or "")
     lines = sdp.splitlines()
-    hosts = {i: _ip(host) for i, line in enumerate(lines)
-             if (host := _host_address(line)) is not None}
+    hosts = {i: _ip(candidate[0]) for i, line in enumerate(lines)
+             if line.startswith("a=candidate:") and (candidate := _candidate(line)) is not None
+             and candidate[1] == "host"}
     others = {i for i, ip in hosts.items() if ip != address}
     if address is None or len(others) == len(hosts):
         return sdp
