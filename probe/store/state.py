@@ -110,14 +110,22 @@ def audit_path() -> Path:
 
 
 def require_secure(url: str, insecure: bool, flag: str = "--collector") -> None:
-    """Refuse a plain http:// URL to anything but this machine unless the user
-    insists: an on-path box could read it and answer for the collector (receipts
-    still protect the spool, but test-helper answers and attribution would not be
-    the collector's)."""
+    """Refuse what is not an http(s) URL, and a plain http:// URL to anything but
+    this machine unless the user insists: an on-path box could read it and
+    answer for the collector (receipts still protect the spool, but test-helper
+    answers and attribution would not be the collector's)."""
     import ipaddress
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port out of range or not a number raises here
+    except ValueError as exc:
+        raise UserError(f"{flag} {url!r} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise UserError(f"{flag} {url!r}: use an http:// or https:// URL")
+    if not parts.hostname:
+        raise UserError(f"{flag} {url!r} is not a valid URL: no host")
     if parts.scheme != "http" or insecure:
         return
     host = (parts.hostname or "").lower()

@@ -414,13 +414,7 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
         uploader = Uploader(collector_url, spool, http, backoff,
                             progress=_progress if sys.stderr.isatty() else None,
                             collector_key=pinned, signer=key)
-        try:
-            summary = uploader.run()
-        except httpc.InvalidURL as exc:
-            raise UserError(f"collector URL {collector_url!r} is not valid") from exc
-        except httpc.UnsupportedProtocol as exc:
-            raise UserError(f"collector URL {collector_url!r}: use http:// or https://"
-                            ) from exc
+        summary = uploader.run()
         kept = spool.counts()["rejected"]
         if pinned is None and uploader.receipts is not None and \
                 config.collector == _base(collector_url):

@@ -165,6 +165,19 @@ def test_plain_http_to_another_machine_needs_insecure() -> None:
     assert insisted.returncode == 4 and "cannot reach the collector" in insisted.stderr
 
 
+def test_a_collector_url_that_is_not_http_is_a_user_error() -> None:
+    probe_key()
+    for url, says in (("ftp://collector.example.org", "use an http:// or https:// URL"),
+                      ("http://[::1", "is not a valid URL"),
+                      ("https://collector.example.org:99999", "is not a valid URL"),
+                      ("http:///api", "no host")):
+        for args in (("upload", "--collector", url), ("register", "--collector", url),
+                     ("run", "--collector", url, "--no-upload")):
+            result = cli(*args)
+            assert result.returncode == 2, (args, result.stderr)
+            assert says in result.stderr and "internal error" not in result.stderr, result.stderr
+
+
 def test_records_too_old_wait_and_go_once_the_horizon_allows(tmp_path: Path) -> None:
     key = probe_key()
     old = make_record(key, started_at=rfc3339(utcnow() - timedelta(days=90)))
