@@ -5,6 +5,9 @@ the microseconds per record spent in each step; the steps nest (`store` holds
 insert, rollups, log and commit).
 
     python bench/_ingest_stages.py [--records 20000] [--days 1] [--db URL]
+                                   [--preload 160000 [--preload-days 365]]
+
+`--preload N` stores N records first, untimed: the steps at that store size.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--days", type=float, default=1.0)
     parser.add_argument("--db", default=None)
+    parser.add_argument("--preload", type=int, default=0,
+                        help="records stored first, untimed (a store's size)")
+    parser.add_argument("--preload-days", type=float, default=365.0)
     args = parser.parse_args()
     gc_tuning.tune()  # as `serve` does once started
     for owner, name, label in (
@@ -77,7 +83,12 @@ def main() -> None:
         ingestor = ingest.Ingestor(settings, services.keys, services.store,
                                    services.identity, services.log, services.tally)
         origin = services.enricher.lookup("127.0.0.1")
-        data = list(bodies(args.records, 500, days=args.days))
+        for block in range(0, args.preload, 100_000):
+            for body in bodies(min(100_000, args.preload - block), 500, first=block,
+                               days=args.preload_days):
+                ingestor.ingest(batch.parse_batch(body, 1000), origin)
+        SPENT.clear()
+        data = list(bodies(args.records, 500, first=args.preload, days=args.days))
         start = time.perf_counter()
         for body in data:
             results = ingestor.ingest(batch.parse_batch(body, 1000), origin)

@@ -31,7 +31,6 @@ import os
 import random
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from nacl.signing import SigningKey  # noqa: E402
 
 from probe.core.canonical import canonical_bytes, es_number  # noqa: E402
+from probe.core.ids import time_ordered_id  # noqa: E402
 from probe.core.signing import ProbeKey  # noqa: E402
 
 SCHEMA = "voipwatch.measurement/1"
@@ -149,7 +149,8 @@ def _record(spec: Spec, index: int, key_ids: list[str], publics: list[str],
     # floats as their canonical text already (what collector/batch.py parses them
     # into): the record then goes to orjson as it is, no second walk
     record: dict[str, Any] = {
-        "schema": SCHEMA, "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "schema": SCHEMA,
+        "id": str(time_ordered_id(int(started.timestamp() * 1e9), rng.getrandbits)),
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "runtime_ms": rng.randrange(5, 5000),
         "probe": {"key_id": key_ids[k], "software_version": "0.2.0", "public_key": publics[k]},

@@ -215,7 +215,8 @@ class Settings(BaseSettings):
         None, description="the collector's public URL, for links in the Atom feed and "
         "webhooks; default: the URL each request came in on (none in webhooks)")
     dashboard_refresh_seconds: float = Field(
-        30.0, gt=0, description="how often changes are detected and webhooks sent")
+        30.0, gt=0, description="how often changes are detected (once per period across "
+        "all processes, at most a tenth of one core) and webhooks sent")
 
     @field_validator("forwarded_allow_ips")
     @classmethod

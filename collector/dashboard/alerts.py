@@ -216,7 +216,7 @@ async def background(engine: sa.Engine, base_url: str | None, every: float,
     changes, sender = ChangeStore(engine), Sender(engine, base_url, identity=identity)
     while True:
         try:
-            await run_in_threadpool(changes.refresh)
+            await run_in_threadpool(changes.refresh_when_due, every)
             await run_in_threadpool(sender.send_due)
         except asyncio.CancelledError:
             raise

@@ -24,6 +24,7 @@ are gaps, never "open".
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -58,15 +59,23 @@ def _switch(gap_days: int, rate: float) -> float:
     return (1 - (1 - 2 * rate) ** max(gap_days, 1)) / 2
 
 
-def _log_emission(day: Day, state: int, noise: float) -> float:
-    agree, disagree = (day.open, day.interfered) if state == OPEN else \
-        (day.interfered, day.open)
-    return agree * math.log1p(-noise) + disagree * math.log(noise)
+def _log_emissions(seen: list[Day], noise: float) -> list[tuple[float, float]]:
+    """Each day's log-likelihood of its units in each state (OPEN, INTERFERED)."""
+    agree, disagree = math.log1p(-noise), math.log(noise)
+    return [(d.open * agree + d.interfered * disagree, d.interfered * agree + d.open * disagree)
+            for d in seen]
 
 
-def _logsumexp(values: list[float]) -> float:
-    top = max(values)
-    return top + math.log(sum(math.exp(v - top) for v in values))
+def _switches(seen: list[Day], rate: float) -> list[float]:
+    """The probability of a switch between each day and the one before (0 first)."""
+    memo: dict[int, float] = {}
+    out = [0.0]
+    for before, day in itertools.pairwise(seen):
+        gap = (day.day - before.day).days
+        if gap not in memo:
+            memo[gap] = _switch(gap, rate)
+        out.append(memo[gap])
+    return out
 
 
 def detect(days: list[Day], noise: float | None = None, rate: float = RATE,
@@ -78,64 +87,81 @@ def detect(days: list[Day], noise: float | None = None, rate: float = RATE,
     seen = sorted((d for d in days if d.open + d.interfered), key=lambda d: d.day)
     if len(seen) < 2:
         return []
-    if noise is not None:
-        return _detect(seen, noise, rate, min_confidence)[0]
-    noise = NOISE
-    for _ in range(4):
-        changes, states = _detect(seen, noise, rate, min_confidence)
-        wrong = sum(d.interfered if s == OPEN else d.open for d, s in zip(seen, states,
-                                                                          strict=True))
-        estimate = min(max(wrong / sum(d.open + d.interfered for d in seen), NOISE_FLOOR),
-                       NOISE_CEILING)
-        if abs(estimate - noise) < 0.01:
-            break
-        noise = estimate
-    return changes
+    switches = _switches(seen, rate)
+    if noise is None:
+        noise = NOISE
+        units = sum(d.open + d.interfered for d in seen)
+        for _ in range(4):  # the changes are those of the last decoding's noise
+            emit = _log_emissions(seen, noise)
+            states = _viterbi(emit, switches)
+            wrong = sum(d.interfered if s == OPEN else d.open
+                        for d, s in zip(seen, states, strict=True))
+            estimate = min(max(wrong / units, NOISE_FLOOR), NOISE_CEILING)
+            if abs(estimate - noise) < 0.01:
+                break
+            noise = estimate
+    else:
+        emit = _log_emissions(seen, noise)
+        states = _viterbi(emit, switches)
+    return _changes(seen, emit, switches, states, min_confidence)
 
 
-def _detect(seen: list[Day], noise: float, rate: float, min_confidence: float
-            ) -> tuple[list[ChangePoint], list[int]]:
-    n = len(seen)
-    emit = [[_log_emission(d, s, noise) for s in (OPEN, INTERFERED)] for d in seen]
-    trans = []  # trans[i][a][b]: from day i-1 in state a to day i in state b
-    for i in range(1, n):
-        p = _switch((seen[i].day - seen[i - 1].day).days, rate)
-        stay, move = math.log1p(-p), math.log(p)
-        trans.append([[stay, move], [move, stay]])
-    prior = [math.log(0.5), math.log(0.5)]
-
-    # Viterbi: the most likely sequence of states
-    score = [prior[s] + emit[0][s] for s in (0, 1)]
-    back: list[list[int]] = []
-    for i in range(1, n):
-        step, new = [], []
-        for b in (0, 1):
-            options = [score[a] + trans[i - 1][a][b] for a in (0, 1)]
-            best = 0 if options[0] >= options[1] else 1
-            step.append(best)
-            new.append(options[best] + emit[i][b])
-        back.append(step)
-        score = new
-    states = [0 if score[0] >= score[1] else 1]
+def _viterbi(emit: list[tuple[float, float]], switches: list[float]) -> list[int]:
+    """The most likely sequence of states (both equally likely at first)."""
+    half = math.log(0.5)
+    logs = {p: (math.log1p(-p), math.log(p)) for p in set(switches[1:])}
+    open_, interfered = half + emit[0][0], half + emit[0][1]
+    back: list[tuple[int, int]] = []
+    for (e_open, e_interfered), p in zip(emit[1:], switches[1:], strict=True):
+        stay, move = logs[p]
+        from_open, from_interfered = open_ + stay, interfered + move  # into OPEN
+        best_open = OPEN if from_open >= from_interfered else INTERFERED
+        into_open = max(from_open, from_interfered) + e_open
+        from_open, from_interfered = open_ + move, interfered + stay  # into INTERFERED
+        best_interfered = OPEN if from_open >= from_interfered else INTERFERED
+        interfered = max(from_open, from_interfered) + e_interfered
+        open_ = into_open
+        back.append((best_open, best_interfered))
+    states = [OPEN if open_ >= interfered else INTERFERED]
     for step in reversed(back):
         states.append(step[states[-1]])
     states.reverse()
+    return states
 
-    # forward-backward, for the confidence of each switch
-    forward = [[prior[s] + emit[0][s] for s in (0, 1)]]
+
+def _changes(seen: list[Day], emit: list[tuple[float, float]], switches: list[float],
+             states: list[int], min_confidence: float) -> list[ChangePoint]:
+    """The decoded switches whose posterior probability (forward-backward, each
+    step scaled to sum 1: no logarithms of sums) reaches `min_confidence`."""
+    n = len(seen)
+    if all(s == states[0] for s in states):
+        return []
+    # emissions as likelihoods, each day's scaled so the larger is 1 (the scale
+    # cancels in every posterior)
+    like = []
+    for e_open, e_interfered in emit:
+        top = max(e_open, e_interfered)
+        like.append((math.exp(e_open - top), math.exp(e_interfered - top)))
+    forward, scale = [(0.0, 0.0)] * n, [1.0] * n
+    a_open, a_interfered = 0.5 * like[0][0], 0.5 * like[0][1]
+    scale[0] = a_open + a_interfered
+    forward[0] = (a_open / scale[0], a_interfered / scale[0])
     for i in range(1, n):
-        forward.append([_logsumexp([forward[-1][a] + trans[i - 1][a][b] for a in (0, 1)])
-                        + emit[i][b] for b in (0, 1)])
-    backward = [[0.0, 0.0] for _ in range(n)]
+        p, (f_open, f_interfered) = switches[i], forward[i - 1]
+        a_open = (f_open * (1 - p) + f_interfered * p) * like[i][0]
+        a_interfered = (f_open * p + f_interfered * (1 - p)) * like[i][1]
+        scale[i] = a_open + a_interfered
+        forward[i] = (a_open / scale[i], a_interfered / scale[i])
+    backward = [(1.0, 1.0)] * n
     for i in range(n - 2, -1, -1):
-        backward[i] = [_logsumexp([trans[i][a][b] + emit[i + 1][b] + backward[i + 1][b]
-                                   for b in (0, 1)]) for a in (0, 1)]
-    total = _logsumexp(forward[-1])
+        p, (b_open, b_interfered) = switches[i + 1], backward[i + 1]
+        to_open, to_interfered = like[i + 1][0] * b_open, like[i + 1][1] * b_interfered
+        backward[i] = (((1 - p) * to_open + p * to_interfered) / scale[i + 1],
+                       (p * to_open + (1 - p) * to_interfered) / scale[i + 1])
 
     def switched(k: int, a: int, b: int) -> float:
         """Posterior probability of a switch a -> b between observed days k-1 and k."""
-        return math.exp(forward[k - 1][a] + trans[k - 1][a][b] + emit[k][b] + backward[k][b]
-                        - total)
+        return forward[k - 1][a] * switches[k] * like[k][b] * backward[k][b] / scale[k]
 
     changes = []
     for i in range(1, n):
@@ -144,10 +170,14 @@ def _detect(seen: list[Day], noise: float, rate: float, min_confidence: float
             continue
         # where exactly it switched may be unsure between neighbouring days while the
         # switch itself is not: sum over the gaps within WINDOW days of this one
-        near = [k for k in range(1, n) if abs((seen[k].day - seen[i].day).days) <= WINDOW]
-        confidence = min(sum(switched(k, a, b) for k in near), 1.0)
+        low, high = i, i + 1
+        while low > 1 and (seen[i].day - seen[low - 1].day).days <= WINDOW:
+            low -= 1
+        while high < n and (seen[high].day - seen[i].day).days <= WINDOW:
+            high += 1
+        confidence = min(sum(switched(k, a, b) for k in range(low, high)), 1.0)
         if confidence >= min_confidence:
             changes.append(ChangePoint("start" if b == INTERFERED else "end", seen[i].day,
                                        seen[i - 1].day, round(confidence, 3),
                                        seen[i].open + seen[i].interfered))
-    return changes, states
+    return changes

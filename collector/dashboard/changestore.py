@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collector.dashboard.cells import Series, series_day_counts
+from collector.dashboard.cells import Series, day_counts_by_series
 from collector.dashboard.changes import ChangePoint, Day, detect
 from collector.db.engine import write_options
 from collector.db.schema import (
@@ -23,6 +23,7 @@ from collector.db.schema import (
     dash_delivery,
     dash_series,
     dash_subscription,
+    leases,
 )
 from collector.limits import Leases
 from probe.core.record import utcnow
@@ -31,6 +32,8 @@ SAME_CHANGE = timedelta(days=3)  # a change re-detected this close is the same c
 BATCH = 50  # series per write transaction
 LEASE, LEASE_SECONDS = "dash_refresh", 600.0  # a refresher that died frees it then
 LEASE_WAIT = 60.0  # seconds a refresh waits for another process's to end
+DUE, DUE_KIND = "dash_refresh_due", "dash_due"  # a leases row: the next background refresh
+SHARE = 0.1  # of one core, at most, for the background's change detection
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,20 @@ class StoredChange:
                 "detected_at": self.detected_at.isoformat().replace("+00:00", "Z")}
 
 
-def series_days(conn: sa.Connection, series_id: int) -> list[Day]:
-    """The series' history for the detector: one row a day (not one per probe
-    and day), so a refresh reads as many rows as the series has days."""
-    return [Day(day, counts["open"], counts["blocked"] + counts["throttled"])
-            for day, counts in series_day_counts(conn, [series_id]).items()]
+def series_days(conn: sa.Connection, series_ids: list[int]) -> dict[int, list[Day]]:
+    """Each series' history for the detector, read at once: one row a day
+    (not one per probe and day), so a refresh reads as many rows as the
+    series have days."""
+    found = day_counts_by_series(conn, series_ids)
+    return {series_id: [Day(day, counts["open"], counts["blocked"] + counts["throttled"])
+                        for day, counts in found.get(series_id, {}).items()]
+            for series_id in series_ids}
+
+
+def next_pause(every: float, took: float) -> float:
+    """Seconds from the end of a background refresh that took `took` to the
+    next: `every`, or longer so that refreshing takes at most SHARE of the time."""
+    return max(every, took * (1 - SHARE) / SHARE)
 
 
 class ChangeStore:
@@ -73,22 +85,53 @@ class ChangeStore:
         is claimed first (their flag cleared, a short write), so a series ingest
         touches meanwhile is dirty again for the next round; a batch that fails
         is marked dirty again. One process refreshes at a time (a lease in the
-        database), so two never write one series' changes from different reads."""
+        database), so two never write one series' changes from different reads;
+        this waits for another process's refresh to end (a page must not show
+        less than the data says)."""
+        return self._refresh_leased(limit, LEASE_WAIT) or 0
+
+    def refresh_when_due(self, every: float) -> int:
+        """The background loops' refresh, paced across every process: skipped
+        while another process refreshes, and until the time the last one set:
+        `every` seconds after it ended, or longer, so that detection takes at
+        most SHARE of one core. Without the pace, each API process's loop ran
+        it (four times as often with four processes), and at a year of history
+        per series it took a tenth of the collector's CPU under ingest."""
+        with self.engine.connect() as conn:
+            due = conn.execute(sa.select(leases.c.expires_at).where(leases.c.id == DUE)
+                               ).scalar()
+        if due is not None and time.time() < due:
+            return 0
+        start = time.monotonic()
+        created = self._refresh_leased(10_000, 0.0)
+        if created is None:  # nothing dirty, or another process at it
+            return 0
+        pause = next_pause(every, time.monotonic() - start)
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+                conn.begin():
+            conn.execute(sa.delete(leases).where(leases.c.id == DUE))
+            conn.execute(sa.insert(leases).values(id=DUE, kind=DUE_KIND, key_id="-",
+                                                  held=False, expires_at=time.time() + pause))
+        return created
+
+    def _refresh_leased(self, limit: int, wait: float) -> int | None:
+        """The number of new changes; None if nothing was dirty or another
+        process kept the lease for `wait` seconds."""
         with self.engine.connect() as conn:  # a read first: most calls find nothing to do
             if conn.execute(sa.select(dash_series.c.id).where(dash_series.c.dirty.is_(True))
                             .limit(1)).first() is None:
-                return 0
-        leases, ticket = Leases(self.engine), secrets.token_hex(12)
-        deadline = time.monotonic() + LEASE_WAIT
-        while not leases.try_acquire(ticket, LEASE, "-", 1, 1, LEASE_SECONDS):
-            if time.monotonic() > deadline:  # another process is at it, for long
-                leases.release(ticket)
-                return 0
+                return None
+        leases_, ticket = Leases(self.engine), secrets.token_hex(12)
+        deadline = time.monotonic() + wait
+        while not leases_.try_acquire(ticket, LEASE, "-", 1, 1, LEASE_SECONDS):
+            if time.monotonic() >= deadline:  # another process is at it
+                leases_.release(ticket)
+                return None
             time.sleep(0.05)
         try:
             return self._refresh(limit)
         finally:
-            leases.release(ticket)
+            leases_.release(ticket)
 
     def _refresh(self, limit: int) -> int:
         created = done = 0
@@ -98,8 +141,8 @@ class ChangeStore:
                 return created
             try:
                 with self.engine.connect() as conn:
-                    found = {series_id: detect(series_days(conn, series_id))
-                             for series_id in ids}
+                    found = {series_id: detect(days)
+                             for series_id, days in series_days(conn, ids).items()}
                 with self.engine.connect().execution_options(
                         **write_options(self.engine)) as conn, conn.begin():
                     for series_id in ids:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from probe.core.checks import CheckName
+from probe.core.ids import time_ordered_id
 
 SCHEMA: Final = "voipwatch.measurement/1"
 
@@ -179,7 +180,7 @@ class Signature(BaseModel):
 
 class Measurement(_Open):
     schema_: Literal["voipwatch.measurement/1"] = Field(SCHEMA, alias="schema")
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID = Field(default_factory=time_ordered_id)
     started_at: datetime
     runtime_ms: int = Field(ge=0)
     probe: ProbeInfo

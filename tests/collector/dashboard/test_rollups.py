@@ -359,7 +359,13 @@ def test_the_detector_reads_one_row_a_day_equal_to_the_live_units(collector: Col
         with engine.connect() as conn:
             (series_id,) = conn.execute(sa.select(dash_series.c.id)
                                         .where(dash_series.c.service == service)).scalars()
-            read = {d.day: (d.open, d.interfered) for d in series_days(conn, series_id)
+            others = list(conn.execute(sa.select(dash_series.c.id)
+                                       .where(dash_series.c.id != series_id)).scalars())
+            read_all = series_days(conn, [series_id, *others])  # a batch, read at once
+            for other in others:
+                assert {d.day: (d.open, d.interfered) for d in read_all[other]
+                        if d.open or d.interfered} == _units_per_day(conn, other)
+            read = {d.day: (d.open, d.interfered) for d in read_all[series_id]
                     if d.open or d.interfered}
             assert read == _units_per_day(conn, series_id)
             histories.append(read)

@@ -23,6 +23,12 @@ def make(**overrides: Any) -> Measurement:
     return Measurement.model_validate(data)
 
 
+def test_a_new_record_gets_a_uuid7_and_a_uuid4_is_still_valid() -> None:
+    assert uuid.UUID(make().to_json_dict()["id"]).version == 7
+    old = str(uuid.uuid4())  # from probes before UUIDv7
+    assert make(id=old).to_json_dict()["id"] == old
+
+
 def test_valid_record_and_json_form() -> None:
     record = make(id=str(uuid.uuid4()), future_field={"kept": True})
     data = record.to_json_dict()
