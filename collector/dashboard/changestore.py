@@ -8,6 +8,7 @@ transaction (collector/dashboard/alerts.py sends them)."""
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -32,8 +33,12 @@ SAME_CHANGE = timedelta(days=3)  # a change re-detected this close is the same c
 BATCH = 50  # series per write transaction
 LEASE, LEASE_SECONDS = "dash_refresh", 600.0  # a refresher that died frees it then
 LEASE_WAIT = 60.0  # seconds a refresh waits for another process's to end
-DUE, DUE_KIND = "dash_refresh_due", "dash_due"  # a leases row: the next background refresh
-SHARE = 0.1  # of one core, at most, for the background's change detection
+# pacing marks, rows of `leases` (their expires_at): when the background's next
+# refresh is due, and until when pages show changes without refreshing
+DUE, QUIET, MARK_KIND = "dash_refresh_due", "dash_refresh_quiet", "dash_mark"
+SHARE = 0.1  # of one core, at most, for change detection, by the background or by pages
+COSTLY = 0.1  # seconds: a refresh this long makes pages pause (page_pause)
+_PAGE_REFRESH = threading.Lock()  # page views of this process, one refresh at a time
 
 
 @dataclass(frozen=True)
@@ -72,23 +77,39 @@ def next_pause(every: float, took: float) -> float:
     return max(every, took * (1 - SHARE) / SHARE)
 
 
+def page_pause(took: float) -> float:
+    """Seconds after a refresh that took `took` during which pages show the
+    changes it found without refreshing again: none after a cheap one (pages
+    are then never behind the data), else long enough that refreshes caused
+    by page views take at most SHARE of one core, however many come."""
+    return 0.0 if took < COSTLY else took * (1 - SHARE) / SHARE
+
+
 class ChangeStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
     def refresh(self, limit: int = 10_000) -> int:
-        """Re-detect every dirty series (at most `limit`); the number of new changes.
+        """Bring changes up to date before a page or the API answers; the
+        number of new changes.
 
-        A series' history is read and run through the detector outside the
-        write lock: at millions of records that read takes long, and ingest
-        waits for the write lock (on SQLite, every writer). A batch of series
-        is claimed first (their flag cleared, a short write), so a series ingest
-        touches meanwhile is dirty again for the next round; a batch that fails
-        is marked dirty again. One process refreshes at a time (a lease in the
-        database), so two never write one series' changes from different reads;
-        this waits for another process's refresh to end (a page must not show
-        less than the data says)."""
-        return self._refresh_leased(limit, LEASE_WAIT) or 0
+        Dirty series are re-detected (at most `limit`) unless the last refresh
+        was costly and recent (page_pause): dashboard pages are public, and
+        each view during steady ingest would otherwise re-run the detector over
+        every series ingest touched. Views in one process queue on a lock, not
+        on the database, and find the work done by the one before them. A
+        refresh of another process is waited for (LEASE_WAIT), so that a page
+        does not show less than the data says."""
+        if self._until(QUIET) > time.time():
+            return 0
+        with _PAGE_REFRESH:
+            if self._until(QUIET) > time.time():
+                return 0
+            start = time.monotonic()
+            created = self._refresh_leased(limit, LEASE_WAIT)
+            if created is not None:
+                self._set(QUIET, page_pause(time.monotonic() - start))
+            return created or 0
 
     def refresh_when_due(self, every: float) -> int:
         """The background loops' refresh, paced across every process: skipped
@@ -97,22 +118,30 @@ class ChangeStore:
         most SHARE of one core. Without the pace, each API process's loop ran
         it (four times as often with four processes), and at a year of history
         per series it took a tenth of the collector's CPU under ingest."""
-        with self.engine.connect() as conn:
-            due = conn.execute(sa.select(leases.c.expires_at).where(leases.c.id == DUE)
-                               ).scalar()
-        if due is not None and time.time() < due:
+        if self._until(DUE) > time.time():
             return 0
         start = time.monotonic()
         created = self._refresh_leased(10_000, 0.0)
         if created is None:  # nothing dirty, or another process at it
             return 0
-        pause = next_pause(every, time.monotonic() - start)
+        took = time.monotonic() - start
+        self._set(DUE, next_pause(every, took))
+        self._set(QUIET, page_pause(took))
+        return created
+
+    def _until(self, mark: str) -> float:
+        """The Unix time a pacing mark (a row of `leases`) holds, 0 if none."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(leases.c.expires_at).where(leases.c.id == mark)
+                                 ).scalar()
+        return float(found or 0.0)
+
+    def _set(self, mark: str, seconds: float) -> None:
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
-            conn.execute(sa.delete(leases).where(leases.c.id == DUE))
-            conn.execute(sa.insert(leases).values(id=DUE, kind=DUE_KIND, key_id="-",
-                                                  held=False, expires_at=time.time() + pause))
-        return created
+            conn.execute(sa.delete(leases).where(leases.c.id == mark))
+            conn.execute(sa.insert(leases).values(id=mark, kind=MARK_KIND, key_id="-",
+                                                  held=False, expires_at=time.time() + seconds))
 
     def _refresh_leased(self, limit: int, wait: float) -> int | None:
         """The number of new changes; None if nothing was dirty or another

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from collector.dashboard import changestore
 from collector.dashboard.changestore import ChangeStore
 from collector.db.engine import make_engine
 from collector.db.migrate import upgrade
-from collector.db.schema import dash_series, leases
+from collector.db.schema import dash_series, dash_series_day, leases
 from collector.limits import Leases
 
 
@@ -76,6 +77,39 @@ def test_a_busy_refresh_is_skipped_not_waited_for(engine: sa.Engine) -> None:
 def test_a_long_refresh_spaces_the_next_out() -> None:
     """Detection takes at most SHARE of one core, whatever the period."""
     assert changestore.next_pause(30.0, 0.2) == 30.0
+    assert changestore.page_pause(0.01) == 0.0  # a cheap refresh: pages never behind
     took = 12.0  # a refresh at millions of records
     pause = changestore.next_pause(30.0, took)
     assert took / (took + pause) == pytest.approx(changestore.SHARE)
+
+
+def _history(engine: sa.Engine, series: int, days: int) -> None:
+    """`series` dirty series with `days` days of units each, blocked from the
+    middle on: enough history that detecting them all is costly."""
+    start = date(2016, 1, 1)
+    with engine.begin() as conn:
+        for n in range(series):
+            series_id = conn.execute(sa.insert(dash_series).values(
+                service=f"svc{n}", role="call", cc="MA", operator="AS36925",
+                link="cellular").returning(dash_series.c.id)).scalar_one()
+            conn.execute(sa.insert(dash_series_day), [
+                {"series_id": series_id, "day": start + timedelta(days=d),
+                 "u_open": 0 if d > days // 2 else 3, "u_blocked": 3 if d > days // 2 else 0,
+                 "u_throttled": 0, "u_inconclusive": 0} for d in range(days)])
+
+
+def test_pages_after_a_costly_refresh_show_its_changes_without_another(
+        engine: sa.Engine) -> None:
+    """Page views are public: after a costly refresh they show what it found
+    for a while (page_pause) instead of re-running detection each; the
+    background still refreshes on its own pace."""
+    _history(engine, 200, 365)
+    store = ChangeStore(engine)
+    start = time.monotonic()
+    assert store.refresh() == 200  # a page: one change (blocking started) per series
+    took = time.monotonic() - start
+    assert took >= changestore.COSTLY, "too little history to be costly on this machine"
+    _touch(engine, "svc7")
+    assert store.refresh() == 0 and _dirty(engine) == 1  # within the pause: as it was
+    store.refresh_when_due(30.0)
+    assert _dirty(engine) == 0
