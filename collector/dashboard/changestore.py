@@ -32,7 +32,8 @@ from probe.core.record import utcnow
 SAME_CHANGE = timedelta(days=3)  # a change re-detected this close is the same change
 BATCH = 50  # series per write transaction
 LEASE, LEASE_SECONDS = "dash_refresh", 600.0  # a refresher that died frees it then
-LEASE_WAIT = 60.0  # seconds a refresh waits for another process's to end
+PAGE_WAIT = 5.0  # seconds a page waits for another process's refresh to end
+BUSY_QUIET = 60.0  # ... and, if it did not, seconds pages then show what is stored
 # pacing marks, rows of `leases` (their expires_at): when the background's next
 # refresh is due, and until when pages show changes without refreshing
 DUE, QUIET, MARK_KIND = "dash_refresh_due", "dash_refresh_quiet", "dash_mark"
@@ -85,6 +86,10 @@ def page_pause(took: float) -> float:
     return 0.0 if took < COSTLY else took * (1 - SHARE) / SHARE
 
 
+class _Busy(Exception):
+    """Another process holds the refresh lease."""
+
+
 class ChangeStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -97,16 +102,23 @@ class ChangeStore:
         was costly and recent (page_pause): dashboard pages are public, and
         each view during steady ingest would otherwise re-run the detector over
         every series ingest touched. Views in one process queue on a lock, not
-        on the database, and find the work done by the one before them. A
-        refresh of another process is waited for (LEASE_WAIT), so that a page
-        does not show less than the data says."""
+        on the database, and find the work done by the one before them. Another
+        process's refresh is waited for (PAGE_WAIT), so that a page does not
+        show less than the data says; one that outlasts that (a large store, or
+        a process killed while it held the lease, which frees it only after
+        LEASE_SECONDS) makes pages show what is stored for BUSY_QUIET, instead
+        of each view in the queue waiting in turn."""
         if self._until(QUIET) > time.time():
             return 0
         with _PAGE_REFRESH:
             if self._until(QUIET) > time.time():
                 return 0
             start = time.monotonic()
-            created = self._refresh_leased(limit, LEASE_WAIT)
+            try:
+                created = self._refresh_leased(limit, PAGE_WAIT)
+            except _Busy:
+                self._set(QUIET, BUSY_QUIET)
+                return 0
             if created is not None:
                 self._set(QUIET, page_pause(time.monotonic() - start))
             return created or 0
@@ -121,8 +133,11 @@ class ChangeStore:
         if self._until(DUE) > time.time():
             return 0
         start = time.monotonic()
-        created = self._refresh_leased(10_000, 0.0)
-        if created is None:  # nothing dirty, or another process at it
+        try:
+            created = self._refresh_leased(10_000, 0.0)
+        except _Busy:  # another process is at it
+            return 0
+        if created is None:  # nothing dirty
             return 0
         took = time.monotonic() - start
         self._set(DUE, next_pause(every, took))
@@ -144,8 +159,8 @@ class ChangeStore:
                                                   held=False, expires_at=time.time() + seconds))
 
     def _refresh_leased(self, limit: int, wait: float) -> int | None:
-        """The number of new changes; None if nothing was dirty or another
-        process kept the lease for `wait` seconds."""
+        """The number of new changes; None if nothing was dirty; _Busy if
+        another process kept the lease for `wait` seconds."""
         with self.engine.connect() as conn:  # a read first: most calls find nothing to do
             if conn.execute(sa.select(dash_series.c.id).where(dash_series.c.dirty.is_(True))
                             .limit(1)).first() is None:
@@ -155,7 +170,7 @@ class ChangeStore:
         while not leases_.try_acquire(ticket, LEASE, "-", 1, 1, LEASE_SECONDS):
             if time.monotonic() >= deadline:  # another process is at it
                 leases_.release(ticket)
-                return None
+                raise _Busy
             time.sleep(0.05)
         try:
             return self._refresh(limit)
