@@ -27,7 +27,8 @@ import ipaddress
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,39 @@ def reached_host_only(sdp: str, reached: str | None) -> str:
     return "\r\n".join(line for i, line in enumerate(lines) if i not in others) + "\r\n"
 
 
+# the address the offer being answered arrived at: the only one its connection
+# gathers host candidates on (see gather_on_reached_only)
+_REACHED: ContextVar[str | None] = ContextVar("voipwatch_webrtc_reached", default=None)
+
+
+def gather_on_reached_only() -> None:
+    """Make aioice gather host candidates, for an answer, only on the address
+    the offer arrived at (when the host has it; otherwise on all, as before).
+    Listing only that one in the answer (reached_host_only) was not enough: the
+    connection still sent connectivity checks from every other address, the
+    probe learnt them as peer-reflexive candidates and could nominate one (in
+    the lab, under load, a call then ran to another address of the collector's
+    namespace, and past the censor's rule). aioice 0.13 takes its host
+    addresses from a module function and has no option per connection: this
+    wraps it once, reading the address from a context variable set in the task
+    that answers (the tasks aiortc starts while gathering inherit it)."""
+    import aioice.ice as ice
+
+    original: Callable[..., list[str]] = ice.get_host_addresses
+    if getattr(original, "voipwatch_reached_only", False):
+        return
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        found = original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+        reached = _ip(_REACHED.get() or "")
+        if reached is None:
+            return found
+        return [a for a in found if _ip(a) == reached] or found
+
+    host_addresses.voipwatch_reached_only = True  # type: ignore[attr-defined]
+    ice.get_host_addresses = host_addresses
+
+
 @dataclass
 class Session:
     id: int
@@ -193,7 +227,7 @@ class PeerPool:
         self._reserved += 1
         self._reserved_by[key_id] = self._reserved_by.get(key_id, 0) + 1
         try:
-            answer = await self._answer(offer, key_id)
+            answer = await self._answer(offer, key_id, reached)
         finally:
             self._reserved -= 1
             self._reserved_by[key_id] -= 1
@@ -204,9 +238,11 @@ class PeerPool:
         answer.candidates = candidate_counts(answer.sdp)
         return answer
 
-    async def _answer(self, sdp: str, key_id: str) -> Answer:
+    async def _answer(self, sdp: str, key_id: str, reached: str | None = None) -> Answer:
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
+        gather_on_reached_only()
+        _REACHED.set(reached)  # this task's context: the gathering below reads it
         pc = RTCPeerConnection(self._configuration())
         session = Session(next(self._ids), key_id, time.monotonic(), pc)
         self._wire(session)

@@ -179,3 +179,59 @@ def test_ice_servers_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("VOIPWATCH_COLLECTOR_WEBRTC_ICE_SERVERS", '[{"urls": "http://x"}]')
     with pytest.raises(Exception, match="webrtc_ice_servers"):
         load_settings({"data_dir": tmp_path})
+
+
+GATHER_IN_NAMESPACE = """
+import asyncio, sys
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from collector.webrtc_peer import PeerPool
+
+async def main():
+    offerer = RTCPeerConnection()
+    offerer.createDataChannel("x")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    pool = PeerPool([], 4, 5.0, allow_private=True)
+    for reached in ("192.0.2.2", "::ffff:192.0.2.3", None):
+        answer = await pool._answer(offerer.localDescription.sdp, "k", reached)
+        print(reached, sorted(line.split()[4] for line in answer.sdp.splitlines()
+                              if line.startswith("a=candidate:") and " typ host" in line))
+    await pool.close()
+    await offerer.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_peer_gathers_only_on_the_address_the_offer_reached(tmp_path: Path) -> None:
+    """In a namespace holding three addresses, the peer's connection gathers a
+    host candidate on the one the offer arrived at, so it sends connectivity
+    checks from no other (the answer's SDP is read before any filter); with
+    no address known, on all of them."""
+    import os
+    import subprocess
+    import sys
+
+    namespace = f"vwgather{os.getpid()}"
+    ns = ["ip", "netns", "exec", namespace]
+    try:
+        subprocess.run(["ip", "netns", "add", namespace], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"network namespaces are required: {exc}")
+        pytest.skip(f"network namespaces unavailable: {exc}")
+    try:
+        for command in (["ip", "link", "set", "lo", "up"],
+                        ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                        ["ip", "link", "set", "v0", "up"], ["ip", "link", "set", "v1", "up"],
+                        *(["ip", "address", "add", f"192.0.2.{n}/24", "dev", "v0"]
+                          for n in (1, 2, 3))):
+            subprocess.run([*ns, *command], check=True)
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run([*ns, sys.executable, "-c", GATHER_IN_NAMESPACE], check=True,
+                             capture_output=True, text=True, timeout=60, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root)}).stdout.splitlines()
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
+    assert out[0] == "192.0.2.2 ['192.0.2.2']"
+    assert out[1] == "::ffff:192.0.2.3 ['192.0.2.3']"
+    assert out[2] == "None ['192.0.2.1', '192.0.2.2', '192.0.2.3']"
