@@ -72,10 +72,15 @@ def series_days(conn: sa.Connection, series_ids: list[int]) -> dict[int, list[Da
             for series_id in series_ids}
 
 
+def _within_share(took: float) -> float:
+    """Seconds to wait after work that took `took` for it to take SHARE of the time."""
+    return took * (1 - SHARE) / SHARE
+
+
 def next_pause(every: float, took: float) -> float:
     """Seconds from the end of a background refresh that took `took` to the
     next: `every`, or longer so that refreshing takes at most SHARE of the time."""
-    return max(every, took * (1 - SHARE) / SHARE)
+    return max(every, _within_share(took))
 
 
 def page_pause(took: float) -> float:
@@ -83,7 +88,7 @@ def page_pause(took: float) -> float:
     changes it found without refreshing again: none after a cheap one (pages
     are then never behind the data), else long enough that refreshes caused
     by page views take at most SHARE of one core, however many come."""
-    return 0.0 if took < COSTLY else took * (1 - SHARE) / SHARE
+    return 0.0 if took < COSTLY else _within_share(took)
 
 
 class _Busy(Exception):
@@ -117,10 +122,10 @@ class ChangeStore:
             try:
                 created = self._refresh_leased(limit, PAGE_WAIT)
             except _Busy:
-                self._set(QUIET, BUSY_QUIET)
+                self._set({QUIET: BUSY_QUIET})
                 return 0
             if created is not None:
-                self._set(QUIET, page_pause(time.monotonic() - start))
+                self._set({QUIET: page_pause(time.monotonic() - start)})
             return created or 0
 
     def refresh_when_due(self, every: float) -> int:
@@ -140,8 +145,7 @@ class ChangeStore:
         if created is None:  # nothing dirty
             return 0
         took = time.monotonic() - start
-        self._set(DUE, next_pause(every, took))
-        self._set(QUIET, page_pause(took))
+        self._set({DUE: next_pause(every, took), QUIET: page_pause(took)})
         return created
 
     def _until(self, mark: str) -> float:
@@ -151,12 +155,15 @@ class ChangeStore:
                                  ).scalar()
         return float(found or 0.0)
 
-    def _set(self, mark: str, seconds: float) -> None:
+    def _set(self, marks: dict[str, float]) -> None:
+        """Each pacing mark `seconds` from now, in one write."""
+        now = time.time()
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
-            conn.execute(sa.delete(leases).where(leases.c.id == mark))
-            conn.execute(sa.insert(leases).values(id=mark, kind=MARK_KIND, key_id="-",
-                                                  held=False, expires_at=time.time() + seconds))
+            conn.execute(sa.delete(leases).where(leases.c.id.in_(list(marks))))
+            conn.execute(sa.insert(leases), [
+                {"id": mark, "kind": MARK_KIND, "key_id": "-", "held": False,
+                 "expires_at": now + seconds} for mark, seconds in marks.items()])
 
     def _refresh_leased(self, limit: int, wait: float) -> int | None:
         """The number of new changes; None if nothing was dirty; _Busy if
