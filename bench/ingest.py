@@ -172,15 +172,18 @@ def measure(name: str, urls: tuple[str | None, str | None], source: Source, veri
 
 
 def _database_bytes(collector: object, data_dir: str) -> tuple[int, list[tuple[str, int]]]:
-    """The database's size on disk (SQLite: its files), and the largest tables
-    and indexes."""
+    """The database's size on disk, and the largest tables and indexes. SQLite:
+    the database file; its WAL is kept at about WAL_LIMIT_BYTES whatever the
+    number of records (collector/db/checkpoint.py), so it is not counted per record."""
     db = getattr(collector, "db", None)
     if db is None:
         import sqlite3
 
         path = Path(data_dir) / "collector.sqlite3"
-        total = sum(p.stat().st_size for p in Path(data_dir).glob("collector.sqlite3*"))
         with sqlite3.connect(path) as conn:
+            # pages still in the WAL counted too
+            total = conn.execute("SELECT page_count * page_size FROM pragma_page_count(), "
+                                 "pragma_page_size()").fetchone()[0]
             parts = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name "
                                  "ORDER BY 2 DESC LIMIT 6").fetchall()
         return total, [(str(n), int(b)) for n, b in parts]

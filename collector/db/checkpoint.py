@@ -8,10 +8,16 @@ waited for it (half the commit time at ingest). A PASSIVE checkpoint runs
 beside writers and readers; several processes doing it at once is harmless
 (one gets SQLITE_BUSY and tries again a second later). Under a steady stream
 of writes a PASSIVE checkpoint never catches up with the end of the WAL, and
-the WAL only restarts from its beginning once it has: past `MAX_WAL_BYTES` a
-TRUNCATE checkpoint takes its turn among the ingest writers, copies the rest
-and empties the file. When the last connection closes,
-SQLite checkpoints and removes the WAL as usual.
+the WAL only restarts from its beginning once it has: past `WAL_LIMIT_BYTES`
+a RESTART checkpoint takes its turn among the ingest writers and copies the
+rest; the next commit then writes from the start of the file again. Not a
+TRUNCATE: a WAL emptied to zero bytes grew again with every commit, and the
+fsync of a file that grew also commits the file system's journal (ext4). Over
+HTTP, after 160,000 records, commits took 33-44 µs of CPU a record with
+TRUNCATE and 24-26 with RESTART; ingest went from 0.86 of the empty store's
+rate to 0.92 (medians of 3 rounds). The file keeps its size, at most
+`WAL_LIMIT_BYTES` once restarted (`journal_size_limit`, collector/db/engine.py).
+When the last connection closes, SQLite checkpoints and removes the WAL as usual.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ from contextlib import nullcontext
 
 from sqlalchemy.engine import Engine
 
+from collector.db.engine import WAL_LIMIT_BYTES
 from collector.db.writelock import WriterTurns
 
 log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
-MAX_WAL_BYTES = 64 * 1024 * 1024
 
 
 class Checkpointer:
@@ -56,11 +62,11 @@ class Checkpointer:
             size = os.path.getsize(f"{database}-wal")
         except (OSError, TypeError):
             size = 0
-        mode = "TRUNCATE" if size > MAX_WAL_BYTES else "PASSIVE"
+        mode = "RESTART" if size > WAL_LIMIT_BYTES else "PASSIVE"
         try:
-            # TRUNCATE waits for the write lock: in turn with the ingest writers,
+            # RESTART waits for the write lock: in turn with the ingest writers,
             # who hand it to each other at once (collector/db/writelock.py)
-            with self.turns.turn() if mode == "TRUNCATE" else nullcontext(), \
+            with self.turns.turn() if mode == "RESTART" else nullcontext(), \
                     self.engine.connect() as conn:
                 conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except Exception as exc:  # busy, or the file went away: next time

@@ -37,6 +37,9 @@ def make_engine(url: str, *, serving: bool = False) -> Engine:
     return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
+WAL_LIMIT_BYTES = 64 * 1024 * 1024  # past it, the WAL is checkpointed and restarted
+
+
 def _sqlite_engine(url: URL, serving: bool = False) -> Engine:
     if url.database and url.database != ":memory:":
         path = Path(url.database)
@@ -61,7 +64,10 @@ def _sqlite_engine(url: URL, serving: bool = False) -> Engine:
         # upper levels stay in memory as the table grows to millions of rows
         cursor.execute("PRAGMA cache_size=-32768")
         if serving:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # collector/db/checkpoint.py
+            # the WAL restarts from its beginning, keeping at most this much of the
+            # file: commits overwrite it instead of growing it
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
