@@ -69,7 +69,8 @@ def main() -> None:
             (ingest.Ingestor, "_store", "store (write section)"),
             (store.MeasurementStore, "_insert_many", "  insert (SQLite)"),
             (store.MeasurementStore, "_insert_unnest", "  insert (PostgreSQL)"),
-            (rollup, "apply", "  rollups"),
+            (rollup, "apply_facts", "  rollups"),
+            (rollup, "facts_of", "rollup facts (before the lock)"),
             (translog.TransLog, "append", "  log append"),
             (sa_default.DefaultDialect, "do_commit", "  commit")):
         timed(owner, name, label)

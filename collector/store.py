@@ -132,6 +132,7 @@ EXPORT_COLUMNS = (
 _COLUMN_NAMES = tuple(c.name for c in measurements.columns if c.name != "seq")
 
 
+_LOG_INDEX = _COLUMN_NAMES.index("log_index")
 _TIMES = tuple(i for i, name in enumerate(_COLUMN_NAMES)
                if isinstance(measurements.c[name].type, UtcDateTime))
 
@@ -168,6 +169,15 @@ class MeasurementStore:
         inserted: set[str] = set()
         if not rows and not rejected:
             return {}
+        # worked out before the write lock, which every API process waits for:
+        # only the writes are serialised
+        facts: dict[str, rollup.Fact] = {}
+        values: dict[str, list[Any]] = {}
+        for row, fact in zip(rows, rollup.facts_of(rows), strict=True):
+            if row["id"] not in facts:  # the first of a repeated id is the one stored
+                facts[row["id"]] = fact
+                if self.dialect == "sqlite":
+                    values[row["id"]] = _sqlite_values(row)
         with self.turns.turn(), \
                 self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
@@ -182,7 +192,8 @@ class MeasurementStore:
                     for offset, row in enumerate(rows):
                         row["log_index"] = frontier.size + offset
                 inserted = (self._insert_unnest(conn, rows) if self.dialect == "postgresql"
-                            else self._insert_many(conn, rows, filtered=log is not None)
+                            else self._insert_many(conn, rows, values,
+                                                   filtered=log is not None)
                             ) if rows else set()
                 if log is not None:
                     if len(inserted) != len(rows):
@@ -192,7 +203,8 @@ class MeasurementStore:
                     earlier = self._stored(conn, [row["id"] for row in rows
                                                   if row["id"] not in inserted])
                 # the dashboard's rollups, in the same transaction (collector/dashboard)
-                rollup.apply(conn, [row for row in rows if row["id"] in inserted])
+                rollup.apply_facts(conn, [facts[row["id"]] for row in rows
+                                          if row["id"] in inserted])
                 conn.execute(sa.update(probes)
                              .where(probes.c.key_id.in_(sorted(set(key_ids))))
                              .values(last_seen_at=utcnow()))
@@ -217,10 +229,11 @@ class MeasurementStore:
                                                   c.received_at).where(c.id.in_(ids)))}
 
     def _insert_many(self, conn: sa.Connection, rows: list[dict[str, Any]],
-                     filtered: bool = False) -> set[str]:
+                     values: dict[str, list[Any]], filtered: bool = False) -> set[str]:
         """SQLite: one executemany through the driver (SQLAlchemy's per-row parameter
         processing cost more than the insert). The transaction holds the write lock
         (BEGIN IMMEDIATE): an id not stored before this statement is inserted by it.
+        `values`: each row's values (`_sqlite_values`), made before the lock;
         `filtered`: the caller already left out the ids stored before, in this
         transaction."""
         names = _COLUMN_NAMES
@@ -228,7 +241,8 @@ class MeasurementStore:
         fresh: dict[str, list[Any]] = {}
         for row in rows:
             if row["id"] not in before and row["id"] not in fresh:
-                fresh[row["id"]] = _sqlite_values(row)
+                fresh[row["id"]] = row_values = values[row["id"]]
+                row_values[_LOG_INDEX] = row.get("log_index")  # given under the lock
         driver = conn.connection.driver_connection  # sqlite3's: this path is SQLite's
         assert driver is not None
         driver.executemany(f"INSERT INTO measurements ({', '.join(names)}) VALUES "

@@ -13,8 +13,9 @@ path's verdict over its endpoints, the rule the probe's results table uses
 Records dated more than `AHEAD_TOLERANCE` after they reached the collector
 (a probe's clock, or a key, running ahead) are stored but not rolled up.
 
-`apply(conn, rows)` is the one call in the ingest path, inside the ingest
-transaction, with the rows just inserted. `rebuild_on(conn)` recomputes
+In the ingest path, `facts_of(rows)` reads the records before the write lock
+and `apply_facts(conn, facts)` rolls up those inserted, inside the ingest
+transaction. `rebuild_on(conn)` recomputes
 everything from the measurements table (migration, `voipwatch-collector
 dashboard rebuild`).
 """
@@ -220,10 +221,40 @@ def _series_ids(conn: sa.Connection, writer: _Writer,
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """What one stored row adds to the rollups: worked out from its record
+    before the ingest takes the write lock (the record's parse and the
+    dimensions are most of the rollups' Python work)."""
+
+    dims: Dims
+    key_id: str
+    started: datetime
+    received: datetime
+    verdict: str
+    blocking: str | None
+
+
+def facts_of(rows: list[dict[str, Any]] | list[Any]) -> list[Fact]:
+    """One fact per row (dicts or result rows carrying the measurements columns)."""
+    out = []
+    for row in rows:
+        get = row.get if isinstance(row, dict) else lambda name, r=row: getattr(r, name)
+        out.append(Fact(dims_of(row, orjson.loads(get("record"))), get("key_id"),
+                        get("started_at"), get("received_at"), get("verdict"),
+                        get("blocking")))
+    return out
+
+
 def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
     """Roll up freshly stored measurement rows (dicts or result rows carrying
     the measurements columns); the number rolled up."""
-    if not rows:
+    return apply_facts(conn, facts_of(rows))
+
+
+def apply_facts(conn: sa.Connection, facts: list[Fact]) -> int:
+    """Roll up the facts of freshly stored rows; the number rolled up."""
+    if not facts:
         return 0
     writer = _Writer(conn)
     endpoint_days: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -231,22 +262,18 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
     methods: dict[tuple[Any, ...], int] = defaultdict(int)
     versions: dict[tuple[str, str], list[Any]] = {}
     series_names: dict[tuple[str, str, str, str, str], str | None] = {}
-    pending: list[tuple[Dims, Any]] = []
-    for row in rows:
-        get = row.get if isinstance(row, dict) else lambda name, r=row: getattr(r, name)
-        record = orjson.loads(get("record"))
-        dims = dims_of(row, record)
-        started: datetime = get("started_at")
-        received: datetime = get("received_at")
-        version = versions.setdefault((get("key_id"), dims.version),
+    pending: list[Fact] = []
+    for fact in facts:
+        started = fact.started
+        version = versions.setdefault((fact.key_id, fact.dims.version),
                                       [started, started, 0, 0])
         version[0], version[1] = min(version[0], started), max(version[1], started)
-        if started > received + AHEAD_TOLERANCE:
+        if started > fact.received + AHEAD_TOLERANCE:
             version[3] += 1
             continue
         version[2] += 1
-        series_names.setdefault(dims.series, dims.as_org)
-        pending.append((dims, row))
+        series_names.setdefault(fact.dims.series, fact.dims.as_org)
+        pending.append(fact)
     ids = _series_ids(conn, writer, series_names) if series_names else {}
     if writer.postgres and pending:
         # a unit's verdict is judged from its endpoints' counts read here: two
@@ -255,19 +282,18 @@ def apply(conn: sa.Connection, rows: list[dict[str, Any]] | list[Any]) -> int:
         # (SQLite runs one writer at a time; with the transparency log on, so does
         # its lock, but the log may be off)
         conn.execute(sa.select(dash_series.c.id).where(dash_series.c.id.in_(
-            sorted({ids[dims.series] for dims, _ in pending}))).order_by(dash_series.c.id)
-            .with_for_update())
-    for dims, row in pending:
-        get = row.get if isinstance(row, dict) else lambda name, r=row: getattr(r, name)
-        series_id, key_id, day = ids[dims.series], get("key_id"), get("started_at").date()
-        verdict = get("verdict")
-        endpoint_days[(series_id, day, key_id, dims.endpoint)][VERDICTS.index(verdict)] += 1
+            sorted({ids[fact.dims.series] for fact in pending})))
+            .order_by(dash_series.c.id).with_for_update())
+    for fact in pending:
+        dims = fact.dims
+        series_id, key_id, day = ids[dims.series], fact.key_id, fact.started.date()
+        endpoint_days[(series_id, day, key_id, dims.endpoint)][VERDICTS.index(fact.verdict)] += 1
         unit = units[(series_id, day, key_id)]
         unit[0] += 1
         unit[1] += dims.signed
         unit[2] += dims.via_upstream
-        if get("blocking"):
-            methods[(series_id, day, key_id, get("blocking"))] += 1
+        if fact.blocking:
+            methods[(series_id, day, key_id, fact.blocking)] += 1
     writer.add(dash_endpoint_day,
                ["series_id", "day", "key_id", "endpoint", "n_open", "n_blocked", "n_throttled",
                 "n_inconclusive"],

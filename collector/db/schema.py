@@ -180,6 +180,7 @@ dash_endpoint_day = sa.Table(
     sa.Column("n_blocked", sa.Integer, nullable=False),
     sa.Column("n_throttled", sa.Integer, nullable=False),
     sa.Column("n_inconclusive", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,  # stored in key order: one b-tree, not a table and an index
 )
 
 # units (one probe, one day, one series: weight one) per day (span 'd'), week
@@ -201,8 +202,12 @@ dash_unit = sa.Table(
     # are read from the indexes alone
     sa.Index("dash_unit_series_days", "series_id", "span", "start", "key_id", "u_open",
              "u_blocked", "u_throttled", "u_inconclusive"),
+    # SQLite stores the rows in key order (span, start, series, key): the matrix's
+    # covering index is the table itself there
     sa.Index("dash_unit_period", "span", "start", "series_id", "key_id", "u_open", "u_blocked",
-             "u_throttled", "u_inconclusive", "n", "n_signed", "n_upstream"),
+             "u_throttled", "u_inconclusive", "n", "n_signed", "n_upstream"
+             ).ddl_if(dialect="postgresql"),
+    sqlite_with_rowid=False,
 )
 
 # units per series and day summed over every key, revoked ones included (the
@@ -215,6 +220,7 @@ dash_series_day = sa.Table(
     sa.Column("u_blocked", sa.Integer, nullable=False),
     sa.Column("u_throttled", sa.Integer, nullable=False),
     sa.Column("u_inconclusive", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 dash_method = sa.Table(
@@ -225,6 +231,7 @@ dash_method = sa.Table(
     sa.Column("key_id", sa.String(64), primary_key=True),
     sa.Column("blocking", sa.String(32), primary_key=True),
     sa.Column("n", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # what each key ran: software versions and when (the fleet page)
