@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from collector import receipts
 from collector.attribution import filed
 from collector.batch import Element
+from collector.db.writethread import WriteThread
 from collector.geoip import Enrichment
 from collector.identity import CollectorKey
 from collector.keys import KeyStore, ProbeRow
@@ -101,8 +102,11 @@ class _Checked:
 class Ingestor:
     def __init__(self, settings: Settings, keys: KeyStore, store: MeasurementStore,
                  identity: CollectorKey, log: TransLog | None = None,
-                 tally: Tally | None = None) -> None:
+                 tally: Tally | None = None, writes: WriteThread | None = None) -> None:
+        """`writes`: where the store's writes run (an API process's write thread;
+        default: the calling thread)."""
         self.settings = settings
+        self.writes = writes
         self.keys = keys
         self.store = store
         self.identity = identity
@@ -169,9 +173,13 @@ class Ingestor:
         if not rows and not self.tally.due():
             return {}
         counts = self.tally.drain()
-        try:
+
+        def insert() -> dict[str, Stored]:
             return self.store.insert(rows, counts, {row["key_id"] for row in rows}, self.log,
                                      quota)
+
+        try:
+            return self.writes.run(insert) if self.writes is not None else insert()
         except BaseException:
             self.tally.restore(counts)
             raise

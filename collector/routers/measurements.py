@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector import cursor as cursors
 from collector.batch import MalformedBody, TooManyItems, parse_batch
+from collector.db.writethread import WriteThread
 from collector.errors import ApiError
 from collector.export import item
 from collector.ingest import Ingestor
@@ -29,9 +30,12 @@ def get_ingestor(services: ServicesDep) -> Ingestor:
     ingestor = services.extras.get("ingestor")
     if ingestor is None:
         log = services.log if services.settings.transparency_log else None
+        # SQLite's writes take turns across processes: each process's run in a
+        # thread ahead of its parsing and signature checks (collector/db/writethread.py)
+        writes = WriteThread() if services.store.dialect == "sqlite" else None
         ingestor = services.extras["ingestor"] = Ingestor(services.settings, services.keys,
                                                           services.store, services.identity,
-                                                          log, services.tally)
+                                                          log, services.tally, writes)
     return ingestor
 
 
