@@ -246,10 +246,15 @@ class DashboardReader:
         if not series:
             return []
         cells = {sid: Cell(s) for sid, s in series.items()}
-        chosen = [dash_unit.c.series_id.in_(list(series))] if where.clauses() else []
+        filtered = bool(where.clauses())
+
+        def chosen(table: sa.Table) -> list[Any]:
+            """`table`'s rows of the series asked for (all when unfiltered)."""
+            return [table.c.series_id.in_(list(series))] if filtered else []
+
         with self.engine.connect() as conn:
             u = span_rows(dash_unit, period, ["series_id", "key_id", *SUMS],
-                          _live(dash_unit), *chosen).c
+                          _live(dash_unit), *chosen(dash_unit)).c
             query = (sa.select(u.series_id, u.key_id,
                                *(sa.func.sum(u[name]).label(name) for name in SUMS))
                      .group_by(u.series_id, u.key_id))
@@ -263,9 +268,8 @@ class DashboardReader:
                 cell.probes.append(ProbeReading(row.key_id, units, int(row.n)))
                 cell.signed += int(row.n_signed)
                 cell.upstream += int(row.n_upstream)
-            chosen = [dash_method.c.series_id.in_(list(series))] if chosen else []
             m = span_rows(dash_method, period, ["series_id", "blocking", "n"],
-                          _live(dash_method), *chosen).c
+                          _live(dash_method), *chosen(dash_method)).c
             query = sa.select(m.series_id, m.blocking, sa.func.sum(m.n)).group_by(
                 m.series_id, m.blocking)
             for series_id, blocking, n in conn.execute(query):
