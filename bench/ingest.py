@@ -10,13 +10,15 @@ does: batches of BATCH records of one key, each request signed
 bench/generate.py (real signed records of several keys, operators, services).
 
 For each backend (SQLite with full durability; PostgreSQL, a throwaway server
-with fsync off, so an upper bound), each figure is the best of RUNS rounds of
-RECORDS fresh records:
+with fsync off, so an upper bound), three collectors run side by side and
+each round sends RECORDS fresh records to each in turn; rates are the best of
+RUNS rounds, ratios the median of the rounds' ratios (a change in the
+machine's load during the run touches both sides of a ratio alike):
 - at an empty store, with the transparency log on (the default) and off: the
-  log's cost is the on/off ratio (median of rounds run back to back on two
-  collectors side by side), target >= 0.90 (docs/evidence.md);
-- after PRELOAD more records were stored (BENCH_INGEST_PRELOAD, e.g. 2000000):
-  the rate at that size over the rate at empty, target >= 0.90 (flat).
+  log's cost is the on/off ratio, target >= 0.90 (docs/evidence.md);
+- after PRELOAD records were stored first (BENCH_INGEST_PRELOAD, e.g.
+  2000000; 0 leaves the third collector out): its rate over the empty
+  store's, target >= 0.90 (flat).
 Targets (issue 17): SQLite >= 1.0x one core's verification and >= 5,000/s;
 PostgreSQL >= 1.5x.
 """
@@ -24,14 +26,17 @@ PostgreSQL >= 1.5x.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,12 +51,14 @@ from probe.core.canonical import canonical_bytes  # noqa: E402
 from probe.core.signing import ProbeKey  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_INGEST_RECORDS", "20000"))
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 BATCH = int(os.environ.get("BENCH_INGEST_BATCH", "500"))
 UPLOADERS = int(os.environ.get("BENCH_INGEST_UPLOADERS", "4"))
 PRELOAD = int(os.environ.get("BENCH_INGEST_PRELOAD", "100000"))
 BACKENDS = os.environ.get("BENCH_INGEST_BACKENDS", "sqlite,postgresql").split(",")
 KEYS = 8
+SETTLE = 2.0  # seconds between rounds
+WARM = 4000  # records each fresh collector takes before its round (every API process)
 TARGET, LOG_TARGET, FLAT_TARGET = 5000, 0.90, 0.90
 RATIO_TARGETS = {"sqlite": 1.0, "postgresql": 1.5}
 PATH = "/api/v1/measurements"
@@ -118,60 +125,93 @@ def send(url: str, batches: list[tuple[ProbeKey, bytes]], uploaders: int = UPLOA
     return sum(body.count(b'"schema"') for _, body in batches) / elapsed
 
 
-def measure(name: str, urls: tuple[str | None, str | None], source: Source, verify: float
+def measure(name: str, new_url: Callable[[], str | None], source: Source, verify: float
             ) -> None:
-    from tests.collector.harness import Collector
-
-    rates: dict[bool, list[float]] = {False: [], True: []}
+    """Rounds of RECORDS records to three collectors in turn (in an order that
+    rotates), so that a change in the machine's load touches each side of a
+    ratio alike: the log off and the log on, each a fresh collector every round
+    (an empty store, warmed by WARM records), and one grown by PRELOAD records
+    first, then by each round. `new_url()`: a fresh database (None: SQLite)."""
+    kinds = ("off", "empty", "grown") if PRELOAD else ("off", "empty")
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     with ExitStack() as stack:
-        running = {}
-        for log, url in ((False, urls[0]), (True, urls[1])):
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="vwc-bench-"))
-            args = [] if log else ["--no-transparency-log"]
-            running[log] = stack.enter_context(Collector(Path(tmp), url, args, env={
-                **os.environ, "VOIPWATCH_COLLECTOR_INGEST_QUOTA_PER_DAY": "1000000000"},
-                default_workers=True))
-            with running[log].client() as client:
-                for key in source.keys:
-                    client.post("/api/v1/probes", json={"public_key": key.public_b64})
-        for _ in range(RUNS):
-            for log in (False, True):
-                rates[log].append(send(running[log].url, source.take(RECORDS)))
-        ratios = sorted(on / off for off, on in zip(rates[False], rates[True], strict=True))
-        empty = max(rates[True])
-        collector = running[True]
-        running[False].stop()
-        start = time.perf_counter()
-        loaded = 0
-        while loaded < PRELOAD:  # a year of records, in blocks (constant memory)
-            block = min(200_000, PRELOAD - loaded)
-            send(collector.url, source.take(block, days=365.0))
-            loaded += block
-        load_rate = PRELOAD / (time.perf_counter() - start) if PRELOAD else 0.0
-        large = max(send(collector.url, source.take(RECORDS)) for _ in range(RUNS))
-        stored = RECORDS * RUNS * 2 + PRELOAD
-        size, parts = _database_bytes(collector, tmp)
+        grown = None
+        load_rate = 0.0
+        if PRELOAD:
+            grown = _collector(stack, new_url(), [], source)
+            start = time.perf_counter()
+            loaded = 0
+            while loaded < PRELOAD:  # a year of records, in blocks (constant memory)
+                block = min(200_000, PRELOAD - loaded)
+                send(grown.url, source.take(block, days=365.0))
+                loaded += block
+                print(f"    {name}: {loaded:,} of {PRELOAD:,} records preloaded", flush=True)
+            load_rate = PRELOAD / (time.perf_counter() - start)
+        for round_ in range(RUNS):
+            with ExitStack() as fresh:
+                running = {kind: _collector(fresh, new_url(), args, source) for kind, args in
+                           (("off", ["--no-transparency-log"]), ("empty", []))}
+                if grown is not None:
+                    running["grown"] = grown
+                for n in range(len(kinds)):
+                    kind = kinds[(round_ + n) % len(kinds)]
+                    batches = source.take(RECORDS)
+                    # what a round leaves to do in the background (the WAL's checkpoint,
+                    # each second) is done before the next round, on another collector
+                    time.sleep(SETTLE)
+                    rates[kind].append(send(running[kind].url, batches))
+            print(f"    {name}: round {round_ + 1} of {RUNS}: " + ", ".join(
+                f"{kind} {rates[kind][-1]:,.0f}/s" for kind in kinds), flush=True)
+        size, parts = _database_bytes(grown) if grown is not None else (0, [])
+    stored = RECORDS * RUNS + PRELOAD
+    empty = max(rates["empty"])
     target = RATIO_TARGETS[name]
     mark = f"target >= {target:.1f}x: {'met' if empty / verify >= target else 'MISSED'}"
     if name == "sqlite":
         mark += f"; >= {TARGET}/s: {'met' if empty >= TARGET else 'MISSED'}"
     print(f"  {name}, default configuration, empty store: {empty:9.0f} records/s   "
           f"{empty / verify:4.2f}x  ({mark})")
-    ratio = ratios[len(ratios) // 2]
-    print(f"    transparency log off: {max(rates[False]):9.0f} records/s; on/off, median of "
-          f"{RUNS} rounds back to back: {ratio:4.2f} "
+    ratio = _median_ratio(rates["empty"], rates["off"])
+    print(f"    transparency log off: {max(rates['off']):9.0f} records/s; on/off, median of "
+          f"{RUNS} rounds side by side: {ratio:4.2f} "
           f"(target >= {LOG_TARGET:.2f}: {'met' if ratio >= LOG_TARGET else 'MISSED'})")
-    flat = large / empty
-    print(f"    after {PRELOAD + RECORDS * RUNS:,} records stored (loaded at {load_rate:,.0f}/s): "
-          f"{large:9.0f} records/s   {large / verify:4.2f}x; vs empty {flat:4.2f} "
-          f"(target >= {FLAT_TARGET:.2f}: {'met' if flat >= FLAT_TARGET else 'MISSED'})")
+    if PRELOAD:
+        large = max(rates["grown"])
+        flat = _median_ratio(rates["grown"], rates["empty"])
+        print(f"    after {PRELOAD:,} records stored (loaded at {load_rate:,.0f}/s): "
+              f"{large:9.0f} records/s   {large / verify:4.2f}x; vs empty, median of {RUNS} "
+              f"rounds side by side: {flat:4.2f} "
+              f"(target >= {FLAT_TARGET:.2f}: {'met' if flat >= FLAT_TARGET else 'MISSED'})")
     if size:
         print(f"    disk: {size / 2**20:,.0f} MiB for {stored:,} records: "
               f"{size / stored * 1e6 / 2**30:.2f} GiB per million; largest: " + ", ".join(
                   f"{name} {part / stored:,.0f} B" for name, part in parts) + " per record")
 
 
-def _database_bytes(collector: object, data_dir: str) -> tuple[int, list[tuple[str, int]]]:
+def _collector(stack: ExitStack, url: str | None, args: list[str], source: Source) -> Any:
+    """A collector with the default configuration, the bench's keys registered, each
+    API process warmed by a few batches; stopped (its files removed) with `stack`."""
+    from tests.collector.harness import Collector
+
+    data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="vwc-bench-"))
+    collector = stack.enter_context(Collector(Path(data_dir), url, args, env={
+        **os.environ, "VOIPWATCH_COLLECTOR_INGEST_QUOTA_PER_DAY": "1000000000"},
+        default_workers=True))
+    with collector.client() as client:
+        for key in source.keys:
+            client.post("/api/v1/probes", json={"public_key": key.public_b64})
+    send(collector.url, source.take(WARM))
+    return collector
+
+
+def _median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of the ratios round by round (rounds run side by side)."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+
+
+def _database_bytes(collector: Any) -> tuple[int, list[tuple[str, int]]]:
     """The database's size on disk, and the largest tables and indexes. SQLite:
     the database file; its WAL is kept at about WAL_LIMIT_BYTES whatever the
     number of records (collector/db/checkpoint.py), so it is not counted per record."""
@@ -179,7 +219,7 @@ def _database_bytes(collector: object, data_dir: str) -> tuple[int, list[tuple[s
     if db is None:
         import sqlite3
 
-        path = Path(data_dir) / "collector.sqlite3"
+        path = Path(collector.data_dir) / "collector.sqlite3"
         with sqlite3.connect(path) as conn:
             # pages still in the WAL counted too
             total = conn.execute("SELECT page_count * page_size FROM pragma_page_count(), "
@@ -211,19 +251,24 @@ def main() -> None:
     server = None
     try:
         for name in BACKENDS:
-            urls: tuple[str | None, str | None] = (None, None)
+            new_url: Callable[[], str | None] = _sqlite
             if name == "postgresql":
                 try:
                     server = PostgresServer().start()
                 except PostgresUnavailable as exc:
                     print(f"  postgresql: skipped ({exc})")
                     continue
-                urls = (server.create_database("bench"), server.create_database("bench"))
-            measure(name, urls, source, verify)
+                new_url = functools.partial(server.create_database, "bench")
+            measure(name, new_url, source, verify)
     finally:
         if server is not None:
             server.stop()
     print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+def _sqlite() -> None:
+    """SQLite: each collector makes its own database in its data directory."""
+    return None
 
 
 def _elements(body: bytes) -> list[bytes]:
