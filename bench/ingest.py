@@ -14,8 +14,9 @@ with fsync off, so an upper bound), three collectors run side by side and
 each round sends RECORDS fresh records to each in turn; rates are the best of
 RUNS rounds, ratios the median of the rounds' ratios (a change in the
 machine's load during the run touches both sides of a ratio alike):
-- at an empty store, with the transparency log on (the default) and off: the
-  log's cost is the on/off ratio, target >= 0.90 (docs/evidence.md);
+- at an empty store (a fresh collector each round, warmed by WARM records),
+  with the transparency log on (the default) and off: the log's cost is the
+  on/off ratio, target >= 0.90 (docs/evidence.md);
 - after PRELOAD records were stored first (BENCH_INGEST_PRELOAD, e.g.
   2000000; 0 leaves the third collector out): its rate over the empty
   store's, target >= 0.90 (flat).
