@@ -214,7 +214,7 @@ def _median_ratio(numerators: list[float], denominators: list[float]) -> float:
 
 def _database_bytes(collector: Any) -> tuple[int, list[tuple[str, int]]]:
     """The database's size on disk, and the largest tables and indexes. SQLite:
-    the database file; its WAL is kept at about WAL_LIMIT_BYTES whatever the
+    the database file; its WAL is cut back to WAL_LIMIT_BYTES whatever the
     number of records (collector/db/checkpoint.py), so it is not counted per record."""
     db = getattr(collector, "db", None)
     if db is None:
