@@ -153,6 +153,9 @@ log_heads = sa.Table(
 )
 
 # --- the dashboard's rollups, maintained at ingest (collector/dashboard/rollup.py) ---
+# PostgreSQL: room left in each page of the tables that ingest updates, so that an
+# update can put the row's new version in the same page (HOT: no index entry)
+HOT_ROOM = {"fillfactor": 70}
 # A series is one (service, path, operator, link type); '' stands for unknown so
 # that the unique constraint holds (NULLs are all distinct in SQL).
 dash_series = sa.Table(
@@ -181,6 +184,7 @@ dash_endpoint_day = sa.Table(
     sa.Column("n_throttled", sa.Integer, nullable=False),
     sa.Column("n_inconclusive", sa.Integer, nullable=False),
     sqlite_with_rowid=False,  # stored in key order: one b-tree, not a table and an index
+    postgresql_with=HOT_ROOM,
 )
 
 # units (one probe, one day, one series: weight one) per day (span 'd'), week
@@ -198,16 +202,18 @@ dash_unit = sa.Table(
     sa.Column("n", sa.Integer, nullable=False),  # measurements
     sa.Column("n_signed", sa.Integer, nullable=False),  # ... with signed attribution
     sa.Column("n_upstream", sa.Integer, nullable=False),  # ... link from network.upstream
-    # covering: the timelines (a series' days) and the matrix (a period's rows)
-    # are read from the indexes alone
+    # a series' days (the timelines). SQLite: covering, read without the table;
+    # the rows are stored in key order (span, start, series, key), so the table
+    # is the matrix's index. PostgreSQL: the key only, so that an update, which
+    # changes counters alone, is HOT: with the counters in its indexes every
+    # update added an entry to each, and they grew with the updates, not the rows
+    # (migration `hot_rollups`)
     sa.Index("dash_unit_series_days", "series_id", "span", "start", "key_id", "u_open",
-             "u_blocked", "u_throttled", "u_inconclusive"),
-    # SQLite stores the rows in key order (span, start, series, key): the matrix's
-    # covering index is the table itself there
-    sa.Index("dash_unit_period", "span", "start", "series_id", "key_id", "u_open", "u_blocked",
-             "u_throttled", "u_inconclusive", "n", "n_signed", "n_upstream"
+             "u_blocked", "u_throttled", "u_inconclusive").ddl_if(dialect="sqlite"),
+    sa.Index("dash_unit_series", "series_id", "span", "start", "key_id"
              ).ddl_if(dialect="postgresql"),
     sqlite_with_rowid=False,
+    postgresql_with=HOT_ROOM,
 )
 
 # units per series and day summed over every key, revoked ones included (the
@@ -221,6 +227,7 @@ dash_series_day = sa.Table(
     sa.Column("u_throttled", sa.Integer, nullable=False),
     sa.Column("u_inconclusive", sa.Integer, nullable=False),
     sqlite_with_rowid=False,
+    postgresql_with=HOT_ROOM,
 )
 
 dash_method = sa.Table(
@@ -232,6 +239,7 @@ dash_method = sa.Table(
     sa.Column("blocking", sa.String(32), primary_key=True),
     sa.Column("n", sa.Integer, nullable=False),
     sqlite_with_rowid=False,
+    postgresql_with=HOT_ROOM,
 )
 
 # what each key ran: software versions and when (the fleet page)
@@ -243,6 +251,7 @@ dash_key_version = sa.Table(
     sa.Column("last_at", UtcDateTime, nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("n_ahead", sa.BigInteger, nullable=False),  # dated ahead of arrival: not counted
+    postgresql_with=HOT_ROOM,
 )
 
 # detected starts and ends of blocking (collector/dashboard/changes.py)
