@@ -101,6 +101,25 @@ def test_migrate_and_empty_export(tmp_path: Path) -> None:
     assert "no probes registered" in run("probes", "list", *data).stdout
 
 
+def test_a_store_from_a_newer_release_is_left_alone(tmp_path: Path) -> None:
+    """A store migrated by a newer collector (e.g. after a rollback of the
+    package): every command says so in one sentence and changes nothing."""
+    import sqlite3
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert run("migrate", *data).returncode == 0
+    store = tmp_path / "data" / "collector.sqlite3"
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'from_a_newer_release'")
+    for command in (["migrate"], ["serve"], ["probes", "list"],
+                    ["export", "--format", "jsonl", "--out", "-"]):
+        assert_user_error(run(*command, *data), "holds schema revision "
+                          "'from_a_newer_release', written by a newer voipwatch-collector")
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("from_a_newer_release",)]
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migrations_match_the_tables(backend: str, request: pytest.FixtureRequest,
                                      tmp_path: Path) -> None:
