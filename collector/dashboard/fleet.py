@@ -13,7 +13,13 @@ import sqlalchemy as sa
 
 from collector.dashboard.cells import _live
 from collector.dashboard.rollup import LINKS
-from collector.db.schema import dash_key_version, dash_series, dash_unit, probes
+from collector.db.schema import (
+    dash_key_version,
+    dash_series,
+    dash_series_day,
+    dash_unit,
+    probes,
+)
 
 LIVE_DAYS = 7
 
@@ -73,6 +79,7 @@ class Coverage:
 
 def fleet(engine: sa.Engine, today: date) -> tuple[list[FleetKey], list[Coverage]]:
     u, s, v, p = dash_unit.c, dash_series.c, dash_key_version.c, probes.c
+    d = dash_series_day.c
     with engine.connect() as conn:
         keys = {row.key_id: FleetKey(row.key_id, row.registered_at, row.revoked_at,
                                      row.last_seen_at)
@@ -104,8 +111,9 @@ def fleet(engine: sa.Engine, today: date) -> tuple[list[FleetKey], list[Coverage
         for series in conn.execute(sa.select(s.id, s.cc, s.operator, s.link, s.as_org)):
             names[(series.cc, series.operator)] = names.get(
                 (series.cc, series.operator)) or series.as_org
-            newest = conn.execute(sa.select(sa.func.max(u.start)).where(
-                u.series_id == series.id, u.span == "d")).scalar_one()
+            # a row a day with any unit, whatever its keys: one read at the key's end
+            newest = conn.execute(sa.select(sa.func.max(d.day)).where(
+                d.series_id == series.id)).scalar_one()
             if newest is not None:
                 held = last[(series.cc, series.operator)]
                 held[series.link] = max(newest, held.get(series.link, newest))

@@ -202,16 +202,13 @@ dash_unit = sa.Table(
     sa.Column("n", sa.Integer, nullable=False),  # measurements
     sa.Column("n_signed", sa.Integer, nullable=False),  # ... with signed attribution
     sa.Column("n_upstream", sa.Integer, nullable=False),  # ... link from network.upstream
-    # a series' days (the timelines). SQLite: covering, read without the table;
-    # the rows are stored in key order (span, start, series, key), so the table
-    # is the matrix's index. PostgreSQL: the key only, so that an update, which
-    # changes counters alone, is HOT: with the counters in its indexes every
-    # update added an entry to each, and they grew with the updates, not the rows
-    # (migration `hot_rollups`)
-    sa.Index("dash_unit_series_days", "series_id", "span", "start", "key_id", "u_open",
-             "u_blocked", "u_throttled", "u_inconclusive").ddl_if(dialect="sqlite"),
-    sa.Index("dash_unit_series", "series_id", "span", "start", "key_id"
-             ).ddl_if(dialect="postgresql"),
+    # the units of given keys in given series: revoked keys', which the timelines
+    # take out (a handful of keys among all). The matrix reads the primary key,
+    # (span, start, series, key), in whose order SQLite stores the rows. Key
+    # columns only: an update, which changes counters alone, then touches no
+    # index entry (PostgreSQL: HOT, migration `hot_rollups`; SQLite: it moved the
+    # row's entry in the covering index this replaces, `unit_key_index`)
+    sa.Index("dash_unit_series", "series_id", "span", "key_id", "start"),
     sqlite_with_rowid=False,
     postgresql_with=HOT_ROOM,
 )

@@ -46,7 +46,7 @@ def test_rollups_survive_the_rebuild_and_go_on(tmp_path: Path) -> None:
         rollup.apply(conn, rows[:2000])
     before = _contents(migrated)
     assert all(before[table] for table in TABLES)
-    upgrade(migrated)
+    command.upgrade(alembic_config(migrated), "clustered_rollups")
     assert _contents(migrated) == before
     clustered, indexes = _layout(migrated)
     assert clustered == {"dash_endpoint_day", "dash_unit", "dash_method", "dash_series_day"}
