@@ -111,7 +111,8 @@ def fleet(engine: sa.Engine, today: date) -> tuple[list[FleetKey], list[Coverage
         for series in conn.execute(sa.select(s.id, s.cc, s.operator, s.link, s.as_org)):
             names[(series.cc, series.operator)] = names.get(
                 (series.cc, series.operator)) or series.as_org
-            # a row a day with any unit, whatever its keys: one read at the key's end
+            # one row a day with any probe's unit (revoked included, as before): the
+            # newest is the last entry of the series in dash_series_day's primary key
             newest = conn.execute(sa.select(sa.func.max(d.day)).where(
                 d.series_id == series.id)).scalar_one()
             if newest is not None:
