@@ -16,6 +16,7 @@ from collector.db.engine import make_engine
 from collector.db.migrate import upgrade
 from collector.db.schema import dash_series, dash_unit
 from tests.collector.dashboard.test_spans import _rows
+from tests.collector.db.rollups import roll_up
 
 
 def test_the_last_day_of_each_link_is_its_newest_unit(tmp_path: Path) -> None:
@@ -27,9 +28,7 @@ def test_the_last_day_of_each_link_is_its_newest_unit(tmp_path: Path) -> None:
         record = json.loads(row["record"])
         record["network"]["link_type"] = link
         row.update(link_type=link, record=json.dumps(record))
-    with engine.begin() as conn:
-        rollup._SERIES_DAY.clear()
-        rollup.apply(conn, rows)
+    roll_up(engine, rows)
     u, s = dash_unit.c, dash_series.c
     with engine.connect() as conn:
         expected = dict(conn.execute(

@@ -11,10 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 
-from collector.dashboard import rollup
 from collector.db.engine import make_engine
 from collector.db.migrate import alembic_config, upgrade
 from tests.collector.dashboard.test_spans import _rows
+from tests.collector.db.rollups import roll_up
 
 TABLES = ("dash_endpoint_day", "dash_unit", "dash_method", "dash_series_day", "dash_series")
 
@@ -41,9 +41,7 @@ def test_rollups_survive_the_rebuild_and_go_on(tmp_path: Path) -> None:
     rows = _rows(random.Random(11))
     migrated = make_engine(f"sqlite:///{tmp_path}/migrated.sqlite3")
     command.upgrade(alembic_config(migrated), "query_scale")
-    with migrated.begin() as conn:
-        rollup._SERIES_DAY.clear()
-        rollup.apply(conn, rows[:2000])
+    roll_up(migrated, rows[:2000])
     before = _contents(migrated)
     assert all(before[table] for table in TABLES)
     command.upgrade(alembic_config(migrated), "clustered_rollups")
@@ -52,15 +50,10 @@ def test_rollups_survive_the_rebuild_and_go_on(tmp_path: Path) -> None:
     assert clustered == {"dash_endpoint_day", "dash_unit", "dash_method", "dash_series_day"}
     assert indexes == {"dash_unit_series_days"}
 
-    with migrated.begin() as conn:  # the same units and days rolled up further
-        rollup._SERIES_DAY.clear()
-        rollup.apply(conn, rows[2000:])
+    roll_up(migrated, rows[2000:])  # the same units and days rolled up further
     fresh = make_engine(f"sqlite:///{tmp_path}/fresh.sqlite3")
     upgrade(fresh)
-    with fresh.begin() as conn:
-        rollup._SERIES_DAY.clear()
-        rollup.apply(conn, rows[:2000])
-        rollup.apply(conn, rows[2000:])
+    roll_up(fresh, rows[:2000], rows[2000:])
     after = _contents(migrated)
     assert after == _contents(fresh) and after != before
 

@@ -17,6 +17,7 @@ from collector.db.engine import make_engine
 from collector.db.migrate import alembic_config, upgrade
 from tests.collector.conftest import database_url
 from tests.collector.dashboard.test_spans import _rows
+from tests.collector.db.rollups import roll_up, rollup_rows
 
 UPDATED = ("dash_unit", "dash_endpoint_day", "dash_series_day", "dash_method",
            "dash_key_version")
@@ -33,12 +34,8 @@ def _fillfactors(conn: sa.Connection) -> dict[str, Any]:
         {"names": list(UPDATED)})}
 
 
-def _contents(engine: sa.Engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return sorted(tuple(row) for row in conn.exec_driver_sql(
-            "SELECT span, start, key_id, u_open, u_blocked, u_throttled, u_inconclusive, n, "
-            "n_signed, n_upstream, s.service, s.role, s.cc, s.operator, s.link "
-            "FROM dash_unit JOIN dash_series s ON s.id = series_id"))
+def _units(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
+    return rollup_rows(engine, ("dash_unit",))
 
 
 def _hot_updates(engine: sa.Engine, rows: list[dict[str, Any]], chunk: int = 100
@@ -65,9 +62,7 @@ def test_rollups_are_updated_in_place(request: pytest.FixtureRequest) -> None:
     engine = make_engine(database_url("postgresql", request))
     command.upgrade(alembic_config(engine), "clustered_rollups")
     for store in (old, engine):
-        with store.begin() as conn:
-            rollup._SERIES_DAY.clear()
-            rollup.apply(conn, rows[:1500])
+        roll_up(store, rows[:1500])
     with engine.connect() as conn:
         assert _indexes(conn) == {"dash_unit_pkey", "dash_unit_series_days",
                                   "dash_unit_period"}
@@ -88,17 +83,14 @@ def test_rollups_are_updated_in_place(request: pytest.FixtureRequest) -> None:
 
     fresh = make_engine(database_url("postgresql", request))
     upgrade(fresh)
-    with fresh.begin() as conn:
-        rollup._SERIES_DAY.clear()
-        rollup.apply(conn, rows[:1500])
-        rollup.apply(conn, rows[1500:])
-    assert _contents(engine) == _contents(fresh) == _contents(old)
+    roll_up(fresh, rows[:1500], rows[1500:])
+    assert _units(engine) == _units(fresh) == _units(old)
 
     command.downgrade(alembic_config(engine), "clustered_rollups")
     with engine.connect() as conn:
         assert _indexes(conn) == {"dash_unit_pkey", "dash_unit_series_days",
                                   "dash_unit_period"}
         assert _fillfactors(conn) == {table: None for table in UPDATED}
-    assert _contents(engine) == _contents(fresh)
+    assert _units(engine) == _units(fresh)
     for store in (old, engine, fresh):
         store.dispose()

@@ -15,43 +15,23 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from collector.dashboard import rollup
 from collector.dashboard.cells import series_day_counts
 from collector.db.engine import make_engine
 from collector.db.migrate import alembic_config, upgrade
 from collector.db.schema import probes
 from tests.collector.conftest import database_url
 from tests.collector.dashboard.test_spans import _rows
+from tests.collector.db.rollups import roll_up, rollup_rows
 
-TABLES = ("dash_endpoint_day", "dash_unit", "dash_method", "dash_series_day")
-SERIES = "SELECT id, service, role, cc, operator, link FROM dash_series"
 FORMER = {"sqlite": {"dash_unit_series_days": ["series_id", "span", "start", "key_id", "u_open",
                                                "u_blocked", "u_throttled", "u_inconclusive"]},
           "postgresql": {"dash_unit_series": ["series_id", "span", "start", "key_id"]}}
-
-
-def _contents(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Each rollup table's rows, series named (ids differ between stores)."""
-    with engine.connect() as conn:
-        names = {row[0]: tuple(row[1:]) for row in conn.exec_driver_sql(SERIES)}
-        return {table: sorted((names[row.series_id], *(value for name, value in
-                                                       row._mapping.items()
-                                                       if name != "series_id"))
-                              for row in conn.execute(sa.text(f"SELECT * FROM {table}")))
-                for table in TABLES}
 
 
 def _indexes(engine: sa.Engine) -> dict[str, list[str]]:
     with engine.connect() as conn:
         return {index["name"]: list(index["column_names"])
                 for index in sa.inspect(conn).get_indexes("dash_unit")}
-
-
-def _roll_up(engine: sa.Engine, *batches: list[dict[str, Any]]) -> None:
-    with engine.begin() as conn:
-        rollup._SERIES_DAY.clear()
-        for batch in batches:
-            rollup.apply(conn, batch)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -63,24 +43,24 @@ def test_rollups_survive_the_new_index_and_go_on(backend: str, tmp_path: Path,
     rows = _rows(random.Random(17))
     migrated = store("migrated.sqlite3")
     command.upgrade(alembic_config(migrated), "hot_rollups")
-    _roll_up(migrated, rows[:2000])
-    before = _contents(migrated)
+    roll_up(migrated, rows[:2000])
+    before = rollup_rows(migrated)
     assert all(before.values())
     assert _indexes(migrated) == FORMER[backend]
 
     upgrade(migrated)
-    assert _contents(migrated) == before
+    assert rollup_rows(migrated) == before
     assert _indexes(migrated) == {"dash_unit_series": ["series_id", "span", "key_id", "start"]}
 
-    _roll_up(migrated, rows[2000:])  # the same units and days, further
+    roll_up(migrated, rows[2000:])  # the same units and days, further
     fresh = store("fresh.sqlite3")
     upgrade(fresh)
-    _roll_up(fresh, rows[:2000], rows[2000:])
-    after = _contents(migrated)
-    assert after == _contents(fresh) and after != before
+    roll_up(fresh, rows[:2000], rows[2000:])
+    after = rollup_rows(migrated)
+    assert after == rollup_rows(fresh) and after != before
 
     command.downgrade(alembic_config(migrated), "hot_rollups")
-    assert _contents(migrated) == after
+    assert rollup_rows(migrated) == after
     assert _indexes(migrated) == FORMER[backend]
     migrated.dispose()
     fresh.dispose()
@@ -90,7 +70,7 @@ def test_a_timeline_reads_only_the_revoked_keys_units(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/c.sqlite3")
     upgrade(engine)
     rows = _rows(random.Random(3))
-    _roll_up(engine, rows)
+    roll_up(engine, rows)
     revoked = rows[0]["key_id"]
     with engine.begin() as conn:
         conn.execute(sa.insert(probes), [
