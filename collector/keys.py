@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from collector.db.engine import write_options
+from collector.db.locks import lock_series
 from collector.db.schema import dash_series, enrollment_tokens, probes
 from probe.core.errors import SignatureError, VoipwatchError
 from probe.core.record import utcnow
@@ -144,11 +145,13 @@ class KeyStore:
         """Revoke a key (idempotent); None if no such key."""
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
+            # the dashboard leaves revoked keys out: every series is detected again
+            # (series before probes: the order uploads lock them in, collector/db/locks.py)
+            lock_series(conn)
+            conn.execute(sa.update(dash_series).values(dirty=True))
             conn.execute(sa.update(probes).where(probes.c.key_id == key_id,
                                                  probes.c.revoked_at.is_(None))
                          .values(revoked_at=utcnow()))
-            # the dashboard leaves revoked keys out: every series is detected again
-            conn.execute(sa.update(dash_series).values(dirty=True))
             row = conn.execute(sa.select(probes).where(probes.c.key_id == key_id)).first()
         return None if row is None else _row(row)
 

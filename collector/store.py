@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -148,15 +149,51 @@ def _sqlite_values(row: dict[str, Any]) -> list[Any]:
     return values
 
 
+class _StoredMeanwhile(Exception):
+    """A record was stored by a concurrent upload between its lookup and the
+    log's lock: the transaction is rolled back and run again."""
+
+
+@dataclass
+class _Writes:
+    """What an ingest transaction writes besides the records and the log: the
+    dashboard's rollups of the records it inserts, the probes' last upload, the
+    quota (`also`, with the number inserted) and the rejections' counts."""
+
+    facts: dict[str, rollup.Fact]
+    key_ids: list[str]
+    rejected: dict[str, int]
+    also: Callable[[sa.Connection, int], None] | None
+
+    def run(self, conn: sa.Connection, inserted: list[str]) -> None:
+        if inserted:  # the dashboard's rollups, in the same transaction (collector/dashboard)
+            rollup.apply_facts(conn, [self.facts[record_id] for record_id in inserted])
+        if self.key_ids:
+            conn.execute(sa.update(probes).where(probes.c.key_id.in_(self.key_ids))
+                         .values(last_seen_at=utcnow()))
+        if self.also is not None and inserted:
+            self.also(conn, len(inserted))
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        for reason, count in sorted(self.rejected.items()):
+            upsert = dialect.insert(rejections).values(reason=reason, count=count)
+            conn.execute(upsert.on_conflict_do_update(
+                index_elements=["reason"],
+                set_={"count": rejections.c.count + upsert.excluded.count}))
+
+
+def _outcome(rows: list[dict[str, Any]], earlier: dict[str, Stored]) -> dict[str, Stored]:
+    """Each row's id -> how it is stored: `earlier` names those stored before."""
+    out = {row["id"]: Stored(True, row.get("log_index"), row.get("record_sha256"),
+                             row["received_at"]) for row in rows}
+    out.update(earlier)
+    return out
+
+
 class MeasurementStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.turns = WriterTurns(engine)
-
-    def _insert(self, table: sa.Table) -> Any:
-        return (postgresql.insert(table) if self.dialect == "postgresql"
-                else sqlite.insert(table))
 
     def insert(self, rows: list[dict[str, Any]], rejected: dict[str, int],
                key_ids: Iterable[str], log: TransLog | None = None,
@@ -166,7 +203,6 @@ class MeasurementStore:
         `log`, new rows are appended to it in the same transaction, in batch order;
         `also` runs in the same transaction with the number inserted (the ingest
         quota)."""
-        inserted: set[str] = set()
         if not rows and not rejected:
             return {}
         # worked out before the write lock, which every API process waits for:
@@ -178,47 +214,72 @@ class MeasurementStore:
                 facts[row["id"]] = fact
                 if self.dialect == "sqlite":
                     values[row["id"]] = _sqlite_values(row)
-        with self.turns.turn(), \
-                self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
+        writes = _Writes(facts, sorted(set(key_ids)) if rows else [], rejected, also)
+        while log is not None and rows and self.dialect == "postgresql":
+            try:
+                with self._transaction() as conn:
+                    return self._insert_log_last(conn, rows, writes, log)
+            except _StoredMeanwhile:
+                # a concurrent upload stored some of these records: run again, which
+                # finds them stored; each time fewer are new, so this ends
+                continue
+        with self.turns.turn(), self._transaction() as conn:
+            return self._insert_log_first(conn, rows, values, writes, log)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
-            earlier: dict[str, Stored] = {}
-            if rows:
-                if log is not None:
-                    # under the log's lock no other writer runs: what is not here yet
-                    # is new, and takes the next indexes
-                    frontier = log.lock(conn)
-                    earlier = self._stored(conn, [row["id"] for row in rows])
-                    rows = [row for row in rows if row["id"] not in earlier]
-                    for offset, row in enumerate(rows):
-                        row["log_index"] = frontier.size + offset
-                inserted = (self._insert_unnest(conn, rows) if self.dialect == "postgresql"
-                            else self._insert_many(conn, rows, values,
-                                                   filtered=log is not None)
-                            ) if rows else set()
-                if log is not None:
-                    if len(inserted) != len(rows):
-                        raise RuntimeError("a record appeared during a locked insert")
-                    log.append(conn, frontier, [row["leaf_hash"] for row in rows])
-                else:
-                    earlier = self._stored(conn, [row["id"] for row in rows
-                                                  if row["id"] not in inserted])
-                # the dashboard's rollups, in the same transaction (collector/dashboard)
-                rollup.apply_facts(conn, [facts[row["id"]] for row in rows
-                                          if row["id"] in inserted])
-                conn.execute(sa.update(probes)
-                             .where(probes.c.key_id.in_(sorted(set(key_ids))))
-                             .values(last_seen_at=utcnow()))
-            if also is not None and inserted:
-                also(conn, len(inserted))
-            for reason, count in sorted(rejected.items()):
-                upsert = self._insert(rejections).values(reason=reason, count=count)
-                conn.execute(upsert.on_conflict_do_update(
-                    index_elements=["reason"],
-                    set_={"count": rejections.c.count + upsert.excluded.count}))
-        out = {row["id"]: Stored(True, row.get("log_index"), row.get("record_sha256"),
-                                 row["received_at"]) for row in rows}
-        out.update(earlier)
-        return out
+            yield conn
+
+    def _insert_log_first(self, conn: sa.Connection, rows: list[dict[str, Any]],
+                          values: dict[str, list[Any]], writes: _Writes,
+                          log: TransLog | None) -> dict[str, Stored]:
+        earlier: dict[str, Stored] = {}
+        inserted: set[str] = set()
+        if rows:
+            if log is not None:
+                # under the log's lock no other writer appends: what is not here yet
+                # is new, and takes the next indexes
+                frontier = log.lock(conn)
+                earlier = self._stored(conn, [row["id"] for row in rows])
+                rows = [row for row in rows if row["id"] not in earlier]
+                for offset, row in enumerate(rows):
+                    row["log_index"] = frontier.size + offset
+            inserted = (self._insert_unnest(conn, rows) if self.dialect == "postgresql"
+                        else self._insert_many(conn, rows, values, filtered=log is not None)
+                        ) if rows else set()
+            if log is not None:
+                if len(inserted) != len(rows):
+                    raise RuntimeError("a record appeared during a locked insert")
+                log.append(conn, frontier, [row["leaf_hash"] for row in rows])
+            else:
+                earlier = self._stored(conn, [row["id"] for row in rows
+                                              if row["id"] not in inserted])
+        writes.run(conn, [row["id"] for row in rows if row["id"] in inserted])
+        return _outcome(rows, earlier)
+
+    def _insert_log_last(self, conn: sa.Connection, rows: list[dict[str, Any]],
+                         writes: _Writes, log: TransLog) -> dict[str, Stored]:
+        """PostgreSQL: the log's lock takes the ingest transactions one at a time
+        until each commits, so it is taken last, after the rollups and counters
+        (each of those locks rows in one order, and every ingest transaction takes
+        the log's lock after them, so no two wait for each other in a cycle).
+        Raises _StoredMeanwhile when a concurrent upload stored one of the records
+        after they were looked up here."""
+        earlier = self._stored(conn, [row["id"] for row in rows])
+        rows = [row for row in rows if row["id"] not in earlier]
+        writes.run(conn, [row["id"] for row in rows])
+        if rows:
+            frontier = log.lock(conn)
+            if self._stored(conn, [row["id"] for row in rows]):
+                raise _StoredMeanwhile
+            for offset, row in enumerate(rows):
+                row["log_index"] = frontier.size + offset
+            if len(self._insert_unnest(conn, rows)) != len(rows):
+                raise RuntimeError("a record appeared during a locked insert")
+            log.append(conn, frontier, [row["leaf_hash"] for row in rows])
+        return _outcome(rows, earlier)
 
     def _stored(self, conn: sa.Connection, ids: list[str]) -> dict[str, Stored]:
         if not ids:

@@ -22,6 +22,22 @@ os.environ.setdefault("VOIPWATCH_COLLECTOR_REGISTER_RATE_PER_HOUR", "100000")
 os.environ.setdefault("VOIPWATCH_COLLECTOR_REFLECTOR_PORTS", "1024-65535")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # the collector's container image takes minutes to build, mostly downloads and
+    # unpacking: started now, it is ready, or nearly, when its tests come
+    from tests.support import container_image
+
+    if not session.config.option.collectonly and any(
+            item.nodeid.startswith(container_image.TEST_MODULE) for item in session.items):
+        container_image.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.support import container_image
+
+    container_image.stop()
+
+
 @pytest.fixture(autouse=True)
 def voipwatch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own probe state directory."""

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from collector.dashboard.cells import Series, day_counts_by_series
 from collector.dashboard.changes import ChangePoint, Day, detect
 from collector.db.engine import write_options
+from collector.db.locks import lock_series
 from collector.db.schema import (
     dash_change,
     dash_delivery,
@@ -207,9 +208,12 @@ class ChangeStore:
     def _claim(self) -> list[int]:
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
+            # locked in id order, and those an upload holds skipped: the detector never
+            # waits for an upload (which marks them again anyway; collector/db/locks.py)
             ids = list(conn.execute(sa.select(dash_series.c.id)
                                     .where(dash_series.c.dirty.is_(True))
-                                    .order_by(dash_series.c.id).limit(BATCH)).scalars())
+                                    .order_by(dash_series.c.id).limit(BATCH)
+                                    .with_for_update(skip_locked=True)).scalars())
             if ids:
                 conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(ids))
                              .values(dirty=False))
@@ -218,6 +222,7 @@ class ChangeStore:
     def _mark(self, ids: list[int]) -> None:
         with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                 conn.begin():
+            lock_series(conn, ids)
             conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(ids))
                          .values(dirty=True))
 

@@ -33,6 +33,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from collector.db.locks import lock_series
 from collector.db.schema import (
     dash_endpoint_day,
     dash_key_version,
@@ -275,15 +276,10 @@ def apply_facts(conn: sa.Connection, facts: list[Fact]) -> int:
         series_names.setdefault(fact.dims.series, fact.dims.as_org)
         pending.append(fact)
     ids = _series_ids(conn, writer, series_names) if series_names else {}
-    if writer.postgres and pending:
-        # a unit's verdict is judged from its endpoints' counts read here: two
-        # transactions rolling up the same series at once would each judge from
-        # the other's old counts. Its series' rows are locked first, in id order
-        # (SQLite runs one writer at a time; with the transparency log on, so does
-        # its lock, but the log may be off)
-        conn.execute(sa.select(dash_series.c.id).where(dash_series.c.id.in_(
-            sorted({ids[fact.dims.series] for fact in pending})))
-            .order_by(dash_series.c.id).with_for_update())
+    # a unit's verdict is judged from its endpoints' counts read here: two
+    # transactions rolling up the same series at once would each judge from the
+    # other's old counts. Its series' rows are locked first (collector/db/locks.py)
+    lock_series(conn, {ids[fact.dims.series] for fact in pending})
     for fact in pending:
         dims = fact.dims
         series_id, key_id, day = ids[dims.series], fact.key_id, fact.started.date()
@@ -403,6 +399,7 @@ ROLLUP_COLUMNS = (measurements.c.seq, measurements.c.key_id, measurements.c.serv
 def rebuild_on(conn: sa.Connection, chunk: int = 5000) -> int:
     """Empty the rollups and roll up every stored measurement again, in seq
     order, in the caller's transaction."""
+    lock_series(conn)  # uploads rolling up meanwhile finish first, or wait
     for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version,
                   *((dash_series_day,) if _has_series_day(conn) else ())):
         conn.execute(sa.delete(table))

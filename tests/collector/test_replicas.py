@@ -12,6 +12,7 @@ import base64
 import itertools
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -185,3 +186,81 @@ def test_quotas_and_rate_limits_are_shared_by_the_replicas(
         assert upload(a, key, [make_record(key, "quota")]).status_code == 429
     finally:
         balancer.close()
+
+
+def test_an_upload_waits_for_the_log_last_and_a_race_stores_once(
+        replicas: list[Collector]) -> None:
+    """PostgreSQL takes the uploads one at a time on the transparency log's lock,
+    held to each commit; an upload takes it last, after its rollups, so that
+    they are done while another upload holds it. With the log held, the same
+    batch sent through both replicas: the first to come has rolled up before it
+    waits; then one answer is all accepted, the other all duplicates naming the
+    same log entries, each record stored and counted in the rollups once."""
+    import sqlalchemy as sa
+
+    from collector.db.engine import make_engine
+    from collector.db.schema import dash_endpoint_day, log_state, measurements
+
+    a, b = (replica.client() for replica in replicas)
+    engine = make_engine(str(replicas[0].db))
+    try:
+        key = ProbeKey.generate()
+        assert a.post("/api/v1/probes", json={"public_key": key.public_b64},
+                      headers={"X-Forwarded-For": "192.0.2.80"}).status_code == 201
+        batch = [make_record(key, "race", verdict="blocked" if n % 3 else "open",
+                             blocking="tcp.reset" if n % 3 else None,
+                             endpoint={"check": "tcp", "host": "203.0.113.7", "port": 1000 + n,
+                                       "transport": "tcp", "role": "call"})
+                 for n in range(200)]
+        with engine.connect() as holder:
+            holder.begin()
+            holder.execute(sa.select(log_state).with_for_update()).all()
+            holder_pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            with ThreadPoolExecutor(2) as pool:
+                sent = [pool.submit(upload, client, key, batch) for client in (a, b)]
+                with engine.connect() as watch:
+                    waiting: list[int] = []
+                    for _ in range(300):  # both uploads wait: one for the log, one for it
+                        waiting = watch.execute(sa.text(
+                            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND datname = current_database()")).scalars().all()
+                        if len(waiting) == 2:
+                            break
+                        time.sleep(0.1)
+                    assert len(waiting) == 2, waiting
+                    first = watch.execute(sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE :holder = ANY("
+                        "pg_blocking_pids(pid))"), {"holder": holder_pid}).scalars().all()
+                    assert len(first) == 1, first
+                    # what the upload waiting for the log has already written
+                    written = set(watch.execute(sa.text(
+                        "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                        "WHERE l.pid = :pid AND l.granted AND l.mode = 'RowExclusiveLock'"),
+                        {"pid": first[0]}).scalars())
+                    assert {"dash_endpoint_day", "dash_unit", "probes"} <= written, written
+                    assert "measurements" not in written
+                holder.rollback()
+                answers = [future.result() for future in sent]
+        assert [r.status_code for r in answers] == [200, 200], answers[0].text
+        statuses = sorted(sorted({result["status"] for result in r.json()["results"]})
+                          for r in answers)
+        assert statuses == [["accepted"], ["duplicate"]]
+        entries = [[result["receipt"]["log_index"] for result in r.json()["results"]]
+                   for r in answers]
+        assert entries[0] == entries[1]
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(measurements.c.log_index)
+                                  .where(measurements.c.key_id == key.key_id)).scalars().all()
+            assert sorted(stored) == sorted(entries[0])
+            assert len(set(stored)) == len(batch)
+            tree_size = conn.execute(sa.select(log_state.c.tree_size)).scalar_one()
+            assert sorted(conn.execute(sa.select(measurements.c.log_index)).scalars()) == \
+                list(range(tree_size))
+            e = dash_endpoint_day.c
+            counted = conn.execute(sa.select(sa.func.sum(e.n_open + e.n_blocked))
+                                   .where(e.key_id == key.key_id)).scalar_one()
+        assert counted == len(batch)
+    finally:
+        a.close()
+        b.close()
+        engine.dispose()

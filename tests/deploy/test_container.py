@@ -7,7 +7,9 @@ and uploads; and deploy/compose.yaml and its Caddyfile read by real parsers
 This machine reaches no image registry, so the image is built from a Debian
 bookworm root made with debootstrap from the Debian mirror (Containerfile's
 BASE argument), and pip inside the build trusts the host's CA bundle
-(PIP_CERT), as a TLS-inspecting proxy here requires. The official images
+(PIP_CERT), as a TLS-inspecting proxy here requires (tests/support/
+container_image.py; a session that will run these tests starts the build in
+the background once they are collected). The official images
 the compose file names (postgres, caddy) cannot be pulled here, so the compose
 stack itself is parsed, not started. Two settings of this sandbox's kernel are
 worked around in a containers.conf of the test's own: cgroups in hybrid mode
@@ -25,44 +27,40 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 import yaml
 
 from tests.conftest import BIN, ROOT, in_ci, probe_command
+from tests.support import container_image
 
-BASE_IMAGE = "localhost/voipwatch-test-base:bookworm"
-IMAGE = "localhost/voipwatch-collector:test"
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
-[engine]
-runtime = "runc"
-"""
 COMPOSE_ENV = {"VOIPWATCH_DB_PASSWORD": "secret", "VOIPWATCH_PUBLIC_IP": "203.0.113.10",
                "VOIPWATCH_DOMAIN": "collector.example.org",
                "VOIPWATCH_ACME_EMAIL": "ops@example.org"}
+
+
+def missing(message: str) -> NoReturn:
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require(command: str, package: str) -> str:
     # the virtualenv's first: Debian's podman-compose 1.0.3 has no `config`
     found = str(BIN / command) if (BIN / command).exists() else shutil.which(command)
     if found is None:
-        message = f"{command} is needed (apt-get install {package}; deploy/install-system-deps.sh)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{command} is needed (apt-get install {package}; deploy/install-system-deps.sh)")
     return found
 
 
 @pytest.fixture(scope="module")
 def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    require("podman", "podman")
-    require("runc", "runc")
-    conf = tmp_path_factory.mktemp("containers") / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+    try:
+        return container_image.podman_env(tmp_path_factory.mktemp("containers"))
+    except container_image.MissingTool as exc:
+        missing(str(exc))
 
 
 def podman(env: dict[str, str], *args: str, timeout: float = 120,
@@ -74,40 +72,16 @@ def podman(env: dict[str, str], *args: str, timeout: float = 120,
     return result
 
 
-def debian_mirror() -> str:
-    return os.environ.get("VOIPWATCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-
-
 @pytest.fixture(scope="module")
-def base_image(podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Debian bookworm with Python 3.11 and venv, imported once per machine."""
-    if podman(podman_env, "image", "exists", BASE_IMAGE, check=False).returncode == 0:
-        return BASE_IMAGE
-    debootstrap = require("debootstrap", "debootstrap")
-    root = tmp_path_factory.mktemp("rootfs") / "bookworm"
-    result = subprocess.run([debootstrap, "--variant=minbase",
-                             "--include=python3,python3-venv,ca-certificates", "bookworm",
-                             str(root), debian_mirror()],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    imported = subprocess.run(["podman", "import", "-", BASE_IMAGE], stdin=tar.stdout,
-                              capture_output=True, text=True, env=podman_env, timeout=600)
-    tar.wait()
-    assert imported.returncode == 0, imported.stderr
-    shutil.rmtree(root, ignore_errors=True)
-    return BASE_IMAGE
-
-
-@pytest.fixture(scope="module")
-def image(podman_env: dict[str, str], base_image: str) -> Iterator[str]:
-    ca = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
-    podman(podman_env, "build", "--build-arg", f"BASE={base_image}",
-           "--build-arg", "PIP_CERT=/etc/host-ca.crt",
-           "--volume", f"{ca}:/etc/host-ca.crt:ro",
-           "-f", str(ROOT / "deploy" / "container" / "Containerfile"), "-t", IMAGE, str(ROOT),
-           timeout=1800)
-    yield IMAGE
+def image(podman_env: dict[str, str]) -> str:
+    """Built in the background since the session collected this module
+    (tests/support/container_image.py), or now."""
+    try:
+        return container_image.start().result()
+    except container_image.MissingTool as exc:
+        missing(str(exc))
+    except container_image.ImageBuildError as exc:
+        pytest.fail(str(exc))
 
 
 def free_port() -> int:

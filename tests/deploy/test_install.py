@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.collector.harness import Collector
-from tests.conftest import BIN, ROOT, in_ci
+from tests.conftest import ROOT, in_ci
 from tests.support.tcp_servers import closed_port
 
 UNITS = ROOT / "deploy" / "systemd"
@@ -57,17 +57,6 @@ def _pip(venv: Path, *args: str) -> None:
                              "--disable-pip-version-check", *args],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    result = subprocess.run([str(BIN / "python"), "-m", "pip", "wheel", "--no-deps", "--quiet",
-                             "--disable-pip-version-check", "-w", str(dist), str(ROOT)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (path,) = dist.glob("voipwatch-*.whl")
-    return path
 
 
 @pytest.fixture(scope="module")

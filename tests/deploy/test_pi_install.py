@@ -37,17 +37,6 @@ def needs(command: str, package: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    result = subprocess.run([str(BIN / "python"), "-m", "pip", "wheel", "--no-deps", "--quiet",
-                             "--disable-pip-version-check", "-w", str(dist), str(ROOT)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (path,) = dist.glob("voipwatch-*.whl")
-    return path
-
-
-@pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     with Collector(tmp_path_factory.mktemp("pi-collector")) as running:
         yield running

@@ -4,6 +4,7 @@ waiting for another process's run, while pages still bring changes up to date.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -18,6 +19,7 @@ from collector.db.engine import make_engine
 from collector.db.migrate import upgrade
 from collector.db.schema import dash_series, dash_series_day, leases
 from collector.limits import Leases
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -132,3 +134,33 @@ def test_pages_do_not_queue_behind_a_lease_held_by_a_dead_process(
         assert store.refresh() == 0
     assert time.monotonic() - start < 0.5
     assert _dirty(engine) == 1
+
+
+def test_the_detector_never_waits_for_an_upload(postgres: PostgresServer) -> None:
+    """PostgreSQL: a series whose rows an upload holds (it rolls up into them, and
+    marks them dirty again) is left for the next refresh, not waited for. The
+    detector used to mark its series clean in whatever order PostgreSQL read
+    them, while uploads lock them in id order: each could hold what the other
+    waited for (a deadlock, an upload answered 500)."""
+    engine = make_engine(postgres.create_database("changes"))
+    try:
+        upgrade(engine)
+        for service in ("a", "b", "c"):
+            _touch(engine, service)
+        with engine.connect() as upload:  # an upload rolling up into series "b"
+            upload.begin()
+            upload.execute(sa.select(dash_series.c.id).where(dash_series.c.service == "b")
+                           .with_for_update())
+            refresh = threading.Thread(target=ChangeStore(engine).refresh)
+            refresh.start()
+            refresh.join(20)
+            assert not refresh.is_alive(), "the refresh waits for the upload"
+            with engine.connect() as conn:
+                dirty = set(conn.execute(sa.select(dash_series.c.service)
+                                         .where(dash_series.c.dirty.is_(True))).scalars())
+            assert dirty == {"b"}
+            upload.rollback()
+        ChangeStore(engine).refresh()
+        assert _dirty(engine) == 0
+    finally:
+        engine.dispose()
