@@ -28,7 +28,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from tests.support import container_image
 
     if not session.config.option.collectonly and any(
-            item.nodeid.startswith(container_image.TEST_MODULE) for item in session.items):
+            item.nodeid.startswith(container_image.TEST_MODULE)
+            and "image" in getattr(item, "fixturenames", ()) for item in session.items):
         container_image.start()
 
 
