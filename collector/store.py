@@ -266,18 +266,17 @@ class MeasurementStore:
         (each of those locks rows in one order, and every ingest transaction takes
         the log's lock after them, so no two wait for each other in a cycle).
         Raises _StoredMeanwhile when a concurrent upload stored one of the records
-        after they were looked up here."""
+        after they were looked up here: under the log's lock every other upload
+        has committed, so its records are what the insert leaves out."""
         earlier = self._stored(conn, [row["id"] for row in rows])
         rows = [row for row in rows if row["id"] not in earlier]
         writes.run(conn, [row["id"] for row in rows])
         if rows:
             frontier = log.lock(conn)
-            if self._stored(conn, [row["id"] for row in rows]):
-                raise _StoredMeanwhile
             for offset, row in enumerate(rows):
                 row["log_index"] = frontier.size + offset
             if len(self._insert_unnest(conn, rows)) != len(rows):
-                raise RuntimeError("a record appeared during a locked insert")
+                raise _StoredMeanwhile
             log.append(conn, frontier, [row["leaf_hash"] for row in rows])
         return _outcome(rows, earlier)
 
