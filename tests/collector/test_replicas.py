@@ -21,7 +21,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 
+from collector.db.engine import make_engine
+from collector.db.schema import dash_endpoint_day, log_state, measurements
 from probe.core import merkle
 from probe.core.evidence import head_hashes, hexes, leaf_bytes, record_sha256, verify_object
 from probe.core.signing import ProbeKey
@@ -196,11 +199,6 @@ def test_an_upload_waits_for_the_log_last_and_a_race_stores_once(
     batch sent through both replicas: the first to come has rolled up before it
     waits; then one answer is all accepted, the other all duplicates naming the
     same log entries, each record stored and counted in the rollups once."""
-    import sqlalchemy as sa
-
-    from collector.db.engine import make_engine
-    from collector.db.schema import dash_endpoint_day, log_state, measurements
-
     a, b = (replica.client() for replica in replicas)
     engine = make_engine(str(replicas[0].db))
     try:
