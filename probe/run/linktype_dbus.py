@@ -20,6 +20,7 @@ does not answer costs at most `DEADLINE` seconds and yields no finding.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -207,17 +208,20 @@ def findings(interface: str | None, address: str | None = "SYSTEM",
         import jeepney  # noqa: F401
     except ImportError:
         return []
-    result: list[list[Finding]] = []
+    result: list[tuple[list[Finding], float]] = []  # what it said, and when
 
     def worker() -> None:
         try:
-            result.append(look(address, interface))
+            found = look(address, interface)
         except Exception:  # no bus, a refused connection, a malformed answer: no evidence
-            result.append([])
+            found = []
+        result.append((found, time.monotonic()))
 
+    start = time.monotonic()
     thread = threading.Thread(target=worker, name="linktype-dbus", daemon=True)
     thread.start()
     thread.join(deadline)
-    if not result:
+    # an answer that came after the deadline, while this thread waited for a core, is late too
+    if not result or result[0][1] - start > deadline:
         return [Finding(LinkSource.NONE, L, f"D-Bus did not answer within {deadline:g} s")]
-    return result[0]
+    return result[0][0]
