@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CATALOGUE ?= configs/catalogue.yaml
 PYTEST_ARGS ?=
+# two pytest-xdist workers: most tests wait on timeouts and daemons, not on the CPU
+TEST_WORKERS ?= 2
 
 .PHONY: help venv system-deps test lint run bench accuracy demo clean i18n
 
@@ -28,7 +30,7 @@ system-deps:
 	@deploy/install-system-deps.sh
 
 test: venv system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check probe collector tests bench deploy

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,13 +24,40 @@ os.environ.setdefault("VOIPWATCH_COLLECTOR_REFLECTOR_PORTS", "1024-65535")
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # the collector's container image takes minutes to build, mostly downloads and
-    # unpacking: started now, it is ready, or nearly, when its tests come
+    # unpacking: started now, it is ready, or nearly, when its tests come. Under
+    # pytest-xdist the controller builds it (below), not each worker.
     from tests.support import container_image
 
-    if not session.config.option.collectonly and any(
-            item.nodeid.startswith(container_image.TEST_MODULE)
-            and "image" in getattr(item, "fixturenames", ()) for item in session.items):
+    if hasattr(session.config, "workerinput") or session.config.option.collectonly:
+        return
+    if container_image.needed(item.nodeid for item in session.items):
         container_image.start()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    from tests.support import container_image
+
+    node.workerinput[container_image.STATUS_KEY] = str(container_image.status_path())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    from tests.support import container_image
+
+    if container_image.needed(ids):
+        container_image.start(status=container_image.status_path())
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (`make test` runs two workers), a module runs on one
+    worker, so its module-scoped servers start once; tests sharing the session's
+    censorship lab, or its wheel, run on the same worker, so each is built once."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        shared = next((name for name in ("lab", "wheel") if name in fixtures), None)
+        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -1,66 +1,35 @@
 """The collector's container image, built and run with podman from Debian's
 packages: up with two workers (so with its media service), /healthz answers,
 a probe on the host registers, runs a pass with a throttle check against it
-and uploads; and deploy/compose.yaml and its Caddyfile read by real parsers
-(`podman-compose config`, `caddy validate`).
+and uploads. Every test here runs the image (tests/conftest.py starts building
+it as soon as a session has collected one of them).
 
 This machine reaches no image registry, so the image is built from a Debian
 bookworm root made with debootstrap from the Debian mirror (Containerfile's
 BASE argument), and pip inside the build trusts the host's CA bundle
 (PIP_CERT), as a TLS-inspecting proxy here requires (tests/support/
-container_image.py; a session that will run these tests starts the build in
-the background once they are collected). The official images
-the compose file names (postgres, caddy) cannot be pulled here, so the compose
-stack itself is parsed, not started. Two settings of this sandbox's kernel are
-worked around in a containers.conf of the test's own: cgroups in hybrid mode
-(crun refuses them; runc runs) and no CAP_SYS_RESOURCE (podman's default
-ulimits cannot be applied; lower ones are)."""
+container_image.py). Two settings of this sandbox's kernel are worked around
+in a containers.conf of the test's own: cgroups in hybrid mode (crun refuses
+them; runc runs) and no CAP_SYS_RESOURCE (podman's default ulimits cannot be
+applied; lower ones are)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import httpx
 import pytest
-import yaml
 
-from tests.conftest import BIN, ROOT, in_ci, probe_command
+from tests.conftest import probe_command
+from tests.deploy.conftest import missing
 from tests.support import container_image
-
-COMPOSE_ENV = {"VOIPWATCH_DB_PASSWORD": "secret", "VOIPWATCH_PUBLIC_IP": "203.0.113.10",
-               "VOIPWATCH_DOMAIN": "collector.example.org",
-               "VOIPWATCH_ACME_EMAIL": "ops@example.org"}
-
-
-def missing(message: str) -> NoReturn:
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require(command: str, package: str) -> str:
-    # the virtualenv's first: Debian's podman-compose 1.0.3 has no `config`
-    found = str(BIN / command) if (BIN / command).exists() else shutil.which(command)
-    if found is None:
-        missing(f"{command} is needed (apt-get install {package}; deploy/install-system-deps.sh)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    try:
-        return container_image.podman_env(tmp_path_factory.mktemp("containers"))
-    except container_image.MissingTool as exc:
-        missing(str(exc))
 
 
 def podman(env: dict[str, str], *args: str, timeout: float = 120,
@@ -73,10 +42,13 @@ def podman(env: dict[str, str], *args: str, timeout: float = 120,
 
 
 @pytest.fixture(scope="module")
-def image(podman_env: dict[str, str]) -> str:
-    """Built in the background since the session collected this module
-    (tests/support/container_image.py), or now."""
+def image(podman_env: dict[str, str], request: pytest.FixtureRequest) -> str:
+    """Built in the background since the session collected this module, by this
+    process or by pytest-xdist's controller (tests/support/container_image.py)."""
+    status = getattr(request.config, "workerinput", {}).get(container_image.STATUS_KEY)
     try:
+        if status:
+            return container_image.wait_for(Path(status))
         return container_image.start().result()
     except container_image.MissingTool as exc:
         missing(str(exc))
@@ -155,48 +127,3 @@ services:
     assert verdicts == {"tcp": "open", "throttle": "open"}, records
     stored = httpx.get(url + "/api/v1/measurements", params={"service": "smoke"}).json()
     assert {item["measurement"]["id"] for item in stored["items"]} == {r["id"] for r in records}
-
-
-# --- the compose file and its Caddyfile, parsed by the real tools ---------------------
-
-
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require("podman-compose", "podman-compose (pip)"), "-f",
-                           str(ROOT / "deploy" / "compose.yaml"), "config"],
-                          capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
-
-
-def test_compose_file(podman_env: dict[str, str], tmp_path: Path) -> None:
-    result = compose_config({**podman_env, **COMPOSE_ENV})
-    assert result.returncode == 0, result.stderr
-    config = yaml.safe_load(result.stdout)
-    services = config["services"]
-    assert set(services) == {"postgres", "collector", "caddy", "backup"}
-    assert all(s["network_mode"] == "host" for s in services.values())
-    collector = services["collector"]["environment"]
-    assert collector["VOIPWATCH_COLLECTOR_WORKERS"] == "2"
-    assert collector["VOIPWATCH_COLLECTOR_REFLECTOR_ADDRESS"] == "203.0.113.10"
-    assert collector["VOIPWATCH_COLLECTOR_DB"] == \
-        "postgresql://voipwatch:secret@127.0.0.1:5432/voipwatch"
-    assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
-    assert "pg_dump" in " ".join(services["backup"]["entrypoint"])
-    assert "backups:/backups" in services["backup"]["volumes"]
-    assert {"pgdata", "backups", "collector", "caddy-data"} <= set(config["volumes"])
-    # a missing secret is named, not defaulted
-    missing = compose_config({**podman_env, **COMPOSE_ENV, "VOIPWATCH_DB_PASSWORD": ""})
-    assert missing.returncode != 0 and "VOIPWATCH_DB_PASSWORD" in missing.stderr
-    example = dict(line.split("#")[0].strip().split("=", 1)
-                   for line in (ROOT / "deploy" / "compose.env.example").read_text().splitlines()
-                   if "=" in line.split("#")[0])
-    assert set(COMPOSE_ENV) <= set(example)
-
-
-def test_caddyfile(tmp_path: Path) -> None:
-    caddy = require("caddy", "caddy")
-    result = subprocess.run([caddy, "validate", "--adapter", "caddyfile", "--config",
-                             str(ROOT / "deploy" / "caddy" / "Caddyfile")],
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, **COMPOSE_ENV, "HOME": str(tmp_path),
-                                 "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)})
-    assert result.returncode == 0 and "Valid configuration" in result.stdout + result.stderr, \
-        result.stderr

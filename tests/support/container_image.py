@@ -5,15 +5,21 @@ with debootstrap (no image registry is reachable here).
 Building takes minutes of downloads and unpacking and little CPU, so when a
 session is going to run the container tests it starts the build in the
 background as soon as the tests are collected (tests/conftest.py), and the
-tests wait for it: the same build, overlapped with the tests before them."""
+tests wait for it: the same build, overlapped with the tests before them.
+With pytest-xdist the controller builds (it lives as long as the session; a
+worker may finish early) and writes the outcome to a status file that the
+worker running the tests waits for."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -26,7 +32,17 @@ default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 """
-TEST_MODULE = "tests/deploy/test_container.py"
+TEST_MODULE = "tests/deploy/test_container.py"  # every test in it runs the image
+STATUS_KEY = "voipwatch_image_status"  # the status file's path, in an xdist worker's input
+
+
+def needed(nodeids: Iterable[str]) -> bool:
+    return any(nodeid.startswith(TEST_MODULE + "::") for nodeid in nodeids)
+
+
+def status_path() -> Path:
+    """Where this process (the xdist controller) writes the build's outcome."""
+    return Path(tempfile.gettempdir()) / f"voipwatch-image-{os.getpid()}.json"
 
 
 class ImageBuildError(Exception):
@@ -34,9 +50,12 @@ class ImageBuildError(Exception):
 
 
 class MissingTool(ImageBuildError):
-    def __init__(self, command: str, package: str) -> None:
-        super().__init__(f"{command} is needed (apt-get install {package}; "
-                         "deploy/install-system-deps.sh)")
+    """A command the build needs is not installed."""
+
+
+def missing_tool(command: str, package: str) -> MissingTool:
+    return MissingTool(f"{command} is needed (apt-get install {package}; "
+                       "deploy/install-system-deps.sh)")
 
 
 def podman_env(directory: Path) -> dict[str, str]:
@@ -45,7 +64,7 @@ def podman_env(directory: Path) -> dict[str, str]:
     CAP_SYS_RESOURCE (podman's default ulimits cannot be applied; lower ones are)."""
     for command, package in (("podman", "podman"), ("runc", "runc")):
         if shutil.which(command) is None:
-            raise MissingTool(command, package)
+            raise missing_tool(command, package)
     conf = directory / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
@@ -61,13 +80,13 @@ class _Build:
     def __init__(self) -> None:
         self.result: Future[str] = Future()
         self._process: subprocess.Popen[str] | None = None
-        self._stopped = False
+        self.stopped = False
         self._lock = threading.Lock()
 
     def run(self, *args: str, timeout: float, env: dict[str, str] | None = None,
             stdin: int | None = None) -> str:
         with self._lock:
-            if self._stopped:
+            if self.stopped:
                 raise ImageBuildError("the test session ended before the image was built")
             self._process = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE,
                                              stderr=subprocess.STDOUT, text=True, env=env)
@@ -84,7 +103,7 @@ class _Build:
 
     def stop(self) -> None:
         with self._lock:
-            self._stopped = True
+            self.stopped = True
             if self._process is not None and self._process.poll() is None:
                 self._process.kill()
 
@@ -106,7 +125,7 @@ class _Build:
     def _base(self, scratch: Path, env: dict[str, str]) -> None:
         """Debian bookworm with Python 3.11 and venv, imported once per machine."""
         if shutil.which("debootstrap") is None:
-            raise MissingTool("debootstrap", "debootstrap")
+            raise missing_tool("debootstrap", "debootstrap")
         root = scratch / "bookworm"
         self.run("debootstrap", "--variant=minbase",
                  "--include=python3,python3-venv,ca-certificates", "bookworm", str(root),
@@ -126,8 +145,9 @@ class _Build:
 _current: _Build | None = None
 
 
-def start() -> Future[str]:
-    """Start building (once per session); the future holds the image's name."""
+def start(status: Path | None = None) -> Future[str]:
+    """Start building (once per session); the future holds the image's name. With
+    `status`, the outcome is also written there for other processes."""
     global _current
     if _current is None:
         build = _current = _Build()
@@ -135,14 +155,36 @@ def start() -> Future[str]:
         def work() -> None:
             try:
                 build.result.set_result(build.build())
+                outcome: dict[str, object] = {"image": IMAGE}
             except BaseException as exc:  # the tests report it when they ask for the image
                 build.result.set_exception(exc)
+                outcome = {"error": str(exc), "missing": isinstance(exc, MissingTool)}
+            if status is not None and not build.stopped:  # none left behind after the session
+                scratch = status.with_suffix(".tmp")
+                scratch.write_text(json.dumps(outcome))
+                scratch.replace(status)  # whole or absent: a reader never sees half
 
         threading.Thread(target=work, name="container-image", daemon=True).start()
     return _current.result
 
 
+def wait_for(status: Path, timeout: float = 3600) -> str:
+    """The image another process is building (the xdist controller): its name once
+    the status file says it is built."""
+    deadline = time.monotonic() + timeout
+    while not status.exists():
+        if time.monotonic() > deadline:
+            raise ImageBuildError(f"no image after {timeout:.0f} s ({status} never written)")
+        time.sleep(1)
+    outcome = json.loads(status.read_text())
+    if "image" in outcome:
+        return str(outcome["image"])
+    raise (MissingTool if outcome["missing"] else ImageBuildError)(outcome["error"])
+
+
 def stop() -> None:
-    """The session ends: a build still running is ended (its step killed)."""
+    """The session ends: a build still running is ended (its step killed), and the
+    status file written for other processes removed."""
     if _current is not None and not _current.result.done():
         _current.stop()
+    status_path().unlink(missing_ok=True)
