@@ -6,8 +6,11 @@ The collector runs with its *default* configuration (`voipwatch-collector
 serve`, no flags; only the daily quota per key is raised, a limit against
 abuse and not against a benchmark). Clients send as the probe's uploader
 does: batches of BATCH records of one key, each request signed
-(probe/core/auth.py), from UPLOADERS concurrent uploaders. Records come from
-bench/generate.py (real signed records of several keys, operators, services).
+(probe/core/auth.py), from UPLOADERS concurrent uploaders, records measured in
+the last FRESH_SECONDS (BENCH_INGEST_FRESH_SECONDS, 60: each pass's records are
+uploaded once it ends; 86400: a day's spool from every probe at once). Records
+come from bench/generate.py (real signed records of several keys, operators,
+services); the preload's are spread over a year.
 
 For each backend (SQLite with full durability; PostgreSQL, a throwaway server
 with fsync off, so an upper bound), three collectors run side by side and
@@ -59,6 +62,10 @@ PRELOAD = int(os.environ.get("BENCH_INGEST_PRELOAD", "100000"))
 BACKENDS = os.environ.get("BENCH_INGEST_BACKENDS", "sqlite,postgresql").split(",")
 KEYS = 8
 SETTLE = 2.0  # seconds between rounds
+# how old the records of a round are: a probe uploads each pass's records once it
+# ends, so what reaches a collector was measured in the last minute or so, after
+# what it holds; 86400 models every probe sending a day's spool at once
+FRESH_SECONDS = float(os.environ.get("BENCH_INGEST_FRESH_SECONDS", "60"))
 WARM = 4000  # records each fresh collector takes before its round (every API process)
 TARGET, LOG_TARGET, FLAT_TARGET = 5000, 0.90, 0.90
 RATIO_TARGETS = {"sqlite": 1.0, "postgresql": 1.5}
@@ -87,7 +94,8 @@ class Source:
         self.next = 0
         self.keys = probe_keys(KEYS)
 
-    def take(self, count: int, days: float = 1.0) -> list[tuple[ProbeKey, bytes]]:
+    def take(self, count: int, days: float = FRESH_SECONDS / 86400
+             ) -> list[tuple[ProbeKey, bytes]]:
         first = self.next
         self.next += -(-count // 1000) * 1000  # blocks of 1,000: one key per batch
         out = []
@@ -244,7 +252,8 @@ def main() -> None:
     source = Source()
     verify = raw_verify_rate([text for _, body in source.take(5000)
                               for text in _elements(body)])
-    print(f"ingest: {RECORDS} signed records per round, batches of {BATCH}, {UPLOADERS} "
+    print(f"ingest: {RECORDS} signed records per round, measured in the last "
+          f"{FRESH_SECONDS:g} s, batches of {BATCH}, {UPLOADERS} "
           f"uploaders, best of {RUNS}; {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} at start")
     print(f"  raw Ed25519 verification (PyNaCl, 1 core): {verify:9.0f} records/s   1.00x")
