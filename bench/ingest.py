@@ -24,7 +24,9 @@ machine's load during the run touches both sides of a ratio alike):
   2000000; 0 leaves the third collector out): its rate over the empty
   store's, target >= 0.90 (flat).
 Targets (issue 17): SQLite >= 1.0x one core's verification and >= 5,000/s;
-PostgreSQL >= 1.5x.
+PostgreSQL >= 1.5x. Also printed: the ceiling of cryptography alone, every
+core doing nothing but check each record's signature and sign its receipt
+(the contract's per-record receipt), as the same ratio (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -87,6 +89,34 @@ def raw_verify_rate(texts: list[bytes]) -> float:
     return len(prepared) / (time.perf_counter() - start)
 
 
+def receipt_sign_rate(texts: list[bytes]) -> float:
+    """Receipts per second one core makes (collector/receipts.py: one per
+    accepted record, its JCS signed with PyNaCl)."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from nacl.signing import SigningKey
+
+    from collector.identity import CollectorKey
+    from collector.receipts import receipt
+    from collector.store import Stored
+
+    key = CollectorKey(SigningKey.generate())
+    now = datetime.now(UTC)
+    stored = [(orjson.loads(text)["id"], Stored(True, n, hashlib.sha256(text).hexdigest(), now))
+              for n, text in enumerate(texts)]
+    start = time.perf_counter()
+    for record_id, where in stored:
+        receipt(key, record_id, where)
+    return len(stored) / (time.perf_counter() - start)
+
+
+def crypto_ceiling(verify: float, sign: float, cores: int) -> float:
+    """Records per second that `cores` cores would ingest if checking a record's
+    signature and signing its receipt were all the work there is."""
+    return cores / (1 / verify + 1 / sign)
+
+
 class Source:
     """Fresh records, one block after the other (never the same record twice)."""
 
@@ -134,8 +164,8 @@ def send(url: str, batches: list[tuple[ProbeKey, bytes]], uploaders: int = UPLOA
     return sum(body.count(b'"schema"') for _, body in batches) / elapsed
 
 
-def measure(name: str, new_url: Callable[[], str | None], source: Source, verify: float
-            ) -> None:
+def measure(name: str, new_url: Callable[[], str | None], source: Source, verify: float,
+            ceiling: float) -> None:
     """Rounds of RECORDS records to three collectors in turn (in an order that
     rotates), so that a change in the machine's load touches each side of a
     ratio alike: the log off and the log on, each a fresh collector every round
@@ -176,6 +206,8 @@ def measure(name: str, new_url: Callable[[], str | None], source: Source, verify
     empty = max(rates["empty"])
     target = RATIO_TARGETS[name]
     mark = f"target >= {target:.1f}x: {'met' if empty / verify >= target else 'MISSED'}"
+    if target * verify > ceiling:
+        mark += ", above cryptography alone"
     if name == "sqlite":
         mark += f"; >= {TARGET}/s: {'met' if empty >= TARGET else 'MISSED'}"
     print(f"  {name}, default configuration, empty store: {empty:9.0f} records/s   "
@@ -250,13 +282,20 @@ def main() -> None:
     from tests.support.postgres import PostgresServer, PostgresUnavailable
 
     source = Source()
-    verify = raw_verify_rate([text for _, body in source.take(5000)
-                              for text in _elements(body)])
+    texts = [text for _, body in source.take(5000) for text in _elements(body)]
+    verify = raw_verify_rate(texts)
     print(f"ingest: {RECORDS} signed records per round, measured in the last "
           f"{FRESH_SECONDS:g} s, batches of {BATCH}, {UPLOADERS} "
           f"uploaders, best of {RUNS}; {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} at start")
     print(f"  raw Ed25519 verification (PyNaCl, 1 core): {verify:9.0f} records/s   1.00x")
+    cores = os.cpu_count() or 1
+    sign = receipt_sign_rate(texts[:2000])
+    ceiling = crypto_ceiling(verify, sign, cores)
+    print(f"  cryptography alone, on {cores} cores (a verification and a receipt made per "
+          f"record, {sign:,.0f} receipts/s on 1 core): {ceiling:9.0f} records/s   "
+          f"{ceiling / verify:4.2f}x (the ceiling of any ingest that signs a receipt per "
+          "record)")
     print(f"  collector: default configuration ({default_workers()} API workers here)")
     server = None
     try:
@@ -269,7 +308,7 @@ def main() -> None:
                     print(f"  postgresql: skipped ({exc})")
                     continue
                 new_url = functools.partial(server.create_database, "bench")
-            measure(name, new_url, source, verify)
+            measure(name, new_url, source, verify, ceiling)
     finally:
         if server is not None:
             server.stop()
