@@ -1,5 +1,11 @@
 """Exports: JSONL, CSV and Parquet, streamed chunk by chunk (constant memory).
 
+Memory follows bytes, not rows: the store's chunks hold at most about
+`MeasurementStore.CHUNK_BYTES` of record text (8 MiB: 2,000 records of the
+usual size, about 130 of the largest, `max_record_bytes`), the text formats
+hand their bytes over in pieces of about PIECE_BYTES, and a Parquet row
+group is written once it holds ROW_GROUP_ROWS records or ROW_GROUP_BYTES.
+
 Submitting addresses, when the operator keeps them (`--keep-ip`), appear only
 in exports made with `voipwatch-collector export --include-ip`: never over HTTP.
 
@@ -87,9 +93,31 @@ def flat(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
+# the text formats hand their bytes over in pieces of about this size, not a
+# chunk at a time: a chunk's text would be held in two or three more copies
+# (lines, their join, the socket's buffer) beside its rows
+PIECE_BYTES = 1024 * 1024
+
+
+def pieces(lines: Iterable[bytes], size: int | None = None) -> Iterator[bytes]:
+    """`lines` joined into pieces of about `size` bytes (PIECE_BYTES)."""
+    size = PIECE_BYTES if size is None else size
+    held: list[bytes] = []
+    length = 0
+    for line in lines:
+        held.append(line)
+        length += len(line)
+        if length >= size:
+            yield b"".join(held)
+            held, length = [], 0
+    if held:
+        yield b"".join(held)
+
+
 def jsonl(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> Iterator[bytes]:
-    for rows in chunks:
-        yield b"".join(orjson.dumps(item(r, include_ip)) + b"\n" for r in rows)
+    newline = orjson.OPT_APPEND_NEWLINE
+    return pieces(orjson.dumps(item(r, include_ip), option=newline)
+                  for rows in chunks for r in rows)
 
 
 def csv_rows(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> Iterator[bytes]:
@@ -102,9 +130,10 @@ def csv_rows(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool = False) -> I
             if not include_ip:
                 values["probe_ip"] = None
             writer.writerow(values)
-        yield buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
+            if buffer.tell() >= PIECE_BYTES:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
     if buffer.tell():
         yield buffer.getvalue().encode()
 
@@ -164,6 +193,10 @@ def _python_batches(chunks: Iterable[list[sa.Row[Any]]], include_ip: bool,
 
 
 ROW_GROUP_ROWS = 32_768
+# ... or fewer, once the pending batches hold this many bytes: 32,768 records
+# of the usual size (about 1 kB) are about 40 MB of Arrow data, of the
+# largest (max_record_bytes, 64 KiB) 2 GB
+ROW_GROUP_BYTES = 48 * 1024 * 1024
 # statistics of the signed text would be useless and are the bulk of the footer,
 # which a Parquet file holds in memory until it is closed
 STATISTICS = tuple(name for name in COLUMNS if name != "measurement")
@@ -185,22 +218,24 @@ def parquet_writer(where: Any, schema: Any) -> Any:
 
 
 def _parquet_file(batches: Iterable[Any], schema: Any) -> Iterator[bytes]:
-    """Row groups of at least ROW_GROUP_ROWS records (whole batches), bytes
-    yielded as each group is written: the footer (a few hundred bytes per group and column) grows
-    with the groups, so they are large; memory stays constant at any size."""
+    """Row groups of at least ROW_GROUP_ROWS records or ROW_GROUP_BYTES (whole
+    batches), bytes yielded as each group is written: the footer (a few hundred
+    bytes per group and column) grows with the groups, so they are large;
+    memory stays constant at any size, and at any record size."""
     import pyarrow as pa
 
     sink = _Sink()
     writer = parquet_writer(pa.PythonFile(sink, mode="w"), schema)
     pending: list[Any] = []
-    rows = 0
+    rows = size = 0
     try:
         for batch in batches:
             pending.append(batch)
             rows += batch.num_rows
-            if rows >= ROW_GROUP_ROWS:  # one group of what is pending
+            size += batch.nbytes
+            if rows >= ROW_GROUP_ROWS or size >= ROW_GROUP_BYTES:  # one group of the pending
                 writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
-                pending, rows = [], 0
+                pending, rows, size = [], 0, 0
                 yield sink.drain()
         if pending:
             writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)

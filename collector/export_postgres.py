@@ -21,6 +21,12 @@ from collector.db.schema import measurements, probes
 # by column in Python, so larger ones cost less per row (2,000: 171k records/s
 # to one file at 1M records, 8,192: 234k; bench/export.py)
 BATCH_ROWS = 8_192
+# ... or fewer, once a batch holds this many bytes (records may be up to
+# max_record_bytes, 64 KiB: 8,192 of those would be 512 MiB)
+BATCH_BYTES = 16 * 1024 * 1024
+# the driver's own batches, sized in bytes (its hint: they come about twice as
+# large, 31 MiB for a hint of 16, its default)
+DRIVER_BYTES = 4 * 1024 * 1024
 
 
 def usable(engine: Engine) -> bool:
@@ -70,20 +76,23 @@ def read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any, sour
     connection = adbc.connect(_uri(engine))
     try:
         cursor = connection.cursor()
+        cursor.adbc_statement.set_options(
+            **{"adbc.postgresql.batch_size_hint_bytes": str(DRIVER_BYTES)})
         try:
             cursor.execute(sql, params or None)
             reader = cursor.fetch_record_batch()
             pending: list[Any] = []
-            rows = 0
+            rows = size = 0
             for batch in reader:  # the driver's batches are sized in bytes: regroup
                 while batch.num_rows:
                     take = batch.slice(0, batch_rows - rows)
                     pending.append(take)
                     rows += take.num_rows
+                    size += take.nbytes
                     batch = batch.slice(take.num_rows)
-                    if rows == batch_rows:
+                    if rows == batch_rows or size >= BATCH_BYTES:
                         yield _typed(pa.Table.from_batches(pending), schema)
-                        pending, rows = [], 0
+                        pending, rows, size = [], 0, 0
             if rows:
                 yield _typed(pa.Table.from_batches(pending), schema)
         finally:

@@ -35,14 +35,16 @@ def leaf_filter(filters: Filters) -> LeafFilter:
 
 
 def header(log: TransLog, key: CollectorKey, filters: Filters, size: int,
-           fmt: str) -> dict[str, Any]:
-    return {"schema": PROOF_SCHEMA, "collector": key.public(), "tree_head": log.head_at(size),
+           fmt: str, head: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`head`: the signed head of `size` (default: the one kept, signed now if none)."""
+    return {"schema": PROOF_SCHEMA, "collector": key.public(),
+            "tree_head": head if head is not None else log.head_at(size),
             "filters": leaf_filter(filters).as_json(), "format": fmt}
 
 
 def proof(log: TransLog, key: CollectorKey, filters: Filters, size: int,
-          fmt: str) -> Iterator[bytes]:
-    yield orjson.dumps(header(log, key, filters, size, fmt)) + b"\n"
+          fmt: str, head: dict[str, Any] | None = None) -> Iterator[bytes]:
+    yield orjson.dumps(header(log, key, filters, size, fmt, head)) + b"\n"
     batch: list[bytes] = []
     for index, text, gone in log.leaves(0, size):
         if text is not None:

@@ -13,10 +13,22 @@
   rate (in memory, per worker: an outsider must not make the collector write).
 - The verified key is handed to the route in `scope["state"]["probe"]`
   (`collector.auth.SignedProbe` reads it): one verification per request.
+- Bodies must keep coming (uvicorn has no timeout of its own for them): 408
+  `body_timeout` and the connection closed when no byte of a body arrives for
+  `body_timeout_seconds` (30), or when after those seconds it averages less
+  than `body_min_bytes_per_second` (1 KiB/s; a slow 3G link sends several).
+  A client that sent all but the last byte of a body once held its
+  connection and the body's memory for as long as it liked.
+- Exports (`GET /api/v1/export`) at once, per API process: each holds a
+  chunk of records and its text (up to about 100 MB; collector/export.py),
+  so `export_concurrency` (2) in all and `export_concurrency_per_client` (1)
+  per address are streamed at once; 503 `exports_busy` / 429 `rate_limited`
+  beyond, with Retry-After. Four at once once took 3.1 GB.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -36,6 +48,7 @@ from probe.core.auth import (
 )
 
 INGEST = "/api/v1/measurements"
+EXPORT = "/api/v1/export"
 SIGNED_ONLY = ("/api/v1/control",)
 _KEY, _TIME, _SIGNATURE = (h.lower().encode() for h in (HEADER_KEY, HEADER_TIME,
                                                         HEADER_SIGNATURE))
@@ -62,19 +75,34 @@ class Gate:
         self.settings = settings
         self.unsigned = RateLimiter(settings.unsigned_rate_per_minute,
                                     burst=max(settings.unsigned_rate_per_minute // 3, 5))
+        self.exports = _Slots(settings.export_concurrency,
+                              settings.export_concurrency_per_client)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         try:
-            receive = await self._admit(scope, receive)
+            receive, send = await self._admit(scope, receive, send)
         except Refusal as refusal:
             await _refuse(send, refusal)
             return
-        await self.app(scope, receive, send)
+        if scope["path"] != EXPORT:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        subject = client_subject(client[0] if client else None)
+        full = self.exports.take(subject)
+        if full is not None:
+            await _refuse(send, full)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.exports.give(subject)
 
-    async def _admit(self, scope: Scope, receive: Receive) -> Receive:
+    async def _admit(self, scope: Scope, receive: Receive, send: Send
+                     ) -> tuple[Receive, Send]:
         headers = dict(scope.get("headers", ()))
         path, method = scope["path"], scope["method"]
         ingest = path == INGEST and method == "POST"
@@ -82,7 +110,9 @@ class Gate:
         signed = (_KEY in headers or _SIGNATURE in headers) and (ingest or signed_only(path))
         limit = (self.settings.max_body_bytes if ingest and signed
                  else self.settings.max_request_bytes)
-        _declared(headers, limit)
+        declared = _declared(headers, limit)
+        clock = _Clock(self.settings.body_timeout_seconds,
+                       self.settings.body_min_bytes_per_second)
         if not signed:
             if signed_only(path):
                 unsigned = header_refusal(None, None, signed=False)
@@ -95,17 +125,25 @@ class Gate:
                     raise Refusal(429, "rate_limited", "too many unsigned uploads from this "
                                   "address; sign them (probe/core/auth.py)",
                                   {"Retry-After": str(int(wait) + 1)})
-            return _limited(receive, limit)
+            if declared == 0 or (declared is None and b"transfer-encoding" not in headers):
+                return _limited(receive, limit), send  # no body: nothing to wait for
+            body_of = _Unread(receive, send, limit, clock)
+            return body_of.receive, body_of.send
         state = scope["app"].state  # Starlette sets scope["app"] before its middleware
         probe = await self._key(state, headers, ingest)
-        body = await _read(receive, limit)
+        try:
+            body = await _read(receive, limit, clock.restart())
+        except Refusal as refusal:
+            if refusal.status == 408:
+                _count(state, ingest, "body_timeout")
+            raise
         stamp = headers[_TIME].decode("latin-1")
         signature = headers.get(_SIGNATURE, b"").decode("latin-1")
         if not verify_request(probe.public_raw, method, path, stamp, body, signature):
             _count(state, ingest, "bad_request_signature")
             raise _unauthorised("bad_signature", "the request signature does not verify")
         scope.setdefault("state", {})["probe"] = probe
-        return _replay(body, receive)
+        return _replay(body, receive), send
 
     async def _key(self, state: Any, headers: dict[bytes, bytes], ingest: bool) -> Any:
         key_id = headers.get(_KEY, b"").decode("latin-1")
@@ -135,21 +173,71 @@ def _count(state: Any, ingest: bool, reason: str) -> None:
             tally.add({f"request.{reason}"[:32]: 1})
 
 
-def _declared(headers: dict[bytes, bytes], limit: int) -> None:
+def _declared(headers: dict[bytes, bytes], limit: int) -> int | None:
+    """The Content-Length, if there is one."""
     value = headers.get(b"content-length")
-    if value is not None:
+    if value is None:
+        return None
+    try:
+        declared = int(value)
+    except ValueError:
+        raise Refusal(400, "bad_request", "Content-Length is not a number") from None
+    if declared > limit:
+        raise Refusal(413, "body_too_large", f"the body is larger than {limit} bytes")
+    return declared
+
+
+class _TooSlow(Exception):
+    pass
+
+
+class _Clock:
+    """How long a request body may take: no more than `idle` seconds without
+    a byte of it, and after its first `idle` seconds at least `rate` bytes a
+    second on average (0: no minimum). A client trickling a byte now and then
+    is cut off as one that stopped; a slow link is not (3G at its worst sends
+    kilobytes a second, and the probe gives up itself after 60 s)."""
+
+    def __init__(self, idle: float, rate: int) -> None:
+        self.idle, self.rate = idle, rate
+        self.start = self.last = 0.0
+        self.received = 0
+
+    def restart(self) -> _Clock:
+        self.start = self.last = asyncio.get_running_loop().time()
+        self.received = 0
+        return self
+
+    def deadline(self) -> float:
+        due = self.last + self.idle
+        if self.rate:
+            due = min(due, self.start + self.idle + self.received / self.rate)
+        return due
+
+    async def receive(self, receive: Receive) -> Message:
+        """The next message, or _TooSlow when it does not come in time."""
         try:
-            declared = int(value)
-        except ValueError:
-            raise Refusal(400, "bad_request", "Content-Length is not a number") from None
-        if declared > limit:
-            raise Refusal(413, "body_too_large", f"the body is larger than {limit} bytes")
+            async with asyncio.timeout_at(self.deadline()):
+                message = await receive()
+        except TimeoutError:
+            raise _TooSlow from None
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.last = asyncio.get_running_loop().time()
+        return message
+
+    def refusal(self) -> Refusal:
+        return Refusal(408, "body_timeout", "the request body came too slowly (nothing for "
+                       f"{self.idle:g} s, or under {self.rate} bytes/s on average)")
 
 
-async def _read(receive: Receive, limit: int) -> bytes:
+async def _read(receive: Receive, limit: int, clock: _Clock) -> bytes:
     body = bytearray()
     while True:
-        message = await receive()
+        try:
+            message = await clock.receive(receive)
+        except _TooSlow:
+            raise clock.refusal() from None
         if message["type"] == "http.disconnect":
             raise Refusal(400, "bad_request", "the client went away")
         body += message.get("body", b"")
@@ -189,11 +277,79 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return limited
 
 
+class _Unread:
+    """The body of an unsigned request, read by the route as it likes: held
+    to `limit` and to the clock. When it comes too slowly the gate answers
+    408 itself (whatever the route makes of the error it is given) and drops
+    what the route sends after."""
+
+    def __init__(self, receive: Receive, send: Send, limit: int, clock: _Clock) -> None:
+        self._receive, self._send = receive, send
+        self.limit, self.clock = limit, clock.restart()
+        self.seen = 0
+        self.complete = self.started = self.answered = False
+
+    async def receive(self) -> Message:
+        from starlette.exceptions import HTTPException
+
+        if self.answered:
+            return {"type": "http.disconnect"}
+        if self.complete:  # e.g. waiting for the client to go away: no deadline
+            return await self._receive()
+        try:
+            message = await self.clock.receive(self._receive)
+        except _TooSlow:
+            refusal = self.clock.refusal()
+            if not self.started:
+                self.answered = True
+                await _refuse(self._send, refusal)
+            raise HTTPException(408, refusal.detail) from None
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                raise HTTPException(413, f"the body is larger than {self.limit} bytes")
+            self.complete = not message.get("more_body")
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.answered:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+class _Slots:
+    """Places for exports in this process: `total` in all, `each` per client."""
+
+    def __init__(self, total: int, each: int) -> None:
+        self.total, self.each = total, each
+        self.held: dict[str, int] = {}
+        self.running = 0
+
+    def take(self, subject: str) -> Refusal | None:
+        if self.held.get(subject, 0) >= self.each:
+            return Refusal(429, "rate_limited", f"{self.each} exports at once from one "
+                           "address; retry when one is done", {"Retry-After": "60"})
+        if self.running >= self.total:
+            return Refusal(503, "exports_busy", f"{self.total} exports are being streamed; "
+                           "retry in a minute", {"Retry-After": "60"})
+        self.running += 1
+        self.held[subject] = self.held.get(subject, 0) + 1
+        return None
+
+    def give(self, subject: str) -> None:
+        self.running -= 1
+        self.held[subject] -= 1
+        if not self.held[subject]:
+            del self.held[subject]
+
+
 async def _refuse(send: Send, refusal: Refusal) -> None:
     body = json.dumps({"error": refusal.code, "detail": refusal.detail}).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
-    if refusal.status == 413:
+    if refusal.status in (408, 413):  # the rest of the body is not read
         headers.append((b"connection", b"close"))
     headers += [(k.lower().encode(), v.encode()) for k, v in (refusal.headers or {}).items()]
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})

@@ -2,10 +2,12 @@
 good ones in one transaction.
 
 A record is `accepted` only when it is a well-formed `voipwatch.measurement/1`
-record, dated within the configured bounds, signed (Ed25519 over its RFC 8785
-form) by a registered, unrevoked key. A record whose id is already stored is a
-`duplicate`: never stored twice, whatever the timing. Anything else is
-`rejected` with a reason from `Reason`.
+record (`started_at` an RFC 3339 string with a time zone, integers as JSON
+integers, at most `MAX_DEPTH` levels of nesting: the stored text must read the
+same to every later reader), dated within the configured bounds, signed
+(Ed25519 over its RFC 8785 form) by a registered, unrevoked key. A record
+whose id is already stored is a `duplicate`: never stored twice, whatever the
+timing. Anything else is `rejected` with a reason from `Reason`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import sqlalchemy as sa
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import ValidationError
@@ -33,12 +33,12 @@ from collector.geoip import Enrichment
 from collector.identity import CollectorKey
 from collector.keys import KeyStore, ProbeRow
 from collector.settings import Settings
-from collector.store import MeasurementStore, Stored
+from collector.store import MeasurementStore, QuotaCharge, Stored
 from collector.tally import Tally
 from collector.translog import TransLog
 from probe.core.canonical import canonical_bytes
 from probe.core.errors import VoipwatchError
-from probe.core.record import Measurement, utcnow
+from probe.core.record import MAX_DEPTH, Measurement, deeper_than, utcnow
 
 MAX_SERVICE = 64
 MAX_HOST = 255
@@ -116,7 +116,7 @@ class Ingestor:
 
     def ingest(self, elements: list[Element], origin: Enrichment,
                probe_ip: str | None = None,
-               quota: Callable[[sa.Connection, int], None] | None = None
+               quota: QuotaCharge | None = None
                ) -> list[IngestResult]:
         outcomes: list[IngestResult] = []
         checked: list[tuple[int, _Checked]] = []
@@ -166,7 +166,7 @@ class Ingestor:
         return outcomes
 
     def _store(self, rows: list[dict[str, Any]], rejected: dict[str, int],
-               quota: Callable[[sa.Connection, int], None] | None) -> dict[str, Stored]:
+               quota: QuotaCharge | None) -> dict[str, Stored]:
         """Insert the rows; rejections are tallied in memory and written only
         along with rows, or once the tally is due: never a write per refusal."""
         self.tally.add(rejected)
@@ -175,8 +175,7 @@ class Ingestor:
         counts = self.tally.drain()
 
         def insert() -> dict[str, Stored]:
-            return self.store.insert(rows, counts, {row["key_id"] for row in rows}, self.log,
-                                     quota)
+            return self.store.insert(rows, counts, self.log, quota)
 
         try:
             return self.writes.run(insert) if self.writes is not None else insert()
@@ -193,6 +192,12 @@ class Ingestor:
                            f"{self.settings.max_record_bytes} bytes")
         if not isinstance(element.value, dict):
             raise Rejected(Reason.SCHEMA, "a record must be a JSON object")
+        # the exporters' JSON writers have a limit; a text with fewer opening
+        # brackets than the limit cannot nest deeper (the walk is for the rest)
+        if element.text.count("{") + element.text.count("[") > MAX_DEPTH and \
+                deeper_than(element.value, MAX_DEPTH):
+            raise Rejected(Reason.SCHEMA, f"the record nests objects and arrays more than "
+                           f"{MAX_DEPTH} levels deep")
         try:
             model = Measurement.model_validate(element.value)
         except ValidationError as exc:

@@ -58,6 +58,15 @@ class _Writer:
         return self.engine.connect().execution_options(**write_options(self.engine))
 
 
+class OverLimit(Exception):
+    """Raised inside a write transaction whose count went over its limit: the
+    transaction rolls back, and nothing it wrote (nor the count) remains."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(subject)
+        self.subject = subject
+
+
 class Counters(_Writer):
     def take(self, scope: str, subject: str, limit: int, window_seconds: float,
              cost: int = 1, now: float | None = None) -> float:
@@ -102,16 +111,25 @@ class Counters(_Writer):
                 c.window.in_([window - 1, window]))).all())
         return int(counts.get(window - 1, 0) * (1.0 - elapsed)) + int(counts.get(window, 0))
 
-    def add(self, conn: sa.Connection, scope: str, subject: str, window_seconds: float,
-            cost: int, now: float | None = None) -> None:
-        """Count `cost` inside the caller's write transaction."""
+    def charge(self, conn: sa.Connection, scope: str, subject: str, limit: int,
+               window_seconds: float, cost: int, now: float | None = None) -> bool:
+        """Count `cost` inside the caller's write transaction; False when the
+        sliding-window count is then over `limit` (the caller rolls back, which
+        takes the count back). Exact across concurrent transactions: the upsert
+        holds the window's row to the commit (PostgreSQL; SQLite's writes take
+        turns), so the next one counts on top of this one, never beside it."""
         now = time.time() if now is None else now
         window = int(now // window_seconds)
+        elapsed = now / window_seconds - window
         c = rate_counters.c
         statement = self._insert(rate_counters).values(
             scope=scope, subject=subject, window=window, count=cost)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=["scope", "subject", "window"], set_={"count": c.count + cost}))
+        counted = conn.execute(statement.on_conflict_do_update(
+            index_elements=["scope", "subject", "window"], set_={"count": c.count + cost}
+        ).returning(c.count)).scalar_one()
+        previous = conn.execute(sa.select(c.count).where(
+            c.scope == scope, c.subject == subject, c.window == window - 1)).scalar()
+        return int((previous or 0) * (1.0 - elapsed)) + counted <= limit
 
     def distinct(self, scope: str, owner: str, item: str, limit: int, window_seconds: float,
                  now: float | None = None) -> float:

@@ -45,7 +45,12 @@ def serve(settings: Settings, flags: dict[str, Any]) -> None:
         log_config=None, access_log=False, server_header=False,
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or "",
-        timeout_graceful_shutdown=10, lifespan="on")
+        timeout_graceful_shutdown=10, lifespan="on",
+        # connections per process, idle ones included: each may hold a request
+        # body (up to max_request_bytes, or max_body_bytes signed) until the
+        # gate's body deadline (collector/gate.py); uvicorn answers 503 beyond.
+        # An idle kept-alive connection is closed after 5 s (uvicorn's default)
+        limit_concurrency=settings.max_connections, timeout_keep_alive=5)
     log.info("listening", extra={"event": "listening", "url": url_of(sock),
                                  "database": settings.database_url.split("://")[0]})
     if settings.workers == 1:

@@ -67,7 +67,7 @@ class Services:
         counts = self.tally.drain()
         if counts:
             with contextlib.suppress(Exception):  # the database is gone: only counts lost
-                self.store.insert([], counts, ())
+                self.store.insert([], counts)
         self.enricher.close()
         if self.checkpointer is not None:
             self.checkpointer.stop()

@@ -144,6 +144,25 @@ class Settings(BaseSettings):
                                       "listens on (UDP, default port 53)")
     max_clock_skew_seconds: float = Field(600.0, ge=0, description="0: no limit")
 
+    # slow and greedy clients (docs/security.md): request bodies, exports, connections
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="a request body must keep coming: 408 when none of it "
+        "arrives for this long")
+    body_min_bytes_per_second: int = Field(
+        1024, ge=0, description="after its first body_timeout_seconds a request body must "
+        "average this rate (408 below): a slow 3G link sends kilobytes a second, a client "
+        "holding the connection a byte now and then; 0: no minimum")
+    export_concurrency: int = Field(
+        2, ge=1, description="exports (GET /api/v1/export) streamed at once per API "
+        "process, each holding up to about 100 MB (Parquet of the largest records: 300): "
+        "503 `exports_busy` beyond")
+    export_concurrency_per_client: int = Field(
+        1, ge=1, description="exports at once per client address (IPv6: /64) per API "
+        "process: 429 `rate_limited` beyond")
+    max_connections: int = Field(
+        1000, ge=1, description="open connections per API process (uvicorn's "
+        "limit_concurrency): new requests beyond get 503")
+
     # the test helper (POST /api/v1/control)
     control_enabled: bool = True
     control_allow_private: bool = False

@@ -4,7 +4,8 @@ queries with keyset paging, and streaming in constant memory."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,25 +155,31 @@ class _StoredMeanwhile(Exception):
     log's lock: the transaction is rolled back and run again."""
 
 
+# the ingest quota, charged in the transaction that stores the records: each
+# key's number of records inserted; it raises to refuse the batch (a rollback)
+QuotaCharge = Callable[[sa.Connection, dict[str, int]], None]
+
+
 @dataclass
 class _Writes:
     """What an ingest transaction writes besides the records and the log: the
-    dashboard's rollups of the records it inserts, the probes' last upload, the
-    quota (`also`, with the number inserted) and the rejections' counts."""
+    dashboard's rollups of the records it inserts, their probes' last upload,
+    the quota (`also`, with each key's number inserted) and the rejections' counts."""
 
     facts: dict[str, rollup.Fact]
-    key_ids: list[str]
     rejected: dict[str, int]
-    also: Callable[[sa.Connection, int], None] | None
+    also: QuotaCharge | None
 
     def run(self, conn: sa.Connection, inserted: list[str]) -> None:
         if inserted:  # the dashboard's rollups, in the same transaction (collector/dashboard)
             rollup.apply_facts(conn, [self.facts[record_id] for record_id in inserted])
-        if self.key_ids:
-            conn.execute(sa.update(probes).where(probes.c.key_id.in_(self.key_ids))
+            per_key = Counter(self.facts[record_id].key_id for record_id in inserted)
+            # new records only: anyone may send a published record again (a
+            # duplicate), which must not make a silent probe look alive
+            conn.execute(sa.update(probes).where(probes.c.key_id.in_(sorted(per_key)))
                          .values(last_seen_at=utcnow()))
-        if self.also is not None and inserted:
-            self.also(conn, len(inserted))
+            if self.also is not None:
+                self.also(conn, dict(per_key))
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         for reason, count in sorted(self.rejected.items()):
             upsert = dialect.insert(rejections).values(reason=reason, count=count)
@@ -196,13 +203,13 @@ class MeasurementStore:
         self.turns = WriterTurns(engine)
 
     def insert(self, rows: list[dict[str, Any]], rejected: dict[str, int],
-               key_ids: Iterable[str], log: TransLog | None = None,
-               also: Callable[[sa.Connection, int], None] | None = None) -> dict[str, Stored]:
+               log: TransLog | None = None, also: QuotaCharge | None = None
+               ) -> dict[str, Stored]:
         """Store `rows` and count `rejected` in one transaction; each row's id ->
         how it is stored (inserted now, or a duplicate of an earlier one). With a
         `log`, new rows are appended to it in the same transaction, in batch order;
-        `also` runs in the same transaction with the number inserted (the ingest
-        quota)."""
+        `also` runs in the same transaction with each key's number inserted (the
+        ingest quota)."""
         if not rows and not rejected:
             return {}
         # worked out before the write lock, which every API process waits for:
@@ -214,7 +221,7 @@ class MeasurementStore:
                 facts[row["id"]] = fact
                 if self.dialect == "sqlite":
                     values[row["id"]] = _sqlite_values(row)
-        writes = _Writes(facts, sorted(set(key_ids)) if rows else [], rejected, also)
+        writes = _Writes(facts, rejected, also)
         while log is not None and rows and self.dialect == "postgresql":
             try:
                 with self._transaction() as conn:
@@ -370,16 +377,63 @@ class MeasurementStore:
         rows = rows[:limit]
         return rows, ((rows[-1].started_at, rows[-1].seq) if more and rows else None)
 
-    def stream(self, filters: Filters, chunk: int = 2000) -> Iterator[list[sa.Row[Any]]]:
+    # `stream`'s chunks are bounded in bytes as well as in rows: records may be
+    # up to `max_record_bytes` (64 KiB) each, and 2,000 of those (125 MiB, held
+    # in several copies by each export format) once made an export of 5,000
+    # such records take 1.2 GB. A chunk ends once its records' text reaches
+    # CHUNK_BYTES; its rows are read from the cursor in parts of at most what
+    # is left of that at RECORD_BYTES a record (or the largest record seen),
+    # so a chunk never holds much more than CHUNK_BYTES + one record. Records
+    # of the usual size (about 1 kB) still come 2,000 to a chunk.
+    CHUNK_BYTES = 8 * 1024 * 1024
+    RECORD_BYTES = 64 * 1024  # the default max_record_bytes
+    _RECORD = [column.name for column in EXPORT_COLUMNS].index("record")
+
+    def stream(self, filters: Filters, chunk: int = 2000,
+               budget: int | None = None) -> Iterator[list[sa.Row[Any]]]:
         """Every matching row, in chunks, oldest first: keyset paging keeps
-        memory constant and no transaction open between chunks."""
+        memory constant and no transaction open between chunks. A chunk holds
+        at most `chunk` rows and about `budget` bytes of record text (default
+        CHUNK_BYTES), whatever size the records are."""
+        budget = self.CHUNK_BYTES if budget is None else max(1, budget)
         after: int | None = None
         while True:
-            rows, after = self.page(filters, after, chunk)
+            rows, after = self._chunk(filters, after, chunk, budget)
             if rows:
                 yield rows
             if after is None:
                 return
+
+    def _chunk(self, filters: Filters, after: int | None, limit: int, budget: int
+               ) -> tuple[list[sa.Row[Any]], int | None]:
+        """`stream`'s next chunk after the cursor `after` (a `seq`) and the
+        next cursor (None at the end): up to `limit` rows, read a part at a
+        time until their record text reaches `budget` bytes. PostgreSQL reads
+        them through a server-side cursor (psycopg would take the whole page
+        into memory at once)."""
+        unindexed = page_unindexed(filters) if self.dialect == "sqlite" else set()
+        query = self._select(filters, unindexed).order_by(measurements.c.seq).limit(limit)
+        if after is not None:
+            query = query.where(measurements.c.seq > after)
+        rows: list[sa.Row[Any]] = []
+        size, largest, at = 0, self.RECORD_BYTES, self._RECORD
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(stream_results=True, max_row_buffer=64)
+            result = conn.execute(query)
+            try:
+                while len(rows) < limit and size < budget:
+                    wanted = min(limit - len(rows), max(1, (budget - size) // largest))
+                    part = result.fetchmany(wanted)
+                    rows += part
+                    if len(part) < wanted:
+                        return rows, None  # the last matching row
+                    lengths = [len(row[at]) for row in part]
+                    size += sum(lengths)
+                    largest = max(largest, *lengths)
+            finally:
+                result.close()
+        return rows, (rows[-1].seq if rows else None)
 
     def count(self, filters: Filters | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(measurements)

@@ -291,17 +291,21 @@ class TransLog:
 
     def head_at(self, size: int) -> dict[str, Any]:
         """The first head kept for `size` (signed now when there is none): the same
-        bytes every time, for exports and reports."""
+        bytes every time, for the operator's exports and reports. Over HTTP only
+        `kept_head` (a client must not make the collector sign and keep a head
+        for each past size it names)."""
+        head = self.kept_head(size)
+        if head is None:
+            self._keep(self._sign_head(size, self.root_at(size)))
+            head = self.kept_head(size)
+            assert head is not None  # kept now, or by a concurrent caller
+        return head
+
+    def kept_head(self, size: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             text = conn.execute(sa.select(log_heads.c.head)
                                 .where(log_heads.c.tree_size == size)).scalar_one_or_none()
-        if text is None:
-            self._keep(self._sign_head(size, self.root_at(size)))
-            with self.engine.connect() as conn:
-                text = conn.execute(sa.select(log_heads.c.head)
-                                    .where(log_heads.c.tree_size == size)).scalar_one()
-        head: dict[str, Any] = json.loads(text)
-        return head
+        return None if text is None else dict(json.loads(text))
 
     def heads(self, after: int, limit: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

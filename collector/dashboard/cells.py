@@ -14,6 +14,7 @@ daily ones: a year costs about as much as a month.
 
 from __future__ import annotations
 
+import calendar
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -188,7 +189,7 @@ def _next_month(day: date) -> date:
 
 
 def _is_month_end(day: date) -> bool:
-    return (day + timedelta(days=1)).day == 1
+    return day.day == calendar.monthrange(day.year, day.month)[1]
 
 
 def _live(table: sa.Table) -> Any:

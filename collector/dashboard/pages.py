@@ -22,7 +22,12 @@ from collector.errors import ApiError
 from probe.core.record import utcnow
 
 DEFAULT_DAYS = 366  # the default period: up to a year, ending on the last day with data
-DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# the days a period may hold: the calendar's (years 1 to 9999) less its last year,
+# so that a period's arithmetic (the day after it, the month after its end, a
+# default end a year on) never leaves the calendar
+FIRST_DAY = date.min
+LAST_DAY = date(9998, 12, 31)
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 CC = re.compile(r"^[A-Za-z]{2}$")
 SAFE = re.compile(r"^[A-Za-z0-9:._ -]{0,80}$")
 
@@ -39,12 +44,24 @@ def environment(lang: str) -> Environment:
 def parse_day(name: str, value: str | None) -> date | None:
     if value is None or value == "":
         return None
-    if not DAY.match(value):
+    if not DAY.fullmatch(value):
         raise ApiError(400, "bad_period", f"{name}={value!r}: expected a date, YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ApiError(400, "bad_period", f"{name}={value!r}: no such day") from None
+    if day > LAST_DAY:
+        raise ApiError(400, "bad_period", f"{name}={value!r}: the dashboard shows days up to "
+                       f"{LAST_DAY.isoformat()}")
+    return day
+
+
+def shift(day: date, days: int) -> date:
+    """`day` moved by `days`, kept within FIRST_DAY..LAST_DAY (never an
+    OverflowError at the calendar's ends)."""
+    if days >= 0:
+        return day + timedelta(days=days) if (LAST_DAY - day).days >= days else LAST_DAY
+    return day + timedelta(days=days) if (day - FIRST_DAY).days >= -days else FIRST_DAY
 
 
 def period_of(start: str | None, end: str | None, data: tuple[date, date] | None) -> Period:
@@ -52,13 +69,15 @@ def period_of(start: str | None, end: str | None, data: tuple[date, date] | None
     day with data and up to a year before it, so old data (a replay of 2016)
     shows without asking."""
     first, last = parse_day("from", start), parse_day("to", end)
+    if data is not None:  # a stored record may be dated anywhere in the calendar
+        data = (min(data[0], LAST_DAY), min(data[1], LAST_DAY))
     if last is None:
         last = data[1] if data else utcnow().date()
         if first is not None and first > last:
-            last = first + timedelta(days=DEFAULT_DAYS - 1)
+            last = shift(first, DEFAULT_DAYS - 1)
     if first is None:
-        first = max(data[0], last - timedelta(days=DEFAULT_DAYS - 1)) if data and \
-            data[0] <= last else last - timedelta(days=DEFAULT_DAYS - 1)
+        first = max(data[0], shift(last, 1 - DEFAULT_DAYS)) if data and \
+            data[0] <= last else shift(last, 1 - DEFAULT_DAYS)
     if first > last:
         raise ApiError(400, "bad_period", f"from={first} is after to={last}")
     if (last - first).days > 20 * 366:

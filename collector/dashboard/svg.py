@@ -74,17 +74,18 @@ def timeline(period: Period, daily: dict[date, dict[str, int]], markers: list[Ma
             out.append(f'<rect class="v-{verdict}" x="{x(day):.2f}" y="{y:.2f}" '
                        f'width="{bar:.2f}" height="{h:.2f}"><title>{escape(tip)}</title></rect>')
     # month ticks (or years on long periods)
-    tick = period.start.replace(day=1)
     months = (period.end.year - period.start.year) * 12 + period.end.month - period.start.month
     every = 1 if months <= 14 else 3 if months <= 40 else 12
-    while tick <= period.end:
+    year, month = period.start.year, period.start.month
+    while (year, month) <= (period.end.year, period.end.month):  # no date past the calendar's
+        tick = date(year, month, 1)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         if tick >= period.start and (tick.month - 1) % every == 0:
             tx = x(tick)
             out.append(f'<line class="tick" x1="{tx:.1f}" x2="{tx:.1f}" y1="{TOP + plot_h}" '
                        f'y2="{TOP + plot_h + 5}"/><text class="axis" x="{tx:.1f}" '
                        f'y="{TOP + plot_h + 18}" text-anchor="middle">'
                        f"{escape(month_label(tick))}</text>")
-        tick = (tick.replace(day=28) + timedelta(days=4)).replace(day=1)
     for marker in markers:
         change = marker.change
         if not period.start <= change.at <= period.end:

@@ -6,8 +6,11 @@ JavaScript; every filter is in the URL."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -17,13 +20,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from collector.cursor import MAX_SEQ
 from collector.dashboard import fleet as fleet_view
 from collector.dashboard.cells import Cell, DashboardReader, Period, Series, Where, column_order
 from collector.dashboard.changestore import ChangeStore, StoredChange, as_points
 from collector.dashboard.i18n import translations
 from collector.dashboard.matrixview import cell_view
 from collector.dashboard.operators import COOKIE, OperatorTokens, is_operator
-from collector.dashboard.pages import Page, check_cc, check_text, period_of
+from collector.dashboard.pages import Page, check_cc, check_text, period_of, shift
 from collector.dashboard.rollup import VERDICTS, dims_of
 from collector.dashboard.svg import Marker, timeline
 from collector.db.schema import measurements, probes
@@ -238,40 +242,101 @@ async def changes_page(request: Request, services: ServicesDep, lang: Lang = Non
 
 # ---- drill-down: a cell's measurements, one measurement -------------------------------
 
-SCAN = 5000  # rows read per page at most while matching a cell's operator and link
+SCAN = 5000  # rows looked at per page at most while matching a cell's operator and link
 PAGE = 100
+READ_BYTES = 4 << 20  # record text read at once while matching, at most (about)
+CHUNK = 100  # rows read at once, at most
+CURSOR_SEQ = re.compile(r"[0-9]{1,19}")
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A measurement as the drill-down lists it: a few columns and its
+    endpoint's label, never its record's text (records can be large)."""
+
+    seq: int
+    id: str
+    key_id: str
+    started_at: datetime
+    check_name: str
+    endpoint_host: str
+    endpoint_port: int
+    transport: str
+    role: str
+    verdict: str
+    blocking: str | None
+    label: Any  # the record's endpoint.label, if any
+
+
+_LISTED = [measurements.c[name] for name in Listed.__dataclass_fields__ if name != "label"]
+# what rollup.dims_of reads of a row besides the record
+_DIMS = [measurements.c[name] for name in ("service", "cc", "asn", "as_org", "link_type")]
+
+
+def chunk_rows(max_record_bytes: int) -> int:
+    """How many rows (with their records' text) to read at once: about
+    READ_BYTES of records at most, however large they are allowed to be."""
+    return max(1, min(CHUNK, READ_BYTES // max(max_record_bytes, 1)))
 
 
 def _cell_rows(engine: sa.Engine, where: Where, period: Period, cursor: tuple[datetime, int]
-               | None) -> tuple[list[Any], tuple[datetime, int] | None]:
+               | None, chunk: int = CHUNK) -> tuple[list[Listed], tuple[datetime, int] | None]:
     """The measurements of a series in the period, oldest first. Operator and
     link come from the signed record (or the upload lookup), so they are matched
-    here, as at ingest (rollup.dims_of)."""
+    here, as at ingest (rollup.dims_of). Up to SCAN rows are looked at, `chunk`
+    rows read at a time, and only what the page shows of each is kept: the
+    memory a page takes is bounded whatever the records' size."""
     c = measurements.c
-    start = datetime.combine(period.start, time(), tzinfo=utcnow().tzinfo)
-    end = datetime.combine(period.end + timedelta(days=1), time(), tzinfo=utcnow().tzinfo)
-    query = (sa.select(*EXPORT_COLUMNS)
+    start = datetime.combine(period.start, time(), tzinfo=UTC)
+    end = datetime.combine(period.end + timedelta(days=1), time(), tzinfo=UTC)
+    query = (sa.select(*_LISTED, *_DIMS, c.record)
              .select_from(measurements.join(probes, probes.c.key_id == c.key_id))
              .where(c.service == where.service, c.started_at >= start, c.started_at < end)
-             .order_by(c.started_at, c.seq).limit(SCAN))
+             .order_by(c.started_at, c.seq))
     if where.role:
         query = query.where(c.role == where.role)
-    if cursor is not None:
-        query = query.where(sa.or_(c.started_at > cursor[0],
-                                   sa.and_(c.started_at == cursor[0], c.seq > cursor[1])))
+    matched: list[Listed] = []
+    scanned, after, done = 0, cursor, False
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    matched = []
-    for row in rows:
-        dims = dims_of(row, orjson.loads(row.record))
-        if (where.cc is None or dims.cc == where.cc) and \
-                (where.operator is None or dims.operator == where.operator) and \
-                (where.link is None or dims.link == where.link):
-            matched.append(row)
-            if len(matched) == PAGE:
-                return matched, (row.started_at, row.seq)
-    more = (rows[-1].started_at, rows[-1].seq) if len(rows) == SCAN else None
-    return matched, more
+        while not done and scanned < SCAN:
+            limit = min(chunk, SCAN - scanned)
+            part = query.limit(limit)
+            if after is not None:  # (started_at, seq) > after, as a range of the time index
+                part = part.where(c.started_at >= after[0],
+                                  sa.or_(c.started_at > after[0], c.seq > after[1]))
+            rows = conn.execute(part).all()
+            done = len(rows) < limit  # the period's last rows: no page after this one
+            for row in rows:
+                scanned += 1
+                after = (row.started_at, row.seq)
+                record = orjson.loads(row.record)
+                dims = dims_of(row, record)
+                if (where.cc is None or dims.cc == where.cc) and \
+                        (where.operator is None or dims.operator == where.operator) and \
+                        (where.link is None or dims.link == where.link):
+                    endpoint = record.get("endpoint")
+                    label = endpoint.get("label") if isinstance(endpoint, dict) else None
+                    matched.append(Listed(**{col.name: row._mapping[col.name]
+                                             for col in _LISTED}, label=label))
+                    if len(matched) == PAGE:
+                        return matched, after
+            del rows  # before the next chunk's are read
+    return matched, None if done else after
+
+
+def _parse_cursor(text: str) -> tuple[datetime, int]:
+    """A drill-down link's cursor, `started_at~seq` (an aware ISO time, then
+    a seq SQLite's 64-bit integers hold); 400 `bad_cursor` otherwise."""
+    moment, _, seq = text.rpartition("~")
+    try:
+        if not CURSOR_SEQ.fullmatch(seq) or int(seq) > MAX_SEQ:
+            raise ValueError("seq")
+        after = datetime.fromisoformat(moment)
+        if after.tzinfo is None:
+            raise ValueError("no time zone")
+        return after.astimezone(UTC), int(seq)
+    except (ValueError, OverflowError):
+        raise ApiError(400, "bad_cursor", "cursor: pass back the link's value") from None
 
 
 @router.get("/measurements", response_class=HTMLResponse)
@@ -286,14 +351,9 @@ async def cell_measurements(request: Request, services: ServicesDep, service: Te
         raise ApiError(400, "bad_filter", "name a service")
     where = _series_where(service, role, cc, operator, link)
     period = await _period(services, start, to)
-    after = None
-    if cursor:
-        moment, _, seq = cursor.rpartition("~")
-        try:
-            after = (datetime.fromisoformat(moment), int(seq))
-        except ValueError:
-            raise ApiError(400, "bad_cursor", "cursor: pass back the link's value") from None
-    rows, more = await run_in_threadpool(_cell_rows, services.engine, where, period, after)
+    after = _parse_cursor(cursor) if cursor else None
+    rows, more = await run_in_threadpool(_cell_rows, services.engine, where, period, after,
+                                         chunk_rows(services.settings.max_record_bytes))
     next_url = page.url("/measurements", service=service, role=role, cc=cc, operator=operator,
                         link=link, from_=period.start, to=period.end,
                         cursor=f"{more[0].isoformat()}~{more[1]}") if more else None
@@ -302,7 +362,7 @@ async def cell_measurements(request: Request, services: ServicesDep, service: Te
                     from_=period.start, to=period.end) if role and link else None
     return page.render("measurements.html", rows=rows, period=period, next_url=next_url,
                        title=_cell_title(page, series) if role and link else service,
-                       back=back, records=[orjson.loads(r.record) for r in rows])
+                       back=back, records=[{"endpoint": {"label": r.label}} for r in rows])
 
 
 @router.get("/measurements/{record_id}.json")
@@ -350,14 +410,51 @@ async def measurement(request: Request, services: ServicesDep, record_id: str,
     return page.render(
         "measurement.html", row=row, record=record, signature=signature, dims=dims,
         throttle_pairs=flow_pairs(record),
-        evidence=orjson.dumps(evidence, option=orjson.OPT_INDENT_2).decode(),
-        control=orjson.dumps(control, option=orjson.OPT_INDENT_2).decode() if control
-        is not None else None, raw=row.record,
-        pretty=orjson.dumps(record, option=orjson.OPT_INDENT_2).decode(),
+        evidence=indented(evidence),
+        control=indented(control) if control is not None else None, raw=row.record,
+        pretty=indented(record),
         cell=page.url("/cell", service=dims.service, role=dims.role, cc=dims.cc,
                       operator=dims.operator, link=dims.link,
-                      from_=row.started_at.date() - timedelta(days=30),
-                      to=row.started_at.date() + timedelta(days=30)))
+                      from_=shift(row.started_at.date(), -30),
+                      to=shift(row.started_at.date(), 30)))
+
+
+def indented(value: Any) -> str:
+    """`value` as JSON indented by two spaces. orjson writes at most 254
+    levels of nesting; records stored before ingest refused deeper ones are
+    laid out without recursion instead, as they were stored."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:
+        return _indented_deep(value)
+
+
+def _indented_deep(value: Any) -> str:
+    """The same as orjson's OPT_INDENT_2 (numbers as Python writes them) with a
+    stack of its own: no nesting is too deep."""
+    out: list[str] = []
+    todo: list[tuple[Any, int] | str] = [(value, 0)]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        node, depth = item
+        if isinstance(node, dict | list) and node:
+            pad, close = "\n" + "  " * (depth + 1), "\n" + "  " * depth
+            pairs = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            parts: list[tuple[Any, int] | str] = ["{" if isinstance(node, dict) else "["]
+            for i, (key, child) in enumerate(pairs):
+                parts.append(("," if i else "") + pad + (
+                    "" if key is None else json.dumps(str(key), ensure_ascii=False) + ": "))
+                parts.append((child, depth + 1))
+            parts.append(close + ("}" if isinstance(node, dict) else "]"))
+            todo.extend(reversed(parts))
+        elif isinstance(node, dict | list):
+            out.append("{}" if isinstance(node, dict) else "[]")
+        else:
+            out.append(json.dumps(node, ensure_ascii=False))
+    return "".join(out)
 
 
 # ---- operators: login, fleet -----------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -20,12 +20,28 @@ router = APIRouter(tags=["export"])
 TREE_SIZE = "X-Voipwatch-Tree-Size"
 
 
-def _at_size(services: Services, filters: Filters, tree_size: int | None) -> tuple[Filters, int]:
-    current = services.log.size()
-    size = current if tree_size is None else tree_size
-    if size > current:
-        raise ApiError(400, "bad_range", f"tree_size {size}: the log has {current} entries")
-    return dataclasses.replace(filters, log_size=size), size
+def _at_size(services: Services, filters: Filters, tree_size: int | None
+             ) -> tuple[Filters, int, dict[str, Any]]:
+    """The filters limited to the log's first `tree_size` entries, and the size's
+    signed head. Only sizes that have a kept head (`/api/v1/log/heads`): by
+    default the current size, whose head is kept as `/api/v1/log/head` keeps it
+    (one per size the log reaches); a past size without one is refused, so
+    that no client makes the collector sign and keep a head per size it names."""
+    if tree_size is None:
+        head = services.log.head()
+    else:
+        current = services.log.size()
+        if tree_size > current:
+            raise ApiError(400, "bad_range", f"tree_size {tree_size}: the log has {current} "
+                           "entries")
+        kept = services.log.kept_head(tree_size)
+        if kept is None:
+            raise ApiError(400, "bad_range", f"tree_size {tree_size}: no signed tree head "
+                           "was kept for this size; leave tree_size out for the current "
+                           "one, or pick one from /api/v1/log/heads")
+        head = kept
+    size = int(head["tree_size"])
+    return dataclasses.replace(filters, log_size=size), size, head
 
 
 @router.get("/api/v1/export")
@@ -34,10 +50,11 @@ def export(services: ServicesDep, filters: FiltersDep,
            tree_size: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
     """Every matching record with the collector's additions (docs/export.md),
     among the log's first `tree_size` entries (default: its size now, named in
-    the `X-Voipwatch-Tree-Size` header). `/api/v1/export/proof` with the same
+    the `X-Voipwatch-Tree-Size` header; a past size only if a signed head was
+    kept for it: `/api/v1/log/heads`). `/api/v1/export/proof` with the same
     query gives what proves the set complete; `voipwatch-probe verify-export`
     checks both offline."""
-    filters, size = _at_size(services, filters, tree_size)
+    filters, size, _head = _at_size(services, filters, tree_size)
     body = export_records(services.store, filters, format)  # addresses never leave over HTTP
     return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers={
         "Content-Disposition": f'attachment; filename="voipwatch-export.{_suffix(format)}"',
@@ -54,8 +71,8 @@ def proof(services: ServicesDep, filters: FiltersDep,
           tree_size: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
     """The proof of an export (JSON lines: the signed tree head and filters, then
     every leaf of the log up to `tree_size`): docs/evidence.md."""
-    filters, size = _at_size(services, filters, tree_size)
-    body = export_proof.proof(services.log, services.identity, filters, size, format)
+    filters, size, head = _at_size(services, filters, tree_size)
+    body = export_proof.proof(services.log, services.identity, filters, size, format, head)
     return StreamingResponse(body, media_type="application/x-ndjson", headers={
         "Content-Disposition": 'attachment; filename="voipwatch-export.proof"',
         TREE_SIZE: str(size)})

@@ -50,7 +50,7 @@ async def head(services: ServicesDep) -> Response:
 
 
 @router.get("/api/v1/log/heads")
-async def heads(services: ServicesDep, after: Annotated[int, Query(ge=-1)] = -1,
+async def heads(services: ServicesDep, after: Annotated[int, Query(ge=-1, le=2**53)] = -1,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """The first head signed at each size, by size: the history auditors compare."""
     return _json({"items": await _call(services.log.heads, after, limit)})

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
@@ -18,8 +17,10 @@ from collector.db.writethread import WriteThread
 from collector.errors import ApiError
 from collector.export import item
 from collector.ingest import Ingestor
+from collector.limits import OverLimit
 from collector.query import FiltersDep
 from collector.services import ServicesDep
+from collector.store import QuotaCharge
 
 router = APIRouter(tags=["measurements"])
 
@@ -69,8 +70,11 @@ async def submit(request: Request, services: ServicesDep,
     quota = await _quota(request, services, len(elements))
     address = request.client.host if request.client else None
     origin = services.enricher.lookup(address)
-    outcomes = await run_in_threadpool(ingestor.ingest, elements, origin,
-                                       address if settings.keep_ip else None, quota)
+    try:
+        outcomes = await run_in_threadpool(ingestor.ingest, elements, origin,
+                                           address if settings.keep_ip else None, quota)
+    except OverLimit as exc:
+        raise _over_quota(settings.ingest_quota_per_day, exc.subject) from None
     # several API processes share the listening socket, and a kept-alive connection
     # stays with the process that accepted it: a few busy uploaders could pin one
     # process at 100 % while the next idled (measured: 3:1). Closing after each
@@ -79,24 +83,33 @@ async def submit(request: Request, services: ServicesDep,
     return _json({"results": [o.as_json() for o in outcomes]}, headers=spread)
 
 
-async def _quota(request: Request, services: ServicesDep, records: int
-                 ) -> Callable[[sa.Connection, int], None] | None:
-    """Records per key per day (signed uploads; unsigned ones are rate-limited
-    per address by the gate), across all workers: read before, counted in the
-    transaction that stores the records (a refused batch writes nothing)."""
-    probe = request.scope.get("state", {}).get("probe")
-    if probe is None or not records:
-        return None
+async def _quota(request: Request, services: ServicesDep, records: int) -> QuotaCharge:
+    """Records per key per day, across all workers, whoever sends them: the
+    quota binds the key whose records are stored, so an unsigned upload of a
+    key's records counts against it too. A signed upload whose key has no room
+    left is refused before anything is parsed further; the exact count is made
+    in the transaction that stores the records, each key's new records against
+    its own quota, and a batch that would take any key over is refused whole
+    (429: nothing written, the probe keeps its records)."""
     limit = services.settings.ingest_quota_per_day
     counters = services.control.counters
-    used = await run_in_threadpool(counters.usage, "ingest_quota", probe.key_id, 86400.0)
-    if used + records > limit:
-        raise ApiError(429, "quota_exceeded", f"this key sent its {limit} records for the "
-                       "day; the rest waits in the probe's spool", {"Retry-After": "3600"})
-    def count(conn: sa.Connection, stored: int) -> None:
-        counters.add(conn, "ingest_quota", probe.key_id, 86400.0, stored)
+    probe = request.scope.get("state", {}).get("probe")
+    if probe is not None and records:
+        used = await run_in_threadpool(counters.usage, "ingest_quota", probe.key_id, 86400.0)
+        if used + records > limit:
+            raise _over_quota(limit, probe.key_id)
 
-    return count
+    def charge(conn: sa.Connection, stored: dict[str, int]) -> None:
+        for key_id, count in sorted(stored.items()):
+            if not counters.charge(conn, "ingest_quota", key_id, limit, 86400.0, count):
+                raise OverLimit(key_id)
+
+    return charge
+
+
+def _over_quota(limit: int, key_id: str) -> ApiError:
+    return ApiError(429, "quota_exceeded", f"key {key_id} sent its {limit} records for the "
+                    "day; the rest waits in the probe's spool", {"Retry-After": "3600"})
 
 
 @router.get("/api/v1/measurements")

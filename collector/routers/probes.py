@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.errors import ApiError
 from collector.keys import RegistrationError
-from collector.limits import client_subject
+from collector.limits import OverLimit, client_subject
 from collector.ratelimit import RateLimiter
 from collector.services import ServicesDep
 
@@ -52,7 +52,10 @@ async def register(payload: Registration, request: Request,
                        {"Retry-After": str(int(wait) + 1)})
 
     def count(conn: sa.Connection) -> None:
-        counters.add(conn, "register", subject, 3600.0, 1)
+        # the check above let concurrent registrations through together; this
+        # count, in the transaction that creates the key, is the exact one
+        if not counters.charge(conn, "register", subject, limit, 3600.0, 1):
+            raise OverLimit(subject)
 
     try:
         row, created = await run_in_threadpool(
@@ -60,4 +63,7 @@ async def register(payload: Registration, request: Request,
             require_token=services.settings.token_required, also=count)
     except RegistrationError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
+    except OverLimit:
+        raise ApiError(429, "rate_limited", "too many registrations from this address",
+                       {"Retry-After": "60"}) from None
     return JSONResponse({"key_id": row.key_id}, status_code=201 if created else 200)

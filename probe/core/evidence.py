@@ -43,11 +43,35 @@ def leaf_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+def parse_time(text: object) -> datetime:
+    """A time with its zone, as leaves, filters and records write them;
+    ValueError saying why for anything else (never another exception)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{_shown(text)} is not a time string")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{_shown(text)} is not an RFC 3339 time") from None
     if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone")
+        raise ValueError(f"{_shown(text)} has no time zone")
     return moment
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _claimed_time(value: Any) -> str | None:
+    """A record's started_at as its leaf states it; None when it has none, or
+    one no time can be read from (collectors took Unix times, "1795958016" or
+    1795958016, before ingest held started_at to RFC 3339)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return leaf_time(parse_time(value))
+    except (ValueError, OverflowError):
+        return None
 
 
 def leaf_of(record: dict[str, Any], digest: str, cc: str | None, asn: int | None,
@@ -66,7 +90,6 @@ def record_claims(record: dict[str, Any]) -> dict[str, Any]:
     """The leaf fields a signed record determines by itself."""
     endpoint = record.get("endpoint") or {}
     network = record.get("network") or {}
-    started = record.get("started_at")
     return {
         "id": _uuid(record.get("id")),
         "key_id": (record.get("probe") or {}).get("key_id"),
@@ -76,7 +99,7 @@ def record_claims(record: dict[str, Any]) -> dict[str, Any]:
         "verdict": record.get("verdict"),
         "link_type": network.get("link_type"),
         "upstream": network.get("upstream"),  # absent from earlier probes: null
-        "started_at": leaf_time(parse_time(started)) if isinstance(started, str) else None,
+        "started_at": _claimed_time(record.get("started_at")),
     }
 
 
@@ -101,7 +124,14 @@ def leaf_problems(leaf: dict[str, Any], record: dict[str, Any]) -> list[str]:
     """Where a leaf misstates the record it names (empty: it does not)."""
     problems = []
     claims = record_claims(record)
+    started = record.get("started_at")
+    if started is not None and claims["started_at"] is None:
+        # stored before the collector checked the form: no reader can date it alike
+        problems.append(f"started_at {_shown(started)} in the record is not an RFC 3339 "
+                        f"time with a time zone (the log has {leaf.get('started_at')!r})")
     for name in RECORD_LEAF_FIELDS:
+        if name == "started_at" and started is not None and claims[name] is None:
+            continue
         if leaf.get(name) != claims[name]:
             problems.append(f"{name} is {leaf.get(name)!r} in the log, {claims[name]!r} "
                             "in the record")
@@ -144,7 +174,10 @@ class LeafFilter:
         if self.upstream is not None and (leaf.get("upstream") or "unknown") != self.upstream:
             return False
         if self.since is not None or self.until is not None:
-            started = parse_time(str(leaf.get("started_at")))
+            try:
+                started = parse_time(leaf.get("started_at"))
+            except ValueError:  # no time: in no time range
+                return False
             if self.since is not None and started < self.since:
                 return False
             if self.until is not None and started >= self.until:

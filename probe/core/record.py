@@ -7,20 +7,105 @@ newer probe survive a round trip and keep their signature valid.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from probe.core.checks import CheckName
 from probe.core.ids import time_ordered_id
 
 SCHEMA: Final = "voipwatch.measurement/1"
+# how deep a record may nest, the record itself counting as 1 and each object or
+# array in it one more (docs/measurement.md): far below what the exporters'
+# JSON writer takes (orjson: 255, and an OONI export adds two levels)
+MAX_DEPTH: Final = 64
 
-__all__ = ["SCHEMA", "Access", "Blocking", "CheckName", "Confidence", "LinkSource", "LinkType",
-           "Measurement", "Role", "Transport", "Upstream", "Verdict", "rfc3339", "utcnow"]
+__all__ = ["MAX_DEPTH", "SCHEMA", "Access", "Blocking", "CheckName", "Confidence", "LinkSource",
+           "LinkType", "Measurement", "Role", "Transport", "Upstream", "Verdict", "deeper_than",
+           "parse_rfc3339", "rfc3339", "utcnow"]
+
+# RFC 3339's date-time (section 5.6): `T` between date and time, seconds, any
+# fraction, and `Z` or a numeric offset. What every reader of a stored record
+# parses alike (probe.core.evidence.parse_time, collector/ooni.py): pydantic's
+# own datetime parsing would also take a Unix time ("1795958016", 1795958016),
+# a lower-case `z` or a `+0100` offset, which the readers then fail on.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})",
+                      re.ASCII)  # ASCII digits only: \d would take "٢٠١٦" too
+_TIME_EXAMPLE = "2016-01-07T09:30:00.000Z"
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An RFC 3339 date-time with its time zone, as records carry `started_at`;
+    ValueError saying what is wrong for anything else."""
+    if not _RFC3339.fullmatch(text):
+        if re.fullmatch(r"[+-]?[0-9]+(?:\.[0-9]*)?", text.strip()):
+            raise ValueError("a Unix time is not accepted")
+        raise ValueError("the form is YYYY-MM-DDTHH:MM:SS[.fraction] then Z or +HH:MM/-HH:MM")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment.astimezone(UTC)  # in range once in UTC too (0001-01-01T00:00:00+01:00 is not)
+    except (ValueError, OverflowError):
+        raise ValueError("no such date and time") from None
+    return moment
+
+
+def _record_time(value: Any) -> Any:
+    """`started_at` from JSON: an RFC 3339 string with a time zone, nothing else
+    (a datetime, when a probe builds the model in Python, passes as is)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "rfc3339_type", "must be a string, an RFC 3339 time with a time zone such as "
+            "{example}, not {kind}", {"example": _TIME_EXAMPLE, "kind": _json_kind(value)})
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise PydanticCustomError(
+            "rfc3339", "must be an RFC 3339 time with a time zone such as {example}: "
+            "{problem}", {"example": _TIME_EXAMPLE, "problem": str(exc)}) from None
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "an array"
+    if isinstance(value, (int, float)) or type(value).__name__ == "Fragment":
+        return "a number"  # the collector parses JSON fractions as orjson Fragments
+    return f"a {type(value).__name__}"
+
+
+RecordTime = Annotated[datetime, BeforeValidator(_record_time)]
+# JSON integers only: lax mode would also take "12", 12.0 or true, which the
+# stored record then still says (readers compare the signed JSON, not the model)
+StrictCount = Annotated[int, Field(strict=True)]
+
+
+def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a parsed JSON value nests objects and arrays deeper than `limit`
+    levels (the value itself, when one, is level 1). Iterative: any depth."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
 
 
 class Verdict(StrEnum):
@@ -155,9 +240,9 @@ class NetworkInfo(_Open):
     # what the detection saw, best evidence first (never an address or a network name)
     link_evidence: list[Annotated[str, Field(max_length=160)]] | None = Field(None, max_length=16)
     cc: str | None = Field(None, pattern=r"^[A-Z]{2}$")
-    asn: int | None = Field(None, ge=0, lt=2**32)
+    asn: StrictCount | None = Field(None, ge=0, lt=2**32)
     as_org: str | None = Field(None, max_length=256)
-    resolver_asn: int | None = Field(None, ge=0, lt=2**32)
+    resolver_asn: StrictCount | None = Field(None, ge=0, lt=2**32)
     attribution: Attribution | None = None
     # changes noticed during the pass, up to this record (absent: none)
     changes: list[dict[str, Any]] | None = Field(None, max_length=32)
@@ -166,7 +251,7 @@ class NetworkInfo(_Open):
 class EndpointRef(_Open):
     check: CheckName
     host: str
-    port: int = Field(ge=0, le=65535)
+    port: StrictCount = Field(ge=0, le=65535)
     transport: Transport
     role: Role
 
@@ -181,8 +266,8 @@ class Signature(BaseModel):
 class Measurement(_Open):
     schema_: Literal["voipwatch.measurement/1"] = Field(SCHEMA, alias="schema")
     id: uuid.UUID = Field(default_factory=time_ordered_id)
-    started_at: datetime
-    runtime_ms: int = Field(ge=0)
+    started_at: RecordTime  # an RFC 3339 string with a time zone, nothing else
+    runtime_ms: StrictCount = Field(ge=0)
     probe: ProbeInfo
     network: NetworkInfo
     service: str = Field(pattern=r"^[a-z0-9-]+$")

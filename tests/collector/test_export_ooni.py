@@ -9,14 +9,16 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
-from collector.ooni import measurement
-from probe.core.record import rfc3339, utcnow
+from collector.ooni import lines, measurement
+from probe.core.record import Measurement, rfc3339, utcnow
 from probe.core.signing import ProbeKey
 from probe.upload.verify import check_line
 from tests.collector.conftest import make_record, register, unique_service
@@ -150,3 +152,109 @@ def test_oonis_own_loader_reads_the_export(tmp_path: Path) -> None:
     assert result.stdout.splitlines()[0] == (
         "BaseMeasurement voipwatch_stun MA AS36884 2016-01-07 09:30:00")
     assert result.stdout.splitlines()[1].startswith("BaseMeasurement voipwatch_tcp ZZ AS0 ")
+
+
+def legacy_row(record: dict[str, Any], filed_at: datetime, **extra: Any) -> Any:
+    """A stored row as the export reads it (collector/store.py's stream)."""
+    return SimpleNamespace(id=record["id"], record=json.dumps(record), started_at=filed_at,
+                           received_at=filed_at, cc=None, asn=None, as_org=None,
+                           public_key=extra.get("public_key"), key_revoked_at=None)
+
+
+def test_records_stored_before_the_strict_check_are_still_exported(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A collector before the ingest check took started_at as a Unix time and
+    any nesting: one such record ended the whole OONI export."""
+    key = ProbeKey.generate()
+    filed = datetime(2026, 11, 29, 13, 13, 36, tzinfo=UTC)
+    good = blocked_stun(key)
+    digits = make_record(key, started_at="1795958016")
+    number = make_record(key, started_at=1795958016)
+    deep = make_record(key, evidence={"d": nested(260)})  # orjson writes 255 levels at most
+    broken = make_record(key, started_at="1795958017")
+    rows = [legacy_row(r, filed, public_key=key.public_b64)
+            for r in (good, digits, number, broken, deep)]
+    rows[3].started_at = None  # no filed time either: it cannot be mapped at all
+    with caplog.at_level("WARNING", logger="collector.ooni"):
+        out = b"".join(lines([rows[:2], rows[2:]]))
+    got = [json.loads(line) for line in out.decode().splitlines()]
+    assert [m["test_keys"]["voipwatch_record"]["id"] for m in got] == [
+        good["id"], digits["id"], number["id"], deep["id"]]
+    assert got[0]["measurement_start_time"] == "2016-01-07 09:30:00"
+    assert "voipwatch_started_at" not in got[0]["annotations"]
+    for legacy in got[1:3]:  # the time the collector filed it under, said so
+        assert legacy["measurement_start_time"] == "2026-11-29 13:13:36"
+        assert legacy["annotations"]["voipwatch_started_at"] == "collector"
+    for line in out.decode().splitlines():  # every signature still verifies
+        check_line(line)
+    assert "1 records left out" in caplog.text and broken["id"] in caplog.text
+    with pytest.raises(ValueError, match="RFC 3339"):  # no filed time to fall back on
+        measurement(digits, {})
+
+
+def nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+class LaxMeasurement(Measurement):
+    """The record model before ingest held started_at to RFC 3339 strings."""
+
+    started_at: datetime
+
+
+async def test_a_store_holding_such_records_exports_and_verify_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records a collector accepted before the check: the OONI export (route and
+    command) keeps every record, verify-export names the record's started_at as
+    the problem (exit 3), never an internal error, and exports without them verify."""
+    import collector.ingest
+    from collector.app import create_app
+    from collector.settings import Settings
+
+    monkeypatch.setattr(collector.ingest, "Measurement", LaxMeasurement)
+    monkeypatch.setattr(collector.ingest, "deeper_than", lambda value, limit=0: False)
+    honest, censor = ProbeKey.generate(), ProbeKey.generate()
+    now = int(utcnow().timestamp())
+    poisoned = [make_record(censor, started_at=str(now)), make_record(censor, started_at=now),
+                make_record(censor, evidence={"d": nested(260)})]
+    records = [make_record(honest), *poisoned, make_record(honest)]
+    data_dir = tmp_path / "data"
+    app = create_app(Settings(data_dir=data_dir, geoip_builtin=False))
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1") as client:
+        for key in (honest, censor):
+            registered = await client.post("/api/v1/probes", json={"public_key": key.public_b64})
+            assert registered.status_code == 201
+        response = await client.post("/api/v1/measurements", json=records)
+        assert [r["status"] for r in response.json()["results"]] == ["accepted"] * 5
+        routed = await client.get("/api/v1/export", params={"format": "ooni"})
+        assert routed.status_code == 200 and len(routed.text.splitlines()) == 5
+    stored = Collector(data_dir)
+    ooni_path, jsonl_path = tmp_path / "all.ooni.jsonl", tmp_path / "all.jsonl"
+    for fmt, path in (("ooni", ooni_path), ("jsonl", jsonl_path)):
+        made = stored.cli("export", "--format", fmt, "--out", str(path))
+        assert made.returncode == 0, made.stderr
+    ids = [json.loads(line)["test_keys"]["voipwatch_record"]["id"]
+           for line in ooni_path.read_text().splitlines()]
+    assert ids == [r["id"] for r in records]
+    for path in (ooni_path, jsonl_path):
+        verify = subprocess.run([*probe_command(), "verify-export", str(path)],
+                                capture_output=True, text=True, check=False, timeout=120)
+        output = verify.stdout + verify.stderr
+        assert verify.returncode == 3, output
+        assert "internal error" not in output
+        assert (f"started_at '{now}' in the record is not an RFC 3339 time with a time zone"
+                in output)
+        assert f"started_at {now} in the record is not an RFC 3339 time" in output
+        assert poisoned[2]["id"] not in output  # the deep one verifies
+    clean = tmp_path / "honest.jsonl"
+    made = stored.cli("export", "--format", "ooni", "--out", str(clean), "--key-id",
+                      honest.key_id)
+    assert made.returncode == 0, made.stderr
+    verify = subprocess.run([*probe_command(), "verify-export", str(clean)],
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert verify.returncode == 0 and "2 records, all signatures valid" in verify.stdout

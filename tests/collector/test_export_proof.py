@@ -159,3 +159,35 @@ def test_an_ooni_format_export_verifies_complete(stocked: tuple[Collector, str],
     result = verify_export(str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("8 records, all signatures valid\ncomplete: exactly")
+
+
+def test_an_export_at_a_past_size_needs_a_kept_head(tmp_path: Path) -> None:
+    """An export proves itself against a signed head the collector kept: the
+    current size's (kept once per size, as /api/v1/log/head keeps it), or a past
+    one from /api/v1/log/heads. No client makes it sign and keep a head for
+    each past size it names."""
+    with Collector(tmp_path / "c", None, []) as running, running.client() as http:
+        key = ProbeKey.generate()
+        register(http, key)
+        for _ in range(3):  # three sizes: 2, 4, 6
+            http.post("/api/v1/measurements", json=[make_record(key, "svc") for _ in range(2)])
+        export = http.get("/api/v1/export", params={"service": "svc"})
+        size = int(export.headers["X-Voipwatch-Tree-Size"])
+        assert size == 6
+        (tmp_path / "x.jsonl").write_text(export.text)
+        http.post("/api/v1/measurements", json=[make_record(key, "svc")])  # the log grows
+        proof = http.get("/api/v1/export/proof", params={"service": "svc", "tree_size": size})
+        assert proof.status_code == 200, proof.text
+        (tmp_path / "x.jsonl.proof").write_bytes(proof.content)
+        kept = [h["tree_size"] for h in http.get("/api/v1/log/heads").json()["items"]]
+        for past in (1, 2, 3, 5):
+            refused = http.get("/api/v1/export/proof", params={"tree_size": past})
+            assert (refused.status_code, refused.json()["error"]) == (400, "bad_range")
+            assert "/api/v1/log/heads" in refused.json()["detail"]
+            assert http.get("/api/v1/export", params={"tree_size": past}).status_code == 400
+        assert [h["tree_size"] for h in http.get("/api/v1/log/heads").json()["items"]] == kept
+        assert http.get("/api/v1/export/proof", params={"tree_size": size}).status_code == 200
+        assert http.get("/api/v1/log/heads", params={"after": 10**30}).status_code == 422
+    result = verify_export(str(tmp_path / "x.jsonl"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 records" in result.stdout

@@ -12,7 +12,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probe.core.record import rfc3339, utcnow
+from probe.core.record import MAX_DEPTH, rfc3339, utcnow
 from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record, register, unique_service
 from tests.collector.harness import Collector
@@ -126,6 +126,59 @@ def test_schema_and_time_bounds(http: httpx.Client) -> None:
     assert rejected(http, naive) == ("rejected", "schema")
     result = submit(http, [make_record(key, service, verdict="maybe")])[0]
     assert "verdict" in result["detail"]
+
+
+def nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_forms_later_readers_misread_are_refused(http: httpx.Client) -> None:
+    """One such record emptied the OONI export and broke verify-export of every
+    export holding it: pydantic's lax mode read a Unix time as started_at, and
+    orjson writes no more than 255 levels of nesting."""
+    key, service = ProbeKey.generate(), unique_service()
+    register(http, key)
+    now = utcnow()
+    refused: dict[str, list[Any]] = {
+        "started_at": [str(int(now.timestamp())), int(now.timestamp()),
+                       f"{int(now.timestamp())}.5", rfc3339(now).replace("Z", "z"),
+                       rfc3339(now).replace("T", " "), rfc3339(now).replace("Z", "+0000")],
+        "runtime_ms": ["12", True],
+        "network.asn": [{"link_type": "cellular", "asn": "36884"},
+                        {"link_type": "cellular", "asn": True}],
+        "endpoint.port": [{"check": "tcp", "host": "203.0.113.7", "port": "443",
+                           "transport": "tcp", "role": "call"}],
+    }
+    records = []
+    for where, values in refused.items():
+        for value in values:
+            records.append((where, make_record(key, service, **{where.split(".")[0]: value})))
+    results = submit(http, [record for _, record in records])
+    for (where, record), result in zip(records, results, strict=True):
+        assert (result["id"], result["status"], result["reason"]) == (
+            record["id"], "rejected", "schema"), (where, result)
+        assert result["detail"].startswith(f"{where}: "), result["detail"]
+        if where == "started_at":
+            assert "RFC 3339 time with a time zone" in result["detail"]
+    unix = results[0]["detail"]
+    assert "a Unix time is not accepted" in unix and "2016-01-07T09:30:00.000Z" in unix
+    assert "not a number" in results[1]["detail"]
+    for levels in (260, MAX_DEPTH - 1):  # beyond orjson's limit; just beyond ours
+        (result,) = submit(http, [make_record(key, service, evidence={"d": nested(levels)})])
+        assert (result["status"], result["reason"]) == ("rejected", "schema")
+        assert result["detail"] == (f"the record nests objects and arrays more than "
+                                    f"{MAX_DEPTH} levels deep")
+    assert stored(http, service=service) == []
+    # what probes write is accepted: an offset, any fraction, nesting up to the limit
+    fine = [make_record(key, service, started_at=rfc3339(now).replace("Z", "+00:00")),
+            make_record(key, service, started_at=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+            make_record(key, service, evidence={"d": nested(MAX_DEPTH - 2)})]
+    assert [r["status"] for r in submit(http, fine)] == ["accepted"] * 3
+    export = http.get("/api/v1/export", params={"format": "ooni", "service": service})
+    assert export.status_code == 200 and len(export.text.splitlines()) == 3
 
 
 def test_revoked_key(http: httpx.Client, collector: Collector) -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,14 @@ import pytest
 
 from probe.core.auth import sign_request
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import UploadSigner, make_record, register, unique_service
+from tests.collector.conftest import (
+    BACKENDS,
+    UploadSigner,
+    database_url,
+    make_record,
+    register,
+    unique_service,
+)
 from tests.collector.harness import Collector
 
 INGEST = "/api/v1/measurements"
@@ -92,6 +100,79 @@ def test_per_key_quota(tmp_path: Path) -> None:
         over = http.post(INGEST, json=[make_record(key) for _ in range(2)])
         assert (over.status_code, over.json()["error"]) == (429, "quota_exceeded")
         assert int(over.headers["Retry-After"]) >= 1
+
+
+def test_quota_binds_a_key_s_records_sent_unsigned(tmp_path: Path) -> None:
+    """Anyone may send a key's signed records without signing the request: the
+    records still count against that key's quota, and a batch that would take
+    it over is refused whole."""
+    with start(tmp_path, ingest_quota_per_day="5") as collector, collector.client() as http:
+        key = ProbeKey.generate()
+        register(http, key)
+        signed_batch = http.post(INGEST, json=[make_record(key) for _ in range(4)],
+                                 auth=UploadSigner(key))
+        assert {r["status"] for r in signed_batch.json()["results"]} == {"accepted"}
+        over = http.post(INGEST, json=[make_record(key) for _ in range(2)])  # unsigned
+        assert (over.status_code, over.json()["error"]) == (429, "quota_exceeded")
+        assert key.key_id in over.json()["detail"]
+        assert int(over.headers["Retry-After"]) >= 1
+        last = http.post(INGEST, json=[make_record(key)])
+        assert last.json()["results"][0]["status"] == "accepted"
+        stored = http.get(INGEST, params={"limit": 100}).json()["items"]
+    assert len(stored) == 5  # the refused batch wrote nothing
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_uploads_cannot_pass_the_quota_together(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Each batch fits the key's room when it arrives; together they do not.
+    The count made in the storing transaction lets exactly as many through as fit."""
+    env = {**os.environ, "VOIPWATCH_COLLECTOR_INGEST_QUOTA_PER_DAY": "100"}
+    with Collector(tmp_path / "c", database_url(backend, request), ["--workers", "2"],
+                   env=env) as collector, collector.client() as http:
+        key = ProbeKey.generate()
+        register(http, key)
+        batches = [json.dumps([make_record(key) for _ in range(30)]).encode()
+                   for _ in range(8)]
+
+        def upload(body: bytes) -> httpx.Response:
+            return httpx.post(collector.url + INGEST, content=body,
+                              headers=signed(key, INGEST, body), timeout=60)
+
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(upload, batches))
+        stored = http.get(INGEST, params={"limit": 1000}).json()["items"]
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 3 + [429] * 5, statuses
+    assert {r.json()["error"] for r in responses if r.status_code == 429} == {
+        "quota_exceeded"}
+    assert len(stored) == 90
+
+
+def test_a_resent_record_does_not_make_its_probe_look_alive(tmp_path: Path) -> None:
+    """A published record sent again by anyone is a duplicate: it must not move
+    its probe's last upload (operators spot silent probes by it)."""
+    with start(tmp_path) as collector, collector.client() as http:
+        key = ProbeKey.generate()
+        register(http, key)
+        record = make_record(key)
+        assert http.post(INGEST, json=[record], auth=UploadSigner(key)
+                         ).json()["results"][0]["status"] == "accepted"
+        database = collector.data_dir / "collector.sqlite3"
+
+        def last_seen() -> str:
+            with sqlite3.connect(database) as conn:
+                return str(conn.execute("SELECT last_seen_at FROM probes WHERE key_id = ?",
+                                        (key.key_id,)).fetchone()[0])
+
+        seen = last_seen()
+        time.sleep(1.1)
+        again = http.post(INGEST, json=[record])  # anonymous, unsigned
+        assert again.json()["results"][0]["status"] == "duplicate"
+        assert last_seen() == seen
+        assert http.post(INGEST, json=[make_record(key)], auth=UploadSigner(key)
+                         ).json()["results"][0]["status"] == "accepted"
+        assert last_seen() > seen
 
 
 def test_rejections_are_counted_without_the_write_lock(tmp_path: Path) -> None:

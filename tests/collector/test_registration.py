@@ -66,3 +66,24 @@ def test_one_key_registered_at_once_is_answered_once(
                 statuses = list(pool.map(register, range(8)))
             assert sorted(statuses) == [200] * 7 + [201], statuses
             key = ProbeKey.generate()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_registrations_cannot_pass_the_limit_together(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """New keys from one address at once, on two workers: each worker's first
+    filter and the shared count read before the key is made let them all
+    through; the count made in the transaction that creates a key stops them
+    at the limit."""
+    env = {**os.environ, "VOIPWATCH_COLLECTOR_REGISTER_RATE_PER_HOUR": "5"}
+    with Collector(tmp_path / "c", database_url(backend, request), ["--workers", "2"],
+                   env=env) as collector:
+        def register(_: int) -> httpx.Response:
+            return httpx.post(collector.url + PATH,
+                              json={"public_key": ProbeKey.generate().public_b64}, timeout=30)
+
+        with ThreadPoolExecutor(16) as pool:
+            responses = list(pool.map(register, range(16)))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201] * 5 + [429] * 11, statuses
+    assert {r.json()["error"] for r in responses if r.status_code == 429} == {"rate_limited"}

@@ -1,0 +1,211 @@
+"""The gate against slow and greedy clients (collector/gate.py), on a real
+collector on loopback: a request body that stops coming, or trickles in, is
+answered 408 `body_timeout` and its connection closed within the deadline
+(uvicorn itself would wait forever), a slow but steady body still goes in,
+exports streamed at once are capped per process and per address, and so are
+connections (uvicorn's limit_concurrency: one that never sends a request is
+otherwise held forever)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from probe.core.auth import sign_request
+from probe.core.signing import ProbeKey
+from tests.collector.conftest import make_record, register, unique_service
+from tests.collector.harness import Collector
+
+INGEST = "/api/v1/measurements"
+IDLE = 1.0  # body_timeout_seconds in these tests
+RATE = 2000  # body_min_bytes_per_second
+CONNECTIONS = 8  # max_connections
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    env = dict(os.environ, VOIPWATCH_COLLECTOR_BODY_TIMEOUT_SECONDS=str(IDLE),
+               VOIPWATCH_COLLECTOR_BODY_MIN_BYTES_PER_SECOND=str(RATE),
+               VOIPWATCH_COLLECTOR_EXPORT_CONCURRENCY="1",
+               VOIPWATCH_COLLECTOR_EXPORT_CONCURRENCY_PER_CLIENT="1",
+               VOIPWATCH_COLLECTOR_MAX_CONNECTIONS=str(CONNECTIONS))
+    with Collector(tmp_path_factory.mktemp("gate"), env=env) as running:
+        yield running
+
+
+def _connect(collector: Collector, source: str = "127.0.0.1") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", collector.port), timeout=30,
+                                    source_address=(source, 0))
+    return sock
+
+
+def _head(path: str, length: int, extra: dict[str, str] | None = None,
+          method: str = "POST") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: collector", f"Content-Length: {length}",
+             "Content-Type: application/x-www-form-urlencoded"
+             if path == "/login" else "Content-Type: application/json"]
+    lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool]:
+    """Status, headers, body of the response, and whether the server then closed."""
+    sock.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = sock.recv(65536)
+        assert part, f"closed without an answer: {data!r}"
+        data += part
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":")
+                                                             for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", "0")):
+        part = sock.recv(65536)
+        assert part
+        body += part
+    closed = False
+    with contextlib.suppress(TimeoutError):
+        closed = sock.recv(1) == b""
+    return int(lines[0].split()[1]), headers, body, closed
+
+
+@pytest.mark.parametrize("path", ["/login", INGEST])
+def test_a_stalled_unsigned_body_is_answered_408_within_the_deadline(
+        collector: Collector, path: str) -> None:
+    """The audit's slow body: headers and all but the last byte, then nothing
+    (`/login` reads a form, unsigned ingest a JSON array: both in the route)."""
+    body = b"[" + b" " * 10_000 + b"]"
+    socks = []
+    start = time.monotonic()
+    for _ in range(5):
+        sock = _connect(collector)
+        sock.sendall(_head(path, len(body)) + body[:-1])
+        socks.append(sock)
+    for sock in socks:
+        status, headers, answer, closed = _answer(sock)
+        assert (status, json.loads(answer)["error"]) == (408, "body_timeout"), answer
+        assert headers["connection"] == "close" and closed
+        sock.close()
+    assert time.monotonic() - start < IDLE + 3
+    assert httpx.get(collector.url + "/healthz", timeout=10).status_code == 200
+
+
+def test_a_stalled_signed_upload_is_answered_408(collector: Collector) -> None:
+    key = ProbeKey.generate()
+    with collector.client() as client:
+        register(client, key)
+    body = json.dumps([make_record(key, unique_service()) for _ in range(20)]).encode()
+    sock = _connect(collector)
+    start = time.monotonic()
+    sock.sendall(_head(INGEST, len(body), sign_request(key, "POST", INGEST, body))
+                 + body[:-1])
+    status, _, answer, closed = _answer(sock)
+    assert (status, json.loads(answer)["error"], closed) == (408, "body_timeout", True)
+    assert IDLE - 0.2 < time.monotonic() - start < IDLE + 3
+    sock.close()
+
+
+def test_a_trickled_body_is_cut_off_by_the_minimum_rate(collector: Collector) -> None:
+    """A byte every 0.3 s never waits `IDLE` for the next one, but averages
+    far under `RATE`: answered once its first `IDLE` seconds have passed."""
+    body = b"[" + b" " * 4000 + b"]"
+    sock = _connect(collector)
+    sock.sendall(_head(INGEST, len(body)))
+    start = time.monotonic()
+    sock.settimeout(0.3)
+    answer = b""
+    for byte in body:
+        try:
+            answer = sock.recv(65536)
+            break
+        except TimeoutError:
+            sock.send(bytes([byte]))
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert time.monotonic() - start < IDLE + 2
+    sock.close()
+
+
+def test_a_slow_but_steady_body_goes_in(collector: Collector) -> None:
+    """Well above the minimum rate, in pieces spread over several times the
+    idle deadline: a slow link is not cut off (a signed upload, as a probe's)."""
+    key = ProbeKey.generate()
+    with collector.client() as client:
+        register(client, key)
+    records = [make_record(key, unique_service()) for _ in range(40)]
+    body = json.dumps(records).encode()
+    pieces = 12
+    step = -(-len(body) // pieces)
+    assert len(body) / (pieces * 0.3) > 2 * RATE  # the rate it goes at, well above
+    sock = _connect(collector)
+    sock.sendall(_head(INGEST, len(body), sign_request(key, "POST", INGEST, body)))
+    for start in range(0, len(body), step):
+        time.sleep(0.3)  # 3.6 s in all, over three times IDLE
+        sock.sendall(body[start:start + step])
+    status, _, answer, _ = _answer(sock)
+    assert status == 200, answer
+    assert {r["status"] for r in json.loads(answer)["results"]} == {"accepted"}
+    sock.close()
+
+
+def test_exports_at_once_are_capped(collector: Collector, tmp_path: Path) -> None:
+    """One export at once per process and per address here: a client that
+    does not read its export holds its place; another address gets 503, the
+    same address 429, and the place is free again once the first goes away."""
+    key = ProbeKey.generate()
+    with collector.client() as client:
+        register(client, key)
+        service = unique_service()
+        fat = {"blob": ["y" * 100] * 500}  # about 52 kB a record
+        for _ in range(3):  # 9 MB of export: more than the sockets' buffers hold
+            records = [make_record(key, service, evidence=fat) for _ in range(60)]
+            body = json.dumps(records).encode()
+            response = client.post(INGEST, content=body, headers={
+                "Content-Type": "application/json",
+                **sign_request(key, "POST", INGEST, body)}, timeout=60)
+            assert {r["status"] for r in response.json()["results"]} == {"accepted"}
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", collector.port))
+    reader.sendall(f"GET /api/v1/export?service={service} HTTP/1.1\r\nHost: c\r\n\r\n".encode())
+    reader.settimeout(10)
+    assert reader.recv(12).startswith(b"HTTP/1.1 200")  # streaming, and not read further
+    url = f"{collector.url}/api/v1/export?service={service}"
+    same = httpx.get(url, timeout=10)
+    assert (same.status_code, same.json()["error"]) == (429, "rate_limited")
+    assert "retry-after" in same.headers
+    other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10)
+    busy = other.get(url)
+    assert (busy.status_code, busy.json()["error"]) == (503, "exports_busy")
+    assert "retry-after" in busy.headers
+    assert httpx.get(collector.url + "/api/v1/measurements?limit=1", timeout=10
+                     ).status_code == 200  # the rest of the API is not held up
+    reader.close()
+    deadline = time.monotonic() + 10
+    while (done := other.get(url)).status_code != 200:
+        assert time.monotonic() < deadline, done.text
+        time.sleep(0.2)
+    assert len(done.text.splitlines()) == 180
+    other.close()
+
+
+def test_connections_are_capped(collector: Collector) -> None:
+    idle = [_connect(collector) for _ in range(CONNECTIONS)]  # never send a byte
+    try:
+        time.sleep(0.3)
+        assert httpx.get(collector.url + "/healthz", timeout=10).status_code == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while httpx.get(collector.url + "/healthz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
