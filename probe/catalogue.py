@@ -42,7 +42,7 @@ def _check_host(value: str) -> str:
     raise ValueError("must be a host name or an IP literal")
 
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]  # YAML `true` is no port
 
 # Length limits on every field: they bound what a catalogue entry makes the
 # probe, or the collector's test helper, send (a 32 KB SIP URI once made 64 KB

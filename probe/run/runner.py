@@ -3,7 +3,10 @@ and spooled.
 
 Checks run concurrently under a bound; bandwidth-heavy checks (`throttle`) run
 alone afterwards so that one measurement never disturbs another. Each record
-is in the spool (fsync'd) before it is reported anywhere else.
+is in the spool (fsync'd) before it is reported anywhere else. When the spool
+cannot take a record (disk full, a file made read-only, a damaged page), the
+pass stops there (`SpoolFailed`): what it spooled stays, the records it could
+not are saved beside the spool for the next pass to take back.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from probe.run.network import (
     watch_for,
 )
 from probe.run.pathfinder import locate_block
-from probe.store.spool import Spool
+from probe.store.spool import Spool, SpoolError
 from probe.verdict.classify import RESOLVER_HEALTH, Classification, Situation, classify
 from probe.verdict.methods import suspected
 
@@ -80,6 +83,15 @@ Progress = Callable[[Task, dict[str, Any]], None]
 
 def tasks_of(catalogue: Catalogue) -> list[Task]:
     return [Task(s.id, e) for s in catalogue.services for e in s.endpoints]
+
+
+class SpoolFailed(UserError):
+    """The spool failed during the pass, which stopped there; `records`: the
+    pass's records the spool holds. The message says what became of the others."""
+
+    def __init__(self, message: str, records: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.records = records
 
 
 LAB_CLOCK = "VOIPWATCH_LAB_CLOCK"
@@ -147,10 +159,19 @@ async def run_pass(options: RunOptions, key: ProbeKey, spool: Spool,
     # the longest checks (whole calls) take their slots first: the pass ends sooner
     order = sorted(range(len(regular)), key=lambda i: regular[i].endpoint.check not in LONG)
     try:
-        finished = await asyncio.gather(*(one(regular[i]) for i in order))
+        running = [asyncio.ensure_future(one(regular[i])) for i in order]
+        try:
+            finished = await asyncio.gather(*running)
+        except Exception:  # the spool failed (or a bug): nothing goes on measuring
+            for future in running:
+                future.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         records = [record for _, record in sorted(zip(order, finished, strict=True))]
         for task in exclusive:  # one at a time, after everything else
             records.append(await shared.finish(await shared.observe(task)))
+    except SpoolError as exc:
+        raise shared.stopped(exc, len(tasks)) from exc
     finally:
         await lookup.close()
         connectivity.close()
@@ -193,6 +214,29 @@ class RunState:
     clock_offset: timedelta | None = None  # lab replays only, see lab_clock_offset
     attributor: Attributor | None = None
     relearning: asyncio.Lock = field(default_factory=asyncio.Lock)
+    kept: list[dict[str, Any]] = field(default_factory=list)  # spooled, in this order
+    unsaved: list[dict[str, Any]] = field(default_factory=list)  # signed, the spool failed
+
+    def stopped(self, error: SpoolError, total: int) -> SpoolFailed:
+        """The pass stops on the spool's `error`: the records it could not take are
+        saved beside it (else in the temporary directory), and the one sentence
+        says where each of the pass's `total` measurements is."""
+        said = f"{error}; the pass stopped: {len(self.kept)} of its {total} measurements " \
+               "are in the spool"
+        if self.unsaved:
+            count = len(self.unsaved)
+            saved = self.spool.save_unsaved(self.unsaved)
+            if saved is None:
+                said += f", {count} could not be kept"
+            elif saved.parent == self.spool.path.parent:
+                said += f", {count} more in {saved} (the next run or upload spools them)"
+            else:
+                said += f", {count} more in {saved} (move it beside the spool: the next run " \
+                        "or upload spools them)"
+        missing = total - len(self.kept) - len(self.unsaved)
+        if missing:
+            said += f", {missing} were not made"
+        return SpoolFailed(said, list(self.kept))
 
     def context(self, module: Any) -> Context:
         timeout = self.options.timeout or module.DEFAULT_TIMEOUT
@@ -296,7 +340,12 @@ class RunState:
         record = self.record(observed, result, confirmation, _control_evidence(
             control, control_observation, self.lookup.error), beyond, located)
         signed = self.key.sign(record.to_json_dict())
-        self.spool.add(signed)
+        try:
+            self.spool.add(signed)
+        except SpoolError:
+            self.unsaved.append(signed)  # `stopped` saves it elsewhere
+            raise
+        self.kept.append(signed)
         if self.on_record:
             self.on_record(task, signed)
         return signed
@@ -420,4 +469,4 @@ def _control_evidence(state: ControlState, observation: Observation | None,
     return out
 
 
-__all__ = ["Blocking", "RunOptions", "Task", "run_pass", "tasks_of"]
+__all__ = ["Blocking", "RunOptions", "SpoolFailed", "Task", "run_pass", "tasks_of"]

@@ -6,6 +6,9 @@ with different homes never share anything.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import os
 import tomllib
 from dataclasses import dataclass
@@ -75,13 +78,30 @@ def load_config() -> ProbeConfig:
         if not isinstance(value, str):
             raise UserError(f"{path}: {key} must be a string")
     config = ProbeConfig(**{k: v for k, v in data.items() if k != "key_file"})
+    if config.collector_key is not None and pinned_key(config.collector_key) is None:
+        # a key that decodes to nothing would leave receipts checked against
+        # whatever key the collector presents: refuse it before anything runs
+        raise UserError(f"{path}: collector_key is not a base64 Ed25519 public key (correct "
+                        "it, or delete the line and run `voipwatch-probe register` again to "
+                        "pin the collector's key)")
     if "key_file" in data:
         config.key_file = Path(data["key_file"]).expanduser()
     return config
 
 
+def pinned_key(text: str) -> bytes | None:
+    """The raw 32 bytes of a collector key as probe.toml pins it (strict
+    base64), or None when `text` is not one."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 else None
+
+
 def save_config(config: ProbeConfig) -> Path:
-    """Write the config atomically (small TOML subset: string values only)."""
+    """Write the config atomically (small TOML subset: string values only);
+    UserError when it cannot be written (the previous config stays as it was)."""
     path = ensure_home() / "probe.toml"
     lines = []
     for key in CONFIG_KEYS:
@@ -90,14 +110,31 @@ def save_config(config: ProbeConfig) -> Path:
             escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
             lines.append(f'{key} = "{escaped}"')
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"cannot write the probe config {path}: {exc.strerror or exc}"
+                        ) from exc
     return path
 
 
 def key_path(config: ProbeConfig | None = None) -> Path:
     config = config or load_config()
     return config.key_file or home() / "probe.key"
+
+
+def check_key_file(config: ProbeConfig) -> None:
+    """A key file that probe.toml names must exist: only the default one
+    (probe.key in the state directory) is created on first use. A missing
+    configured one is an unmounted disk or a typo, and a new key there would be
+    a new, unregistered identity; `keygen` creates it on purpose."""
+    if config.key_file is not None and not config.key_file.exists():
+        raise UserError(f"{config.path}: key_file {config.key_file} does not exist (create it "
+                        "with `voipwatch-probe keygen`, or delete the line to use the default "
+                        "key)")
 
 
 def spool_path() -> Path:

@@ -17,14 +17,25 @@ PROG = "voipwatch-probe"
 LINK_TYPES = ("auto", "cellular", "wifi", "ethernet", "adsl")
 
 
-def _positive(kind: type) -> Any:
+# the largest --timeout (a day): the socket layer refuses some 1e10 s, and a check
+# that may wait longer than this never ends in practice
+MAX_TIMEOUT = 86_400.0
+MAX_BUDGET_MB = 1e9  # a petabyte: beyond, `int(MB * 1e6)` is no longer a byte count
+
+
+def _positive(kind: type, maximum: float | None = None) -> Any:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf, 1e400
+            raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, "
+                                             f"not {text}")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, not {text}")
         return value
     return parse
 
@@ -68,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-upload", action="store_true", help="keep the records in the spool")
     run.add_argument("--json", action="store_true",
                      help="print the signed records (JSON lines) on stdout instead of the table")
-    run.add_argument("--budget-mb", type=_positive(float), metavar="N",
+    run.add_argument("--budget-mb", type=_positive(float, MAX_BUDGET_MB), metavar="N",
                      help="stop measuring once this many megabytes were sent and received")
-    run.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+    run.add_argument("--timeout", type=_positive(float, MAX_TIMEOUT), metavar="SECONDS",
                      help="per-check timeout (default: each check's own)")
     run.add_argument("--concurrency", type=_positive(int), default=16, metavar="N",
                      help="checks running at once (default: 16)")
@@ -104,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "records and only grew since the last audit")
     audit.add_argument("--collector", metavar="URL",
                        help="collector (default: the one saved by `register`)")
-    audit.add_argument("--timeout", type=_positive(float), default=30.0, metavar="SECONDS",
+    audit.add_argument("--timeout", type=_positive(float, MAX_TIMEOUT), default=30.0,
+                       metavar="SECONDS",
                        help="per request (default: 30)")
     _insecure(audit)
 
@@ -129,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the last pass, the spool, the collector "
                             "and the schedule")
     status.add_argument("--offline", action="store_true", help="do not ask the collector")
-    status.add_argument("--timeout", type=_positive(float), default=3.0, metavar="SECONDS",
+    status.add_argument("--timeout", type=_positive(float, MAX_TIMEOUT), default=3.0,
+                        metavar="SECONDS",
                         help="how long to wait for the collector (default: 3)")
 
     services = sub.add_parser("services", help="list the catalogue's services and their "
@@ -201,23 +214,32 @@ def parse_resolver(text: str | None) -> tuple[str, int] | None:
 
 
 def append_lines(target: Path, lines: list[str]) -> None:
-    """Append whole lines, or nothing: a failed write is cut back to where it began."""
+    """Append whole lines, or nothing: a failed write to a file is cut back to where
+    it began (a device or a pipe, e.g. /dev/full or a FIFO, cannot be cut back)."""
+    import contextlib
     import os
+    import stat
 
     data = "".join(line + "\n" for line in lines).encode()
     try:
         fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise UserError(f"cannot write --output {target}: {exc.strerror}") from exc
+    start = None  # where a regular file ended: cut back there on a failure
     try:
-        start = os.lseek(fd, 0, os.SEEK_END)
-        try:
-            os.write(fd, data)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            start = os.lseek(fd, 0, os.SEEK_END)
+        view = memoryview(data)
+        while view:  # a full disk first writes what fits, then fails
+            view = view[os.write(fd, view):]
+        if start is not None:  # a device or a pipe cannot be fsync'd, and need not be
             os.fsync(fd)
-        except OSError as exc:
-            os.ftruncate(fd, start)
-            raise UserError(f"cannot write --output {target}: {exc.strerror} (the records "
-                            "are in the spool)") from exc
+    except OSError as exc:
+        if start is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+        raise UserError(f"cannot write --output {target}: {exc.strerror or exc} (the "
+                        "records are in the spool)") from exc
     finally:
         os.close(fd)
 
@@ -239,10 +261,11 @@ def parse_fail_on(text: str | None) -> frozenset[str]:
 
 def load_or_create_key(config: Any, *, create: bool) -> Any:
     from probe.core.signing import ProbeKey, load_key, write_key
-    from probe.store.state import ensure_home, key_path
+    from probe.store.state import check_key_file, ensure_home, key_path
 
     path = key_path(config)
     if not path.exists() and create:
+        check_key_file(config)  # only the default key is made on first use
         ensure_home()
         write_key(ProbeKey.generate(), path)
         print(f"{PROG}: created a new probe key at {path}", file=sys.stderr)
@@ -273,7 +296,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         f"{', '.join(LINK_TYPES)}")
     key = load_or_create_key(config, create=True)
 
-    from probe.run.runner import RunOptions, run_pass
+    from probe.run.runner import RunOptions, SpoolFailed, run_pass, tasks_of
     from probe.store.spool import Spool
     from probe.store.state import spool_path
 
@@ -302,9 +325,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     limit_arenas()  # before the pass starts its threads
     started = time.time()
-    with Spool(spool_path()) as spool, RunProgress(catalogue) as progress:
-        records = asyncio.run(run_pass(options, key, spool, on_record=progress.record,
-                                       on_start=progress.started))
+    with Spool(spool_path()) as spool:
+        # a spool that cannot take the pass's records is refused before measuring
+        spool.check_writable(len(tasks_of(catalogue)))
+        _took_back(spool)
+        with RunProgress(catalogue) as progress:
+            try:
+                records = asyncio.run(run_pass(options, key, spool, on_record=progress.record,
+                                               on_start=progress.started))
+            except SpoolFailed as exc:  # the spool failed mid-pass: no output, no upload
+                save_last_pass(exc.records, started, link_choice)
+                raise
     # the link the pass said it measured (its records' signed network.link_type)
     measured = records[0]["network"]["link_type"] if records else link_choice
     save_last_pass(records, started, str(measured))
@@ -314,15 +345,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     to_stdout = args.json or output == Path("-")
     if output is not None and output != Path("-"):
         append_lines(output, lines)
-    if to_stdout:
-        sys.stdout.write("".join(line + "\n" for line in lines))
-    else:
-        from rich.console import Console
+    try:
+        if to_stdout:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+        else:
+            from rich.console import Console
 
-        from probe.ui.report import render
+            from probe.ui.report import render
 
-        # a pipe or a log file gets a wide table rather than rich's 80 columns
-        render(records, Console() if sys.stdout.isatty() else Console(width=150))
+            class Table(Console):
+                def on_broken_pipe(self) -> None:  # rich's own would exit at once, with 1
+                    raise BrokenPipeError
+
+            # a pipe or a log file gets a wide table rather than rich's 80 columns
+            render(records, Table() if sys.stdout.isatty() else Table(width=150))
+    except BrokenPipeError:
+        _stdout_closed()
     from collections import Counter
 
     found = Counter(str(r["verdict"]) for r in records if r["verdict"] in fail_on)
@@ -339,6 +378,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise FindingsFound("the pass completed and found " + ", ".join(
             f"{n} {verdict}" for verdict, n in sorted(found.items())) + " (--fail-on)")
     return 0
+
+
+def _took_back(spool: Any) -> None:
+    """Spool the records an earlier pass signed but could not spool (its spool
+    failed: probe.run.runner.SpoolFailed), and say so."""
+    taken = spool.take_back()
+    if taken:
+        print(f"{PROG}: {taken} records an earlier pass could not spool are in the spool "
+              "now", file=sys.stderr)
+
+
+def _stdout_closed() -> None:
+    """The reader of stdout went away (`run | head -1`): like any Unix tool, stop
+    writing there, quietly but for one line; the records are in the spool, and the
+    upload and the exit status go on as if it had read everything."""
+    import os
+
+    try:  # what is still buffered for stdout, and the exit's flush, go nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no stdout at all: nothing to redirect
+        pass
+    print(f"{PROG}: standard output was closed before the results were all written "
+          "(the records are in the spool)", file=sys.stderr)
 
 
 def _local_geoip(country: str | None, asn: str | None) -> Any:
@@ -399,8 +463,14 @@ def cmd_upload(args: argparse.Namespace) -> int:
     from probe.upload.uploader import upload_and_report
 
     require_secure(collector, args.insecure or config.insecure == "true")
+    key = load_or_create_key(config, create=False)
+    from probe.store.spool import Spool
+    from probe.store.state import spool_path
 
-    upload_and_report(collector, load_or_create_key(config, create=False), strict=True)
+    if spool_path().exists():
+        with Spool(spool_path()) as spool:
+            _took_back(spool)
+    upload_and_report(collector, key, strict=True)
     return 0
 
 

@@ -82,10 +82,11 @@ def main(args: argparse.Namespace) -> int:
                        "day), daily (one full pass a day) or off", "hourly",
                        tuple(SCHEDULES))
 
-    from probe.store.state import require_secure, save_config
+    from probe.store.state import check_key_file, require_secure, save_config
 
     insecure = getattr(args, "insecure", False)
     require_secure(collector, insecure or config.insecure == "true")
+    check_key_file(config)  # before anything is written
     if insecure:
         config.insecure = "true"
     if link_type is not None:
@@ -113,10 +114,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _key(config: ProbeConfig) -> ProbeKey:
-    """This probe's key, created on first use."""
+    """This probe's key, created on first use (the default one only: a key_file
+    that probe.toml names must exist)."""
     from probe.core.signing import ProbeKey, load_key, write_key
-    from probe.store.state import ensure_home, key_path
+    from probe.store.state import check_key_file, ensure_home, key_path
 
+    check_key_file(config)
     path = key_path(config)
     if not path.exists():
         ensure_home()

@@ -87,6 +87,7 @@ def key_id(path: Path) -> str | None:
 
 def reach(url: str, timeout: float) -> str:
     """`reachable (...)` or `unreachable: why`, asking GET /healthz."""
+    import http.client
     import ssl
     import urllib.error
     import urllib.request
@@ -108,8 +109,10 @@ def reach(url: str, timeout: float) -> str:
         return f"unreachable: no answer in {timeout:g} s"
     except OSError as exc:
         return f"unreachable: {exc.strerror or exc}"
-    except ValueError:
+    except (ValueError, http.client.InvalidURL):
         return "not a valid URL"
+    except http.client.HTTPException:  # bytes that are not an HTTP answer, or cut short
+        return "unreachable (not an HTTP server)"
     millis = (time.monotonic() - started) * 1000
     return f"reachable (HTTP {status} in {millis:.0f} ms)"
 

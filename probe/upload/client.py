@@ -14,7 +14,7 @@ import http.client
 import json as jsonlib
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -48,11 +48,16 @@ class Timeout(HttpError):
     pass
 
 
+class NotHttp(ConnectError):
+    """The server answered with bytes that are not an HTTP response."""
+
+
 @dataclass
 class Response:
     status_code: int
     reason_phrase: str
     content: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
     @property
     def text(self) -> str:
@@ -111,7 +116,8 @@ class Client:
                     raise HttpError(f"an answer larger than {MAX_BODY} bytes")
                 if answer.will_close:
                     self._drop(scheme, host, port)
-                return Response(answer.status, answer.reason, content)
+                return Response(answer.status, answer.reason, content,
+                                {k.lower(): v for k, v in answer.getheaders()})
             except (http.client.RemoteDisconnected, BrokenPipeError,
                     ConnectionResetError) as exc:
                 self._drop(scheme, host, port)
@@ -123,6 +129,10 @@ class Client:
             except ssl.SSLError as exc:
                 self._drop(scheme, host, port)
                 raise ConnectError(f"TLS: {exc.reason or exc}") from exc
+            except (http.client.BadStatusLine, http.client.LineTooLong,
+                    http.client.UnknownProtocol) as exc:  # not an HTTP server
+                self._drop(scheme, host, port)
+                raise NotHttp("not an HTTP answer") from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop(scheme, host, port)
                 raise ConnectError(str(exc) or type(exc).__name__) from exc

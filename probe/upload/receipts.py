@@ -50,7 +50,8 @@ def claims_of(record: dict[str, Any]) -> dict[str, Any]:
             "service": record.get("service"), "verdict": record.get("verdict"),
             "probe": {"key_id": (record.get("probe") or {}).get("key_id")},
             "endpoint": {"check": endpoint.get("check"), "role": endpoint.get("role")},
-            "network": {k: network.get(k) for k in ("link_type", "attribution", "cc", "asn")}}
+            "network": {k: network.get(k)
+                        for k in ("link_type", "upstream", "attribution", "cc", "asn")}}
 
 
 class ReceiptCheck:

@@ -34,7 +34,7 @@ from probe.core.errors import (
 )
 from probe.core.signing import ProbeKey, key_id_of
 from probe.store.spool import RETRYABLE, Spool, Spooled
-from probe.store.state import ProbeConfig, load_config, save_config, spool_path
+from probe.store.state import ProbeConfig, load_config, pinned_key, save_config, spool_path
 from probe.upload import client as httpc
 from probe.upload.receipts import ReceiptCheck, claims_of, fetch_collector_key
 
@@ -95,6 +95,8 @@ def _base(url: str) -> str:
 
 
 def _explain(exc: httpc.HttpError) -> str:
+    if isinstance(exc, httpc.NotHttp):
+        return "it answered with something that is not HTTP (is the URL right?)"
     if isinstance(exc, httpc.ConnectError):
         return "connection failed (is the collector running and the URL right?)"
     if isinstance(exc, httpc.Timeout):
@@ -138,10 +140,13 @@ def register(collector_url: str, key: ProbeKey, token: str | None, config: Probe
         if client is None:
             http.close()
     if response.status_code not in (200, 201):
-        # the collector's 4xx is about what we sent (a token, a key); a 5xx is its own
-        refused = UserError if 400 <= response.status_code < 500 else Unreachable
+        # the collector's 4xx is about what we sent (a token, a key); a 5xx is its
+        # own, and so is a 429 (too many registrations for now) or a 408
+        status = response.status_code
+        refused = UserError if 400 <= status < 500 and status not in RETRY_STATUS \
+            else Unreachable
         raise refused(f"the collector at {collector_url} refused the registration "
-                      f"(HTTP {response.status_code}): {_error_detail(response)}")
+                      f"(HTTP {status}): {_error_detail(response)}{_retry_after(response)}")
     try:
         key_id = response.json()["key_id"]
     except (ValueError, KeyError, TypeError) as exc:
@@ -157,6 +162,16 @@ def register(collector_url: str, key: ProbeKey, token: str | None, config: Probe
         spool.release("unknown_key")
     sys.stdout.write(f"{key_id}\n")
     _say(f"registered with {config.collector} (collector key {_key_id(pinned)[:16]}... pinned)")
+
+
+def _retry_after(response: httpc.Response) -> str:
+    """`; try again in N s` when the answer says when (RFC 9110 10.2.3), else nothing."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isascii() and value.isdigit() and len(value) <= 9:
+        return f"; try again in {int(value)} s"
+    if value and len(value) <= 64 and value.isprintable():
+        return f"; try again after {value}"
+    return "; try again later" if response.status_code in RETRY_STATUS else ""
 
 
 def _key_id(public_b64: str) -> str:
@@ -404,7 +419,9 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
     config = load_config()
     pinned = None
     if config.collector == _base(collector_url) and config.collector_key:
-        pinned = base64.b64decode(config.collector_key)
+        pinned = pinned_key(config.collector_key)  # load_config refused a malformed one
+        if pinned is None:
+            raise UserError(f"{config.path}: collector_key is not a base64 Ed25519 public key")
     own_client = client is None
     http = client or httpc.Client(timeout=TIMEOUT)
     with Spool(spool_path()) as spool, contextlib.closing(http) if own_client else \

@@ -24,15 +24,19 @@ def _record_and_key(obj: Any) -> tuple[dict[str, Any], str]:
     keys = obj.get("test_keys")
     if isinstance(keys, dict) and isinstance(keys.get("voipwatch_record"), dict):
         record = {**keys["voipwatch_record"], "evidence": keys.get("evidence")}
-        key = (record.get("probe") or {}).get("public_key") or \
-            (keys.get("voipwatch_collector") or {}).get("public_key")
+        key = _field(record.get("probe"), "public_key") or \
+            _field(keys.get("voipwatch_collector"), "public_key")
     elif isinstance(obj.get("measurement"), dict):
         record, key = obj["measurement"], obj.get("public_key")
     else:
-        record, key = obj, (obj.get("probe") or {}).get("public_key")
+        record, key = obj, _field(obj.get("probe"), "public_key")
     if not isinstance(key, str):
         raise SignatureError("no_public_key", "no public key to verify with")
     return record, key
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else None
 
 
 def check_line(line: str) -> None:
@@ -40,6 +44,8 @@ def check_line(line: str) -> None:
         obj = json.loads(line)
     except ValueError as exc:
         raise SignatureError("not_json", str(exc)) from exc
+    except RecursionError as exc:  # [[[[... : no record is nested that deep
+        raise SignatureError("not_json", "nested too deeply") from exc
     record, key = _record_and_key(obj)
     verify_record(record, decode_public_key(key))
 

@@ -20,7 +20,7 @@ import binascii
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +51,43 @@ def records_of(path: Path) -> Iterator[tuple[int, dict[str, Any], str]]:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
     with handle:
-        first = handle.read(1)
-        handle.seek(0)
+        number = 0  # the line being read, for the message
+        reader: csv.DictReader[str] | None = None
         try:
+            first = handle.read(1)
+            handle.seek(0)
             if first == "{":  # our JSONL, or OONI's format (the record in test_keys)
                 for number, line in enumerate(handle, start=1):
                     if line.strip():
                         yield number, *_record_and_key(json.loads(line))
             else:
-                for number, row in enumerate(csv.DictReader(handle), start=2):
-                    yield number, json.loads(row["measurement"]), row["public_key"]
-        except (ValueError, KeyError, TypeError, SignatureError) as exc:
-            raise UserError(f"{path} is not a collector export in JSONL or CSV "
-                            f"({type(exc).__name__}: {exc})") from exc
+                reader = csv.DictReader(handle)
+                for row in reader:
+                    number = reader.line_num
+                    record, key = json.loads(row["measurement"]), row["public_key"]
+                    if not isinstance(record, dict) or not isinstance(key, str):
+                        raise ValueError("the measurement is not a JSON object with its "
+                                         "public_key")
+                    yield number, record, key
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path} is not UTF-8 text (a JSONL or CSV export is expected)"
+                            ) from exc
+        except (ValueError, KeyError, TypeError, SignatureError, RecursionError,
+                csv.Error) as exc:
+            number = reader.line_num if reader is not None else number
+            why = "nested too deeply" if isinstance(exc, RecursionError) else \
+                f"{type(exc).__name__}: {exc}"
+            where = f"{path}:{number}: not a line of" if number else f"{path} is not"
+            raise UserError(f"{where} a collector export in JSONL or CSV ({why[:200]})"
+                            ) from exc
+
+
+def _text_lines(handle: Iterable[str], path: Path) -> Iterator[str]:
+    """The lines of a text file; UserError when it is not UTF-8 text."""
+    try:
+        yield from handle
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (an export proof is expected)") from exc
 
 
 def _key(text: str | None, proof_key: str, pinned: str | None) -> tuple[bytes, str]:
@@ -101,23 +125,28 @@ def verify(path: Path, proof_path: Path, collector_key: str | None,
             head = header["tree_head"]
             chosen, how = _key(collector_key, header["collector"]["public_key"], pinned)
             leaf_filter = LeafFilter.from_json(header.get("filters") or {})
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, SignatureError) as exc:
             raise UserError(f"{proof_path} is not an export proof ({exc})") from exc
+        except RecursionError as exc:
+            raise UserError(f"{proof_path} is not an export proof (nested too deeply)"
+                            ) from exc
         try:
             verify_object(head, chosen, "tree head")
+            size, root = head_hashes(head)
         except SignatureError as exc:
             raise ExportInvalid(str(exc)) from exc
-        size, root = head_hashes(head)
+        except (ValueError, RecursionError) as exc:
+            raise ExportInvalid(f"{proof_path}:1: the tree head is malformed") from exc
         frontier = merkle.Frontier()
         expected: dict[str, dict[str, Any]] = {}
         order: list[str] = []
         redacted = 0
-        for number, line in enumerate(handle, start=2):
+        for number, line in enumerate(_text_lines(handle, proof_path), start=2):
             try:
                 entry = json.loads(line)
                 index, leaf = entry["index"], entry.get("leaf")
                 gone = bytes.fromhex(entry["redacted"]) if leaf is None else None
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 raise ExportInvalid(f"{proof_path}:{number}: not a leaf line") from exc
             if index != frontier.size:
                 raise ExportInvalid(f"{proof_path}:{number}: leaf {index} where "
@@ -126,7 +155,13 @@ def verify(path: Path, proof_path: Path, collector_key: str | None,
                 frontier.append(gone)
                 redacted += 1
                 continue
-            frontier.append(merkle.leaf_hash(leaf_bytes(leaf)))
+            if not isinstance(leaf, dict):
+                raise ExportInvalid(f"{proof_path}:{number}: the leaf is not a JSON object")
+            try:
+                frontier.append(merkle.leaf_hash(leaf_bytes(leaf)))
+            except (ValueError, TypeError, RecursionError) as exc:  # CanonicalizationError
+                raise ExportInvalid(f"{proof_path}:{number}: the leaf cannot be "
+                                    "canonicalised (RFC 8785)") from exc
             if leaf_filter.matches(leaf):
                 digest = str(leaf.get("record_sha256"))
                 expected[digest] = leaf

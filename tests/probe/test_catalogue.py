@@ -36,6 +36,10 @@ def test_valid_catalogue_parses_with_defaults() -> None:
 @pytest.mark.parametrize("text,expected", [
     (GOOD.replace("port: 3478", "port: 70000"),
      "x.yaml:11: services[0] (whatsapp) endpoints[1] (stun 192.0.2.1) port: "),
+    (GOOD.replace("port: 3478", "port: true"),  # YAML's true is no port 1
+     "x.yaml:11: services[0] (whatsapp) endpoints[1] (stun 192.0.2.1) port: "),
+    (GOOD.replace("port: 3478", "port: '3478'"),
+     "x.yaml:11: services[0] (whatsapp) endpoints[1] (stun 192.0.2.1) port: "),
     (GOOD.replace("check: stun", "check: ping"),
      "x.yaml:9: services[0] (whatsapp) endpoints[1] (ping 192.0.2.1): unknown check"),
     (GOOD.replace("transport: udp", "transport: sctp"),

@@ -70,3 +70,55 @@ async def test_a_repeated_lie_is_blocked(tmp_path: Path) -> None:
     assert (record["verdict"], record["blocking"]) == ("blocked", "dns.nxdomain")
     assert record["evidence"]["confirmation"]["outcome"] == "confirmed"
     assert record["evidence"]["control"]["state"] == "ok"
+
+
+async def test_a_spool_that_fills_up_stops_the_pass_and_loses_nothing(tmp_path: Path) -> None:
+    """The spool cannot take a record in the middle of a pass (SQLite's own
+    "database or disk is full", as on a full disk): the pass stops there, what
+    was spooled stays, the records signed but not spooled are saved beside the
+    spool, verifiable, and one sentence says where each measurement is."""
+    import json
+    import re
+
+    from probe.core.signing import verify_record
+    from probe.run.runner import SpoolFailed, run_pass
+    from tests.support.tcp_servers import closed_port
+
+    total = 40
+    port = closed_port()
+    catalogue = parse_catalogue("version: 1\nservices:\n  - {id: s, name: S, endpoints: [\n"
+                                + ",\n".join(f"    {{check: tcp, host: 127.0.0.1, port: {port},"
+                                             " role: call}" for _ in range(total)) + "]}\n")
+    key = ProbeKey.generate()
+    path = tmp_path / "spool.sqlite3"
+    with Spool(path) as spool:
+        pages = spool.db.execute("PRAGMA page_count").fetchone()[0]
+        spool.db.execute(f"PRAGMA max_page_count = {pages + 4}")
+        try:
+            await run_pass(RunOptions(catalogue=catalogue, timeout=2.0), key, spool)
+        except SpoolFailed as exc:
+            stopped = exc
+        else:
+            raise AssertionError("the pass went on without its spool")
+    said = str(stopped)
+    assert stopped.exit_status == 2 and "\n" not in said
+    found = re.fullmatch(
+        rf"cannot write the spool {re.escape(str(path))}: database or disk is full; the pass "
+        rf"stopped: (\d+) of its {total} measurements are in the spool, (\d+) more in (\S+) "
+        r"\(the next run or upload spools them\)(?:, (\d+) were not made)?", said)
+    assert found, said
+    kept, unsaved, saved, missing = found.groups()
+    with Spool(path) as spool:
+        in_spool = spool.pending(1000)
+    assert len(in_spool) == int(kept) > 0
+    assert sorted(r["id"] for r in in_spool) == sorted(r["id"] for r in stopped.records)
+    lines = Path(saved).read_text().splitlines()
+    assert Path(saved).parent == tmp_path and len(lines) == int(unsaved) > 0
+    for line in lines:
+        verify_record(json.loads(line), key.public_raw)
+    assert int(kept) + int(unsaved) + int(missing or 0) == total
+    ids = [r["id"] for r in in_spool] + [json.loads(line)["id"] for line in lines]
+    assert len(set(ids)) == len(ids)
+    with Spool(path) as spool:  # room again: the next pass takes them back
+        assert spool.take_back() == int(unsaved)
+        assert sorted(r["id"] for r in spool.pending(1000)) == sorted(ids)

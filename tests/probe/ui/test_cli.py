@@ -108,12 +108,75 @@ def test_bad_config(catalogue: Path, voipwatch_home: Path) -> None:
     (["--resolver", "dns.example"], "--resolver 'dns.example'"),
     (["--resolver", "10.0.0.1:99999"], "expected IP or IP:PORT"),
     (["--timeout", "-1"], "must be greater than 0"),
+    (["--timeout", "nan"], "--timeout: must be a finite number greater than 0, not nan"),
+    (["--timeout", "inf"], "--timeout: must be a finite number greater than 0, not inf"),
+    (["--timeout", "1e400"], "--timeout: must be a finite number greater than 0, not 1e400"),
+    (["--timeout=-inf"], "--timeout: must be a finite number greater than 0, not -inf"),
+    (["--timeout", "1e10"], "--timeout: must be at most 86400, not 1e10"),
     (["--budget-mb", "lots"], "is not a number"),
+    (["--budget-mb", "nan"], "--budget-mb: must be a finite number greater than 0, not nan"),
+    (["--budget-mb", "inf"], "--budget-mb: must be a finite number greater than 0, not inf"),
+    (["--budget-mb", "1e303"], "--budget-mb: must be at most 1e+09, not 1e303"),
+    (["--budget-mb", "-1"], "--budget-mb: must be greater than 0, not -1"),
     (["--link-type", "5g"], "invalid choice"),
     (["--skip", "ping"], "unknown check 'ping' in --skip"),
 ])
 def test_bad_arguments(catalogue: Path, args: list[str], needle: str) -> None:
     assert_user_error(run_cli("run", "--catalogue", str(catalogue), *args), needle)
+
+
+@pytest.mark.parametrize("command", ["status", "audit"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e10"])
+def test_timeouts_are_finite(command: str, value: str) -> None:
+    assert_user_error(run_cli(command, "--timeout", value), "--timeout: must be a")
+
+
+def test_a_disk_without_room_for_the_pass_is_refused_before_measuring(
+        catalogue: Path, voipwatch_home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """In this process (the disk's free space stands in for a full one)."""
+    import shutil
+
+    from probe.store import spool
+    from probe.ui.cli import main
+
+    usage = shutil.disk_usage(voipwatch_home.parent)
+    monkeypatch.setattr(spool.shutil, "disk_usage", lambda _: usage._replace(free=20_000))
+    assert main(["run", "--catalogue", str(catalogue), "--no-upload"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"voipwatch-probe: error: cannot write the spool {voipwatch_home / 'spool.sqlite3'}: "
+        "only 20 kB free on its disk, a pass of 1 check needs about 37 kB (free some, or "
+        "measure fewer services: --services)")
+    assert not (voipwatch_home / "last-pass.json").exists()  # nothing was measured
+
+
+def test_a_damaged_spool_is_a_clear_error(catalogue: Path, voipwatch_home: Path,
+                                          probe_key: ProbeKey) -> None:
+    """A spool with a damaged page: `run` measures nothing, `upload` and `status`
+    say so; one sentence each, exit 2, no traceback."""
+    from probe.core.signing import write_key
+    from probe.store.spool import Spool
+    from tests.probe.core.test_signing import sample_record
+
+    voipwatch_home.mkdir(parents=True)
+    write_key(probe_key, voipwatch_home / "probe.key")
+    path = voipwatch_home / "spool.sqlite3"
+    with Spool(path) as spool:
+        for i in range(20):
+            spool.add(probe_key.sign({**sample_record(probe_key),
+                                      "id": f"0b7c5e4e-4a43-4c1f-9d51-{i:012d}"}))
+        root = spool.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'"
+                                ).fetchone()[0]
+    with path.open("r+b") as file:
+        file.seek((root - 1) * 4096)
+        file.write(b"\xab" * 4096)
+    for args in (("run", "--catalogue", str(catalogue), "--no-upload"),
+                 ("upload", "--collector", "http://127.0.0.1:9"), ("status", "--offline")):
+        result = run_cli(*args)
+        assert_user_error(result, "cannot ", f" the spool {path}: database disk image is "
+                          "malformed (`sqlite3")
+        assert "internal error" not in result.stderr
+    assert not (voipwatch_home / "last-pass.json").exists()
 
 
 def test_keygen_never_overwrites(voipwatch_home: Path) -> None:

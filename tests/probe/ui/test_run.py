@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import resource
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -175,3 +178,113 @@ async def test_fail_on_and_output_spellings(lab: dict[str, Any], tmp_path: Path)
     assert code == 0 and len(output.read_text().splitlines()) == 12  # appended
     code, _, err = await probe_run(*common, "--fail-on", "blocked,open", env=lab["env"])
     assert code == 2 and "--fail-on 'blocked,open'" in err
+
+
+def closed_ports_catalogue(tmp_path: Path, count: int) -> Path:
+    """`count` TCP checks of a closed loopback port: each a signed record at once."""
+    port = closed_port()
+    path = tmp_path / f"closed-{count}.yaml"
+    path.write_text("version: 1\nservices:\n  - id: local\n    name: Local\n    endpoints:\n"
+                    + "".join(f"      - {{check: tcp, host: 127.0.0.1, port: {port}, "
+                              "role: call}\n" for _ in range(count)))
+    return path
+
+
+def cli_run(*args: str, limit: int | None = None,
+            **popen: Any) -> subprocess.CompletedProcess[str]:
+    def small_files() -> None:  # no file may grow beyond `limit` bytes: EFBIG, as ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([*probe_command(), "run", *args], capture_output=True, text=True,
+                          timeout=120, preexec_fn=small_files if limit else None, **popen)
+
+
+def spooled_ids(home: Path) -> list[str]:
+    with Spool(home / "spool.sqlite3") as spool:
+        return [r["id"] for r in spool.pending(10_000)]
+
+
+def test_output_to_a_device_is_a_clear_error(tmp_path: Path, voipwatch_home: Path) -> None:
+    """A full device (/dev/full) or one that refuses writes (/proc/version) is said
+    as a full disk is, once the records are in the spool; /dev/null is fine."""
+    catalogue = str(closed_ports_catalogue(tmp_path, 2))
+    result = cli_run("--catalogue", catalogue, "--no-upload", "--output", "/dev/full")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.endswith("error: cannot write --output /dev/full: No space left on "
+                                  "device (the records are in the spool)\n"), result.stderr
+    assert len(spooled_ids(voipwatch_home)) == 2
+    result = cli_run("--catalogue", catalogue, "--no-upload", "--output", "/dev/null")
+    assert result.returncode == 0, result.stderr
+    assert len(spooled_ids(voipwatch_home)) == 4
+    # writes refused (root), or the file itself (anyone else, before measuring)
+    result = cli_run("--catalogue", catalogue, "--no-upload", "--output", "/proc/version")
+    assert result.returncode == 2, result.stderr
+    assert "error: cannot write --output /proc/version: " in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_closed_stdout_does_not_stop_the_upload(tmp_path: Path, voipwatch_home: Path,
+                                                  json_lines: bool) -> None:
+    """`run | head -1`: the reader went away before the results were written; one
+    line says so, the records are uploaded all the same, the status is the pass's."""
+    from tests.collector.harness import Collector
+
+    catalogue = str(closed_ports_catalogue(tmp_path, 3))
+    with Collector(tmp_path / "collector") as collector:
+        register = subprocess.run([*probe_command(), "register", "--collector", collector.url],
+                                  capture_output=True, text=True, timeout=60)
+        assert register.returncode == 0, register.stderr
+        proc = subprocess.Popen(
+            [*probe_command(), "run", "--catalogue", catalogue, "--timeout", "2",
+             *(["--json"] if json_lines else [])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        proc.stdout.close()  # before the pass ends: the first write meets a closed pipe
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "standard output was closed before the results were all written" in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert "3 accepted" in err, err  # the upload's summary
+    assert spooled_ids(voipwatch_home) == []
+
+
+def test_a_spool_that_fills_up_mid_pass(tmp_path: Path, voipwatch_home: Path) -> None:
+    """The spool's disk fills up in the middle of a pass (here: no file may grow
+    beyond 150 kB, the kernel's EFBIG, which SQLite meets as it meets ENOSPC): the
+    pass stops with one sentence, what it spooled stays, the records it signed
+    but could not spool are saved beside the spool, verifiable, and the next
+    pass spools them: nothing lost, nothing twice."""
+    total = 40
+    catalogue = str(closed_ports_catalogue(tmp_path, total))
+    result = cli_run("--catalogue", catalogue, "--no-upload", "--json", limit=150_000)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert result.stdout == ""  # a stopped pass prints no records: they are not all spooled
+    error = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1, result.stderr
+    found = re.search(r"error: cannot write the spool (\S+): (?:disk I/O error|database or disk "
+                      rf"is full); the pass stopped: (\d+) of its {total} measurements are in "
+                      r"the spool, (\d+) more in (\S+) \(the next run or upload spools "
+                      r"them\)(?:, (\d+) were not made)?$", error[0])
+    assert found, error[0]
+    spool, kept, unsaved, saved, missing = found.groups(default="0")
+    assert spool == str(voipwatch_home / "spool.sqlite3")
+    assert Path(saved).parent == voipwatch_home
+    assert int(kept) > 0 and int(unsaved) > 0 and int(kept) + int(unsaved) + int(missing) == total
+    first = spooled_ids(voipwatch_home)
+    assert len(first) == int(kept)
+    verify = subprocess.run([*probe_command(), "verify", saved], capture_output=True,
+                            text=True, timeout=60)
+    assert verify.returncode == 0 and f"{unsaved} records, all signatures valid" in verify.stdout
+    saved_ids = [json.loads(line)["id"] for line in Path(saved).read_text().splitlines()]
+    # room again: the next pass spools the saved records first, then its own
+    again = cli_run("--catalogue", catalogue, "--no-upload", "--json")
+    assert again.returncode == 0, again.stderr
+    assert f"{unsaved} records an earlier pass could not spool are in the spool now" \
+        in again.stderr
+    assert not Path(saved).exists()
+    new_ids = [json.loads(line)["id"] for line in again.stdout.splitlines()]
+    everything = spooled_ids(voipwatch_home)
+    assert sorted(everything) == sorted(first + saved_ids + new_ids)
+    assert len(set(everything)) == len(everything) == int(kept) + int(unsaved) + total

@@ -175,3 +175,26 @@ def test_subprocess_is_the_console_script() -> None:
     assert Path(probe_command()[0]).name == "voipwatch-probe"
     assert subprocess.run([*probe_command(), "setup", "--help"], capture_output=True,
                           timeout=30).returncode == 0
+
+
+def test_a_configured_key_file_that_is_missing(voipwatch_home: Path, tmp_path: Path,
+                                               collector: Collector) -> None:
+    """probe.toml names a key file that is not there (an unmounted disk, a typo):
+    setup says so and creates no other identity; only the default key is made
+    on first use."""
+    missing = tmp_path / "nonexistent" / "k"
+    voipwatch_home.mkdir(parents=True)
+    (voipwatch_home / "probe.toml").write_text(f'key_file = "{missing}"\n')
+    assert_user_error(run_cli("setup", "--collector", collector.url, "--no-input"),
+                      f"key_file {missing} does not exist", "voipwatch-probe keygen")
+    assert not missing.parent.exists() and not (voipwatch_home / "probe.key").exists()
+    assert (voipwatch_home / "probe.toml").read_text() == f'key_file = "{missing}"\n'
+
+
+def test_a_state_directory_that_cannot_be_written(voipwatch_home: Path,
+                                                  collector: Collector) -> None:
+    voipwatch_home.mkdir(parents=True)
+    (voipwatch_home / "probe.toml.tmp").mkdir()  # the config cannot be put in place
+    assert_user_error(run_cli("setup", "--collector", collector.url, "--no-input"),
+                      f"cannot write the probe config {voipwatch_home / 'probe.toml'}")
+    assert not (voipwatch_home / "probe.key").exists()  # nothing sent, nothing made

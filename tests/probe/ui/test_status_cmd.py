@@ -100,3 +100,17 @@ def test_answers_without_heavy_imports(voipwatch_home: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "unreachable" in result.stdout
     assert field(run_cli("status").stdout, "key").endswith(f"probe.key ({key_id})")
+
+
+def test_a_collector_url_that_is_not_an_http_server(voipwatch_home: Path) -> None:
+    """Bytes that are not HTTP at the collector's URL: status still answers, and
+    says so in words (never the bytes, never a traceback)."""
+    from tests.probe.upload.test_client import not_http_server
+
+    voipwatch_home.mkdir(parents=True, exist_ok=True)
+    with not_http_server() as url:
+        (voipwatch_home / "probe.toml").write_text(f'collector = "{url}"\n')
+        result = run_cli("status")
+    assert result.returncode == 0, result.stderr
+    assert field(result.stdout, "collector") == f"{url}: unreachable (not an HTTP server)"
+    assert "GARBAGE" not in result.stdout + result.stderr and not result.stderr

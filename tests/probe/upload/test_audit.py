@@ -28,8 +28,10 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def spool_and_upload(key: ProbeKey, count: int) -> None:
     with Spool(spool_path()) as s:
-        for _ in range(count):
-            s.add(make_record(key))
+        for _ in range(count):  # the link as a probe of this release states it
+            s.add(make_record(key, network={"link_type": "wifi", "upstream": "fixed",
+                                            "upstream_source": "asn",
+                                            "upstream_confidence": "medium"}))
     result = cli("upload")
     assert result.returncode == 0, result.stderr
 

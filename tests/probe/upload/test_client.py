@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,3 +68,43 @@ def test_nothing_listening_is_a_connect_error() -> None:
 
     with httpc.Client(timeout=2) as http, pytest.raises(httpc.ConnectError):
         http.get(f"http://127.0.0.1:{closed_port()}/")
+
+
+@contextlib.contextmanager
+def not_http_server() -> Iterator[str]:
+    """A server on loopback that answers every connection with bytes that are not
+    HTTP (a wrong port: another service, or an on-path box): its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(5)
+                conn.recv(65536)
+                conn.sendall(b"\x00\xffGARBAGE NOT HTTP\r\n\r\n" * 10)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_an_answer_that_is_not_http_is_a_connect_error() -> None:
+    with not_http_server() as url, httpc.Client(timeout=5) as http, \
+            pytest.raises(httpc.NotHttp, match="not an HTTP answer") as raised:
+        http.get(url + "/api/v1/collector")
+    assert isinstance(raised.value, httpc.ConnectError)  # what every caller catches
+    assert "GARBAGE" not in str(raised.value)
+
+
+def test_answers_carry_their_headers(server: ThreadingHTTPServer) -> None:
+    with httpc.Client(timeout=5) as http:
+        answer = http.post(f"http://127.0.0.1:{server.server_port}/", content=b"[]")
+    assert answer.headers["content-length"] == str(len(answer.content))

@@ -4,6 +4,8 @@ collector: what leaves the spool, what stays, and what the user is told."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import threading
 import time
@@ -207,3 +209,51 @@ def test_a_batch_is_the_spooled_records_as_one_json_array() -> None:
     assert json.loads(_json_array(spooled)) == records
     assert _json_array(spooled) == b"[" + b",".join(spooled) + b"]"
     assert _json_array([]) == b"[]"
+
+
+def test_a_rate_limited_registration_is_the_collectors_doing(tmp_path: Path) -> None:
+    """429 (too many new keys from this address for now): not the user's input but
+    the collector's state, exit status 4 as a 5xx, with when to try again."""
+    env = {**os.environ, "VOIPWATCH_COLLECTOR_REGISTER_RATE_PER_HOUR": "1"}
+    with Collector(tmp_path / "limited", None, [], env=env) as limited:
+        assert cli("register", "--collector", limited.url).returncode == 0
+        other = dict(os.environ, VOIPWATCH_HOME=str(tmp_path / "second-probe"))
+        refused = subprocess.run([*probe_command(), "register", "--collector", limited.url],
+                                 capture_output=True, text=True, timeout=120, env=other)
+    assert refused.returncode == 4, refused.stderr
+    assert "refused the registration (HTTP 429)" in refused.stderr
+    assert re.search(r"; try again in \d+ s$", refused.stderr.strip()), refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_server_that_does_not_speak_http(tmp_path: Path) -> None:
+    """The URL of something that is not an HTTP server: one sentence, exit 4, and
+    what it sent never reaches the terminal."""
+    from tests.probe.upload.test_client import not_http_server
+
+    key = probe_key()
+    spool(make_record(key))
+    with not_http_server() as url:
+        for args in (("register", "--collector", url),
+                     ("setup", "--no-input", "--collector", url)):
+            result = cli(*args)
+            assert result.returncode == 4, result.stderr
+            assert "something that is not HTTP" in result.stderr, result.stderr
+            assert "GARBAGE" not in result.stderr and "Traceback" not in result.stderr
+        # `upload` (retried with backoff: quickly here)
+        with pytest.raises(Unreachable, match=r"something that is not HTTP.*1 records stay"):
+            upload_and_report(url, key, strict=True, backoff=FAST)
+    assert counts() == {"pending": 1, "rejected": 0}
+
+
+def test_registering_into_a_config_that_cannot_be_written(collector: Collector,
+                                                          voipwatch_home: Path) -> None:
+    probe_key()
+    (voipwatch_home / "probe.toml.tmp").mkdir()
+    result = cli("register", "--collector", collector.url)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot write the probe config {voipwatch_home / 'probe.toml'}: " in result.stderr
+    assert "Traceback" not in result.stderr
+    (voipwatch_home / "probe.toml.tmp").rmdir()  # fixed: registering again is harmless
+    assert cli("register", "--collector", collector.url).returncode == 0
+    assert load_config().collector == collector.url

@@ -1,0 +1,163 @@
+"""`voipwatch-probe verify` and `verify-export` (probe/upload/verify.py,
+probe/upload/verify_export.py) on hostile files, from the real console script:
+a bad line is named with its file and line, never a traceback; 3 when the data
+does not verify, 2 when the input cannot be read as what it should be."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probe.core import merkle
+from probe.core.evidence import PROOF_SCHEMA, leaf_bytes, leaf_of, record_sha256, sign_object
+from probe.core.signing import ProbeKey
+from tests.collector.conftest import make_record
+from tests.conftest import probe_command
+
+DEEP = "[" * 100_000 + "\n"  # deeper than any parser's recursion
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*probe_command(), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def clean(result: subprocess.CompletedProcess[str], status: int, *needles: str) -> None:
+    assert result.returncode == status, result
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr + result.stdout, result
+
+
+def export(tmp_path: Path, n: int = 3) -> tuple[Path, Path, list[str], list[str]]:
+    """A collector export of `n` records and its proof, signed by a collector
+    key of the test's own: (export, proof, export lines, proof lines)."""
+    probe, collector = ProbeKey.generate(), ProbeKey.generate()
+    records = [make_record(probe) for _ in range(n)]
+    leaves = [leaf_of(r, record_sha256(r), None, None, "none") for r in records]
+    frontier = merkle.Frontier()
+    for leaf in leaves:
+        frontier.append(merkle.leaf_hash(leaf_bytes(leaf)))
+    head = sign_object({"tree_size": n, "root_hash": frontier.root().hex(),
+                        "timestamp": "2026-01-01T00:00:00Z"}, collector.key_id,
+                       collector.private.sign)
+    header = {"schema": PROOF_SCHEMA, "collector": {"public_key": collector.public_b64,
+                                                    "key_id": collector.key_id},
+              "tree_head": head, "filters": {}}
+    lines = [json.dumps({"measurement": r, "public_key": probe.public_b64}) for r in records]
+    proof = [json.dumps(header)] + [json.dumps({"index": i, "leaf": leaf})
+                                    for i, leaf in enumerate(leaves)]
+    path, proof_path = tmp_path / "exp.jsonl", tmp_path / "exp.jsonl.proof"
+    path.write_text("".join(line + "\n" for line in lines))
+    proof_path.write_text("".join(line + "\n" for line in proof))
+    return path, proof_path, lines, proof
+
+
+def test_a_sound_export_verifies(tmp_path: Path) -> None:
+    path, _, _, _ = export(tmp_path)
+    clean(cli("verify-export", str(path)), 0, "3 records, all signatures valid", "complete")
+    clean(cli("verify", str(path)), 0, "complete")
+
+
+def test_a_deeply_nested_line_is_a_bad_record(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text(DEEP)
+    clean(cli("verify", str(deep)), 3, f"{deep}:1: not_json: nested too deeply",
+          "1 of 1 records failed verification")
+    path, _, lines, _ = export(tmp_path)
+    path.write_text("".join(line + "\n" for line in [lines[0], DEEP.strip(), *lines[1:]]))
+    clean(cli("verify", str(path)), 3, f"{path}:2: not_json: nested too deeply")
+    clean(cli("verify-export", str(path)), 2,
+          f"{path}:2: not a line of a collector export in JSONL or CSV (nested too deeply)")
+
+
+def test_a_deeply_nested_proof_is_not_a_proof(tmp_path: Path) -> None:
+    path, proof, _, lines = export(tmp_path)
+    deep = tmp_path / "deep.proof"
+    deep.write_text(DEEP)
+    clean(cli("verify", str(path), "--proof", str(deep)), 2,
+          f"{deep} is not an export proof (nested too deeply)")
+    proof.write_text("".join(line + "\n" for line in [lines[0], DEEP.strip(), *lines[2:]]))
+    clean(cli("verify-export", str(path)), 3, f"{proof}:2: not a leaf line")
+
+
+def test_a_corrupted_export_line_is_named(tmp_path: Path) -> None:
+    path, _, lines, _ = export(tmp_path)
+    lines[2] = lines[2][:40]
+    path.write_text("".join(line + "\n" for line in lines))
+    clean(cli("verify-export", str(path)), 2,
+          f"{path}:3: not a line of a collector export in JSONL or CSV (JSONDecodeError")
+
+
+def test_binary_input_is_not_a_traceback(tmp_path: Path) -> None:
+    path, proof, _, lines = export(tmp_path)
+    good = path.read_bytes()
+    path.write_bytes(b"\xff\xfe\x00garbage\n")
+    clean(cli("verify-export", str(path)), 2, f"{path} is not UTF-8 text")
+    path.write_bytes(good)
+    proof.write_bytes(b"\xff" + "".join(line + "\n" for line in lines).encode())
+    clean(cli("verify-export", str(path)), 2, f"{proof} is not an export proof ('utf-8' codec")
+    # past the first read's buffer: the leaf lines are read as they come
+    padded = json.loads(lines[1])
+    padded["leaf"]["pad"] = "x" * 65536
+    proof.write_bytes((lines[0] + "\n" + json.dumps(padded) + "\n").encode()
+                      + b'{"index": 1, "leaf": "\xff\xfe"}\n')
+    clean(cli("verify-export", str(path)), 2, f"{proof} is not UTF-8 text")
+
+
+@pytest.mark.parametrize(("leaf", "problem"), [
+    ("-1", "the leaf is not a JSON object"),
+    ('"x"', "the leaf is not a JSON object"),
+    ("[1]", "the leaf is not a JSON object"),
+    (str(10**30), "the leaf is not a JSON object"),
+    ('{"asn": ' + str(10**30) + "}", "the leaf cannot be canonicalised"),
+    ('{"asn": 1e999}', "the leaf cannot be canonicalised"),
+])
+def test_a_malformed_leaf_is_named(tmp_path: Path, leaf: str, problem: str) -> None:
+    path, proof, _, lines = export(tmp_path)
+    lines[1] = '{"index": 0, "leaf": ' + leaf + "}"
+    proof.write_text("".join(line + "\n" for line in lines))
+    clean(cli("verify-export", str(path), "--proof", str(proof)), 3,
+          f"EXPORT NOT VERIFIED: {proof}:2: {problem}")
+
+
+@pytest.mark.parametrize("public_key", ["!!!", "AAAA", 5, None])
+def test_a_bad_collector_key_in_the_proof(tmp_path: Path, public_key: Any) -> None:
+    path, proof, _, lines = export(tmp_path)
+    header = json.loads(lines[0])
+    header["collector"]["public_key"] = public_key
+    lines[0] = json.dumps(header)
+    proof.write_text("".join(line + "\n" for line in lines))
+    clean(cli("verify-export", str(path)), 2, f"{proof} is not an export proof")
+
+
+def test_a_malformed_tree_head_signed_all_the_same(tmp_path: Path) -> None:
+    """A head whose signature holds (the key given on the command line) but whose
+    root is not hex: a finding, not a crash."""
+    path, proof, _, lines = export(tmp_path)
+    signer = ProbeKey.generate()
+    header = json.loads(lines[0])
+    header["tree_head"] = sign_object({"tree_size": 3, "root_hash": "not hex",
+                                       "timestamp": "2026-01-01T00:00:00Z"}, signer.key_id,
+                                      signer.private.sign)
+    header["collector"]["public_key"] = signer.public_b64
+    lines[0] = json.dumps(header)
+    proof.write_text("".join(line + "\n" for line in lines))
+    clean(cli("verify-export", str(path), "--collector-key", signer.public_b64), 3,
+          f"{proof}:1: the tree head is malformed")
+
+
+def test_odd_shapes_are_bad_records(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"probe": 5}\n'
+                   '{"test_keys": {"voipwatch_record": {"probe": 3}, "voipwatch_collector": 7}}\n')
+    clean(cli("verify", str(odd)), 3, f"{odd}:1: no_public_key", f"{odd}:2: no_public_key")
+    csv = tmp_path / "odd.csv"
+    _, proof, _, _ = export(tmp_path)
+    csv.write_text('measurement,public_key\n"[1]",abc\n')
+    clean(cli("verify-export", str(csv), "--proof", str(proof)), 2,
+          f"{csv}:2: not a line of a collector export")
