@@ -48,6 +48,15 @@ class Timeout(HttpError):
     pass
 
 
+class ConnectTimeout(Timeout):
+    """No connection within the connect timeout: nothing of the request left."""
+
+
+class WriteTimeout(Timeout):
+    """The request was not all sent in time: the link (or the server's reading)
+    is slower than its size needs; a smaller request may pass."""
+
+
 class NotHttp(ConnectError):
     """The server answered with bytes that are not an HTTP response."""
 
@@ -109,6 +118,9 @@ class Client:
                     # Content-Length) and close: its answer is still there to read
                     if fresh is False and attempt == 0:
                         raise
+                except TimeoutError as exc:  # sendall's timeout is for the whole body
+                    self._drop(scheme, host, port)
+                    raise WriteTimeout("timed out while sending the request") from exc
                 answer = connection.getresponse()
                 content = answer.read(MAX_BODY + 1)
                 if len(content) > MAX_BODY:
@@ -154,7 +166,7 @@ class Client:
         try:
             connection.connect()
         except TimeoutError as exc:
-            raise Timeout("timed out while connecting") from exc
+            raise ConnectTimeout("timed out while connecting") from exc
         except ssl.SSLError as exc:
             raise ConnectError(f"TLS: {exc.reason or exc}") from exc
         except OSError as exc:

@@ -99,6 +99,8 @@ def _explain(exc: httpc.HttpError) -> str:
         return "it answered with something that is not HTTP (is the URL right?)"
     if isinstance(exc, httpc.ConnectError):
         return "connection failed (is the collector running and the URL right?)"
+    if isinstance(exc, httpc.WriteTimeout):
+        return "timed out while sending (a slow or throttled link?)"
     if isinstance(exc, httpc.Timeout):
         return "timed out"
     return type(exc).__name__
@@ -212,6 +214,15 @@ class Refused(CollectorUnavailable):
 BISECT_STATUS = frozenset({400, 413, 422})
 
 
+SLOW_FLOOR = 40  # records: a batch this small (~50 kB) is not halved on a timeout
+
+
+class TooSlow(Exception):
+    """The batch could not be sent within the client's timeout: over a slow or
+    throttled uplink, a smaller one can (a batch of 500 records is ~600 kB, a
+    minute's worth at 10 kB/s)."""
+
+
 class Uploader:
     """Sends the spool in batches, each request signed (probe/core/auth.py) so
     the collector checks it before parsing the body. A batch the collector
@@ -267,6 +278,14 @@ class Uploader:
         (the batch size learnt from a 413 is kept for the next batches)."""
         try:
             results = self._send(records)
+        except TooSlow:
+            half = (len(records) + 1) // 2
+            self.batch = max(1, min(self.batch, half))  # for the next batches too
+            log.info("a batch of %d records took too long to send: %d at a time now",
+                     len(records), half)
+            self._upload(records[:half], summary)
+            self._upload(records[half:], summary)
+            return
         except Refused as exc:
             if len(records) == 1:
                 self.spool.reject(records[0].id, f"refused:{exc.code}"[:64])
@@ -298,6 +317,15 @@ class Uploader:
                 self.backoff.sleep(self.backoff.delay(attempt))
             try:
                 response = self.client.post(self.url, content=body, headers=self._headers(body))
+            except httpc.Timeout as exc:
+                # the body may still be crossing a slow uplink (the kernel took it
+                # whole): a smaller batch may pass; a hung collector costs a few
+                # halvings more before the records wait for the next upload
+                if len(records) > SLOW_FLOOR and not isinstance(exc, httpc.ConnectTimeout):
+                    raise TooSlow() from exc
+                problem = _explain(exc)
+                log.info("upload attempt %d failed: %s", attempt + 1, problem)
+                continue
             except httpc.HttpError as exc:
                 problem = _explain(exc)
                 log.info("upload attempt %d failed: %s", attempt + 1, problem)

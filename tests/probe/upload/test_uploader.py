@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -151,6 +152,85 @@ def test_batches_shrink_when_too_large_and_progress_is_shown(collector: Collecto
     assert (summary.accepted, summary.left, summary.error) == (1100, 0, None)
     assert seen[-1] == (1100, 1100) and len(seen) >= 6
     assert all(done % 125 == 0 for done, _ in seen[:-1])
+
+
+class SlowUplink:
+    """A TCP proxy to the collector that reads what the probe sends at `rate`
+    bytes a second through a small window, as a throttled uplink does; the
+    answers come back at full speed."""
+
+    def __init__(self, target: int, rate: int) -> None:
+        self.target, self.rate = target, rate
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+
+    def _up(self, client: socket.socket, upstream: socket.socket) -> None:
+        try:
+            while data := client.recv(1024):
+                upstream.sendall(data)
+                time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        finally:
+            upstream.close()
+
+    def _down(self, upstream: socket.socket, client: socket.socket) -> None:
+        try:
+            while data := upstream.recv(65536):
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_batches_shrink_when_the_uplink_is_too_slow_for_them(collector: Collector) -> None:
+    """A batch that cannot be sent within the client's timeout is halved (and the
+    next batches are as small): over a throttled uplink every record goes, where
+    the same batch was sent again and again before."""
+    key = probe_key()
+    with collector.client() as http:
+        http.post("/api/v1/probes", json={"public_key": key.public_b64})
+    records = [make_record(key) for _ in range(320)]
+    spool(*records)
+    uplink = SlowUplink(int(collector.url.rsplit(":", 1)[1]), rate=64 * 1024)
+    try:
+        with Spool(spool_path()) as s, UploadClient(timeout=2.0) as http:
+            # 320 records of ~0.8 kB take ~4 s at 64 kB/s: 80 at a time fit in 2 s
+            uploader = Uploader(f"http://127.0.0.1:{uplink.port}", s, http,
+                                Backoff(attempts=6, base=0.01, cap=0.05), signer=key,
+                                batch=320)
+            summary = uploader.run()
+            receipts = s.receipt_counts()["receipts"]
+    finally:
+        uplink.close()
+    assert (summary.left, summary.error) == (0, None)
+    # the timed-out batch may still reach the collector (the kernel sends what it
+    # took): its records then come back `duplicate`, with their receipts
+    assert summary.accepted + summary.duplicate == 320
+    assert uploader.batch <= 160  # and the next batches are as small
+    assert counts() == {"pending": 0, "rejected": 0} and receipts == 320
+    with collector.client() as http:
+        stored = http.get("/api/v1/measurements", params={"key_id": key.key_id,
+                                                          "limit": 1000}).json()["items"]
+    assert sorted(r["measurement"]["id"] for r in stored) == sorted(r["id"] for r in records)
 
 
 def test_a_non_collector_answer_keeps_the_records(collector: Collector) -> None:
