@@ -344,16 +344,16 @@ class MeasurementStore:
     def page(self, filters: Filters, after: int | None, limit: int
              ) -> tuple[list[sa.Row[Any]], int | None]:
         """Up to `limit` rows after the cursor `after` (a `seq`), oldest first,
-        and the next cursor (None at the end)."""
+        and the next cursor (None at the end). Fewer when their records' text
+        reaches PAGE_BYTES (a page of 1,000 records of 64 KiB was 64 MB, for
+        anyone to ask for at once)."""
         query = self._select(filters).order_by(measurements.c.seq).limit(limit + 1)
         if self.dialect == "sqlite":
             query = self._select(filters, page_unindexed(filters)).order_by(
                 measurements.c.seq).limit(limit + 1)
         if after is not None:
             query = query.where(measurements.c.seq > after)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        more = len(rows) > limit
+        rows, more = self._bounded(query, limit + 1, self.PAGE_BYTES)
         rows = rows[:limit]
         return rows, (rows[-1].seq if more and rows else None)
 
@@ -371,9 +371,7 @@ class MeasurementStore:
                  .limit(limit + 1))
         if after is not None:  # (started_at, seq) > after
             query = query.where(sa.or_(c.started_at > after[0], c.seq > after[1]))
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        more = len(rows) > limit
+        rows, more = self._bounded(query, limit + 1, self.PAGE_BYTES)
         rows = rows[:limit]
         return rows, ((rows[-1].started_at, rows[-1].seq) if more and rows else None)
 
@@ -386,6 +384,7 @@ class MeasurementStore:
     # so a chunk never holds much more than CHUNK_BYTES + one record. Records
     # of the usual size (about 1 kB) still come 2,000 to a chunk.
     CHUNK_BYTES = 8 * 1024 * 1024
+    PAGE_BYTES = 4 * 1024 * 1024  # an API page's records (`page`, `page_by_time`)
     RECORD_BYTES = 64 * 1024  # the default max_record_bytes
     _RECORD = [column.name for column in EXPORT_COLUMNS].index("record")
 
@@ -415,10 +414,20 @@ class MeasurementStore:
         query = self._select(filters, unindexed).order_by(measurements.c.seq).limit(limit)
         if after is not None:
             query = query.where(measurements.c.seq > after)
+        rows, more = self._bounded(query, limit, budget)
+        return rows, (rows[-1].seq if more and rows else None)
+
+    def _bounded(self, query: Any, limit: int, budget: int) -> tuple[list[sa.Row[Any]], bool]:
+        """Up to `limit` rows of `query`, read a part at a time until their
+        record text reaches `budget` bytes; and whether rows may remain (False:
+        the query had no more)."""
         rows: list[sa.Row[Any]] = []
         size, largest, at = 0, self.RECORD_BYTES, self._RECORD
         with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
+            # psycopg takes a whole result at once: a server-side cursor when that
+            # could be more than twice the budget (not for an API page of 100,
+            # which its round trips would slow)
+            if self.dialect == "postgresql" and limit * self.RECORD_BYTES > 2 * budget:
                 conn = conn.execution_options(stream_results=True, max_row_buffer=64)
             result = conn.execute(query)
             try:
@@ -427,13 +436,13 @@ class MeasurementStore:
                     part = result.fetchmany(wanted)
                     rows += part
                     if len(part) < wanted:
-                        return rows, None  # the last matching row
+                        return rows, False  # the last matching row
                     lengths = [len(row[at]) for row in part]
                     size += sum(lengths)
                     largest = max(largest, *lengths)
             finally:
                 result.close()
-        return rows, (rows[-1].seq if rows else None)
+        return rows, True
 
     def count(self, filters: Filters | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(measurements)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -89,6 +90,38 @@ def test_stream_reads_a_chunk_s_worth_of_bytes_not_of_rows(
     assert all(_text(rows) < budget + largest for rows in fetched.values())
     # the default budget: 8 MiB, about 140 of the largest records, not 2,000
     assert MeasurementStore.CHUNK_BYTES // (64 * 1024) < 200
+
+
+def test_an_api_page_holds_a_page_s_worth_of_bytes_not_of_rows(
+        store: MeasurementStore, fetched: dict[int, list[sa.Row[Any]]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`GET /api/v1/measurements?limit=1000` of the largest records was 64 MB a
+    request, for anyone to ask for; pages now stop at PAGE_BYTES of records, and
+    their cursors still give every record once, in both orders."""
+    budget = 200_000
+    monkeypatch.setattr(MeasurementStore, "PAGE_BYTES", budget)
+    for by_time in (False, True):
+        filters = Filters(service=FAT, since=datetime(2000, 1, 1, tzinfo=UTC) if by_time
+                          else None)
+        seen: list[str] = []
+        cursor: Any = None
+        pages = 0
+        while True:
+            fetched.clear()
+            if by_time:
+                rows, cursor = store.page_by_time(filters, cursor, 1000)
+            else:
+                rows, cursor = store.page(filters, cursor, 1000)
+            pages += 1
+            largest = max((_text([row]) for row in rows), default=0)
+            assert _text(rows) < budget + largest
+            assert all(_text(read) < budget + 64 * 1024 for read in fetched.values())
+            seen += [row.id for row in rows]
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == FAT_RECORDS and pages >= 10
+    small, after = store.page(Filters(service=SMALL), None, 1000)  # a page as before
+    assert (len(small), after) == (SMALL_RECORDS, None)
 
 
 def test_small_records_still_come_a_full_chunk_of_rows_at_a_time(
