@@ -33,6 +33,7 @@ import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.limits import client_subject
@@ -126,7 +127,7 @@ class Gate:
                                   "address; sign them (probe/core/auth.py)",
                                   {"Retry-After": str(int(wait) + 1)})
             if declared == 0 or (declared is None and b"transfer-encoding" not in headers):
-                return _limited(receive, limit), send  # no body: nothing to wait for
+                return receive, send  # no body (HTTP/1.1): nothing to limit or wait for
             body_of = _Unread(receive, send, limit, clock)
             return body_of.receive, body_of.send
         state = scope["app"].state  # Starlette sets scope["app"] before its middleware
@@ -260,23 +261,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    seen = 0
-
-    async def limited() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                from starlette.exceptions import HTTPException
-
-                raise HTTPException(413, f"the body is larger than {limit} bytes")
-        return message
-
-    return limited
-
-
 class _Unread:
     """The body of an unsigned request, read by the route as it likes: held
     to `limit` and to the clock. When it comes too slowly the gate answers
@@ -290,8 +274,6 @@ class _Unread:
         self.complete = self.started = self.answered = False
 
     async def receive(self) -> Message:
-        from starlette.exceptions import HTTPException
-
         if self.answered:
             return {"type": "http.disconnect"}
         if self.complete:  # e.g. waiting for the client to go away: no deadline

@@ -67,6 +67,21 @@ class OverLimit(Exception):
         self.subject = subject
 
 
+def _window(now: float, seconds: float) -> tuple[int, float]:
+    """The fixed window `now` falls in, and how much the previous one weighs
+    in a sliding window: the part of it still inside the last `seconds`."""
+    window = int(now // seconds)
+    return window, 1.0 - (now / seconds - window)
+
+
+def _carried(conn: sa.Connection, scope: str, subject: str, window: int, weight: float) -> int:
+    """What the window before `window` still counts, at `weight`."""
+    c = rate_counters.c
+    previous = conn.execute(sa.select(c.count).where(
+        c.scope == scope, c.subject == subject, c.window == window - 1)).scalar()
+    return int((previous or 0) * weight)
+
+
 class Counters(_Writer):
     def take(self, scope: str, subject: str, limit: int, window_seconds: float,
              cost: int = 1, now: float | None = None) -> float:
@@ -74,19 +89,14 @@ class Counters(_Writer):
         else the seconds to wait (nothing counted). A sliding window: the
         previous window weighs in by the part of it still inside the last
         `window_seconds`, so a burst across a window boundary counts whole."""
-        now = time.time() if now is None else now
-        window = int(now // window_seconds)
-        elapsed = now / window_seconds - window
+        window, weight = _window(time.time() if now is None else now, window_seconds)
         if cost > limit:
             return window_seconds
         c = rate_counters.c
         with self._connect() as conn, conn.begin():
-            previous = conn.execute(sa.select(c.count).where(
-                c.scope == scope, c.subject == subject, c.window == window - 1)).scalar()
-            carried = int((previous or 0) * (1.0 - elapsed))
-            room = limit - carried
+            room = limit - _carried(conn, scope, subject, window, weight)
             if cost > room:
-                return max((1.0 - elapsed) * window_seconds, 1.0)
+                return max(weight * window_seconds, 1.0)
             statement = self._insert(rate_counters).values(
                 scope=scope, subject=subject, window=window, count=cost)
             statement = statement.on_conflict_do_update(
@@ -96,20 +106,18 @@ class Counters(_Writer):
             if secrets.randbelow(200) == 0:  # now and then, forget old windows
                 conn.execute(sa.delete(rate_counters).where(c.window < window - 1,
                                                             c.scope == scope))
-        return 0.0 if taken is not None else max((1.0 - elapsed) * window_seconds, 1.0)
+        return 0.0 if taken is not None else max(weight * window_seconds, 1.0)
 
     def usage(self, scope: str, subject: str, window_seconds: float,
               now: float | None = None) -> int:
         """The sliding-window count, read only (no write lock)."""
-        now = time.time() if now is None else now
-        window = int(now // window_seconds)
-        elapsed = now / window_seconds - window
+        window, weight = _window(time.time() if now is None else now, window_seconds)
         c = rate_counters.c
         with self.engine.connect() as conn:
             counts = dict(conn.execute(sa.select(c.window, c.count).where(
                 c.scope == scope, c.subject == subject,
                 c.window.in_([window - 1, window]))).all())
-        return int(counts.get(window - 1, 0) * (1.0 - elapsed)) + int(counts.get(window, 0))
+        return int(counts.get(window - 1, 0) * weight) + int(counts.get(window, 0))
 
     def charge(self, conn: sa.Connection, scope: str, subject: str, limit: int,
                window_seconds: float, cost: int, now: float | None = None) -> bool:
@@ -118,18 +126,14 @@ class Counters(_Writer):
         takes the count back). Exact across concurrent transactions: the upsert
         holds the window's row to the commit (PostgreSQL; SQLite's writes take
         turns), so the next one counts on top of this one, never beside it."""
-        now = time.time() if now is None else now
-        window = int(now // window_seconds)
-        elapsed = now / window_seconds - window
+        window, weight = _window(time.time() if now is None else now, window_seconds)
         c = rate_counters.c
         statement = self._insert(rate_counters).values(
             scope=scope, subject=subject, window=window, count=cost)
         counted = conn.execute(statement.on_conflict_do_update(
             index_elements=["scope", "subject", "window"], set_={"count": c.count + cost}
         ).returning(c.count)).scalar_one()
-        previous = conn.execute(sa.select(c.count).where(
-            c.scope == scope, c.subject == subject, c.window == window - 1)).scalar()
-        return int((previous or 0) * (1.0 - elapsed)) + counted <= limit
+        return _carried(conn, scope, subject, window, weight) + counted <= limit
 
     def distinct(self, scope: str, owner: str, item: str, limit: int, window_seconds: float,
                  now: float | None = None) -> float:

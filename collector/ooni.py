@@ -43,6 +43,8 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from probe.core.evidence import parse_time
+
 log = logging.getLogger(__name__)
 
 DATA_FORMAT_VERSION = "0.2.0"
@@ -61,11 +63,6 @@ def _input(endpoint: dict[str, Any]) -> str:
             query.append(f"{key}={endpoint[key]}")
     return f"{endpoint.get('check')}://{endpoint.get('host')}:{endpoint.get('port')}?" + \
         "&".join(query)
-
-
-def _started(record: dict[str, Any]) -> datetime:
-    text = str(record["started_at"]).replace("Z", "+00:00")
-    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _runtime(value: Any) -> float:
@@ -95,7 +92,7 @@ def measurement(record: dict[str, Any], added: dict[str, Any],
     as_org = network.get("as_org") or added.get("probe_as_org")
     unreadable = False
     try:
-        started = _started(record)
+        started = parse_time(record.get("started_at")).astimezone(UTC)
     except (ValueError, TypeError, OverflowError):  # stored before ingest checked the form
         if filed_at is None:
             raise ValueError(f"started_at {str(record.get('started_at'))[:40]!r} is not an "

@@ -341,19 +341,18 @@ class MeasurementStore:
                 .select_from(measurements.join(probes, probes.c.key_id == measurements.c.key_id))
                 .where(*filters.clauses(unindexed)))
 
-    def page(self, filters: Filters, after: int | None, limit: int
-             ) -> tuple[list[sa.Row[Any]], int | None]:
+    def page(self, filters: Filters, after: int | None, limit: int,
+             budget: int | None = None) -> tuple[list[sa.Row[Any]], int | None]:
         """Up to `limit` rows after the cursor `after` (a `seq`), oldest first,
         and the next cursor (None at the end). Fewer when their records' text
-        reaches PAGE_BYTES (a page of 1,000 records of 64 KiB was 64 MB, for
-        anyone to ask for at once)."""
-        query = self._select(filters).order_by(measurements.c.seq).limit(limit + 1)
-        if self.dialect == "sqlite":
-            query = self._select(filters, page_unindexed(filters)).order_by(
-                measurements.c.seq).limit(limit + 1)
+        reaches `budget` bytes (default PAGE_BYTES: a page of 1,000 records of
+        64 KiB was 64 MB, for anyone to ask for at once)."""
+        unindexed = page_unindexed(filters) if self.dialect == "sqlite" else set()
+        query = self._select(filters, unindexed).order_by(measurements.c.seq).limit(limit + 1)
         if after is not None:
             query = query.where(measurements.c.seq > after)
-        rows, more = self._bounded(query, limit + 1, self.PAGE_BYTES)
+        rows, more = self._bounded(query, limit + 1,
+                                   self.PAGE_BYTES if budget is None else budget)
         rows = rows[:limit]
         return rows, (rows[-1].seq if more and rows else None)
 
@@ -397,30 +396,17 @@ class MeasurementStore:
         budget = self.CHUNK_BYTES if budget is None else max(1, budget)
         after: int | None = None
         while True:
-            rows, after = self._chunk(filters, after, chunk, budget)
+            rows, after = self.page(filters, after, chunk, budget)
             if rows:
                 yield rows
             if after is None:
                 return
 
-    def _chunk(self, filters: Filters, after: int | None, limit: int, budget: int
-               ) -> tuple[list[sa.Row[Any]], int | None]:
-        """`stream`'s next chunk after the cursor `after` (a `seq`) and the
-        next cursor (None at the end): up to `limit` rows, read a part at a
-        time until their record text reaches `budget` bytes. PostgreSQL reads
-        them through a server-side cursor (psycopg would take the whole page
-        into memory at once)."""
-        unindexed = page_unindexed(filters) if self.dialect == "sqlite" else set()
-        query = self._select(filters, unindexed).order_by(measurements.c.seq).limit(limit)
-        if after is not None:
-            query = query.where(measurements.c.seq > after)
-        rows, more = self._bounded(query, limit, budget)
-        return rows, (rows[-1].seq if more and rows else None)
-
     def _bounded(self, query: Any, limit: int, budget: int) -> tuple[list[sa.Row[Any]], bool]:
         """Up to `limit` rows of `query`, read a part at a time until their
         record text reaches `budget` bytes; and whether rows may remain (False:
-        the query had no more)."""
+        the query had no more). PostgreSQL reads through a server-side cursor
+        where the whole result could be large (psycopg takes it at once)."""
         rows: list[sa.Row[Any]] = []
         size, largest, at = 0, self.RECORD_BYTES, self._RECORD
         with self.engine.connect() as conn:
