@@ -178,8 +178,7 @@ class Spool:
         import contextlib
         import tempfile
 
-        data = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n"
-                       for r in records).encode()
+        data = "".join(_body(r) + "\n" for r in records).encode()
         name = UNSAVED.replace("*", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
                                + f"-{os.getpid()}")
         for directory in (self.path.parent, Path(tempfile.gettempdir())):
@@ -229,8 +228,7 @@ class Spool:
     def _insert(self, record: dict[str, Any]) -> int:
         return self.db.execute(
             "INSERT OR IGNORE INTO records (id, body, created_at) VALUES (?, ?, ?)",
-            (record["id"], json.dumps(record, separators=(",", ":"), ensure_ascii=False),
-             time.time()),
+            (record["id"], _body(record), time.time()),
         ).rowcount
 
     @_guarded("write")
@@ -359,6 +357,11 @@ class Spool:
         return self.db.execute(
             "SELECT id, reason FROM records WHERE state = 'rejected' ORDER BY created_at"
         ).fetchall()
+
+
+def _body(record: dict[str, Any]) -> str:
+    """A record as the spool keeps it, and sends it: compact JSON."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 def _size(count: int) -> str:

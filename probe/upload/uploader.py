@@ -279,12 +279,8 @@ class Uploader:
         try:
             results = self._send(records)
         except TooSlow:
-            half = (len(records) + 1) // 2
-            self.batch = max(1, min(self.batch, half))  # for the next batches too
-            log.info("a batch of %d records took too long to send: %d at a time now",
-                     len(records), half)
-            self._upload(records[:half], summary)
-            self._upload(records[half:], summary)
+            log.info("a batch of %d records took too long to send: halved", len(records))
+            self._halves(records, summary, smaller=True)
             return
         except Refused as exc:
             if len(records) == 1:
@@ -292,15 +288,20 @@ class Uploader:
                 summary.rejected[exc.code] = summary.rejected.get(exc.code, 0) + 1
                 log.info("record %s refused alone (%s): kept aside", records[0].id, exc)
                 return
-            half = (len(records) + 1) // 2
-            if exc.code in ("body_too_large", "batch_too_large"):
-                self.batch = max(1, min(self.batch, half))
-            self._upload(records[:half], summary)
-            self._upload(records[half:], summary)
+            self._halves(records, summary,
+                         smaller=exc.code in ("body_too_large", "batch_too_large"))
             return
         if self._settle(records, results, summary) < len(records):
             raise CollectorUnavailable(f"{self.collector} answered without a status for "
                                        "some records")
+
+    def _halves(self, records: list[Spooled], summary: Summary, smaller: bool) -> None:
+        """Each half of `records` on its own; `smaller`: the next batches too."""
+        half = (len(records) + 1) // 2
+        if smaller:
+            self.batch = max(1, min(self.batch, half))
+        self._upload(records[:half], summary)
+        self._upload(records[half:], summary)
 
     def _headers(self, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -448,8 +449,6 @@ def upload_and_report(collector_url: str, key: ProbeKey, strict: bool = False,
     pinned = None
     if config.collector == _base(collector_url) and config.collector_key:
         pinned = pinned_key(config.collector_key)  # load_config refused a malformed one
-        if pinned is None:
-            raise UserError(f"{config.path}: collector_key is not a base64 Ed25519 public key")
     own_client = client is None
     http = client or httpc.Client(timeout=TIMEOUT)
     with Spool(spool_path()) as spool, contextlib.closing(http) if own_client else \
