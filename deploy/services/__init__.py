@@ -87,6 +87,9 @@ class Daemon:
     """Base launcher: subclasses give `name`, `write_config`, `command` and `listeners`."""
 
     name = "daemon"
+    # A daemon that binds its sockets, then checks the rest of its configuration (TLS
+    # files) before forking its workers: open listeners alone do not mean it is up.
+    forks_workers = False
 
     def __init__(self, directory: Path | str, *, netns: str | None = None,
                  ready_timeout: float = READY_TIMEOUT) -> None:
@@ -140,10 +143,14 @@ class Daemon:
         if self.process.poll() is not None:
             raise ServiceError(f"{self.name} exited with status {self.process.returncode} at "
                                f"start; last lines of {self.log_path}:\n{self.log_tail()}")
-        return _missing_listeners(self.process.pid, self.listeners())
+        pending = _missing_listeners(self.process.pid, self.listeners())
+        if not pending and self.forks_workers and len(_group_members(self.process.pid)) < 2:
+            return [_WORKERS]
+        return pending
 
     def _timed_out(self, pending: list[Listener]) -> ServiceError:
-        return ServiceError(f"{self.name} did not open {pending[0]} within "
+        what = "start its workers" if pending[0] is _WORKERS else f"open {pending[0]}"
+        return ServiceError(f"{self.name} did not {what} within "
                             f"{self.ready_timeout:g} s; last lines of {self.log_path}:\n"
                             f"{self.log_tail()}")
 
@@ -225,21 +232,34 @@ def _stop_all() -> None:
 _TCP_LISTEN, _UDP_BOUND = "0A", "07"
 
 
-def _group_socket_inodes(pgid: int) -> set[str]:
-    """Inodes of the sockets held by the processes of a process group."""
-    inodes: set[str] = set()
+_WORKERS = Listener("workers", "", 0)  # "not ready": listeners open, no worker forked yet
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group."""
+    members = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
-            for fd in os.listdir(f"/proc/{entry}/fd"):
-                target = os.readlink(f"/proc/{entry}/fd/{fd}")
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return members
+
+
+def _group_socket_inodes(pgid: int) -> set[str]:
+    """Inodes of the sockets held by the processes of a process group."""
+    inodes: set[str] = set()
+    for pid in _group_members(pgid):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if target.startswith("socket:["):
                     inodes.add(target[8:-1])
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue
     return inodes
 

@@ -45,6 +45,7 @@ def _listen_address(host: str) -> str:
 
 class Kamailio(Daemon):
     name = "kamailio"
+    forks_workers = True  # it loads its TLS files after binding, before forking
 
     def __init__(self, directory: Path | str, *, host: str = "127.0.0.1",
                  port: int | None = None, tls_port: int | None = None,
