@@ -21,8 +21,11 @@ machine's load during the run touches both sides of a ratio alike):
   with the transparency log on (the default) and off: the log's cost is the
   on/off ratio, target >= 0.90 (docs/evidence.md);
 - after PRELOAD records were stored first (BENCH_INGEST_PRELOAD, e.g.
-  2000000; 0 leaves the third collector out): its rate over the empty
-  store's, target >= 0.90 (flat).
+  2000000; 0 leaves the third collector out), or on a store filled by
+  bench/_bigstore.py (BENCH_INGEST_GROWN_DB, its URL: 10 million rows in
+  minutes, where uploads take hours; the bench first enters its records in
+  the transparency log, as a collector does at start): its rate over the
+  empty store's, target >= 0.90 (flat).
 Targets (issue 17): SQLite >= 1.0x one core's verification and >= 5,000/s;
 PostgreSQL >= 1.5x. Also printed: the ceiling of cryptography alone, every
 core doing nothing but check each record's signature and sign its receipt
@@ -61,6 +64,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 BATCH = int(os.environ.get("BENCH_INGEST_BATCH", "500"))
 UPLOADERS = int(os.environ.get("BENCH_INGEST_UPLOADERS", "4"))
 PRELOAD = int(os.environ.get("BENCH_INGEST_PRELOAD", "100000"))
+GROWN_DB = os.environ.get("BENCH_INGEST_GROWN_DB")
 BACKENDS = os.environ.get("BENCH_INGEST_BACKENDS", "sqlite,postgresql").split(",")
 KEYS = 8
 SETTLE = 2.0  # seconds between rounds
@@ -171,12 +175,17 @@ def measure(name: str, new_url: Callable[[], str | None], source: Source, verify
     ratio alike: the log off and the log on, each a fresh collector every round
     (an empty store, warmed by WARM records), and one grown by PRELOAD records
     first, then by each round. `new_url()`: a fresh database (None: SQLite)."""
-    kinds = ("off", "empty", "grown") if PRELOAD else ("off", "empty")
+    grown_db = GROWN_DB if GROWN_DB and _backend(GROWN_DB) == name else None
+    preload = _stored(grown_db) if grown_db else PRELOAD
+    kinds = ("off", "empty", "grown") if preload else ("off", "empty")
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     with ExitStack() as stack:
         grown = None
         load_rate = 0.0
-        if PRELOAD:
+        if grown_db:
+            _enter_in_log(grown_db, name)
+            grown = _collector(stack, grown_db, [], source)
+        elif PRELOAD:
             grown = _collector(stack, new_url(), [], source)
             start = time.perf_counter()
             loaded = 0
@@ -202,7 +211,7 @@ def measure(name: str, new_url: Callable[[], str | None], source: Source, verify
             print(f"    {name}: round {round_ + 1} of {RUNS}: " + ", ".join(
                 f"{kind} {rates[kind][-1]:,.0f}/s" for kind in kinds), flush=True)
         size, parts = _database_bytes(grown) if grown is not None else (0, [])
-    stored = WARM + PRELOAD + RECORDS * RUNS  # in the grown store
+    stored = WARM + preload + RECORDS * RUNS  # in the grown store
     empty = max(rates["empty"])
     target = RATIO_TARGETS[name]
     mark = f"target >= {target:.1f}x: {'met' if empty / verify >= target else 'MISSED'}"
@@ -216,10 +225,11 @@ def measure(name: str, new_url: Callable[[], str | None], source: Source, verify
     print(f"    transparency log off: {max(rates['off']):9.0f} records/s; on/off, median of "
           f"{RUNS} rounds side by side: {ratio:4.2f} "
           f"(target >= {LOG_TARGET:.2f}: {'met' if ratio >= LOG_TARGET else 'MISSED'})")
-    if PRELOAD:
+    if preload:
         large = max(rates["grown"])
         flat = _median_ratio(rates["grown"], rates["empty"])
-        print(f"    after {PRELOAD:,} records stored (loaded at {load_rate:,.0f}/s): "
+        how = f"loaded at {load_rate:,.0f}/s" if load_rate else "by bench/_bigstore.py"
+        print(f"    after {preload:,} records stored ({how}): "
               f"{large:9.0f} records/s   {large / verify:4.2f}x; vs empty, median of {RUNS} "
               f"rounds side by side: {flat:4.2f} "
               f"(target >= {FLAT_TARGET:.2f}: {'met' if flat >= FLAT_TARGET else 'MISSED'})")
@@ -245,6 +255,36 @@ def _collector(stack: ExitStack, url: str | None, args: list[str], source: Sourc
     return collector
 
 
+def _backend(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+def _stored(url: str) -> int:
+    from bench._bigstore import stored
+    from collector.db.engine import make_engine
+
+    return stored(make_engine(url))
+
+
+def _enter_in_log(url: str, name: str) -> None:
+    """The store's records not in the transparency log yet, entered as the collector
+    does at start (collector/translog.py), with progress: at 10 million records
+    minutes, more than a collector's start is given in the bench."""
+    from nacl.signing import SigningKey
+
+    from collector.db.engine import make_engine
+    from collector.identity import CollectorKey
+    from collector.translog import TransLog
+
+    log = TransLog(make_engine(url), CollectorKey(SigningKey.generate()))
+    start = time.perf_counter()
+    done = log.catch_up(progress=lambda n: print(
+        f"    {name}: {n:,} stored records entered in the log", flush=True))
+    if done:
+        print(f"    {name}: {done:,} records entered in the log at "
+              f"{done / (time.perf_counter() - start):,.0f}/s", flush=True)
+
+
 def _median_ratio(numerators: list[float], denominators: list[float]) -> float:
     """The median of the ratios round by round (rounds run side by side)."""
     ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
@@ -257,10 +297,11 @@ def _database_bytes(collector: Any) -> tuple[int, list[tuple[str, int]]]:
     the database file; its WAL is cut back to WAL_LIMIT_BYTES whatever the
     number of records (collector/db/checkpoint.py), so it is not counted per record."""
     db = getattr(collector, "db", None)
-    if db is None:
+    if db is None or _backend(db) == "sqlite":
         import sqlite3
 
-        path = Path(collector.data_dir) / "collector.sqlite3"
+        path = (Path(collector.data_dir) / "collector.sqlite3" if db is None else
+                Path(db.split("///", 1)[1]))
         with sqlite3.connect(path) as conn:
             # pages still in the WAL counted too
             total = conn.execute("SELECT page_count * page_size FROM pragma_page_count(), "

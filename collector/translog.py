@@ -104,20 +104,25 @@ class TransLog:
         conn.execute(sa.update(log_state).where(log_state.c.id == STATE_ID)
                      .values(tree_size=frontier.size, frontier=frontier.pack()))
 
-    def catch_up(self) -> int:
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Append the stored records that are not in the log yet (stored before
-        it existed, or while it was off), oldest first; how many."""
-        done = 0
+        it existed, or while it was off), oldest first; how many. `progress` is
+        told the count every million."""
+        done, after = 0, 0
         while True:
             with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
                     conn.begin():
                 frontier = self.lock(conn)
                 m = measurements.c
+                # `seq > after`: a range of the primary key from where the last chunk
+                # ended (PostgreSQL would otherwise sort every unlogged row per chunk)
                 rows = conn.execute(
                     sa.select(m.seq, m.record, *LEAF_COLUMNS)
-                    .where(m.log_index.is_(None)).order_by(m.seq).limit(CATCH_UP_CHUNK)).all()
+                    .where(m.log_index.is_(None), m.seq > after).order_by(m.seq)
+                    .limit(CATCH_UP_CHUNK)).all()
                 if not rows:
                     break
+                after = rows[-1].seq
                 updates, leaves = [], []
                 for offset, row in enumerate(rows):
                     values = dict(row._mapping)
@@ -130,6 +135,8 @@ class TransLog:
                                      record_sha256=sa.bindparam("b_sha")), updates)
                 self.append(conn, frontier, leaves)
                 done += len(rows)
+            if progress is not None and done % 1_000_000 < len(rows):
+                progress(done)
         if done:
             log.info("appended %d earlier records to the transparency log", done)
         return done

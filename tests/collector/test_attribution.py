@@ -85,6 +85,31 @@ def test_records_are_filed_under_their_signed_attribution(geo_collector: Collect
         assert "attribution_mismatch" in csv_text.splitlines()[0]
 
 
+def test_catching_up_in_chunks_enters_each_record_once_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+    from nacl.signing import SigningKey
+
+    from collector import translog
+    from collector.db.engine import make_engine
+    from collector.db.schema import measurements
+    from collector.identity import CollectorKey
+
+    key, service = ProbeKey.generate(), unique_service()
+    with Collector(tmp_path / "c", None, ["--no-transparency-log"]) as running, \
+            running.client() as http:
+        register(http, key)
+        http.post("/api/v1/measurements", json=[make_record(key, service) for _ in range(5)])
+    monkeypatch.setattr(translog, "CATCH_UP_CHUNK", 2)  # three chunks: 2, 2, 1
+    engine = make_engine(f"sqlite:///{tmp_path / 'c' / 'collector.sqlite3'}")
+    log = translog.TransLog(engine, CollectorKey(SigningKey.generate()))
+    assert log.catch_up() == 5 and log.catch_up() == 0
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(measurements.c.log_index)
+                            .order_by(measurements.c.seq)).scalars().all()
+    assert rows == [0, 1, 2, 3, 4] and log.size() == 5
+
+
 def test_log_catches_up_with_records_stored_without_it(tmp_path: Path) -> None:
     from probe.core import merkle
     from probe.core.evidence import head_hashes, hexes
