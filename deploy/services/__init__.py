@@ -13,6 +13,8 @@ context manager, sync or async:
 Readiness is read from the daemon's own view of the network
 (/proc/PID/net/{tcp,udp}[6]), matched against the sockets its processes hold,
 so it works inside a namespace and ignores another program on the same port.
+A daemon that binds before its last start-up checks (Kamailio loads its TLS
+files after binding) is ready only once it has forked its workers too.
 """
 
 from __future__ import annotations
