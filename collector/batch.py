@@ -69,9 +69,14 @@ class _Quick(json.JSONDecoder):
     keeps its last value here, so its result counts only once it writes back
     to the exact text (`_element`)."""
 
+    # elements of one body it may fail to read before the rest go to the strict
+    # decoder alone: a body written otherwise (with spaces, say) is not parsed twice
+    MISSES = 4
+
     def __init__(self) -> None:
         super().__init__(parse_float=float_fragment, parse_int=_Decoder._int,
                          parse_constant=_Decoder._constant, strict=True)
+        self.misses = 0
 
 
 def _element(decoder: _Decoder, quick: _Quick | None, text: str, index: int
@@ -82,7 +87,7 @@ def _element(decoder: _Decoder, quick: _Quick | None, text: str, index: int
     for byte, and that equality also rules out a repeated key (each key is
     written once). Anything else (spaces, escapes, other number forms, an
     error) takes the strict parse, whose result or message is the reference."""
-    if quick is not None:
+    if quick is not None and quick.misses < quick.MISSES:
         try:
             value, end = quick.raw_decode(text, index)
             piece = text[index:end]
@@ -90,6 +95,7 @@ def _element(decoder: _Decoder, quick: _Quick | None, text: str, index: int
                 return Element(piece, value, True), end
         except (ValueError, RecursionError, orjson.JSONEncodeError):
             pass
+        quick.misses += 1
     decoder.ascii_keys = True
     value, end = decoder.raw_decode(text, index)
     return Element(text[index:end], value, decoder.ascii_keys), end

@@ -115,3 +115,20 @@ def test_compact_ascii_records_take_the_quick_parse(monkeypatch: pytest.MonkeyPa
     assert canonical_bytes(element.value, parsed=True) == rfc8785.dumps(json.loads(text))
     (spaced,) = parse_batch(b'[{"a": 1.0}]')  # 1.0 is written 1 by orjson: the strict parse
     assert spaced.text == '{"a": 1.0}' and objects
+
+
+def test_a_body_written_otherwise_is_not_parsed_twice_throughout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a few elements the quick parse could not vouch for, the rest of
+    the body goes to the strict decoder alone."""
+    attempts: list[int] = []
+    quick_decode = batch._Quick.raw_decode
+
+    def counted(self: batch._Quick, text: str, index: int = 0) -> tuple[Any, int]:
+        attempts.append(index)
+        return quick_decode(self, text, index)
+
+    monkeypatch.setattr(batch._Quick, "raw_decode", counted)
+    spaced = parse_batch(b"[" + b", ".join([b'{"a": 1}'] * 50) + b"]")
+    assert [e.text for e in spaced] == ['{"a": 1}'] * 50
+    assert len(attempts) == batch._Quick.MISSES
