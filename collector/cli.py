@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -571,14 +572,44 @@ def cmd_subscription(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
     from collector.dashboard.rollup import rebuild_on
     from collector.db.engine import write_options
+    from collector.db.schema import measurements
 
     engine = open_database(_settings(args))
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(measurements)).scalar_one()
+    # one transaction (the rollups are never seen half rebuilt), which uploads wait for
+    meanwhile = ("uploads are answered 503 database_busy meanwhile" if engine.dialect.name
+                 == "sqlite" else "uploads wait for it")
+    sys.stderr.write(f"{PROG}: rolling up {stored:,} measurements again, in one transaction: "
+                     f"{meanwhile} (probes keep their records and send them again)\n")
     with engine.connect().execution_options(**write_options(engine)) as conn, conn.begin():
-        count = rebuild_on(conn)
+        count = rebuild_on(conn, progress=_progress(stored, "measurements read"))
     print(f"rolled up {count} measurements")
     return 0
+
+
+def _progress(total: int, what: str, every: float = 5.0) -> Callable[[int], None]:
+    """A progress callback for long work: a line on stderr every `every`
+    seconds, with the rate and the time left."""
+    import time
+
+    started = last = time.monotonic()
+
+    def report(done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < every:
+            return
+        last = now
+        rate = done / max(now - started, 1e-9)
+        left = f", about {max(total - done, 0) / rate:,.0f} s left" if rate else ""
+        sys.stderr.write(f"{PROG}: {done:,} of {total:,} {what} ({rate:,.0f}/s{left})\n")
+
+    return report
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -7,16 +7,26 @@ test for; the body is `{"error": CODE, "detail": SENTENCE}`.
      +-- 403 revoked_key, bad_token, control_disabled
      +-- 413 body_too_large, batch_too_large
      +-- 429 rate_limited
+     +-- 503 database_busy (SQLite: another writer, e.g. `dashboard rebuild`, held the
+             database past the busy timeout; the request wrote nothing)
 """
 
 from __future__ import annotations
 
+import logging
+
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from probe.core.errors import VoipwatchError
+
+log = logging.getLogger("collector")
+
+# seconds a client is asked to wait when the database stayed locked
+BUSY_RETRY_AFTER = 60
 
 
 class ApiError(VoipwatchError):
@@ -53,7 +63,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
+def _locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked": its busy timeout ran out while another
+    connection held the write lock (or, for a reader, a lock it needed)."""
+    return "database is locked" in str(getattr(exc, "orig", exc))
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, sa.exc.OperationalError)
+    if not _locked(exc):
+        raise exc  # a fault: the server's 500, and its traceback in the log
+    # another writer held SQLite past the busy timeout: the transaction was rolled
+    # back, so the client (a probe keeps its records) can simply send it again
+    log.warning("the database stayed locked: %s %s answered 503", request.method,
+                request.url.path, extra={"event": "database_busy"})
+    return error_response(503, "database_busy", "the database is busy with a long write "
+                          "(a dashboard rebuild, a migration or a backup); nothing was "
+                          "written: send the request again later",
+                          {"Retry-After": str(BUSY_RETRY_AFTER)})
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(sa.exc.OperationalError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

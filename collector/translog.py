@@ -107,7 +107,10 @@ class TransLog:
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Append the stored records that are not in the log yet (stored before
         it existed, or while it was off), oldest first; how many. `progress` is
-        told the count every million."""
+        told the count every million (default: a log line)."""
+        report = progress or (lambda count: log.info(
+            "%d earlier records entered in the transparency log", count,
+            extra={"event": "log_catch_up"}))
         done, after = 0, 0
         while True:
             with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
@@ -122,6 +125,10 @@ class TransLog:
                     .limit(CATCH_UP_CHUNK)).all()
                 if not rows:
                     break
+                if not done:  # at start-up: minutes at millions, before the collector listens
+                    log.info("entering the stored records that the transparency log lacks "
+                             "(stored while it was off), oldest first",
+                             extra={"event": "log_catch_up"})
                 after = rows[-1].seq
                 updates, leaves = [], []
                 for offset, row in enumerate(rows):
@@ -135,8 +142,8 @@ class TransLog:
                                      record_sha256=sa.bindparam("b_sha")), updates)
                 self.append(conn, frontier, leaves)
                 done += len(rows)
-            if progress is not None and done % 1_000_000 < len(rows):
-                progress(done)
+            if done % 1_000_000 < len(rows):
+                report(done)
         if done:
             log.info("appended %d earlier records to the transparency log", done)
         return done

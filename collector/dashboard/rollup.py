@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -396,19 +396,24 @@ ROLLUP_COLUMNS = (measurements.c.seq, measurements.c.key_id, measurements.c.serv
                   measurements.c.started_at, measurements.c.received_at, measurements.c.record)
 
 
-def rebuild_on(conn: sa.Connection, chunk: int = 5000) -> int:
+def rebuild_on(conn: sa.Connection, chunk: int = 5000,
+               progress: Callable[[int], None] | None = None) -> int:
     """Empty the rollups and roll up every stored measurement again, in seq
-    order, in the caller's transaction."""
+    order, in the caller's transaction; `progress` is told the number read so
+    far after each chunk."""
     lock_series(conn)  # uploads rolling up meanwhile finish first, or wait
     for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version,
                   *((dash_series_day,) if _has_series_day(conn) else ())):
         conn.execute(sa.delete(table))
     conn.execute(sa.update(dash_series).values(dirty=True))
-    after, total = 0, 0
+    after, total, read = 0, 0, 0
     while True:
         rows = conn.execute(sa.select(*ROLLUP_COLUMNS).where(measurements.c.seq > after)
                             .order_by(measurements.c.seq).limit(chunk)).all()
         if not rows:
             return total
         total += apply(conn, rows)
+        read += len(rows)
         after = rows[-1].seq
+        if progress is not None:
+            progress(read)

@@ -124,6 +124,8 @@ def test_log_catches_up_with_records_stored_without_it(tmp_path: Path) -> None:
     with Collector(tmp_path / "c", None, []) as running, running.client() as http:
         size, root = head_hashes(http.get("/api/v1/log/head").json())
         assert size == 3
+        # said in the log as it starts: at millions of records this takes minutes
+        assert "entering the stored records that the transparency log lacks" in running.log()
         again = http.post("/api/v1/measurements", json=records).json()["results"]
         for result in again:
             index = result["receipt"]["log_index"]

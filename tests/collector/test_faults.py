@@ -4,6 +4,7 @@ middle of an upload and run again. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -130,3 +131,32 @@ def test_answer_lost_after_commit(fresh_collector: Collector) -> None:
     assert again.returncode == 0, again.stderr
     assert "200 accepted, 500 duplicate, 0 rejected; 0 left in the spool" in again.stderr
     assert_exactly_once(fresh_collector, key, expected)
+
+
+def test_a_database_held_by_another_writer_answers_503_and_loses_nothing(tmp_path: Path
+                                                                          ) -> None:
+    """SQLite locked past the busy timeout by another writer (a `dashboard
+    rebuild`, a backup): the upload is answered 503 `database_busy` with
+    Retry-After, in the API's error form, having written nothing; sent again
+    once the lock is gone, its records are stored once."""
+    key = ProbeKey.generate()
+    records = [make_record(key, "busy") for _ in range(5)]
+    with Collector(tmp_path / "collector") as collector, collector.client() as http:
+        register(http, key)
+        http.auth = UploadSigner(key)
+        holder = sqlite3.connect(tmp_path / "collector" / "collector.sqlite3",
+                                 isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            busy = http.post("/api/v1/measurements", json=records, timeout=90)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"] == "database_busy" and busy.headers["Retry-After"] == "60"
+        assert stored_ids(collector, key) == []
+        again = http.post("/api/v1/measurements", json=records)
+        assert [r["status"] for r in again.json()["results"]] == ["accepted"] * 5
+        assert sorted(stored_ids(collector, key)) == sorted(r["id"] for r in records)
+        log = collector.log()
+    assert '"event":"database_busy"' in log.replace(" ", "") and "Traceback" not in log

@@ -21,13 +21,15 @@ import pytest
 import sqlalchemy as sa
 from nacl.signing import VerifyKey
 
-from collector.dashboard.rollup import endpoint_verdict, unit_verdict
+from collector.dashboard.rollup import endpoint_verdict, rebuild_on, unit_verdict
+from collector.db.engine import write_options
 from collector.db.schema import (
     dash_endpoint_day,
     dash_key_version,
     dash_method,
     dash_series_day,
     dash_unit,
+    measurements,
 )
 from probe.core.record import rfc3339, utcnow
 from probe.core.signing import ProbeKey
@@ -156,6 +158,15 @@ def test_incremental_rollups_equal_a_rebuild(collector: Collector) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert _dump(engine) == before
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(measurements)).scalar_one()
+    # the operator is told how much there is and that uploads wait meanwhile
+    assert f"rolling up {stored:,} measurements again, in one transaction" in result.stderr
+    read: list[int] = []
+    with engine.connect().execution_options(**write_options(engine)) as conn, conn.begin():
+        count = rebuild_on(conn, chunk=250, progress=read.append)
+    assert f"rolled up {count} measurements" in result.stdout
+    assert read == [*range(250, stored, 250), stored] and _dump(engine) == before
 
 
 def test_revoked_keys_are_left_out(collector: Collector) -> None:
