@@ -362,16 +362,31 @@ def _dataset_target(args: argparse.Namespace) -> None:
         raise UserError(f"cannot write --out {args.out}: {parent} is not a writable directory")
 
 
-def _write(out: Path, chunks: Any, flag: str) -> None:
+def _write(out: Path, chunks: Any, flag: str, every: float = 5.0) -> None:
+    """`chunks` into `out` through `OUT.partial`, renamed once complete; a long
+    write (an export of millions of records) says every `every` seconds how far
+    it is."""
+    import time
+
     partial = out.with_name(out.name + ".partial")
+    started = last = time.monotonic()
+    written = 0
     try:
         with open(partial, "wb") as handle:
             for data in chunks:
                 handle.write(data)
+                written += len(data)
+                if time.monotonic() - last >= every:
+                    last = time.monotonic()
+                    sys.stderr.write(f"{PROG}: {written / 1e6:,.0f} MB written to {partial} "
+                                     f"({written / 1e6 / (last - started):,.1f} MB/s)\n")
         os.replace(partial, out)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise UserError(f"cannot write {flag} {out}: {exc.strerror}") from exc
+    except BaseException:  # interrupted: no half file left behind
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _parse_filters(args: argparse.Namespace) -> Any:
