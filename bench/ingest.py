@@ -274,12 +274,16 @@ def _enter_in_log(url: str, name: str) -> None:
 
     from collector.db.engine import make_engine
     from collector.identity import CollectorKey
-    from collector.translog import TransLog
+    from collector.translog import CATCH_UP_CHUNK, TransLog
 
     log = TransLog(make_engine(url), CollectorKey(SigningKey.generate()))
     start = time.perf_counter()
-    done = log.catch_up(progress=lambda n: print(
-        f"    {name}: {n:,} stored records entered in the log", flush=True))
+
+    def report(count: int) -> None:  # told after each chunk: a line every million
+        if count % 1_000_000 < CATCH_UP_CHUNK:
+            print(f"    {name}: {count:,} stored records entered in the log", flush=True)
+
+    done = log.catch_up(progress=report)
     if done:
         print(f"    {name}: {done:,} records entered in the log at "
               f"{done / (time.perf_counter() - start):,.0f}/s", flush=True)

@@ -317,7 +317,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         identity = load_or_create(settings.data_dir)
         log = TransLog(engine, identity)
-        log.catch_up()
+        _catch_up(log)
         current = log.size()
         size = current if args.tree_size is None else args.tree_size
         if not 0 <= size <= current:
@@ -329,7 +329,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         try:
             export_dataset.write(MeasurementStore(engine), filters, Path(args.out),
-                                 args.include_ip)
+                                 args.include_ip, _progress(None, "records written"))
         except OSError as exc:
             raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from exc
         if proof is not None and proof_path is not None:
@@ -474,7 +474,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     identity = load_or_create(settings.data_dir)
     log = TransLog(engine, identity) if settings.transparency_log else None
     if log is not None:
-        log.catch_up()
+        _catch_up(log)
     try:
         found = facts(MeasurementStore(engine), log, identity, args.cc, asn, since, until,
                       args.service, args.tree_size)
@@ -496,7 +496,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = open_database(settings)
     log = TransLog(engine, load_or_create(settings.data_dir))
-    log.catch_up()  # every record in the log first: its hash must be kept
+    _catch_up(log)  # every record in the log first: its hash must be kept
     deleted = log.redact(args.key_id.strip().lower(), args.reason)
     if not deleted:
         raise UserError(f"no records of key {args.key_id!r} (see `{PROG} probes list`)")
@@ -607,9 +607,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(total: int, what: str, every: float = 5.0) -> Callable[[int], None]:
+def _catch_up(log: Any) -> None:
+    """The stored records missing from the transparency log (stored with it off)
+    entered first, saying so when it takes a while (minutes at millions)."""
+    log.catch_up(_progress(None, "stored records entered in the transparency log first"))
+
+
+def _progress(total: int | None, what: str, every: float = 5.0) -> Callable[[int], None]:
     """A progress callback for long work: a line on stderr every `every`
-    seconds, with the rate and the time left."""
+    seconds, with the rate and, given the `total`, the time left."""
     import time
 
     started = last = time.monotonic()
@@ -621,6 +627,9 @@ def _progress(total: int, what: str, every: float = 5.0) -> Callable[[int], None
             return
         last = now
         rate = done / max(now - started, 1e-9)
+        if total is None:
+            sys.stderr.write(f"{PROG}: {done:,} {what} ({rate:,.0f}/s)\n")
+            return
         left = f", about {max(total - done, 0) / rate:,.0f} s left" if rate else ""
         sys.stderr.write(f"{PROG}: {done:,} of {total:,} {what} ({rate:,.0f}/s{left})\n")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,10 +110,11 @@ class DayFiles:
             file.pending, file.rows = [], 0
 
 
-def write(store: MeasurementStore, filters: Filters, out: Path, include_ip: bool = False
-          ) -> int:
+def write(store: MeasurementStore, filters: Filters, out: Path, include_ip: bool = False,
+          progress: Callable[[int], None] | None = None) -> int:
     """Write the dataset to `out` (a new directory: built as `out.partial`,
-    renamed when complete); the number of records."""
+    renamed when complete); the number of records. `progress` is told the
+    number written so far after each batch."""
     schema = _parquet_schema()
     written = 0
     partial = out.with_name(out.name + ".partial")
@@ -126,6 +127,8 @@ def write(store: MeasurementStore, filters: Filters, out: Path, include_ip: bool
                 written += batch.num_rows
                 for day, rows in day_runs(batch):
                     files.append(day, rows)
+                if progress is not None:
+                    progress(written)
         finally:
             files.close_all()
         os.replace(partial, out)

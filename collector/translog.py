@@ -107,10 +107,7 @@ class TransLog:
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Append the stored records that are not in the log yet (stored before
         it existed, or while it was off), oldest first; how many. `progress` is
-        told the count every million (default: a log line)."""
-        report = progress or (lambda count: log.info(
-            "%d earlier records entered in the transparency log", count,
-            extra={"event": "log_catch_up"}))
+        told the count so far after each chunk (default: a log line every million)."""
         done, after = 0, 0
         while True:
             with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
@@ -142,8 +139,11 @@ class TransLog:
                                      record_sha256=sa.bindparam("b_sha")), updates)
                 self.append(conn, frontier, leaves)
                 done += len(rows)
-            if done % 1_000_000 < len(rows):
-                report(done)
+            if progress is not None:
+                progress(done)
+            elif done % 1_000_000 < len(rows):
+                log.info("%d earlier records entered in the transparency log", done,
+                         extra={"event": "log_catch_up"})
         if done:
             log.info("appended %d earlier records to the transparency log", done)
         return done

@@ -103,7 +103,9 @@ def test_catching_up_in_chunks_enters_each_record_once_in_order(
     monkeypatch.setattr(translog, "CATCH_UP_CHUNK", 2)  # three chunks: 2, 2, 1
     engine = make_engine(f"sqlite:///{tmp_path / 'c' / 'collector.sqlite3'}")
     log = translog.TransLog(engine, CollectorKey(SigningKey.generate()))
-    assert log.catch_up() == 5 and log.catch_up() == 0
+    told: list[int] = []
+    assert log.catch_up(told.append) == 5 and log.catch_up() == 0
+    assert told == [2, 4, 5]  # after each chunk (the CLI prints every 5 s of it)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(measurements.c.log_index)
                             .order_by(measurements.c.seq)).scalars().all()
