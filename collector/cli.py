@@ -223,7 +223,30 @@ def main(argv: list[str] | None = None) -> int:
                "report": cmd_report, "redact": cmd_redact,
                "operator": cmd_operator, "subscription": cmd_subscription,
                "dashboard": cmd_dashboard}[args.command]
-    return run_command(PROG, handler, args)
+    return run_command(PROG, _said_when_locked(handler), args)
+
+
+LOCKED = ("the database stayed locked by another writer (a dashboard rebuild, a backup, a "
+          "busy collector): try again when it is done")
+
+
+def _said_when_locked(handler: Callable[[argparse.Namespace], int]
+                      ) -> Callable[[argparse.Namespace], int]:
+    """SQLite held past its busy timeout by another writer: one sentence, not an
+    internal error."""
+    def run(args: argparse.Namespace) -> int:
+        import sqlalchemy as sa
+
+        from collector.db.busy import locked
+
+        try:
+            return handler(args)
+        except sa.exc.OperationalError as exc:
+            if not locked(exc):
+                raise
+            raise Unreachable(LOCKED) from exc
+
+    return run
 
 
 SERVE_SETTINGS = ("data_dir", "db", "host", "port", "workers", "geoip_asn", "geoip_country",
@@ -246,6 +269,7 @@ def open_database(settings: Any) -> Any:
     """An engine on a migrated database, or a UserError saying why not."""
     import sqlalchemy as sa
 
+    from collector.db.busy import locked
     from collector.db.engine import describe, make_engine
     from collector.db.migrate import upgrade
 
@@ -253,6 +277,8 @@ def open_database(settings: Any) -> Any:
     try:
         upgrade(engine)
     except sa.exc.OperationalError as exc:
+        if locked(exc):
+            raise Unreachable(LOCKED) from exc
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         # a database server that does not answer is not bad input (a bad path is)
         problem = Unreachable if engine.dialect.name != "sqlite" else UserError
@@ -601,7 +627,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                  == "sqlite" else "uploads wait for it")
     sys.stderr.write(f"{PROG}: rolling up {stored:,} measurements again, in one transaction: "
                      f"{meanwhile} (probes keep their records and send them again)\n")
-    with engine.connect().execution_options(**write_options(engine)) as conn, conn.begin():
+    with engine.connect().execution_options(**write_options(engine, patient=True)) as conn, \
+            conn.begin():
         count = rebuild_on(conn, progress=_progress(stored, "measurements read"))
     print(f"rolled up {count} measurements")
     return 0

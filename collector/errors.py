@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from collector.db.busy import locked
 from probe.core.errors import VoipwatchError
 
 log = logging.getLogger("collector")
@@ -63,15 +64,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
-def _locked(exc: BaseException) -> bool:
-    """SQLite's "database is locked": its busy timeout ran out while another
-    connection held the write lock (or, for a reader, a lock it needed)."""
-    return "database is locked" in str(getattr(exc, "orig", exc))
-
-
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, sa.exc.OperationalError)
-    if not _locked(exc):
+    if not locked(exc):
         raise exc  # a fault: the server's 500, and its traceback in the log
     # another writer held SQLite past the busy timeout: the transaction was rolled
     # back, so the client (a probe keeps its records) can simply send it again

@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.dashboard.cells import Series
 from collector.dashboard.changestore import ChangeStore, StoredChange
+from collector.db.busy import locked
 from collector.db.engine import write_options
 from collector.db.schema import dash_change, dash_delivery, dash_series, dash_subscription
 from collector.identity import CollectorKey
@@ -220,7 +221,11 @@ async def background(engine: sa.Engine, base_url: str | None, every: float,
             await run_in_threadpool(sender.send_due)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a database hiccup must not end the loop
-            log.exception("dashboard background work failed",
-                          extra={"event": "dashboard_background_failed"})
+        except Exception as exc:  # a database hiccup must not end the loop
+            if locked(exc):  # a long writer (a rebuild): said, not a fault
+                log.warning("dashboard background work waits: the database is locked by "
+                            "another writer", extra={"event": "database_busy"})
+            else:
+                log.exception("dashboard background work failed",
+                              extra={"event": "dashboard_background_failed"})
         await asyncio.sleep(every)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from collector.dashboard.cells import Series, day_counts_by_series
 from collector.dashboard.changes import ChangePoint, Day, detect
+from collector.db.busy import locked
 from collector.db.engine import write_options
 from collector.db.locks import lock_series
 from collector.db.schema import (
@@ -125,6 +126,10 @@ class ChangeStore:
             except _Busy:
                 self._set({QUIET: BUSY_QUIET})
                 return 0
+            except sa.exc.OperationalError as exc:
+                if not locked(exc):
+                    raise
+                return 0  # held by a long writer (a rebuild): the page shows what is stored
             if created is not None:
                 self._set({QUIET: page_pause(time.monotonic() - start)})
             return created or 0

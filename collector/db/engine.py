@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
+from collector.db.busy import BusyMark, begin
 from probe.core.errors import UserError
 
 
@@ -38,6 +39,7 @@ def make_engine(url: str, *, serving: bool = False) -> Engine:
 
 
 WAL_LIMIT_BYTES = 64 * 1024 * 1024  # past it, the WAL is checkpointed and restarted
+BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another writer (collector/db/busy.py)
 
 
 def _sqlite_engine(url: URL, serving: bool = False) -> Engine:
@@ -48,7 +50,9 @@ def _sqlite_engine(url: URL, serving: bool = False) -> Engine:
         except OSError as exc:
             raise UserError(f"cannot create the data directory {path.parent}: "
                             f"{exc.strerror}") from exc
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000,
+                                                 "check_same_thread": False})
+    mark = BusyMark(url.database)
 
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -59,7 +63,7 @@ def _sqlite_engine(url: URL, serving: bool = False) -> Engine:
         # FULL: a batch the collector answered `accepted` survives a power cut,
         # since the probe deletes its copy on that answer
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # 32 MiB of pages per connection (SQLite's default is 2 MiB): the indexes'
         # upper levels stay in memory as the table grows to millions of rows
         cursor.execute("PRAGMA cache_size=-32768")
@@ -74,15 +78,24 @@ def _sqlite_engine(url: URL, serving: bool = False) -> Engine:
     def _begin(connection: sa.Connection) -> None:
         # writers take the lock up front: a deferred transaction that reads and then
         # writes fails at once with SQLITE_BUSY when another writer got there first
-        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        options = connection.get_execution_options()
+        mode = options.get("sqlite_begin", "DEFERRED")
+        if mode == "IMMEDIATE" and not options.get("sqlite_patient"):
+            # a request's write: found out once when held by a long writer
+            begin(connection, "BEGIN IMMEDIATE", mark, BUSY_TIMEOUT_MS)
+        else:
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
 
-def write_options(engine: Engine) -> dict[str, Any]:
-    """Execution options for a transaction that will write."""
-    return {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
+def write_options(engine: Engine, patient: bool = False) -> dict[str, Any]:
+    """Execution options for a transaction that will write; `patient`: it waits
+    the full busy timeout even while the database is marked busy (an operator's
+    command, not a request; collector/db/busy.py)."""
+    if engine.dialect.name != "sqlite":
+        return {}
+    return {"sqlite_begin": "IMMEDIATE", "sqlite_patient": patient}
 
 
 def describe(engine: Engine) -> str:

@@ -137,26 +137,40 @@ def test_a_database_held_by_another_writer_answers_503_and_loses_nothing(tmp_pat
                                                                           ) -> None:
     """SQLite locked past the busy timeout by another writer (a `dashboard
     rebuild`, a backup): the upload is answered 503 `database_busy` with
-    Retry-After, in the API's error form, having written nothing; sent again
-    once the lock is gone, its records are stored once."""
+    Retry-After, in the API's error form, having written nothing. Found out
+    once: the uploads after it are answered at once (not 30 s each, which
+    held every thread and left pages unanswered) and pages still read; sent
+    again once the lock is gone, the records are stored once."""
     key = ProbeKey.generate()
     records = [make_record(key, "busy") for _ in range(5)]
+    database = tmp_path / "collector" / "collector.sqlite3"
     with Collector(tmp_path / "collector") as collector, collector.client() as http:
         register(http, key)
         http.auth = UploadSigner(key)
-        holder = sqlite3.connect(tmp_path / "collector" / "collector.sqlite3",
-                                 isolation_level=None)
+        holder = sqlite3.connect(database, isolation_level=None)
         try:
             holder.execute("BEGIN IMMEDIATE")
             busy = http.post("/api/v1/measurements", json=records, timeout=90)
+            started = time.monotonic()
+            quick = http.post("/api/v1/measurements", json=records, timeout=90)
+            quick_seconds = time.monotonic() - started
+            page = http.get("/api/v1/measurements", params={"limit": 1}, timeout=10)
+            command = collector.cli("token", "create")  # an operator's command: one sentence
         finally:
             holder.rollback()
             holder.close()
-        assert busy.status_code == 503, busy.text
-        assert busy.json()["error"] == "database_busy" and busy.headers["Retry-After"] == "60"
+        for answer in (busy, quick):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"] == "database_busy"
+            assert answer.headers["Retry-After"] == "60"
+        assert quick_seconds < 10 and page.status_code == 200
+        assert command.returncode == 4 and command.stderr.startswith(
+            "voipwatch-collector: error: the database stayed locked by another writer"), \
+            command.stderr
         assert stored_ids(collector, key) == []
         again = http.post("/api/v1/measurements", json=records)
         assert [r["status"] for r in again.json()["results"]] == ["accepted"] * 5
         assert sorted(stored_ids(collector, key)) == sorted(r["id"] for r in records)
+        assert not database.with_name(database.name + "-locked").exists()  # mark cleared
         log = collector.log()
     assert '"event":"database_busy"' in log.replace(" ", "") and "Traceback" not in log

@@ -1,0 +1,80 @@
+"""SQLite: a database held by a long writer (a `dashboard rebuild`, a backup
+tool, a migration) is found out once, not once per waiting request.
+
+A write that finds the database locked waits SQLite's busy timeout (30 s) and
+fails; every request queued behind it used to wait its own 30 s in turn, so
+during a rebuild of minutes the API processes' threads all sat waiting on
+uploads and even read-only pages went unanswered. The first write to time out
+leaves a mark beside the database (a file: every API process sees it); while
+the mark is fresh, writes try for `SHORT_SECONDS` only and fail at once with
+the same error (503 `database_busy`, collector/errors.py), and the first one
+that gets through removes it. A mark left by a killed process goes stale on
+its own after `HOLD_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any
+
+HOLD_SECONDS = 60.0  # a mark this old is ignored
+# the busy timeout while the mark is fresh: a queue of waiting uploads drains in
+# a blink (they take turns, collector/db/writelock.py), and a registration's or
+# a counter's write still fits
+SHORT_SECONDS = 0.1
+
+
+def locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked": its busy timeout ran out while another
+    connection held the lock."""
+    return "database is locked" in str(getattr(exc, "orig", exc))
+
+
+class BusyMark:
+    def __init__(self, database: str | None) -> None:
+        self.path = f"{database}-locked" if database and database != ":memory:" else None
+
+    def fresh(self) -> bool:
+        if self.path is None:
+            return False
+        try:
+            return os.stat(self.path).st_mtime > time.time() - HOLD_SECONDS
+        except OSError:
+            return False
+
+    def set(self) -> None:
+        if self.path is not None:
+            try:
+                with open(self.path, "a"):
+                    pass
+                os.utime(self.path)
+            except OSError:  # a read-only directory: the requests wait their full timeout
+                pass
+
+    def clear(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def begin(connection: Any, statement: str, mark: BusyMark, timeout_ms: int) -> None:
+    """Run `statement` (a BEGIN that takes the write lock) on `connection`, briefly
+    while the mark is fresh; mark the database when it stays locked."""
+    short = mark.fresh()
+    driver = connection.connection.driver_connection
+    if short:
+        driver.execute(f"PRAGMA busy_timeout={int(SHORT_SECONDS * 1000)}")
+    try:
+        connection.exec_driver_sql(statement)
+    except Exception as exc:
+        if locked(exc):
+            mark.set()
+        raise
+    else:
+        if short:
+            mark.clear()
+    finally:
+        if short:
+            driver.execute(f"PRAGMA busy_timeout={timeout_ms}")
