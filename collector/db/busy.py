@@ -7,9 +7,13 @@ during a rebuild of minutes the API processes' threads all sat waiting on
 uploads and even read-only pages went unanswered. The first write to time out
 leaves a mark beside the database (a file: every API process sees it); while
 the mark is fresh, writes try for `SHORT_SECONDS` only and fail at once with
-the same error (503 `database_busy`, collector/errors.py), and the first one
-that gets through removes it. A mark left by a killed process goes stale on
-its own after `HOLD_SECONDS`.
+the same error (503 `database_busy`, collector/errors.py), the WAL checkpointer
+leaves its RESTART for later (collector/db/checkpoint.py: each process's held
+the writers' turn while it waited), and the first write that gets through
+removes the mark. A mark left by a killed process goes stale on its own after
+`HOLD_SECONDS`. Measured with a `dashboard rebuild` of 1,000,000 records (90 s)
+beside a collector of 4 API processes: the first upload answered 503 after 34 s,
+the next in 5 s (before: it waited for the whole rebuild, 65 s), a page in 0.3 s.
 """
 
 from __future__ import annotations

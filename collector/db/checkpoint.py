@@ -29,12 +29,14 @@ from contextlib import nullcontext
 
 from sqlalchemy.engine import Engine
 
-from collector.db.engine import WAL_LIMIT_BYTES
+from collector.db.busy import BusyMark
+from collector.db.engine import BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES
 from collector.db.writelock import WriterTurns
 
 log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
+RESTART_WAIT_MS = 1000  # how long a RESTART, holding the writers' turn, waits for the lock
 
 
 class Checkpointer:
@@ -42,6 +44,7 @@ class Checkpointer:
         self.engine = engine
         self.interval = interval
         self.turns = WriterTurns(engine)
+        self.busy = BusyMark(engine.url.database)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -62,13 +65,25 @@ class Checkpointer:
             size = os.path.getsize(f"{database}-wal")
         except (OSError, TypeError):
             size = 0
-        mode = "RESTART" if size > WAL_LIMIT_BYTES else "PASSIVE"
+        # not while a long writer holds the database (collector/db/busy.py): each
+        # process's RESTART would hold the writers' turn, waiting for it, in turn
+        restart = size > WAL_LIMIT_BYTES and not self.busy.fresh()
+        mode = "RESTART" if restart else "PASSIVE"
         try:
             # RESTART waits for the write lock: in turn with the ingest writers,
-            # who hand it to each other at once (collector/db/writelock.py)
-            with self.turns.turn() if mode == "RESTART" else nullcontext(), \
+            # who hand it to each other at once (collector/db/writelock.py); for a
+            # second at most (else next time), so the turn is not held long
+            with self.turns.turn() if restart else nullcontext(), \
                     self.engine.connect() as conn:
-                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchall()
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                if restart:
+                    driver.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+                try:
+                    conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchall()
+                finally:
+                    if restart:
+                        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except Exception as exc:  # busy, or the file went away: next time
             log.debug("checkpoint skipped: %s", exc)
 

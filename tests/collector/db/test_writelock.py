@@ -104,6 +104,37 @@ def test_restarting_checkpoint_waits_for_its_turn(tmp_path: Path,
     engine.dispose()
 
 
+def test_no_restarting_checkpoint_while_a_long_writer_holds_the_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the database marked busy (collector/db/busy.py), a checkpoint past the
+    limit does not queue for the writers' turn (four processes' did, a second
+    each, and uploads waited behind them for a whole rebuild): PASSIVE, at once."""
+    from collector.db.busy import BusyMark
+
+    monkeypatch.setattr(checkpoint, "WAL_LIMIT_BYTES", 0)  # every WAL is past it
+    engine = make_engine(f"sqlite:///{tmp_path}/c.sqlite3", serving=True)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        conn.execute(sa.text("INSERT INTO t VALUES (:x)"), [{"x": b"v" * 4096}] * 8)
+    mark, worker = BusyMark(f"{tmp_path}/c.sqlite3"), Checkpointer(engine)
+    mark.set()
+    done = threading.Event()
+    with WriterTurns(engine).turn():
+        thread = threading.Thread(target=lambda: (worker.checkpoint(), done.set()))
+        thread.start()
+        assert done.wait(HOLD)  # did not wait for the turn held here
+    thread.join(5)
+    mark.clear()
+    done.clear()
+    with WriterTurns(engine).turn():
+        thread = threading.Thread(target=lambda: (worker.checkpoint(), done.set()))
+        thread.start()
+        assert not done.wait(HOLD)  # unmarked: the RESTART takes its turn again
+    assert done.wait(5)
+    thread.join(5)
+    engine.dispose()
+
+
 def test_postgresql_and_memory_have_no_turns() -> None:
     for url in ("sqlite://", "postgresql+psycopg://u@localhost/db"):
         turns = WriterTurns(sa.create_engine(url))
