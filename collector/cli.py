@@ -623,8 +623,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     with engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(measurements)).scalar_one()
     # one transaction (the rollups are never seen half rebuilt), which uploads wait for
-    meanwhile = ("uploads are answered 503 database_busy meanwhile" if engine.dialect.name
-                 == "sqlite" else "uploads wait for it")
+    meanwhile = ("uploads wait for it, and past 30 s are answered 503 database_busy"
+                 if engine.dialect.name == "sqlite" else "uploads wait for it")
     sys.stderr.write(f"{PROG}: rolling up {stored:,} measurements again, in one transaction: "
                      f"{meanwhile} (probes keep their records and send them again)\n")
     with engine.connect().execution_options(**write_options(engine, patient=True)) as conn, \

@@ -18,6 +18,11 @@ TRUNCATE and 24-26 with RESTART, and ingest 4,500-5,100 records/s against
 5,100-5,400 (3 rounds each). The file keeps its size, at most
 `WAL_LIMIT_BYTES` once restarted (`journal_size_limit`, collector/db/engine.py).
 When the last connection closes, SQLite checkpoints and removes the WAL as usual.
+A RESTART waits at most RESTART_WAIT_MS for the lock and the readers, holding
+the writers' turn; one that a reader kept from finishing (a long export on an
+old snapshot) is tried again after a pause that doubles up to
+RESTART_BACKOFF_MAX, and none is tried while a long writer holds the database
+(collector/db/busy.py).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from contextlib import nullcontext
 
 from sqlalchemy.engine import Engine
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 RESTART_WAIT_MS = 1000  # how long a RESTART, holding the writers' turn, waits for the lock
+RESTART_BACKOFF_MAX = 30.0  # seconds between RESTARTs that keep finding a reader in the way
 
 
 class Checkpointer:
@@ -45,6 +52,7 @@ class Checkpointer:
         self.interval = interval
         self.turns = WriterTurns(engine)
         self.busy = BusyMark(engine.url.database)
+        self._restart_after, self._backoff = 0.0, 1.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,8 +74,11 @@ class Checkpointer:
         except (OSError, TypeError):
             size = 0
         # not while a long writer holds the database (collector/db/busy.py): each
-        # process's RESTART would hold the writers' turn, waiting for it, in turn
-        restart = size > WAL_LIMIT_BYTES and not self.busy.fresh()
+        # process's RESTART would hold the writers' turn, waiting for it, in turn;
+        # nor again at once after one that could not finish (a reader, e.g. an
+        # export, kept an old snapshot): each attempt holds the turn a second
+        restart = size > WAL_LIMIT_BYTES and not self.busy.fresh() and \
+            time.monotonic() >= self._restart_after
         mode = "RESTART" if restart else "PASSIVE"
         try:
             # RESTART waits for the write lock: in turn with the ingest writers,
@@ -80,10 +91,13 @@ class Checkpointer:
                 if restart:
                     driver.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
                 try:
-                    conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchall()
+                    busy = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()[0]
                 finally:
                     if restart:
                         driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if restart:
+                self._backoff = min(self._backoff * 2, RESTART_BACKOFF_MAX) if busy else 1.0
+                self._restart_after = time.monotonic() + (self._backoff if busy else 0.0)
         except Exception as exc:  # busy, or the file went away: next time
             log.debug("checkpoint skipped: %s", exc)
 

@@ -135,6 +135,34 @@ def test_no_restarting_checkpoint_while_a_long_writer_holds_the_database(
     engine.dispose()
 
 
+def test_a_restart_kept_from_finishing_by_a_reader_is_not_retried_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader on an old snapshot (a long export) keeps a RESTART from finishing:
+    it gives up after RESTART_WAIT_MS, holding the writers' turn that long, and
+    the next ones wait longer and longer before trying again (four processes,
+    each once a second, had held the turn all the time)."""
+    monkeypatch.setattr(checkpoint, "WAL_LIMIT_BYTES", 0)
+    engine = make_engine(f"sqlite:///{tmp_path}/c.sqlite3", serving=True)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        conn.execute(sa.text("INSERT INTO t VALUES (:x)"), [{"x": b"v" * 4096}] * 8)
+    worker = Checkpointer(engine)
+    with engine.connect() as reader:
+        reader.exec_driver_sql("SELECT count(*) FROM t").one()  # a snapshot, held open
+        start = time.monotonic()
+        worker.checkpoint()
+        tried = time.monotonic() - start
+        start = time.monotonic()
+        worker.checkpoint()
+        again = time.monotonic() - start
+    assert tried >= checkpoint.RESTART_WAIT_MS / 1000 * 0.9 and again < 0.2
+    worker.checkpoint()  # the reader gone, and the pause not over yet: still waits
+    monkeypatch.setattr(worker, "_restart_after", 0.0)
+    worker.checkpoint()  # its turn again: it finishes, and the pause starts over
+    assert worker._backoff == 1.0 and worker._restart_after <= time.monotonic()
+    engine.dispose()
+
+
 def test_postgresql_and_memory_have_no_turns() -> None:
     for url in ("sqlite://", "postgresql+psycopg://u@localhost/db"):
         turns = WriterTurns(sa.create_engine(url))
