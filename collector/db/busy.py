@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 HOLD_SECONDS = 60.0  # a mark this old is ignored
@@ -63,22 +64,30 @@ class BusyMark:
                 os.unlink(self.path)
 
 
+@contextlib.contextmanager
+def busy_timeout(connection: Any, wait_ms: int | None, usual_ms: int) -> Iterator[None]:
+    """`connection` (SQLAlchemy's, on SQLite) waits `wait_ms` for a lock inside
+    the block, then `usual_ms` again; None: unchanged."""
+    driver = connection.connection.driver_connection
+    if wait_ms is not None:
+        driver.execute(f"PRAGMA busy_timeout={wait_ms}")
+    try:
+        yield
+    finally:
+        if wait_ms is not None:
+            driver.execute(f"PRAGMA busy_timeout={usual_ms}")
+
+
 def begin(connection: Any, statement: str, mark: BusyMark, timeout_ms: int) -> None:
     """Run `statement` (a BEGIN that takes the write lock) on `connection`, briefly
     while the mark is fresh; mark the database when it stays locked."""
     short = mark.fresh()
-    driver = connection.connection.driver_connection
+    with busy_timeout(connection, int(SHORT_SECONDS * 1000) if short else None, timeout_ms):
+        try:
+            connection.exec_driver_sql(statement)
+        except Exception as exc:
+            if locked(exc):
+                mark.set()
+            raise
     if short:
-        driver.execute(f"PRAGMA busy_timeout={int(SHORT_SECONDS * 1000)}")
-    try:
-        connection.exec_driver_sql(statement)
-    except Exception as exc:
-        if locked(exc):
-            mark.set()
-        raise
-    else:
-        if short:
-            mark.clear()
-    finally:
-        if short:
-            driver.execute(f"PRAGMA busy_timeout={timeout_ms}")
+        mark.clear()

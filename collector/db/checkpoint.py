@@ -35,7 +35,7 @@ from contextlib import nullcontext
 
 from sqlalchemy.engine import Engine
 
-from collector.db.busy import BusyMark
+from collector.db.busy import BusyMark, busy_timeout
 from collector.db.engine import BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES
 from collector.db.writelock import WriterTurns
 
@@ -85,16 +85,9 @@ class Checkpointer:
             # who hand it to each other at once (collector/db/writelock.py); for a
             # second at most (else next time), so the turn is not held long
             with self.turns.turn() if restart else nullcontext(), \
-                    self.engine.connect() as conn:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                if restart:
-                    driver.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-                try:
-                    busy = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()[0]
-                finally:
-                    if restart:
-                        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                    self.engine.connect() as conn, \
+                    busy_timeout(conn, RESTART_WAIT_MS if restart else None, BUSY_TIMEOUT_MS):
+                busy = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()[0]
             if restart:
                 self._backoff = min(self._backoff * 2, RESTART_BACKOFF_MAX) if busy else 1.0
                 self._restart_after = time.monotonic() + (self._backoff if busy else 0.0)
