@@ -517,16 +517,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_redact(args: argparse.Namespace) -> int:
     from collector.identity import load_or_create
+    from collector.keys import KeyStore
+    from collector.redaction import count_of, redact
     from collector.translog import TransLog
 
     settings = _settings(args)
     engine = open_database(settings)
+    key_id = args.key_id.strip().lower()
+    stored = count_of(engine, key_id)
+    if not stored:
+        raise UserError(f"no records of key {args.key_id!r} (see `{PROG} probes list`)")
     log = TransLog(engine, load_or_create(settings.data_dir))
     _catch_up(log)  # every record in the log first: its hash must be kept
-    deleted = log.redact(args.key_id.strip().lower(), args.reason)
-    if not deleted:
-        raise UserError(f"no records of key {args.key_id!r} (see `{PROG} probes list`)")
-    print(f"deleted {deleted} records of {args.key_id}; the log keeps their leaf hashes")
+    sys.stderr.write(f"{PROG}: deleting {stored:,} records of {key_id} and their share of "
+                     f"the dashboard, in one transaction: {_uploads_wait(engine)}\n")
+    deleted = redact(engine, log, key_id, args.reason, _progress(stored, "records deleted"))
+    print(f"deleted {deleted} records of {key_id}; the log keeps their leaf hashes, "
+          "the dashboard no longer counts them")
+    probe = KeyStore(engine).get(key_id)
+    if probe is not None and not probe.revoked:
+        sys.stderr.write(f"{PROG}: the key is not revoked: records it sends from now on are "
+                         f"stored (`{PROG} probes revoke {key_id}`)\n")
     return 0
 
 
@@ -623,15 +634,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     with engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(measurements)).scalar_one()
     # one transaction (the rollups are never seen half rebuilt), which uploads wait for
-    meanwhile = ("uploads wait for it, and past 30 s are answered 503 database_busy"
-                 if engine.dialect.name == "sqlite" else "uploads wait for it")
     sys.stderr.write(f"{PROG}: rolling up {stored:,} measurements again, in one transaction: "
-                     f"{meanwhile} (probes keep their records and send them again)\n")
+                     f"{_uploads_wait(engine)} (probes keep their records and send them "
+                     "again)\n")
     with engine.connect().execution_options(**write_options(engine, patient=True)) as conn, \
             conn.begin():
         count = rebuild_on(conn, progress=_progress(stored, "measurements read"))
     print(f"rolled up {count} measurements")
     return 0
+
+
+def _uploads_wait(engine: Any) -> str:
+    """What uploads meet while an operator's command holds the database."""
+    if engine.dialect.name == "sqlite":
+        return "uploads wait for it, and past 30 s are answered 503 database_busy"
+    return "uploads wait for it"
 
 
 def _catch_up(log: Any) -> None:

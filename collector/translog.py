@@ -258,23 +258,6 @@ class TransLog:
                     yield index, None, gone[index]
             start = stop
 
-    def redact(self, key_id: str, reason: str | None) -> int:
-        """Delete a probe's records (its volunteer asked), keeping each one's leaf
-        hash in `log_redactions`: proofs stay valid, the deletion is public."""
-        with self.engine.connect().execution_options(**write_options(self.engine)) as conn, \
-                conn.begin():
-            self.lock(conn)  # no append meanwhile
-            rows = conn.execute(sa.select(*LEAF_COLUMNS).where(
-                measurements.c.key_id == key_id, measurements.c.log_index.is_not(None))).all()
-            if rows:
-                now = utcnow()
-                conn.execute(sa.insert(log_redactions), [
-                    {"log_index": row.log_index, "leaf_hash": leaf_hash_of_row(row),
-                     "redacted_at": now, "reason": reason} for row in rows])
-            deleted = conn.execute(sa.delete(measurements)
-                                   .where(measurements.c.key_id == key_id)).rowcount
-        return int(deleted)
-
     # --- signed tree heads ----------------------------------------------------------
 
     def _sign_head(self, size: int, root: bytes) -> dict[str, Any]:

@@ -17,7 +17,7 @@ In the ingest path, `facts_of(rows)` reads the records before the write lock
 and `apply_facts(conn, facts)` rolls up those inserted, inside the ingest
 transaction. `rebuild_on(conn)` recomputes
 everything from the measurements table (migration, `voipwatch-collector
-dashboard rebuild`).
+dashboard rebuild`); `forget_key(conn, key_id)` takes a redacted key's share out.
 """
 
 from __future__ import annotations
@@ -368,6 +368,34 @@ def _units(writer: _Writer, units: dict[tuple[Any, ...], list[int]]) -> None:
         writer.add(dash_series_day, ["series_id", "day", *(f"u_{v}" for v in VERDICTS)],
                    [(*k, *v) for k, v in series_days.items()], ["series_id", "day"],
                    [f"u_{v}" for v in VERDICTS])
+
+
+def forget_key(conn: sa.Connection, key_id: str) -> int:
+    """Take a key's share out of the rollups, in the caller's transaction (its
+    records were redacted: collector/redaction.py): its units, endpoint days,
+    methods and versions go, each day's totals lose its units, and the series
+    it counted in go back to the change detector. The number of series."""
+    writer = _Writer(conn)
+    u = dash_unit.c
+    days = conn.execute(sa.select(u.series_id, u.start, *(u[f"u_{v}"] for v in VERDICTS))
+                        .where(u.span == "d", u.key_id == key_id)).all()
+    touched = sorted({row.series_id for row in days})
+    lock_series(conn, touched)
+    if days and _has_series_day(conn):
+        writer.add(dash_series_day, ["series_id", "day", *(f"u_{v}" for v in VERDICTS)],
+                   [(row.series_id, writer.day(_as_date(row.start)), *(-n for n in row[2:]))
+                    for row in days], ["series_id", "day"], [f"u_{v}" for v in VERDICTS])
+        d = dash_series_day.c
+        for start in range(0, len(touched), 500):  # a day no other key counted in: no row
+            conn.execute(sa.delete(dash_series_day).where(
+                d.series_id.in_(touched[start:start + 500]),
+                *(d[f"u_{v}"] == 0 for v in VERDICTS)))
+    for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version):
+        conn.execute(sa.delete(table).where(table.c.key_id == key_id))
+    for start in range(0, len(touched), 500):
+        conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(touched[start:start + 500]))
+                     .values(dirty=True))
+    return len(touched)
 
 
 _SERIES_DAY: set[str] = set()  # databases known to have dash_series_day

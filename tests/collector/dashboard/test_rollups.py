@@ -169,6 +169,40 @@ def test_incremental_rollups_equal_a_rebuild(collector: Collector) -> None:
     assert read == [*range(250, stored, 250), stored] and _dump(engine) == before
 
 
+def test_a_redacted_key_leaves_the_rollups(collector: Collector) -> None:
+    """`redact` deletes a key's records and everything the dashboard rolled up
+    from them (its units, methods, versions, its share of the daily totals):
+    afterwards the rollups are what a rebuild from the remaining records makes,
+    and the cell counts one probe fewer."""
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    keys = [ProbeKey.generate() for _ in range(3)]
+    gone = keys[1]
+    import random
+
+    rng = random.Random(11)
+    records = [record(k, service, DAY0 + dt.timedelta(hours=rng.randrange(24 * 40)),
+                      rng.choice(["open", "blocked", "blocked", "inconclusive"]),
+                      port=rng.choice([3478, 19302]), role=rng.choice(["call", "messaging"]),
+                      link=rng.choice(["cellular", "adsl"]))
+               for k in keys for _ in range(120)]
+    _upload(collector, keys, records)
+    assert "3 probes" in _cell(collector, service)
+    result = collector.cli("redact", "--key-id", gone.key_id, "--reason", "volunteer asked")
+    assert result.returncode == 0 and "deleted 120 records" in result.stdout, result.stderr
+    engine = _engine(collector)
+    after = _dump(engine)
+    with engine.connect() as conn:
+        for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version):
+            left = conn.execute(sa.select(sa.func.count()).select_from(table)
+                                .where(table.c.key_id == gone.key_id)).scalar_one()
+            assert left == 0, table.name
+    rebuilt = subprocess.run([collector.program, "dashboard", "rebuild", *collector.db_args],
+                             capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert _dump(engine) == after
+    assert "2 probes" in _cell(collector, service)
+
+
 def test_revoked_keys_are_left_out(collector: Collector) -> None:
     service = f"svc-{uuid.uuid4().hex[:8]}"
     good, bad = ProbeKey.generate(), ProbeKey.generate()
