@@ -437,24 +437,27 @@ class MeasurementStore:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def digests_in_log_order(self, filters: Filters, chunk: int = 50_000) -> Iterator[str]:
+        """record_sha256 of the matching records the log holds, in log order
+        (what a dataset's hash reads), a chunk at a time: the report's way when
+        its stream met them out of that order (records entered in the log after
+        later ones, while it was off)."""
+        c = measurements.c
+        after = -1
+        while True:
+            query = (sa.select(c.log_index, c.record_sha256)
+                     .where(*filters.clauses(), c.log_index > after,
+                            c.record_sha256.is_not(None))
+                     .order_by(c.log_index).limit(chunk)
+                     # else SQLite's planner may take a filter's index and sort every match
+                     .with_hint(measurements, "INDEXED BY measurements_log_index", "sqlite"))
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            yield from (row.record_sha256 for row in rows)
+            if len(rows) < chunk:
+                return
+            after = rows[-1].log_index
+
     def rejection_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {r.reason: int(r.count) for r in conn.execute(sa.select(rejections))}
-
-    def latest(self, since: datetime) -> list[sa.Row[Any]]:
-        """The newest record per endpoint and network (country, ASN, link type),
-        from unrevoked keys, for the results page."""
-        c = measurements.c
-        group = (c.service, c.role, c.cc, c.asn, c.link_type, c.check_name, c.endpoint_host,
-                 c.endpoint_port, c.transport)
-        ranked = (sa.select(*group, c.as_org, c.verdict, c.blocking, c.started_at,
-                            c.attribution,
-                            sa.func.row_number().over(partition_by=group,
-                                                      order_by=(c.started_at.desc(),
-                                                                c.seq.desc())).label("rank"))
-                  .select_from(measurements.join(probes, probes.c.key_id == c.key_id))
-                  .where(c.started_at >= since, probes.c.revoked_at.is_(None))
-                  .subquery())
-        query = sa.select(ranked).where(ranked.c.rank == 1)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query).all())

@@ -2,14 +2,16 @@
 optionally one AS and one service) over one period, from the stored records,
 as HTML or PDF (docs/evidence.md, "The evidence report").
 
-`facts` reads the records once, in constant memory but for one small tuple
-per record (to hash the set in log order), and returns everything the
-renderers print: the same data gives the same facts, the same facts the same
-bytes (no clock, no randomness, every list sorted).
+`facts` reads the records once, in constant memory (the set's hash, in log
+order, as they stream by; a second read in that order when they did not come
+in it), and returns everything the renderers print: the same data gives the
+same facts, the same facts the same bytes (no clock, no randomness, every
+list sorted).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -125,7 +127,9 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
     method_series: dict[str, Counter[str]] = defaultdict(Counter)
     lines: dict[tuple[str, str], ServiceLine] = {}
     attribution: Counter[str] = Counter()
-    digests: list[tuple[int, str]] = []
+    # the set's hash as it streams by, while it comes in log order (it does
+    # unless records were entered in the log after later ones, while it was off)
+    digests, last_index = hashlib.sha256(), -1
     for rows in store.stream(filters):
         for row in rows:
             out.records += 1
@@ -149,8 +153,13 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
                 if row.verdict == "blocked":
                     line.first_blocked = min(filter(None, (line.first_blocked, moment)))
                     line.last_blocked = max(filter(None, (line.last_blocked, moment)))
-            if row.record_sha256 is not None and row.log_index is not None:
-                digests.append((row.log_index, row.record_sha256))
+            if row.record_sha256 is not None and row.log_index is not None and \
+                    last_index is not None:
+                if row.log_index > last_index:
+                    digests.update(f"{row.record_sha256}\n".encode())
+                    last_index = row.log_index
+                else:
+                    last_index = None  # out of order: read again in order below
     out.probes = len(probes)
     out.link_types = sorted(links.items(), key=lambda kv: (-kv[1], kv[0]))
     out.as_orgs = [name for name, _ in sorted(orgs.items(), key=lambda kv: (-kv[1], kv[0]))][:3]
@@ -167,7 +176,8 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
     out.first_blocked = min(blocked) if blocked else None
     out.last_blocked = max(blocked) if blocked else None
     out.attribution = dict(sorted(attribution.items()))
-    out.dataset_sha256 = dataset_sha256([d for _, d in sorted(digests)])
+    out.dataset_sha256 = digests.hexdigest() if last_index is not None else \
+        dataset_sha256(store.digests_in_log_order(filters))
     out.collector = key.public()
     if log is not None and size is not None:
         out.tree_head = log.head_at(size)

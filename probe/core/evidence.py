@@ -17,7 +17,7 @@ import base64
 import binascii
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,10 +103,14 @@ def record_claims(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def dataset_sha256(digests: list[str]) -> str:
+def dataset_sha256(digests: Iterable[str]) -> str:
     """The hash of a set of records: SHA-256 of their record_sha256 values, one
-    per line (hex, each followed by a newline), in log order."""
-    return hashlib.sha256("".join(d + "\n" for d in digests).encode()).hexdigest()
+    per line (hex, each followed by a newline), in log order. Read as it comes:
+    a country's ten million records are never held at once."""
+    hasher = hashlib.sha256()
+    for digest in digests:
+        hasher.update(f"{digest}\n".encode())
+    return hasher.hexdigest()
 
 
 def _uuid(value: Any) -> str:

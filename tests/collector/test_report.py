@@ -114,3 +114,40 @@ def test_report_errors_are_sentences(stocked: Collector, tmp_path: Path) -> None
         result = stocked.cli("report", *[x for kv in base.items() for x in kv])
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_hash_follows_log_order_when_the_rows_do_not(tmp_path: Path) -> None:
+    """Concurrent uploads to PostgreSQL can commit (and enter the log) in another
+    order than they inserted; the report then reads the set's hashes again in log
+    order. Simulated by swapping two rows' log indexes: the hash must follow."""
+    import sqlalchemy as sa
+
+    from collector.db.engine import make_engine
+    from collector.db.schema import measurements
+    from collector.identity import load_or_create
+    from collector.report import facts
+    from collector.store import MeasurementStore
+    from collector.translog import TransLog
+    from probe.core.evidence import dataset_sha256
+
+    with Collector(tmp_path / "c", None, ["--max-record-age-days", "0"]) as running, \
+            running.client() as http:
+        key = ProbeKey.generate()
+        register(http, key)
+        records = [make_record(key, "whatsapp", network=MA,
+                               started_at=rfc3339(START + timedelta(hours=n))) for n in range(6)]
+        assert http.post("/api/v1/measurements", json=records).status_code == 200
+    engine = make_engine(f"sqlite:///{running.data_dir}/collector.sqlite3")
+    c = measurements.c
+    with engine.begin() as conn:
+        first, last = conn.execute(sa.select(c.seq, c.log_index).order_by(c.seq)).all()[::5]
+        for seq, index in ((first.seq, -1), (last.seq, first.log_index), (first.seq,
+                                                                           last.log_index)):
+            conn.execute(sa.update(measurements).where(c.seq == seq).values(log_index=index))
+        in_log_order, in_seq_order = ([row.record_sha256 for row in conn.execute(
+            sa.select(c.record_sha256).order_by(order))] for order in (c.log_index, c.seq))
+    key_ = load_or_create(running.data_dir)
+    found = facts(MeasurementStore(engine), TransLog(engine, key_), key_, "MA", None,
+                  START - timedelta(days=1), START + timedelta(days=1))
+    assert found.records == 6 and found.dataset_sha256 == dataset_sha256(in_log_order)
+    assert in_log_order != in_seq_order  # the rows did stream out of log order
