@@ -503,7 +503,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _catch_up(log)
     try:
         found = facts(MeasurementStore(engine), log, identity, args.cc, asn, since, until,
-                      args.service, args.tree_size)
+                      args.service, args.tree_size, _progress(None, "records read"))
     except ValueError as exc:
         raise UserError(f"--tree-size: {exc}") from exc
     if kind == "html":

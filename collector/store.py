@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -436,6 +436,27 @@ class MeasurementStore:
             query = query.where(*filters.clauses())
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def scan(self, filters: Filters, columns: Sequence[Any], chunk: int = 20_000
+             ) -> Iterator[list[sa.Row[Any]]]:
+        """`columns` of measurements (and `seq`) of every matching row, oldest
+        first, in chunks: what a summary over millions of records reads (the
+        report), without the records' text that `stream` carries for exports."""
+        c = measurements.c
+        unindexed = page_unindexed(filters) if self.dialect == "sqlite" else set()
+        after: int | None = None
+        while True:
+            query = (sa.select(c.seq, *columns).where(*filters.clauses(unindexed))
+                     .order_by(c.seq).limit(chunk))
+            if after is not None:
+                query = query.where(c.seq > after)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if rows:
+                yield rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1].seq
 
     def digests_in_log_order(self, filters: Filters, chunk: int = 50_000) -> Iterator[str]:
         """record_sha256 of the matching records the log holds, in log order

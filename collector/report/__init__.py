@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from collector.db.schema import measurements
 from collector.identity import CollectorKey
 from collector.store import Filters, MeasurementStore
 from collector.translog import TransLog
@@ -24,6 +26,10 @@ from probe.core.evidence import dataset_sha256, leaf_time
 from probe.core.record import rfc3339
 
 VERDICTS = ("open", "blocked", "throttled", "inconclusive")
+_m = measurements.c
+COLUMNS = (_m.key_id, _m.service, _m.role, _m.verdict, _m.blocking, _m.link_type, _m.as_org,
+           _m.started_at, _m.attribution, _m.attribution_mismatch, _m.late_seconds,
+           _m.record_sha256, _m.log_index)  # what `facts` reads of each record
 
 
 @dataclass
@@ -105,9 +111,11 @@ def _bucket(moment: datetime, weekly: bool) -> str:
 
 def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: str,
           asn: int | None, since: datetime, until: datetime, service: str | None = None,
-          tree_size: int | None = None) -> Facts:
+          tree_size: int | None = None, progress: Callable[[int], None] | None = None
+          ) -> Facts:
     """Everything the report says, for records filed under `cc` (and `asn`),
-    started in [since, until), among the log's first `tree_size` entries."""
+    started in [since, until), among the log's first `tree_size` entries.
+    `progress` is told the number of records read after each chunk."""
     size = None
     if log is not None:
         current = log.size()
@@ -130,7 +138,11 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
     # the set's hash as it streams by, while it comes in log order (it does
     # unless records were entered in the log after later ones, while it was off)
     digests, last_index = hashlib.sha256(), -1
-    for rows in store.stream(filters):
+    read = 0
+    for rows in store.scan(filters, COLUMNS):
+        read += len(rows)
+        if progress is not None:
+            progress(read)
         for row in rows:
             out.records += 1
             probes.add(row.key_id)
