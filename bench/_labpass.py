@@ -2,7 +2,7 @@
 and the lab's `rate` primitive as a link shape.
 
 A pass's figures: wall time, the probe process's peak memory (its own max
-RSS, from wait4), the bytes its interface sent and received (the namespace's
+RSS, bench/_peak.py), the bytes its interface sent and received (the namespace's
 veth counters) and how many packets the router's bucket held back (htb
 `overlimits`; 0 means the pass never needed more than the rate).
 """
@@ -10,13 +10,13 @@ veth counters) and how many packets the router's bucket held back (htb
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any
+
+from bench import _peak as peak
 
 
 @dataclass
@@ -56,19 +56,15 @@ def measured_pass(lab: Any, link: Any, argv: list[str]) -> tuple[Pass, list[dict
     sent0, received0 = counters(namespace)
     held0 = overlimits(lab, link)
     with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        process = subprocess.Popen(argv, env=lab.probe_env(link), stdout=out,
-                                   stderr=subprocess.DEVNULL)
-        # `ip netns exec` execs the probe in place: this child is the probe itself
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
+        # `ip netns exec` execs the probe in place: the measured process is the probe
+        measured = peak.run(argv, env=lab.probe_env(link), stdout=out,
+                            stderr=subprocess.DEVNULL)
         out.seek(0)
         records = [json.loads(line) for line in out.read().splitlines() if line.strip()]
-    if process.returncode != 0:
-        raise SystemExit(f"the probe failed with status {process.returncode}")
+    if measured.status != 0:
+        raise SystemExit(f"the probe failed with status {measured.status}")
     sent1, received1 = counters(namespace)
-    return Pass(wall, usage.ru_maxrss / 1024, sent1 - sent0, received1 - received0,
+    return Pass(measured.seconds, measured.peak_mib, sent1 - sent0, received1 - received0,
                 len(records), overlimits(lab, link) - held0), records
 
 

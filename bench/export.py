@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import _bigstore as bigstore  # noqa: E402
+from bench import _peak as peak_of  # noqa: E402
 from bench.dashboard import Generator  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_EXPORT_RECORDS", "200000"))
@@ -89,14 +91,13 @@ def export(url: str, fmt: str, out: Path, *filters: str) -> tuple[float, float, 
     best, peak = float("inf"), 0.0
     for _ in range(RUNS):
         shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"export bench: {' '.join(command)} failed: "
-                             f"{process.stderr.read().decode()[-500:] if process.stderr else ''}")
-        best, peak = min(best, elapsed), max(peak, usage.ru_maxrss / 1024)
+        with tempfile.TemporaryFile() as err:
+            measured = peak_of.run(command, stdout=subprocess.DEVNULL, stderr=err)
+            if measured.status != 0:
+                err.seek(0)
+                raise SystemExit(f"export bench: {' '.join(command)} failed: "
+                                 f"{err.read().decode()[-500:]}")
+        best, peak = min(best, measured.seconds), max(peak, measured.peak_mib)
     size = (sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir()
             else out.stat().st_size)
     return best, peak, size

@@ -4,7 +4,7 @@ A full pass of the lab catalogue from the cellular probe host, on an
 unshaped link, under 1 Mbit/s both ways (cellular-like) and under 128 kbit/s
 (EDGE-like, where the link is the bottleneck), with the lab's `rate`
 primitive (an htb token bucket on the router, in each direction): wall time,
-the probe process's peak memory (its own max RSS, from wait4) and the bytes
+the probe process's peak memory (its own max RSS, bench/_peak.py) and the bytes
 its interface sent and received (the namespace's veth counters), plus how
 many packets the bucket held back (htb `overlimits`: 0 means the pass never
 needed more than the rate). Each figure is the median of RUNS passes,

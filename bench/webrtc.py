@@ -3,7 +3,7 @@
 In the WebRTC call lab (tests/support/netns.py: a probe host, a router and an
 internet with the collector's reference peer and coturn), one probe pass per
 ICE variant (direct, TURN over UDP, TCP, TLS/443): wall time, the probe
-process's peak memory (max RSS from wait4) and the bytes on the probe's
+process's own peak memory (max RSS, bench/_peak.py) and the bytes on the probe's
 interface, each the median of RUNS passes and printed with its ratio to a
 pass of one `tcp` endpoint to the same collector (the baseline: a run that
 never imports aiortc).
@@ -19,12 +19,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import _peak as peak  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 IMPORT = ("import resource, time; t = time.perf_counter(); {}; "
@@ -60,17 +61,14 @@ def one_pass(lab: Any, endpoint: dict[str, Any]) -> tuple[float, float, int, int
     argv = lab.probe_argv(*lab.run_args(services, timeout=None, name="bench"))
     sent0, received0 = counters(lab.probe_ns)
     with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        process = subprocess.Popen(argv, env=lab.probe_env(), stdout=out,
-                                   stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)  # the probe itself (exec in place)
-        wall = time.perf_counter() - start
+        # the probe itself (`ip netns exec` execs it in place)
+        measured = peak.run(argv, env=lab.probe_env(), stdout=out, stderr=subprocess.DEVNULL)
         out.seek(0)
         records = [json.loads(line) for line in out.read().splitlines() if line.strip()]
-    if os.waitstatus_to_exitcode(status) != 0 or len(records) != 1:
+    if measured.status != 0 or len(records) != 1:
         raise SystemExit("bench/webrtc.py: the probe run failed")
     sent1, received1 = counters(lab.probe_ns)
-    return (wall, usage.ru_maxrss / 1024, sent1 - sent0, received1 - received0,
+    return (measured.seconds, measured.peak_mib, sent1 - sent0, received1 - received0,
             records[0]["verdict"])
 
 

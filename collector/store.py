@@ -43,8 +43,8 @@ class Filters:
     log_size: int | None = None  # only records among the log's first `log_size` entries
 
     def clauses(self, unindexed: Collection[str] = ()) -> list[Any]:
-        """The WHERE terms; the equalities on the columns in `unindexed` are
-        written so that SQLite uses no index for them (a unary +)."""
+        """The WHERE terms; those on the columns in `unindexed` are written so
+        that SQLite uses no index for them (a unary +)."""
         c = measurements.c
 
         def col(column: Any) -> Any:
@@ -66,9 +66,9 @@ class Filters:
         if self.upstream is not None:
             out.append(sa.func.coalesce(c.upstream, "unknown") == self.upstream)
         if self.since is not None:
-            out.append(c.started_at >= self.since)
+            out.append(col(c.started_at) >= self.since)
         if self.until is not None:
-            out.append(c.started_at < self.until)
+            out.append(col(c.started_at) < self.until)
         return out
 
 
@@ -461,17 +461,18 @@ class MeasurementStore:
     def digests_in_log_order(self, filters: Filters, chunk: int = 50_000) -> Iterator[str]:
         """record_sha256 of the matching records the log holds, in log order
         (what a dataset's hash reads), a chunk at a time: the report's way when
-        its stream met them out of that order (records entered in the log after
-        later ones, while it was off)."""
+        its scan met them out of that order (concurrent PostgreSQL uploads may
+        enter the log in another order than they inserted)."""
         c = measurements.c
+        # SQLite: no filter's index, or its planner may take one and sort every
+        # match for each chunk; the log's index gives the order and the range
+        unindexed = {*_EQUALITIES, "started_at"} if self.dialect == "sqlite" else set()
         after = -1
         while True:
             query = (sa.select(c.log_index, c.record_sha256)
-                     .where(*filters.clauses(), c.log_index > after,
+                     .where(*filters.clauses(unindexed), c.log_index > after,
                             c.record_sha256.is_not(None))
-                     .order_by(c.log_index).limit(chunk)
-                     # else SQLite's planner may take a filter's index and sort every match
-                     .with_hint(measurements, "INDEXED BY measurements_log_index", "sqlite"))
+                     .order_by(c.log_index).limit(chunk))
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
             yield from (row.record_sha256 for row in rows)

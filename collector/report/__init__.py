@@ -135,10 +135,12 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
     method_series: dict[str, Counter[str]] = defaultdict(Counter)
     lines: dict[tuple[str, str], ServiceLine] = {}
     attribution: Counter[str] = Counter()
-    # the set's hash as it streams by, while it comes in log order (it does
-    # unless records were entered in the log after later ones, while it was off)
+    # the set's hash as it streams by, while it comes in log order: always on
+    # SQLite; concurrent PostgreSQL uploads may enter the log in another order
+    # than they inserted
     digests, last_index = hashlib.sha256(), -1
     read = 0
+    buckets: dict[date, str] = {}  # each day's bucket, worked out once
     for rows in store.scan(filters, COLUMNS):
         read += len(rows)
         if progress is not None:
@@ -153,9 +155,14 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
             attribution[row.attribution or "none"] += 1
             out.mismatches += bool(row.attribution_mismatch)
             out.late += row.late_seconds is not None
-            bucket = _bucket(row.started_at, weekly)
+            day = row.started_at.date()
+            bucket = buckets.get(day)
+            if bucket is None:
+                bucket = buckets[day] = _bucket(row.started_at, weekly)
             series[bucket][row.verdict] += 1
-            line = lines.setdefault((row.service, row.role), ServiceLine(row.service, row.role))
+            line = lines.get((row.service, row.role))
+            if line is None:
+                line = lines[row.service, row.role] = ServiceLine(row.service, row.role)
             line.verdicts[row.verdict] += 1
             if row.verdict in ("blocked", "throttled"):
                 moment = leaf_time(row.started_at)

@@ -147,7 +147,17 @@ def test_the_hash_follows_log_order_when_the_rows_do_not(tmp_path: Path) -> None
         in_log_order, in_seq_order = ([row.record_sha256 for row in conn.execute(
             sa.select(c.record_sha256).order_by(order))] for order in (c.log_index, c.seq))
     key_ = load_or_create(running.data_dir)
+    read: list[int] = []
     found = facts(MeasurementStore(engine), TransLog(engine, key_), key_, "MA", None,
-                  START - timedelta(days=1), START + timedelta(days=1))
+                  START - timedelta(days=1), START + timedelta(days=1), progress=read.append)
     assert found.records == 6 and found.dataset_sha256 == dataset_sha256(in_log_order)
+    assert read == [6]  # told after each chunk read
+    from collector.report import COLUMNS
+    from collector.store import Filters
+
+    store, everything = MeasurementStore(engine), Filters(cc="MA")
+    chunks = list(store.scan(everything, COLUMNS, chunk=4))  # keyset chunks, oldest first
+    assert [len(rows) for rows in chunks] == [4, 2]
+    assert [row.seq for rows in chunks for row in rows] == \
+        [row.seq for rows in store.stream(everything) for row in rows]
     assert in_log_order != in_seq_order  # the rows did stream out of log order
