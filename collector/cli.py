@@ -518,13 +518,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_redact(args: argparse.Namespace) -> int:
     from collector.identity import load_or_create
     from collector.keys import KeyStore
-    from collector.redaction import count_of, redact
+    from collector.redaction import redact
+    from collector.store import Filters, MeasurementStore
     from collector.translog import TransLog
 
     settings = _settings(args)
     engine = open_database(settings)
     key_id = args.key_id.strip().lower()
-    stored = count_of(engine, key_id)
+    stored = MeasurementStore(engine).count(Filters(key_id=key_id))
     if not stored:
         raise UserError(f"no records of key {args.key_id!r} (see `{PROG} probes list`)")
     log = TransLog(engine, load_or_create(settings.data_dir))

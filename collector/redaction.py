@@ -32,13 +32,6 @@ from probe.core.record import utcnow
 CHUNK = 5000
 
 
-def count_of(engine: Engine, key_id: str) -> int:
-    """How many records of `key_id` are stored (an index range: instant)."""
-    with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(measurements)
-                                .where(measurements.c.key_id == key_id)).scalar_one())
-
-
 def redact(engine: Engine, log: TransLog, key_id: str, reason: str | None,
            progress: Callable[[int], None] | None = None) -> int:
     """Delete the records of `key_id`; the number deleted. `progress` is told

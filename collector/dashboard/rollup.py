@@ -381,20 +381,20 @@ def forget_key(conn: sa.Connection, key_id: str) -> int:
                         .where(u.span == "d", u.key_id == key_id)).all()
     touched = sorted({row.series_id for row in days})
     lock_series(conn, touched)
-    if days and _has_series_day(conn):
+    series_days = _has_series_day(conn)
+    if days and series_days:
         writer.add(dash_series_day, ["series_id", "day", *(f"u_{v}" for v in VERDICTS)],
                    [(row.series_id, writer.day(_as_date(row.start)), *(-n for n in row[2:]))
                     for row in days], ["series_id", "day"], [f"u_{v}" for v in VERDICTS])
-        d = dash_series_day.c
-        for start in range(0, len(touched), 500):  # a day no other key counted in: no row
-            conn.execute(sa.delete(dash_series_day).where(
-                d.series_id.in_(touched[start:start + 500]),
-                *(d[f"u_{v}"] == 0 for v in VERDICTS)))
     for table in (dash_endpoint_day, dash_unit, dash_method, dash_key_version):
         conn.execute(sa.delete(table).where(table.c.key_id == key_id))
+    d = dash_series_day.c
     for start in range(0, len(touched), 500):
-        conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(touched[start:start + 500]))
-                     .values(dirty=True))
+        ids = touched[start:start + 500]
+        if series_days:  # a day no other key counted in: no row, as a rebuild leaves it
+            conn.execute(sa.delete(dash_series_day).where(
+                d.series_id.in_(ids), *(d[f"u_{v}"] == 0 for v in VERDICTS)))
+        conn.execute(sa.update(dash_series).where(dash_series.c.id.in_(ids)).values(dirty=True))
     return len(touched)
 
 

@@ -11,7 +11,6 @@ list sorted).
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from collector.db.schema import measurements
 from collector.identity import CollectorKey
 from collector.store import Filters, MeasurementStore
 from collector.translog import TransLog
-from probe.core.evidence import dataset_sha256, leaf_time
+from probe.core.evidence import DatasetHash, dataset_sha256, leaf_time
 from probe.core.record import rfc3339
 
 VERDICTS = ("open", "blocked", "throttled", "inconclusive")
@@ -138,7 +137,7 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
     # the set's hash as it streams by, while it comes in log order: always on
     # SQLite; concurrent PostgreSQL uploads may enter the log in another order
     # than they inserted
-    digests, last_index = hashlib.sha256(), -1
+    digests, last_index = DatasetHash(), -1
     read = 0
     buckets: dict[date, str] = {}  # each day's bucket, worked out once
     for rows in store.scan(filters, COLUMNS):
@@ -175,7 +174,7 @@ def facts(store: MeasurementStore, log: TransLog | None, key: CollectorKey, cc: 
             if row.record_sha256 is not None and row.log_index is not None and \
                     last_index is not None:
                 if row.log_index > last_index:
-                    digests.update(f"{row.record_sha256}\n".encode())
+                    digests.add(row.record_sha256)
                     last_index = row.log_index
                 else:
                     last_index = None  # out of order: read again in order below

@@ -103,14 +103,27 @@ def record_claims(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class DatasetHash:
+    """`dataset_sha256` taken one record_sha256 at a time, in log order: a
+    country's ten million records are never held at once."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+
+    def add(self, digest: str) -> None:
+        self._sha.update(f"{digest}\n".encode())
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
 def dataset_sha256(digests: Iterable[str]) -> str:
     """The hash of a set of records: SHA-256 of their record_sha256 values, one
-    per line (hex, each followed by a newline), in log order. Read as it comes:
-    a country's ten million records are never held at once."""
-    hasher = hashlib.sha256()
+    per line (hex, each followed by a newline), in log order."""
+    hashed = DatasetHash()
     for digest in digests:
-        hasher.update(f"{digest}\n".encode())
-    return hasher.hexdigest()
+        hashed.add(digest)
+    return hashed.hexdigest()
 
 
 def _uuid(value: Any) -> str:
