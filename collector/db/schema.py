@@ -36,6 +36,15 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def utc_of(raw: str | datetime) -> datetime:
+    """A UtcDateTime column's value as the driver gives it when read without
+    its type (`type_coerce(column, String)`, which spares every row a datetime
+    where the text does): SQLite's naive UTC text, PostgreSQL's datetime."""
+    if isinstance(raw, str):
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    return raw.astimezone(UTC)
+
+
 probes = sa.Table(
     "probes", metadata,
     sa.Column("key_id", sa.String(64), primary_key=True),

@@ -113,6 +113,10 @@ class DatasetHash:
     def add(self, digest: str) -> None:
         self._sha.update(f"{digest}\n".encode())
 
+    def update(self, digests: Iterable[str]) -> None:
+        """A chunk's digests at once (the caller holds the chunk anyway)."""
+        self._sha.update("".join([f"{digest}\n" for digest in digests]).encode())
+
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
 

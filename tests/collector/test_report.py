@@ -8,12 +8,14 @@ import html
 import re
 import shlex
 import subprocess
+from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from collector.report import VERDICTS
 from probe.core.record import rfc3339
 from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record, register
@@ -152,12 +154,101 @@ def test_the_hash_follows_log_order_when_the_rows_do_not(tmp_path: Path) -> None
                   START - timedelta(days=1), START + timedelta(days=1), progress=read.append)
     assert found.records == 6 and found.dataset_sha256 == dataset_sha256(in_log_order)
     assert read == [6]  # told after each chunk read
-    from collector.report import COLUMNS
+    from collector.report import columns
     from collector.store import Filters
 
     store, everything = MeasurementStore(engine), Filters(cc="MA")
-    chunks = list(store.scan(everything, COLUMNS, chunk=4))  # keyset chunks, oldest first
+    chunks = list(store.scan(everything, columns(store.dialect), chunk=4))  # keyset, oldest first
     assert [len(rows) for rows in chunks] == [4, 2]
     assert [row.seq for rows in chunks for row in rows] == \
         [row.seq for rows in store.stream(everything) for row in rows]
     assert in_log_order != in_seq_order  # the rows did stream out of log order
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_facts_count_every_stored_row(backend: str, tmp_path: Path,
+                                      request: pytest.FixtureRequest) -> None:
+    """The report counts by column groups in C, not row by row: its figures must
+    be those of a plain walk over every stored row (varied services, roles,
+    verdicts, methods, links, orgs, attributions, mismatches, late records,
+    times near midnight in other zones; chunks of 7 rows, weekly buckets)."""
+    import random
+    import uuid
+
+    import sqlalchemy as sa
+
+    from collector.db.engine import make_engine
+    from collector.db.migrate import upgrade
+    from collector.db.schema import measurements
+    from collector.identity import load_or_create
+    from collector.report import facts
+    from collector.store import MeasurementStore
+    from probe.core.evidence import dataset_sha256, leaf_time
+    from tests.collector.conftest import database_url
+
+    engine = make_engine(database_url(backend, request) or f"sqlite:///{tmp_path}/c.sqlite3")
+    upgrade(engine)
+    pick = random.Random(7).choice
+    zones = [timezone(timedelta(hours=h)) for h in (-5, 0, 1, 9)]
+    rows = []
+    for n in range(300):
+        verdict = pick(["open", "open", "blocked", "throttled", "inconclusive"])
+        moment = (START + timedelta(days=pick(range(90)), hours=pick([0, 11, 23]),
+                                    minutes=pick([0, 59]), microseconds=pick([0, 1, 999_999]))
+                  ).astimezone(pick(zones))
+        rows.append({
+            "id": str(uuid.uuid4()), "key_id": pick(["k1", "k2", "k3"]),
+            "service": pick(["whatsapp", "skype"]), "check_name": "tcp",
+            "role": pick(["call", "messaging"]), "transport": "tcp",
+            "endpoint_host": "203.0.113.7", "endpoint_port": 443, "verdict": verdict,
+            "blocking": pick(["tcp.reset", "stun.no_response", None])
+            if verdict in ("blocked", "throttled") else None,
+            "link_type": pick(["cellular", "wifi", "fixed"]), "cc": pick(["MA", "MA", "DZ"]),
+            "asn": 36903, "as_org": pick(["Maroc Telecom", "Inwi", "", None]),
+            "attribution": pick(["control", "local", "collector", "none", None]),
+            "attribution_mismatch": pick([True, False, None]),
+            "late_seconds": pick([None, 0, 90_000]), "started_at": moment,
+            "received_at": START, "record": "{}", "record_sha256": f"{n:064x}",
+            "log_index": n})
+    with engine.begin() as conn:
+        conn.execute(sa.insert(measurements), rows)
+    since, until = START - timedelta(days=4), START + timedelta(days=80)
+    key = load_or_create(tmp_path)
+    found = facts(MeasurementStore(engine), None, key, "ma", None, since, until, chunk=7)
+
+    kept = [r for r in rows if r["cc"] == "MA" and since <= r["started_at"] < until]
+    weeks: dict[str, Counter[str]] = defaultdict(Counter)
+    methods: dict[str, Counter[str]] = defaultdict(Counter)
+    lines: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    line_methods: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    blocked_at: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in kept:
+        day = r["started_at"].astimezone(UTC).date()
+        week = (day - timedelta(days=day.weekday())).isoformat()
+        weeks[week][r["verdict"]] += 1
+        lines[r["service"], r["role"]][r["verdict"]] += 1
+        if r["verdict"] in ("blocked", "throttled"):
+            methods[week][r["blocking"] or "unknown"] += 1
+            line_methods[r["service"], r["role"]][r["blocking"] or "unknown"] += 1
+        if r["verdict"] == "blocked":
+            blocked_at[r["service"], r["role"]].append(leaf_time(r["started_at"]))
+    assert 150 < found.records == len(kept) and found.bucket == "week"
+    assert found.probes == len({r["key_id"] for r in kept})
+    assert dict(found.link_types) == Counter(r["link_type"] for r in kept)
+    orgs = Counter(r["as_org"] for r in kept if r["as_org"])
+    assert found.as_orgs == sorted(orgs, key=lambda name: (-orgs[name], name))
+    assert found.verdicts == {v: sum(r["verdict"] == v for r in kept) for v in VERDICTS}
+    assert found.attribution == Counter(r["attribution"] or "none" for r in kept)
+    assert found.mismatches == sum(bool(r["attribution_mismatch"]) for r in kept)
+    assert found.late == sum(r["late_seconds"] is not None for r in kept)
+    assert [(b, dict(+Counter(v))) for b, v in found.series] == \
+        [(b, dict(weeks[b])) for b in sorted(weeks)]
+    assert [(b, dict(+Counter(v))) for b, v in found.methods_series] == \
+        [(b, dict(methods[b])) for b in sorted(methods)]
+    assert [(line.service, line.role, dict(line.verdicts), dict(line.methods),
+             line.first_blocked, line.last_blocked) for line in found.lines] == \
+        [(*k, dict(lines[k]), dict(line_methods[k]), min(blocked_at[k], default=None),
+          max(blocked_at[k], default=None)) for k in sorted(lines)]
+    assert found.first_blocked == min(t for ts in blocked_at.values() for t in ts)
+    assert found.dataset_sha256 == dataset_sha256(
+        r["record_sha256"] for r in sorted(kept, key=lambda r: r["log_index"]))
