@@ -8,7 +8,7 @@ size), then every leaf of the log up to that size, `{index, leaf}`. A verifier
 it against the signed head, re-applies the filter to the leaves, and checks
 the export's records hash to exactly the matching leaves, no more, no fewer.
 
-Cost: the proof lists the whole log (about 330 bytes a leaf), whatever the
+Cost: the proof lists the whole log (about 330-450 bytes a leaf), whatever the
 filter: O(log size) to fetch and check, which is what completeness costs
 when the log is in arrival order rather than sorted by every filter.
 """
@@ -48,7 +48,7 @@ def proof(log: TransLog, key: CollectorKey, filters: Filters, size: int,
     batch: list[bytes] = []
     for index, text, gone in log.leaves(0, size):
         if text is not None:
-            batch.append(b'{"index":%d,"leaf":%s}\n' % (index, text.encode()))
+            batch.append(b'{"index":%d,"leaf":%s}\n' % (index, text))
         else:  # deleted on request: only its leaf hash is left
             batch.append(b'{"index":%d,"redacted":"%s"}\n' % (index, (gone or b"").hex().encode()))
         if len(batch) >= 2000:

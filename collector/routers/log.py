@@ -79,7 +79,7 @@ async def leaves(services: ServicesDep, start: Index,
 
     def read() -> list[dict[str, Any]]:
         size = services.log.size()
-        return [{"index": i, "leaf": orjson.Fragment(text.encode())} if text is not None
+        return [{"index": i, "leaf": orjson.Fragment(text)} if text is not None
                 else {"index": i, "redacted": gone.hex() if gone else None}
                 for i, text, gone in services.log.leaves(start, min(end, size))]
     return _json({"items": await _call(read)})
