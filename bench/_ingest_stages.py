@@ -27,12 +27,10 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy.engine.default as sa_default  # noqa: E402
 
 import collector.translog as translog  # noqa: E402
-from bench.generate import bodies, probe_keys  # noqa: E402
+from bench._ingestor import ingestor as in_process  # noqa: E402
+from bench.generate import bodies  # noqa: E402
 from collector import batch, gc_tuning, ingest, store  # noqa: E402
 from collector.dashboard import rollup  # noqa: E402
-from collector.db.migrate import upgrade  # noqa: E402
-from collector.services import Services  # noqa: E402
-from collector.settings import load_settings  # noqa: E402
 
 SPENT: Counter[str] = Counter()
 
@@ -74,16 +72,8 @@ def main() -> None:
             (translog.TransLog, "append", "  log append"),
             (sa_default.DefaultDialect, "do_commit", "  commit")):
         timed(owner, name, label)
-    with tempfile.TemporaryDirectory(prefix="vwc-stages-") as tmp:
-        settings = load_settings({"data_dir": Path(tmp), "db": args.db,
-                                  "ingest_quota_per_day": 10**9})
-        services = Services.build(settings)
-        upgrade(services.engine)
-        for key in probe_keys(8):
-            services.keys.register(key.public_b64, None, require_token=False)
-        ingestor = ingest.Ingestor(settings, services.keys, services.store,
-                                   services.identity, services.log, services.tally)
-        origin = services.enricher.lookup("127.0.0.1")
+    with tempfile.TemporaryDirectory(prefix="vwc-stages-") as tmp, \
+            in_process({"data_dir": Path(tmp), "db": args.db}) as (ingestor, origin):
         for block in range(0, args.preload, 100_000):
             for body in bodies(min(100_000, args.preload - block), 500, first=block,
                                days=args.preload_days):
@@ -95,7 +85,6 @@ def main() -> None:
             results = ingestor.ingest(batch.parse_batch(body, 1000), origin)
             assert all(r.status == "accepted" for r in results), results[0]
         total = time.perf_counter() - start
-        services.close()
     print(f"ingest in one process: {args.records / total:,.0f} records/s, "
           f"{total / args.records * 1e6:.0f} µs per record")
     for label, seconds in SPENT.most_common():

@@ -658,27 +658,10 @@ def _catch_up(log: Any) -> None:
     log.catch_up(_progress(None, "stored records entered in the transparency log first"))
 
 
-def _progress(total: int | None, what: str, every: float = 5.0) -> Callable[[int], None]:
-    """A progress callback for long work: a line on stderr every `every`
-    seconds, with the rate and, given the `total`, the time left."""
-    import time
+def _progress(total: int | None, what: str) -> Callable[[int], None]:
+    from probe.core.progress import progress_lines
 
-    started = last = time.monotonic()
-
-    def report(done: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last < every:
-            return
-        last = now
-        rate = done / max(now - started, 1e-9)
-        if total is None:
-            sys.stderr.write(f"{PROG}: {done:,} {what} ({rate:,.0f}/s)\n")
-            return
-        left = f", about {max(total - done, 0) / rate:,.0f} s left" if rate else ""
-        sys.stderr.write(f"{PROG}: {done:,} of {total:,} {what} ({rate:,.0f}/s{left})\n")
-
-    return report
+    return progress_lines(PROG, total, what)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -191,3 +191,34 @@ def test_an_export_at_a_past_size_needs_a_kept_head(tmp_path: Path) -> None:
     result = verify_export(str(tmp_path / "x.jsonl"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 records" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_the_proof_beside_a_file_or_a_pipe(stocked: tuple[Collector, str], tmp_path: Path,
+                                                fmt: str) -> None:
+    """The same proof to stdout with `--proof FILE` as beside a file; a proof
+    that cannot be written is one sentence, exit 2, with no part of it left
+    behind."""
+    running, service = stocked
+    out = tmp_path / f"x.{fmt}"
+    assert running.cli("export", "--format", fmt, "--out", str(out), "--service",
+                       service).returncode == 0
+    piped = subprocess.run([running.program, "export", "--format", fmt, "--out", "-",
+                            "--proof", str(tmp_path / "piped.proof"), "--service", service,
+                            *running.db_args], capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert (tmp_path / "piped.proof").read_bytes() == (tmp_path / f"x.{fmt}.proof").read_bytes()
+    if fmt == "jsonl":
+        assert piped.stdout == out.read_bytes()
+        assert verify_export(str(out), "--proof", str(tmp_path / "piped.proof")).returncode == 0
+    else:
+        import io
+
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(io.BytesIO(piped.stdout)).num_rows == pq.read_table(out).num_rows == 8
+    nowhere = tmp_path / "missing" / "p.proof"
+    failed = running.cli("export", "--format", fmt, "--out", str(tmp_path / f"y.{fmt}"),
+                         "--proof", str(nowhere))
+    assert failed.returncode == 2 and f"cannot write --proof {nowhere}" in failed.stderr
+    assert "Traceback" not in failed.stderr and not (tmp_path / "missing").exists()

@@ -161,3 +161,35 @@ def test_odd_shapes_are_bad_records(tmp_path: Path) -> None:
     csv.write_text('measurement,public_key\n"[1]",abc\n')
     clean(cli("verify-export", str(csv), "--proof", str(proof)), 2,
           f"{csv}:2: not a line of a collector export")
+
+
+def test_twice_and_many_problems_at_any_size(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export's records are looked up in chunks (here of 3) among matching
+    leaves kept on disk: a record repeated in its chunk or in a later one is
+    named; problems past ten are counted, not held; the leaves' file goes."""
+    import tempfile
+
+    from probe.upload import verify_export
+
+    path, proof, lines, _ = export(tmp_path, n=5)
+    monkeypatch.setattr(verify_export, "CHECK_CHUNK", 3)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    path.write_text("".join(lines[i] + "\n" for i in (0, 1, 2, 3, 4, 3, 0)))
+    with pytest.raises(verify_export.ExportInvalid) as found:
+        verify_export.verify(path, proof, None, None)
+    assert str(found.value).count("appears twice") == 2
+    assert f"{path}:6: record" in str(found.value) and f"{path}:7: record" in str(found.value)
+    assert "match the filter but are not in" not in str(found.value)
+    strangers = [json.dumps({"measurement": make_record(key), "public_key": key.public_b64})
+                 for key in [ProbeKey.generate()] for _ in range(13)]
+    path.write_text("".join(line + "\n" for line in lines + strangers))
+    with pytest.raises(verify_export.ExportInvalid) as found:
+        verify_export.verify(path, proof, None, None)
+    assert str(found.value).count("is not among the log's records") == 10
+    assert str(found.value).endswith("; ... 3 more")
+    path.write_text("".join(line + "\n" for line in lines))
+    assert verify_export.verify(path, proof, None, None)[0] == "5 records, all signatures valid"
+    assert list(scratch.iterdir()) == []
