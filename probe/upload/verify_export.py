@@ -19,6 +19,7 @@ import base64
 import binascii
 import csv
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from probe.upload.verify import _record_and_key
 
 PROG = "voipwatch-probe"
 CHECK_CHUNK = 1000  # export records looked up in the matching leaves at once
+CACHE_KIB = 8192  # the leaves' file's page cache: all the memory they take
 T = TypeVar("T")
 
 
@@ -142,12 +144,13 @@ class _Matching:
     records, 25 GB for a country's ten million), here an 8 MiB page cache
     (the file: ~500 bytes a leaf, removed after; a 64 MiB cache was no faster)."""
 
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="voipwatch-verify-")
-        self._db = sqlite3.connect(Path(self._dir.name) / "leaves.sqlite3",
-                                   isolation_level=None)
+    def __init__(self, where: str | None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix=".voipwatch-verify-", dir=where)
+        self.path = Path(self._dir.name) / "leaves.sqlite3"
+        self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.executescript(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -8192;"
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+            f"PRAGMA cache_size = -{CACHE_KIB};"
             "CREATE TABLE leaf (ord INTEGER PRIMARY KEY, digest TEXT NOT NULL,"
             " text TEXT NOT NULL, taken INTEGER NOT NULL DEFAULT 0); BEGIN")
         self._pending: list[tuple[str, str]] = []
@@ -228,8 +231,29 @@ class _Problems:
 
 def verify(path: Path, proof_path: Path, collector_key: str | None,
            pinned: str | None) -> list[str]:
-    with _Matching() as matching:
-        return _verify(path, proof_path, collector_key, pinned, matching)
+    where = _scratch(path)
+    try:
+        matching = _Matching(where)
+    except (OSError, sqlite3.Error) as exc:
+        raise UserError(f"cannot make a temporary file for the proof's leaves in "
+                        f"{where or tempfile.gettempdir()}: {exc}") from exc
+    with matching:
+        try:
+            return _verify(path, proof_path, collector_key, pinned, matching)
+        except sqlite3.Error as exc:  # e.g. the disk is full
+            raise UserError(f"cannot keep the proof's leaves in {matching.path}: {exc} (about "
+                            "500 bytes a record of the export; set TMPDIR to a directory "
+                            "with room)") from exc
+
+
+def _scratch(export: Path) -> str | None:
+    """Where the matching leaves' file goes: $TMPDIR when set, else beside the
+    export (a drive that holds the export holds less than half as much again;
+    /tmp may be memory, a tmpfs), else the system's temporary directory."""
+    if os.environ.get("TMPDIR"):
+        return None
+    parent = export.resolve().parent
+    return str(parent) if os.access(parent, os.W_OK) else None
 
 
 def _verify(path: Path, proof_path: Path, collector_key: str | None, pinned: str | None,

@@ -176,7 +176,8 @@ def test_twice_and_many_problems_at_any_size(tmp_path: Path,
     monkeypatch.setattr(verify_export, "CHECK_CHUNK", 3)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read $TMPDIR again
     path.write_text("".join(lines[i] + "\n" for i in (0, 1, 2, 3, 4, 3, 0)))
     with pytest.raises(verify_export.ExportInvalid) as found:
         verify_export.verify(path, proof, None, None)
@@ -193,3 +194,39 @@ def test_twice_and_many_problems_at_any_size(tmp_path: Path,
     path.write_text("".join(line + "\n" for line in lines))
     assert verify_export.verify(path, proof, None, None)[0] == "5 records, all signatures valid"
     assert list(scratch.iterdir()) == []
+
+
+def test_the_leaves_file_goes_beside_the_export_and_a_full_disk_is_a_sentence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without $TMPDIR the matching leaves' file goes beside the export (/tmp
+    may be memory); a disk too small for it is one sentence naming where, and
+    nothing left behind (a real 64 KiB tmpfs; a 64 KiB page cache, so that
+    300 leaves reach the disk)."""
+    import os
+    import tempfile
+
+    from probe.core.errors import UserError
+    from probe.upload import verify_export
+
+    path, proof, _, _ = export(tmp_path, n=300)
+    environ = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
+    sound = subprocess.run([*probe_command(), "verify-export", str(path)], env=environ,
+                           capture_output=True, text=True, timeout=120)
+    assert sound.returncode == 0, sound.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.jsonl", "exp.jsonl.proof"]
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"a tmpfs is needed (root): {mounted.stderr}")
+    try:
+        monkeypatch.setenv("TMPDIR", str(small))
+        monkeypatch.setattr(tempfile, "tempdir", None)  # read $TMPDIR again
+        monkeypatch.setattr(verify_export, "CACHE_KIB", 64)
+        with pytest.raises(UserError) as full:
+            verify_export.verify(path, proof, None, None)
+        assert f"cannot keep the proof's leaves in {small}" in str(full.value)
+        assert "set TMPDIR" in str(full.value) and list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
