@@ -84,9 +84,9 @@ def _leaf_time_of(raw: str | datetime) -> str:
 
 
 def _leaf_text(row: Any) -> bytes:
-    """leaf_bytes(leaf_of_row(row)) for a `_LEAF_READ` row, with orjson when
-    its output is the RFC 8785 form (strings, null, a small integer: always,
-    but for a string that orjson refuses), about a third of the time. Copied
+    """leaf_bytes(leaf_of_row(row)) for a `_LEAF_READ` row, in a third of its
+    time: orjson writes the RFC 8785 form of strings, nulls and integers
+    within 2**53 (a string orjson refuses takes the reference path). Copied
     to its size: orjson's bytes keep a 4-8 KiB buffer, and a chunk is held."""
     (_, record_id, key_id, service, check, role, verdict, link_type, upstream, started,
      digest, cc, asn, attribution) = row
