@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -40,7 +39,8 @@ from collector.db.schema import (
 )
 from collector.identity import CollectorKey
 from probe.core import merkle
-from probe.core.canonical import MAX_SAFE_INTEGER
+from probe.core.canonical import MAX_SAFE_INTEGER, CanonicalizationError
+from probe.core.canonical import dumps as canonical_dumps
 from probe.core.evidence import LEAF_SCHEMA, leaf_bytes, leaf_time, record_sha256, sign_object
 from probe.core.record import rfc3339, utcnow
 
@@ -57,22 +57,29 @@ LEAF_COLUMNS = (_m.log_index, _m.id, _m.key_id, _m.service, _m.check_name, _m.ro
                 _m.attribution)
 
 
+def _leaf(record_id: Any, key_id: Any, service: Any, check: Any, role: Any, verdict: Any,
+          link_type: Any, upstream: Any, started_at: str, digest: Any, cc: Any, asn: Any,
+          attribution: Any) -> dict[str, Any]:
+    """A stored record's leaf from its columns (in LEAF_COLUMNS' order, after
+    log_index), started_at already in the leaf's form."""
+    return {"schema": LEAF_SCHEMA, "id": record_id, "key_id": key_id, "service": service,
+            "check": check, "role": role, "verdict": verdict, "link_type": link_type,
+            "upstream": upstream, "started_at": started_at, "record_sha256": digest,
+            "cc": cc, "asn": asn, "attribution": attribution or "none"}
+
+
 def leaf_of_row(row: Any) -> dict[str, Any]:
     """The leaf of a stored record (a row, or the dict ingest inserts): what
     probe.core.evidence.leaf_of makes from the record and its filing."""
     get = row.get if isinstance(row, dict) else row._mapping.get
-    return {"schema": LEAF_SCHEMA, "id": get("id"), "key_id": get("key_id"),
-            "service": get("service"), "check": get("check_name"), "role": get("role"),
-            "verdict": get("verdict"), "link_type": get("link_type"),
-            "upstream": get("upstream"), "started_at": leaf_time(get("started_at")),
-            "record_sha256": get("record_sha256"),
-            "cc": get("cc"), "asn": get("asn"), "attribution": get("attribution") or "none"}
+    return _leaf(get("id"), get("key_id"), get("service"), get("check_name"), get("role"),
+                 get("verdict"), get("link_type"), get("upstream"),
+                 leaf_time(get("started_at")), get("record_sha256"), get("cc"), get("asn"),
+                 get("attribution"))
 
 
 # what `leaves` reads: LEAF_COLUMNS with started_at as the driver gives it
-_LEAF_READ = (_m.log_index, _m.id, _m.key_id, _m.service, _m.check_name, _m.role, _m.verdict,
-              _m.link_type, _m.upstream, sa.type_coerce(_m.started_at, sa.String),
-              _m.record_sha256, _m.cc, _m.asn, _m.attribution)
+_LEAF_READ = (*LEAF_COLUMNS[:9], sa.type_coerce(_m.started_at, sa.String), *LEAF_COLUMNS[10:])
 
 
 def _leaf_time_of(raw: str | datetime) -> str:
@@ -85,19 +92,16 @@ def _leaf_time_of(raw: str | datetime) -> str:
 
 def _leaf_text(row: Any) -> bytes:
     """leaf_bytes(leaf_of_row(row)) for a `_LEAF_READ` row, in a third of its
-    time: orjson writes the RFC 8785 form of strings, nulls and integers
-    within 2**53 (a string orjson refuses takes the reference path). Copied
-    to its size: orjson's bytes keep a 4-8 KiB buffer, and a chunk is held."""
-    (_, record_id, key_id, service, check, role, verdict, link_type, upstream, started,
-     digest, cc, asn, attribution) = row
-    leaf = {"schema": LEAF_SCHEMA, "id": record_id, "key_id": key_id, "service": service,
-            "check": check, "role": role, "verdict": verdict, "link_type": link_type,
-            "upstream": upstream, "started_at": _leaf_time_of(started),
-            "record_sha256": digest, "cc": cc, "asn": asn, "attribution": attribution or "none"}
+    time: its values are strings, nulls and an ASN, so orjson's output is the
+    RFC 8785 form as it stands (`parsed`; a string orjson refuses, or an ASN
+    beyond 2**53, takes the reference path). Copied to its size: orjson's
+    bytes keep a 4-8 KiB buffer, and a chunk is held."""
+    leaf = _leaf(*row[1:9], _leaf_time_of(row[9]), *row[10:])
+    asn = row[12]
     if asn is None or -MAX_SAFE_INTEGER <= asn <= MAX_SAFE_INTEGER:
         try:
-            return memoryview(orjson.dumps(leaf, option=orjson.OPT_SORT_KEYS)).tobytes()
-        except orjson.JSONEncodeError:
+            return memoryview(canonical_dumps(leaf, parsed=True)).tobytes()
+        except CanonicalizationError:
             pass
     return leaf_bytes(leaf)
 
