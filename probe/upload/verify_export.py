@@ -155,6 +155,8 @@ class _Matching:
             " text TEXT NOT NULL, taken INTEGER NOT NULL DEFAULT 0); BEGIN")
         self._pending: list[tuple[str, str]] = []
         self._indexed = False
+        self.count = 0  # leaves added
+        self._taken = 0  # of them, leaves some record took
 
     def __enter__(self) -> _Matching:
         return self
@@ -166,6 +168,7 @@ class _Matching:
     def add(self, digest: str, text: bytes) -> None:
         # as text: orjson's bytes (canonical.dumps) keep a 4-8 KiB buffer each
         self._pending.append((digest, text.decode()))
+        self.count += 1
         if len(self._pending) >= 10_000:
             self._flush()
 
@@ -187,20 +190,20 @@ class _Matching:
         found = {digest: _Found(json.loads(text), bool(taken)) for digest, text, taken in
                  self._db.execute(f"SELECT digest, text, taken FROM leaf WHERE digest IN "
                                   f"({marks}) ORDER BY ord", digests)}
-        self._db.execute(f"UPDATE leaf SET taken = 1 WHERE digest IN ({marks})", digests)
+        self._taken += self._db.execute(f"UPDATE leaf SET taken = 1 WHERE taken = 0 AND digest "
+                                        f"IN ({marks})", digests).rowcount
         return found
 
     def untaken(self) -> tuple[int, dict[str, Any]]:
-        """How many matching leaves no record took, and the first of them."""
+        """How many matching leaves no record took, and the first of them (read
+        only then: the counts are kept as leaves are added and taken)."""
+        missing = self.count - self._taken
+        if not missing:
+            return 0, {}
         self._ready()
-        count = self._db.execute("SELECT count(*) FROM leaf WHERE taken = 0").fetchone()[0]
         first = self._db.execute("SELECT text FROM leaf WHERE taken = 0 ORDER BY ord LIMIT 1"
                                  ).fetchone()
-        return count, json.loads(first[0]) if first else {}
-
-    def count(self) -> int:
-        self._ready()
-        return int(self._db.execute("SELECT count(*) FROM leaf").fetchone()[0])
+        return missing, json.loads(first[0])
 
     def digests(self) -> Iterator[str]:
         self._ready()
@@ -314,7 +317,7 @@ def _verify(path: Path, proof_path: Path, collector_key: str | None, pinned: str
         raise ExportInvalid(f"the proof's {frontier.size} leaves do not rebuild the signed "
                             f"head of {size} entries")
     problems = _Problems()
-    checked = progress_lines(PROG, matching.count(), f"records of {path} checked")
+    checked = progress_lines(PROG, matching.count, f"records of {path} checked")
     done = 0
     for chunk in _chunks(records_of(path), CHECK_CHUNK):
         signed: list[tuple[int, dict[str, Any], str]] = []
@@ -348,7 +351,7 @@ def _verify(path: Path, proof_path: Path, collector_key: str | None, pinned: str
                      f"the export (first: {first_missing.get('id')})")
     if problems:
         raise ExportInvalid(str(problems))
-    count, dataset = matching.count(), dataset_sha256(matching.digests())
+    count, dataset = matching.count, dataset_sha256(matching.digests())
     filters = ", ".join(f"{k}={v}" for k, v in leaf_filter.as_json().items()) or "none"
     return [f"{count} records, all signatures valid",
             f"complete: exactly the log's records for filters {filters} among its first "
