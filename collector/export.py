@@ -255,11 +255,22 @@ WRITERS = {"jsonl": jsonl, "csv": csv_rows, "parquet": parquet, "ooni": ooni.lin
 def export(store: MeasurementStore, filters: Filters, fmt: str,
            include_ip: bool = False) -> Iterator[bytes]:
     """The bytes of an export of every record matching `filters`, oldest first.
-    Parquet is read natively from a SQLite file (collector/export_sqlite.py)
-    and from PostgreSQL (collector/export_postgres.py)."""
-    if fmt == "parquet" and (export_sqlite.usable(store.engine)
-                             or export_postgres.usable(store.engine)):
+    Parquet, JSONL and CSV are read natively from a SQLite file
+    (collector/export_sqlite.py) and from PostgreSQL
+    (collector/export_postgres.py), the text formats written column by column
+    (collector/export_text.py)."""
+    if fmt in ("parquet", "jsonl", "csv") and (export_sqlite.usable(store.engine)
+                                               or export_postgres.usable(store.engine)):
         schema = _parquet_schema()
-        return _parquet_file(export_sqlite.batches(store.engine, filters.clauses(), include_ip,
-                                                   schema), schema)
+        if fmt == "parquet":
+            return _parquet_file(export_sqlite.batches(store.engine, filters.clauses(),
+                                                       include_ip, schema), schema)
+        from collector import export_text
+
+        # the text formats build a batch's lines beside it: batches of the
+        # generic path's chunk (8 MiB of records, not the 16-32 of Parquet's)
+        batches = export_sqlite.batches(store.engine, filters.clauses(), include_ip, schema,
+                                        store.CHUNK_BYTES)
+        return (export_text.jsonl(batches, PIECE_BYTES) if fmt == "jsonl"
+                else export_text.csv_rows(batches, COLUMNS, PIECE_BYTES))
     return WRITERS[fmt](store.stream(filters), include_ip)

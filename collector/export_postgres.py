@@ -68,11 +68,12 @@ def _sql(clauses: list[Any], include_ip: bool, sources: Any) -> tuple[str, list[
 
 
 def read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any, sources: Any,
-         batch_rows: int) -> Iterator[Any]:
+         batch_rows: int, budget: int | None = None) -> Iterator[Any]:
     import adbc_driver_postgresql.dbapi as adbc
     import pyarrow as pa
 
     sql, params = _sql(clauses, include_ip, sources)
+    budget = budget or BATCH_BYTES
     connection = adbc.connect(_uri(engine))
     try:
         cursor = connection.cursor()
@@ -90,7 +91,7 @@ def read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any, sour
                     rows += take.num_rows
                     size += take.nbytes
                     batch = batch.slice(take.num_rows)
-                    if rows == batch_rows or size >= BATCH_BYTES:
+                    if rows == batch_rows or size >= budget:
                         yield _typed(pa.Table.from_batches(pending), schema)
                         pending, rows, size = [], 0, 0
             if rows:

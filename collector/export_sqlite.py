@@ -1,8 +1,10 @@
-"""Parquet exports from SQLite, read natively: ADBC's SQLite driver turns rows
-into Arrow record batches in C, so no Python object is built per row or per
+"""Exports from SQLite, read natively: ADBC's SQLite driver turns rows into
+Arrow record batches in C, so no Python object is built per row or per
 value. The generic path (collector/export.py) builds about 25 objects per
-record and tops out near 80k records/s; this one reaches the >= 200k/s the
-project targets (bench/export.py). PostgreSQL keeps the generic path.
+record and tops out near 80k records/s to Parquet; this one reaches the
+>= 200k/s the project targets (bench/export.py). Parquet is written from
+these batches, JSONL and CSV too (collector/export_text.py); PostgreSQL's
+reader is collector/export_postgres.py.
 
 The driver infers each column's Arrow type from the first rows it reads and
 fails if a later value disagrees (a column NULL in the first thousand rows,
@@ -93,9 +95,11 @@ def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, lis
     return f"SELECT {sentinel} UNION ALL {compiled} ORDER BY seq", params
 
 
-def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -> Iterator[Any]:
-    """Record batches of `schema` (export.COLUMNS), oldest record first, read
-    one batch ahead in a thread: the database and the driver work while the
+def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
+            budget: int | None = None) -> Iterator[Any]:
+    """Record batches of `schema` (export.COLUMNS), oldest record first, of at
+    most about `budget` bytes (default: the backend's BATCH_BYTES), read one
+    batch ahead in a thread: the database and the driver work while the
     caller compresses the previous batch (both release the GIL), on two cores.
     PostgreSQL's reader is collector/export_postgres.py."""
     queue: Queue[Any] = Queue(maxsize=2)  # bounded: memory stays constant
@@ -105,9 +109,9 @@ def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -
         from collector import export_postgres
 
         reader = export_postgres.read(engine, clauses, include_ip, schema, _SOURCES,
-                                      export_postgres.BATCH_ROWS)
+                                      export_postgres.BATCH_ROWS, budget)
     else:
-        reader = _read(engine, clauses, include_ip, schema)
+        reader = _read(engine, clauses, include_ip, schema, budget or BATCH_BYTES)
 
     def produce() -> None:
         try:
@@ -138,7 +142,8 @@ def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -
                 queue.get(timeout=0.1)
 
 
-def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -> Iterator[Any]:
+def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
+          budget: int) -> Iterator[Any]:
     import adbc_driver_sqlite.dbapi as adbc
     import pyarrow as pa
 
@@ -178,7 +183,7 @@ def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any) -> 
                 if not batch.num_rows:
                     continue
                 if pending and (rows + batch.num_rows > BATCH_ROWS
-                                or size + batch.nbytes > BATCH_BYTES):
+                                or size + batch.nbytes > budget):
                     yield typed(pending)
                     pending, rows, size = [], 0, 0
                 pending.append(batch)
