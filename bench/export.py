@@ -1,6 +1,6 @@
 """Export benchmark (`make bench`): records per second that `voipwatch-collector
 export` writes to Parquet (one file, and the dataset partitioned by day),
-JSONL and CSV, on SQLite and PostgreSQL, and the export process's peak memory
+JSONL and CSV, and the leaves/s of its proof, on SQLite and PostgreSQL, and the export process's peak memory
 for two numbers of records exported from the same store (constant memory: the
 peak must not grow with the records).
 
@@ -18,7 +18,8 @@ it.
 
 `BENCH_EXPORT_RECORDS` (default 200,000), `BENCH_EXPORT_BACKENDS` (default
 `sqlite,postgresql`), `BENCH_EXPORT_FORMATS` (default
-`parquet,parquet-day,jsonl,csv`), or `BENCH_DB_URL` to reuse a store filled
+`parquet,parquet-day,jsonl,csv,proof`; `proof` is the proof the command
+writes by default, every leaf of the log, in leaves/s), or `BENCH_DB_URL` to reuse a store filled
 once with `python bench/_bigstore.py URL 10000000`.
 """
 
@@ -41,7 +42,8 @@ from bench.dashboard import Generator  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_EXPORT_RECORDS", "200000"))
 BACKENDS = os.environ.get("BENCH_EXPORT_BACKENDS", "sqlite,postgresql").split(",")
-FORMATS = os.environ.get("BENCH_EXPORT_FORMATS", "parquet,parquet-day,jsonl,csv").split(",")
+FORMATS = os.environ.get("BENCH_EXPORT_FORMATS",
+                         "parquet,parquet-day,jsonl,csv,proof").split(",")
 DB_URL = os.environ.get("BENCH_DB_URL")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 TARGET = 200_000
@@ -83,11 +85,16 @@ def raw_read(url: str) -> float:
 
 
 def export(url: str, fmt: str, out: Path, *filters: str) -> tuple[float, float, int]:
-    """Best wall time over RUNS exports, as (seconds, peak RSS MiB, bytes)."""
+    """Best wall time over RUNS exports, as (seconds, peak RSS MiB, bytes).
+    `proof`: the proof alone (every leaf of the log), beside a JSONL export
+    of nothing; its bytes are the proof's."""
     partition = ["--partition", "day"] if fmt == "parquet-day" else []
+    if fmt == "proof":
+        options = ["--format", "jsonl", "--service", "no-such-service"]
+    else:
+        options = ["--no-proof", "--format", fmt.removesuffix("-day"), *partition]
     command = [str(Path(sys.executable).parent / "voipwatch-collector"), "export", "--db", url,
-               "--data-dir", str(out.parent), "--no-proof",
-               "--format", fmt.removesuffix("-day"), *partition, "--out", str(out), *filters]
+               "--data-dir", str(out.parent), *options, "--out", str(out), *filters]
     best, peak = float("inf"), 0.0
     for _ in range(RUNS):
         shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
@@ -98,6 +105,8 @@ def export(url: str, fmt: str, out: Path, *filters: str) -> tuple[float, float, 
                 raise SystemExit(f"export bench: {' '.join(command)} failed: "
                                  f"{err.read().decode()[-500:]}")
         best, peak = min(best, measured.seconds), max(peak, measured.peak_mib)
+    if fmt == "proof":
+        out = out.with_name(out.name + ".proof")
     size = (sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) if out.is_dir()
             else out.stat().st_size)
     return best, peak, size
@@ -134,11 +143,13 @@ def bench(backend: str, url: str, work: Path) -> None:
     print(f"  {backend}: {total:,} records stored; exports of {subset:,} (the last eighth "
           f"of the period, {' '.join(subset_filter)}) and {total:,}, best of {RUNS}", flush=True)
     baseline = raw_read(url)
+    if "proof" in FORMATS:  # the store's records entered in the log first, as at start
+        export(url, "proof", work / "warm.proof")
     figures = {fmt: (export(url, fmt, work / f"small.{fmt}", *subset_filter),
                      export(url, fmt, work / f"all.{fmt}")) for fmt in FORMATS}
     # the fixed cost of a run (interpreter, imports, opening the database)
-    startup = {fmt: export(url, fmt, work / f"empty.{fmt}", "--service", "no-such-service")[0]
-               for fmt in FORMATS}
+    startup = {fmt: export(url, "jsonl" if fmt == "proof" else fmt, work / f"empty.{fmt}",
+                           "--service", "no-such-service")[0] for fmt in FORMATS}
     print(f"    {'records/s':28}{'whole':>10}{'streaming':>11}{'x raw read':>12}{'start s':>9}"
           f"{'MB out':>8}{'peak RSS MiB':>14}{'at ' + format(subset, ','):>14}")
     print(f"    {'raw read (baseline)':28}{'':>10}{baseline:11.0f}{1:12.2f}")

@@ -39,7 +39,7 @@ def usable(engine: Engine) -> bool:
     return True
 
 
-def _uri(engine: Engine) -> str:
+def uri(engine: Engine) -> str:
     """libpq's form of the engine's URL (no SQLAlchemy driver name)."""
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -74,7 +74,7 @@ def read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any, sour
 
     sql, params = _sql(clauses, include_ip, sources)
     budget = budget or BATCH_BYTES
-    connection = adbc.connect(_uri(engine))
+    connection = adbc.connect(uri(engine))
     try:
         cursor = connection.cursor()
         cursor.adbc_statement.set_options(

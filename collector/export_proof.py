@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from collector import proof_lines
 from collector.identity import CollectorKey
 from collector.store import Filters
 from collector.translog import TransLog
@@ -45,8 +46,17 @@ def header(log: TransLog, key: CollectorKey, filters: Filters, size: int,
 def proof(log: TransLog, key: CollectorKey, filters: Filters, size: int,
           fmt: str, head: dict[str, Any] | None = None) -> Iterator[bytes]:
     yield orjson.dumps(header(log, key, filters, size, fmt, head)) + b"\n"
+    if proof_lines.usable(log.engine):  # a SQLite file or PostgreSQL: read natively
+        yield from proof_lines.lines(log.engine, size,
+                                     lambda start, stop: leaf_lines(log, start, stop))
+    else:
+        yield from leaf_lines(log, 0, size)
+
+
+def leaf_lines(log: TransLog, start: int, stop: int) -> Iterator[bytes]:
+    """The proof's lines for the log's entries [start, stop), leaf by leaf."""
     batch: list[bytes] = []
-    for index, text, gone in log.leaves(0, size):
+    for index, text, gone in log.leaves(start, stop):
         if text is not None:
             batch.append(b'{"index":%d,"leaf":%s}\n' % (index, text))
         else:  # deleted on request: only its leaf hash is left

@@ -102,9 +102,6 @@ def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
     batch ahead in a thread: the database and the driver work while the
     caller compresses the previous batch (both release the GIL), on two cores.
     PostgreSQL's reader is collector/export_postgres.py."""
-    queue: Queue[Any] = Queue(maxsize=2)  # bounded: memory stays constant
-    stop = threading.Event()
-
     if engine.dialect.name == "postgresql":
         from collector import export_postgres
 
@@ -112,13 +109,23 @@ def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
                                       export_postgres.BATCH_ROWS, budget)
     else:
         reader = _read(engine, clauses, include_ip, schema, budget or BATCH_BYTES)
+    return read_ahead(reader)
+
+
+def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """`items`, each produced one ahead in a thread (at most two waiting):
+    the database and its driver read while the caller works on the previous
+    one; an error is raised in the caller, and a caller that stops early ends
+    the thread."""
+    queue: Queue[Any] = Queue(maxsize=2)  # bounded: memory stays constant
+    stop = threading.Event()
 
     def produce() -> None:
         try:
-            for batch in reader:
+            for item in items:
                 while not stop.is_set():
                     try:
-                        queue.put(batch, timeout=0.1)
+                        queue.put(item, timeout=0.1)
                         break
                     except Full:
                         continue
