@@ -1,8 +1,8 @@
 """Export benchmark (`make bench`): records per second that `voipwatch-collector
 export` writes to Parquet (one file, and the dataset partitioned by day),
-JSONL and CSV, and the leaves/s of its proof, on SQLite and PostgreSQL, and the export process's peak memory
-for two numbers of records exported from the same store (constant memory: the
-peak must not grow with the records).
+JSONL and CSV, and the leaves/s of its proof, on SQLite and PostgreSQL, and
+the export process's peak memory for two numbers of records exported from
+the same store (constant memory: the peak must not grow with the records).
 
 The store is filled by bench/_bigstore.py (generated rows, about 0.8 kB of
 signed record each, written straight into the tables; bench/ingest.py
