@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from collector import proof_lines
 from collector.identity import CollectorKey
 from collector.store import Filters
 from collector.translog import TransLog
@@ -46,6 +45,8 @@ def header(log: TransLog, key: CollectorKey, filters: Filters, size: int,
 def proof(log: TransLog, key: CollectorKey, filters: Filters, size: int,
           fmt: str, head: dict[str, Any] | None = None) -> Iterator[bytes]:
     yield orjson.dumps(header(log, key, filters, size, fmt, head)) + b"\n"
+    from collector import proof_lines  # pyarrow: imported by an export, not at start
+
     if proof_lines.usable(log.engine):  # a SQLite file or PostgreSQL: read natively
         yield from proof_lines.lines(log.engine, size,
                                      lambda start, stop: leaf_lines(log, start, stop))

@@ -110,3 +110,18 @@ def test_the_exports_proof_is_written_natively(log: TransLog,
     written = b"".join(export_proof.proof(log, log.key, Filters(), SIZE, "jsonl", head))
     assert calls == [1]
     assert written.split(b"\n", 1)[1] == b"".join(leaf_lines(log, 0, SIZE))
+
+
+def test_an_api_process_loads_pyarrow_only_to_export() -> None:
+    """Every route's module loaded, as `serve` loads them in each API process:
+    pyarrow (40-60 MB a process) is not, until an export or its proof runs."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, sys; from collector.routers import ROUTERS\n"
+            "for name in ROUTERS: importlib.import_module(f'collector.routers.{name}')\n"
+            "heavy = [m for m in ('pyarrow', 'adbc_driver_manager') if m in sys.modules]\n"
+            "sys.exit(f'imported {heavy}' if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
