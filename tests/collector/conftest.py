@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import Engine
 
 from probe.core.auth import sign_request
 from probe.core.record import rfc3339, utcnow
@@ -117,6 +119,23 @@ def make_record(key: ProbeKey, service: str = "chat", **changes: Any) -> dict[st
 def register(client: httpx.Client, key: ProbeKey) -> None:
     response = client.post("/api/v1/probes", json={"public_key": key.public_b64})
     assert response.status_code in (200, 201), response.text
+
+
+def revoked_store(data: Path, db: str | None, uploader: ProbeKey, revoked: ProbeKey,
+                  records: list[dict[str, Any]], options: list[str]) -> Engine:
+    """The store of a collector (run with `options`, then stopped) holding
+    `records`, all accepted from `uploader`, and `revoked`'s key registered
+    then revoked."""
+    from collector.db.engine import make_engine
+
+    with Collector(data, db, options) as collector, collector.client() as client:
+        for key in (uploader, revoked):
+            register(client, key)
+        client.auth = UploadSigner(uploader)
+        response = client.post("/api/v1/measurements", json=records)
+        assert {r["status"] for r in response.json()["results"]} == {"accepted"}, response.text
+        assert collector.cli("probes", "revoke", revoked.key_id).returncode == 0
+    return make_engine(db or f"sqlite:///{data / 'collector.sqlite3'}")
 
 
 def unique_service() -> str:

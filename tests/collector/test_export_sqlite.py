@@ -20,8 +20,7 @@ from collector.export import export, parquet
 from collector.store import Filters, MeasurementStore
 from probe.core.record import rfc3339
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import BACKENDS, UploadSigner, database_url, make_record, register
-from tests.collector.harness import Collector
+from tests.collector.conftest import BACKENDS, database_url, make_record, revoked_store
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -41,16 +40,8 @@ def store(request: pytest.FixtureRequest,
                             endpoint={"check": "dns", "host": "skype.com", "port": 53,
                                       "transport": "udp", "role": "call"})
                 for _ in range(3)]
-    db = database_url(request.param, request)
-    with Collector(data, db, ["--max-record-age-days", "0"]) as collector, \
-            collector.client() as client:
-        for key in (first, second):
-            register(client, key)
-        client.auth = UploadSigner(first)
-        response = client.post("/api/v1/measurements", json=records)
-        assert {r["status"] for r in response.json()["results"]} == {"accepted"}, response.text
-        assert collector.cli("probes", "revoke", second.key_id).returncode == 0
-    engine = make_engine(db or f"sqlite:///{data / 'collector.sqlite3'}")
+    engine = revoked_store(data, database_url(request.param, request), first, second,
+                           records, ["--max-record-age-days", "0"])
     yield MeasurementStore(engine)
     engine.dispose()
 

@@ -22,14 +22,12 @@ import sqlalchemy as sa
 
 from collector import export as export_module
 from collector import export_postgres, export_sqlite
-from collector.db.engine import make_engine
 from collector.db.schema import measurements
 from collector.export import COLUMNS, csv_rows, export, flat, jsonl
 from collector.store import Filters, MeasurementStore
 from probe.core.record import rfc3339
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import BACKENDS, UploadSigner, database_url, make_record, register
-from tests.collector.harness import Collector
+from tests.collector.conftest import BACKENDS, database_url, make_record, revoked_store
 
 EVERY_CONTROL = "".join(chr(code) for code in range(0x20))
 AWKWARD = ['say "hi", then \\ go', EVERY_CONTROL, "line\u2028sep \U0001F600 é",
@@ -50,16 +48,8 @@ def store(request: pytest.FixtureRequest,
     records += [make_record(second, "skype", verdict="blocked", blocking="tcp.reset",
                             started_at=rfc3339(start + timedelta(days=40, hours=i)))
                 for i in range(4)]
-    db = database_url(request.param, request)
-    with Collector(data, db, ["--max-record-age-days", "0", "--keep-ip"]) as collector, \
-            collector.client() as client:
-        for key in (first, second):
-            register(client, key)
-        client.auth = UploadSigner(first)
-        response = client.post("/api/v1/measurements", json=records)
-        assert {r["status"] for r in response.json()["results"]} == {"accepted"}, response.text
-        assert collector.cli("probes", "revoke", second.key_id).returncode == 0
-    engine = make_engine(db or f"sqlite:///{data / 'collector.sqlite3'}")
+    engine = revoked_store(data, database_url(request.param, request), first, second,
+                           records, ["--max-record-age-days", "0", "--keep-ip"])
     m = measurements.c
 
     def fitted(name: str, text: str) -> str:
