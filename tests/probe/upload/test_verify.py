@@ -33,12 +33,17 @@ def clean(result: subprocess.CompletedProcess[str], status: int, *needles: str) 
         assert needle in result.stderr + result.stdout, result
 
 
-def export(tmp_path: Path, n: int = 3) -> tuple[Path, Path, list[str], list[str]]:
+def export(tmp_path: Path, n: int = 3, logged: list[int] | None = None
+           ) -> tuple[Path, Path, list[str], list[str]]:
     """A collector export of `n` records and its proof, signed by a collector
-    key of the test's own: (export, proof, export lines, proof lines)."""
+    key of the test's own: (export, proof, export lines, proof lines). The log
+    holds the records in order, or those of `logged` (indexes, repeats allowed)."""
     probe, collector = ProbeKey.generate(), ProbeKey.generate()
     records = [make_record(probe) for _ in range(n)]
     leaves = [leaf_of(r, record_sha256(r), None, None, "none") for r in records]
+    if logged is not None:
+        leaves = [leaves[i] for i in logged]
+        n = len(leaves)
     frontier = merkle.Frontier()
     for leaf in leaves:
         frontier.append(merkle.leaf_hash(leaf_bytes(leaf)))
@@ -194,6 +199,23 @@ def test_twice_and_many_problems_at_any_size(tmp_path: Path,
     path.write_text("".join(line + "\n" for line in lines))
     assert verify_export.verify(path, proof, None, None)[0] == "5 records, all signatures valid"
     assert list(scratch.iterdir()) == []
+
+
+def test_a_record_in_several_entries_of_the_log_is_named(tmp_path: Path) -> None:
+    """A log naming one record twice (or 5,000 times, which once had every
+    chunk of the export read all of them again) is not a complete export of
+    it: the record is named, and the count is not claimed."""
+    from probe.upload import verify_export
+
+    for logged in ([0, 1, 1, 2], [0] + [1] * 5000 + [2]):
+        path, proof, lines, _ = export(tmp_path, n=3, logged=logged)
+        record = json.loads(lines[1])["measurement"]["id"]
+        with pytest.raises(verify_export.ExportInvalid) as found:
+            verify_export.verify(path, proof, None, None)
+        assert str(found.value) == (f"{path}:2: record {record} is in more than one entry "
+                                    "of the log")
+    path, proof, _, _ = export(tmp_path, n=3, logged=[0, 1, 2])
+    assert verify_export.verify(path, proof, None, None)[0] == "3 records, all signatures valid"
 
 
 def test_the_leaves_file_goes_beside_the_export_and_a_full_disk_is_a_sentence(
