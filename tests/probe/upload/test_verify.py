@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from probe.core import merkle
+from probe.core.errors import UserError
 from probe.core.evidence import PROOF_SCHEMA, leaf_bytes, leaf_of, record_sha256, sign_object
 from probe.core.signing import ProbeKey
 from tests.collector.conftest import make_record
@@ -252,3 +253,48 @@ def test_the_leaves_file_goes_beside_the_export_and_a_full_disk_is_a_sentence(
         assert "set TMPDIR" in str(full.value) and list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_signatures_checked_on_every_core_keep_the_files_order(
+        tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 2 records checked by worker processes: the problems name the
+    lines in the export's order, as one process names them; a record nested
+    too deeply to send to a worker (500 levels) is checked here, one nested
+    beyond what json reads (990) is not a line of an export, as before."""
+    from probe.upload import verify_export
+
+    monkeypatch.setattr(verify_export, "workers", lambda: workers)
+    monkeypatch.setattr(verify_export, "CHECK_CHUNK", 2)
+    path, proof, lines, _ = export(tmp_path, n=9)
+    forged = [json.loads(line) for line in lines]
+    for n in (1, 4, 5, 8):
+        forged[n]["measurement"]["service"] = f"forged-{n}"
+    path.write_text("".join(json.dumps(line) + "\n" for line in forged))
+    with pytest.raises(verify_export.ExportInvalid) as found:
+        verify_export.verify(path, proof, None, None)
+    named = [part.split(":")[1] for part in str(found.value).split("; ")
+             if "bad_signature" in part]
+    assert named == ["2", "5", "6", "9"]
+    assert "4 records of the log match the filter but are not in" in str(found.value)
+    for depth, said in ((500, ":2: bad_signature: record cannot be canonicalised"),
+                        (990, ":2: not a line of a collector export in JSONL or CSV (nested "
+                              "too deeply)")):
+        deep = "[" * depth + "]" * depth
+        nested = lines[1].replace('"measurement": {', f'"measurement": {{"deep": {deep}, ', 1)
+        path.write_text("".join((nested if n == 1 else line) + "\n"
+                                for n, line in enumerate(lines)))
+        with pytest.raises((verify_export.ExportInvalid, UserError)) as found:
+            verify_export.verify(path, proof, None, None)
+        assert f"{path}{said}" in str(found.value)
+
+
+@pytest.mark.parametrize("text", [
+    '{"a":1,"a":2}', "[18446744073709551616]", "[12345678901234567890.5]", "[1e400]",
+    "[NaN]", '["\\ud800"]', "[-0.0, 0.1, 1e-7, 9007199254740993, 1.5e300]",
+    '{"é":"\\u00e9\\n","k":[true,false,null,{}]}', '"x"', "[]"])
+def test_an_export_line_is_read_as_json_reads_it(text: str) -> None:
+    from probe.upload.verify_export import _loads
+
+    expected = json.loads(text)
+    assert repr(_loads(text)) == repr(expected)  # the same types and values (NaN too)
