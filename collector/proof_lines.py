@@ -163,10 +163,13 @@ def _range(engine: Engine, start: int, stop: int, table: Any,
             .where(log_redactions.c.log_index >= start, log_redactions.c.log_index < stop)
             .order_by(log_redactions.c.log_index)).all()
     if gone:  # a few redacted entries: merged by index
-        indexes = pa.concat_arrays([
-            pc.cast(table.column("log_index").combine_chunks(), pa.int64()),
-            pa.array([int(index) for index, _ in gone], pa.int64())])
-        texts = pa.concat_arrays([formatted, pa.array(
+        redacted = pa.array([int(index) for index, _ in gone], pa.int64())
+        stored = pc.cast(table.column("log_index").combine_chunks(), pa.int64())
+        # a record redacted since its range was read (it is read ahead) is
+        # written as redacted, once: its line would name the same leaf hash
+        kept = pc.invert(pc.is_in(stored, value_set=redacted))
+        indexes = pa.concat_arrays([pc.filter(stored, kept), redacted])
+        texts = pa.concat_arrays([pc.filter(formatted, kept), pa.array(
             [_redacted(int(index), bytes(leaf_hash)).decode() for index, leaf_hash in gone],
             export_text.TEXT)])
         formatted = pc.take(texts, pc.sort_indices(indexes))

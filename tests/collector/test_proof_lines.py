@@ -92,6 +92,25 @@ def test_proof_lines_are_the_reference_proof(log: TransLog, size: int,
         assert b'"attribution":"none"' in written
 
 
+def test_an_entry_redacted_after_its_range_was_read_is_written_once(
+        log: TransLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges are read ahead of the redactions: an entry deleted on request
+    in between is written redacted, once (its index twice would fail the
+    proof), with the leaf hash the log keeps for it."""
+    monkeypatch.setattr(proof_lines, "RANGE", 3)
+    engine = log.engine
+    start, stop, table = list(proof_lines._ranges(engine, 12))[3]  # entries 9-11
+    with engine.begin() as conn:  # what a redaction leaves: the row gone, its hash kept
+        conn.execute(sa.delete(measurements).where(measurements.c.log_index == 10))
+        conn.execute(sa.insert(log_redactions), [{"log_index": 10, "leaf_hash": b"\x07" * 32,
+                                                  "redacted_at": MOMENTS[0]}])
+    written = b"".join(proof_lines._range(engine, start, stop, table, None)).splitlines()
+    assert [line.split(b",")[0] for line in written] == [
+        b'{"index":9', b'{"index":10', b'{"index":11']
+    assert written[1] == b'{"index":10,"redacted":"' + b"07" * 32 + b'"}'
+    assert written == b"".join(leaf_lines(log, 9, 12)).splitlines()
+
+
 def test_the_exports_proof_is_written_natively(log: TransLog,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """export_proof.proof takes this path where it can (and the same bytes)."""
