@@ -9,9 +9,11 @@ leaf, half of it the read. Here ADBC's drivers read a range of the log into
 Arrow batches in C, and each column becomes its canonical JSON text at once:
 the same bytes (tests/collector/test_proof_lines.py). RFC 8785 writes these
 leaves' members in key order, strings as JSON does (the escapes orjson
-writes), the ASN as a plain integer; a range holding an ASN beyond 2**53,
-whose canonical form is an exponent, or a time before 1970 takes the
-reference path, leaf by leaf.
+writes), the ASN as a plain integer. A range holding what only the
+reference path writes as the log hashed it takes that path, leaf by leaf:
+SQLite's text of a time before the year 1000 (`0999-...`, which Python
+writes `999-...`), an ASN beyond 2**53 (which the reference refuses, as it
+did at ingest). PostgreSQL's times before 1970 are formatted one by one.
 """
 
 from __future__ import annotations
