@@ -90,9 +90,24 @@ def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, lis
         value = compiled.params[name]
         processor = bind.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
         params.append(processor(value) if processor else value)
-    sentinel = ", ".join(['-1 AS "seq"'] + [f'{_SENTINEL[kind]} AS "{name}"'
-                                           for name, _, kind in _SOURCES])
-    return f"SELECT {sentinel} UNION ALL {compiled} ORDER BY seq", params
+    kinds = [("seq", "int"), *((name, kind) for name, _, kind in _SOURCES)]
+    return with_typed_row(str(compiled), kinds, "seq"), params
+
+
+def with_typed_row(select: str, kinds: list[tuple[str, str]], order: str) -> str:
+    """`select` (its columns `kinds`: name, "text", "time" or "int") after one
+    typed row of its own, `order` -1, and ordered by `order`: the driver types
+    each column from that row (the caller drops it from the first batch)."""
+    typed = ", ".join(f'{-1 if name == order else _SENTINEL[kind]} AS "{name}"'
+                      for name, kind in kinds)
+    return f"SELECT {typed} UNION ALL {select} ORDER BY {order}"
+
+
+def connect(engine: Engine) -> Any:
+    """An ADBC connection to the engine's SQLite file, read-only."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    return adbc.connect(f"file:{engine.url.database}?mode=ro")
 
 
 def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
@@ -151,12 +166,11 @@ def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
 
 def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
           budget: int) -> Iterator[Any]:
-    import adbc_driver_sqlite.dbapi as adbc
     import pyarrow as pa
 
     sql, params = _sql(clauses, include_ip, engine)
     kinds = {name: kind for name, _, kind in _SOURCES}
-    connection = adbc.connect(f"file:{engine.url.database}?mode=ro")
+    connection = connect(engine)
     try:
         cursor = connection.cursor()
         cursor.adbc_statement.set_options(

@@ -52,12 +52,12 @@ def usable(engine: Engine) -> bool:
 def _query(engine: Engine, start: int, stop: int) -> str:
     """The leaves of [start, stop) in index order; SQLite's starts with one
     typed row of its own (index -1), as collector/export_sqlite.py explains."""
-    where = f"FROM measurements WHERE log_index >= {int(start)} AND log_index < {int(stop)}"
+    select = (f"SELECT {', '.join(_COLUMNS)} FROM measurements "
+              f"WHERE log_index >= {int(start)} AND log_index < {int(stop)}")
     if engine.dialect.name == "postgresql":
-        return f"SELECT {', '.join(_COLUMNS)} {where} ORDER BY log_index"
-    sentinel = ", ".join(f"{-1 if name == 'log_index' else 0 if name in _INTEGERS else repr('')}"
-                         f" AS {name}" for name in _COLUMNS)
-    return f"SELECT {sentinel} UNION ALL SELECT {', '.join(_COLUMNS)} {where} ORDER BY log_index"
+        return f"{select} ORDER BY log_index"
+    kinds = [(name, "int" if name in _INTEGERS else "text") for name in _COLUMNS]
+    return export_sqlite.with_typed_row(select, kinds, "log_index")
 
 
 def _connect(engine: Engine) -> Any:
@@ -65,9 +65,7 @@ def _connect(engine: Engine) -> Any:
         import adbc_driver_postgresql.dbapi as adbc_pg
 
         return adbc_pg.connect(export_postgres.uri(engine))
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-    return adbc_sqlite.connect(f"file:{engine.url.database}?mode=ro")
+    return export_sqlite.connect(engine)
 
 
 def _started_at(column: Any) -> Any:

