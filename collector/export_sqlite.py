@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from collector.db.engine import BUSY_TIMEOUT_MS
 from collector.db.schema import measurements, probes
 
 # output column -> (source column, Arrow kind); the order is export.COLUMNS
@@ -67,11 +68,9 @@ def usable(engine: Engine) -> bool:
     """A SQLite database in a file, and the driver installed."""
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return False
-    try:
-        import adbc_driver_sqlite.dbapi  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from importlib.util import find_spec
+
+    return find_spec("adbc_driver_sqlite") is not None  # not loaded here: sqlite_reader
 
 
 def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, list[Any]]:
@@ -103,11 +102,15 @@ def with_typed_row(select: str, kinds: list[tuple[str, str]], order: str) -> str
     return f"SELECT {typed} UNION ALL {select} ORDER BY {order}"
 
 
-def connect(engine: Engine) -> Any:
-    """An ADBC connection to the engine's SQLite file, read-only."""
-    import adbc_driver_sqlite.dbapi as adbc
+def read(engine: Engine, queries: list[tuple[str, list[Any]]],
+         batch_rows: int | None = None) -> Iterator[tuple[int, Any]]:
+    """The queries' batches, read by ADBC from the engine's SQLite file in a
+    process of its own (collector/sqlite_reader.py says why), waiting out a
+    lock as the engine's connections do."""
+    from collector import sqlite_reader
 
-    return adbc.connect(f"file:{engine.url.database}?mode=ro")
+    assert engine.url.database
+    return sqlite_reader.batches(engine.url.database, queries, BUSY_TIMEOUT_MS, batch_rows)
 
 
 def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
@@ -170,49 +173,39 @@ def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
 
     sql, params = _sql(clauses, include_ip, engine)
     kinds = {name: kind for name, _, kind in _SOURCES}
-    connection = connect(engine)
-    try:
-        cursor = connection.cursor()
-        cursor.adbc_statement.set_options(
-            **{"adbc.sqlite.query.batch_rows": str(max(1, min(BATCH_ROWS, DRIVER_ROWS)))})
 
-        def typed(batches: list[Any]) -> Any:
-            """The driver's batches as one, in `schema`'s types (the writer
-            and the casts both cost per batch: a copy into one costs less; in
-            malloc's memory, as the driver's: Arrow's own pool kept 30 MB more)."""
-            batch = batches[0] if len(batches) == 1 else pa.concat_batches(
-                batches, memory_pool=pa.system_memory_pool())
-            arrays = []
-            for field in schema:
-                column = batch.column(field.name)
-                if kinds[field.name] == "time":  # "YYYY-MM-DD HH:MM:SS.ffffff", UTC
-                    column = column.cast(pa.timestamp("us")).cast(
-                        pa.timestamp("ms"), safe=False).cast(field.type)
-                elif column.type != field.type:
-                    column = column.cast(field.type)
-                arrays.append(column)
-            return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    def typed(batches: list[Any]) -> Any:
+        """The driver's batches as one, in `schema`'s types (the writer and
+        the casts both cost per batch: a copy into one costs less; in
+        malloc's memory, as the driver's: Arrow's own pool kept 30 MB more)."""
+        batch = batches[0] if len(batches) == 1 else pa.concat_batches(
+            batches, memory_pool=pa.system_memory_pool())
+        arrays = []
+        for field in schema:
+            column = batch.column(field.name)
+            if kinds[field.name] == "time":  # "YYYY-MM-DD HH:MM:SS.ffffff", UTC
+                column = column.cast(pa.timestamp("us")).cast(
+                    pa.timestamp("ms"), safe=False).cast(field.type)
+            elif column.type != field.type:
+                column = column.cast(field.type)
+            arrays.append(column)
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-        try:
-            cursor.execute(sql, params)
-            first = True
-            pending: list[Any] = []
-            rows = size = 0
-            for batch in cursor.fetch_record_batch():
-                if first:
-                    batch, first = batch.slice(1), False  # the typed sentinel row
-                if not batch.num_rows:
-                    continue
-                if pending and (rows + batch.num_rows > BATCH_ROWS
-                                or size + batch.nbytes > budget):
-                    yield typed(pending)
-                    pending, rows, size = [], 0, 0
-                pending.append(batch)
-                rows += batch.num_rows
-                size += batch.nbytes
-            if pending:
-                yield typed(pending)
-        finally:
-            cursor.close()
-    finally:
-        connection.close()
+    first = True
+    pending: list[Any] = []
+    rows = size = 0
+    for _, batch in read(engine, [(sql, params)], max(1, min(BATCH_ROWS, DRIVER_ROWS))):
+        if batch is None:  # the query's end (the reader then checks the child's exit)
+            continue
+        if first:
+            batch, first = batch.slice(1), False  # the typed sentinel row
+        if not batch.num_rows:
+            continue
+        if pending and (rows + batch.num_rows > BATCH_ROWS or size + batch.nbytes > budget):
+            yield typed(pending)
+            pending, rows, size = [], 0, 0
+        pending.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+    if pending:
+        yield typed(pending)

@@ -61,11 +61,9 @@ def _query(engine: Engine, start: int, stop: int) -> str:
 
 
 def _connect(engine: Engine) -> Any:
-    if engine.dialect.name == "postgresql":
-        import adbc_driver_postgresql.dbapi as adbc_pg
+    import adbc_driver_postgresql.dbapi as adbc_pg
 
-        return adbc_pg.connect(export_postgres.uri(engine))
-    return export_sqlite.connect(engine)
+    return adbc_pg.connect(export_postgres.uri(engine))
 
 
 def _started_at(column: Any) -> Any:
@@ -133,17 +131,25 @@ def lines(engine: Engine, size: int, reference: Any) -> Iterator[bytes]:
 
 def _ranges(engine: Engine, size: int) -> Iterator[tuple[int, int, Any]]:
     """(start, stop, the leaves stored for [start, stop) as an Arrow table)."""
+    bounds = [(start, min(size, start + RANGE)) for start in range(0, size, RANGE)]
+    if engine.dialect.name != "postgresql":  # in a process of its own: export_sqlite.read
+        pending: list[Any] = []
+        for number, batch in export_sqlite.read(
+                engine, [(_query(engine, start, stop), []) for start, stop in bounds]):
+            if batch is not None:
+                pending.append(batch)
+                continue
+            table = pa.Table.from_batches(pending).slice(1)  # the typed row
+            pending = []
+            yield *bounds[number], table.combine_chunks()
+        return
     connection = _connect(engine)
     try:
         cursor = connection.cursor()
         try:
-            for start in range(0, size, RANGE):
-                stop = min(size, start + RANGE)
+            for start, stop in bounds:
                 cursor.execute(_query(engine, start, stop))
-                table = cursor.fetch_arrow_table()
-                if engine.dialect.name != "postgresql":
-                    table = table.slice(1)  # the typed row
-                yield start, stop, table.combine_chunks()
+                yield start, stop, cursor.fetch_arrow_table().combine_chunks()
         finally:
             cursor.close()
     finally:

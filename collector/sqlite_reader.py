@@ -1,0 +1,136 @@
+"""SQLite reads through ADBC, in a process of their own.
+
+ADBC's SQLite driver carries its own copy of SQLite, linked into it; the
+collector's other connections use Python's. SQLite's locks are POSIX advisory
+locks, which belong to a process: when one copy closes a descriptor of the
+file, the kernel drops every lock the process holds on it, the other copy's
+too (sqlite.org/howtocorrupt.html, 2.2.1). Measured here with both in one
+process: a process holding the write lock lost it to another process the
+moment an export's read ended, and a copy removing the write-ahead log under
+the other's reader killed the process (SIGBUS). In a process of its own the
+driver's copy is the only one there, and the kernel keeps each process's
+locks apart, as SQLite expects. Starting it costs about 0.2 s, beside
+exports of seconds to minutes.
+
+The child reads one request, JSON on stdin (the file, the queries with their
+positional parameters, the driver's rows per batch), runs the queries in
+order on one read-only connection and writes their batches as one Arrow IPC
+stream on stdout, each query's end marked by a batch of no rows (the driver's
+own empty batches are dropped); an error is one line on stderr, exit status 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_BYTES = 1024 * 1024  # Linux's pipe-max-size for an unprivileged process
+
+
+class ReadFailed(RuntimeError):
+    """The reader process failed: its message."""
+
+
+def batches(path: str, queries: list[tuple[str, list[Any]]], busy_timeout_ms: int,
+            batch_rows: int | None = None) -> Iterator[tuple[int, Any]]:
+    """(query number, batch) for each batch the queries give, in order, and
+    (query number, None) when a query is done. `busy_timeout_ms`: how long a
+    read waits out a lock (opening the file while another connection sets up
+    its write-ahead log, say). Stopping early ends the child."""
+    import pyarrow as pa
+
+    if not queries:
+        return
+    request = json.dumps({"path": path, "queries": queries, "batch_rows": batch_rows,
+                          "busy_timeout_ms": int(busy_timeout_ms)})
+    child = subprocess.Popen([sys.executable, "-m", "collector.sqlite_reader"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    with contextlib.suppress(OSError):  # Linux: a batch in one pipe's fill, not 10
+        fcntl.fcntl(child.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
+    try:
+        try:
+            child.stdin.write(request.encode())
+            child.stdin.close()
+        except BrokenPipeError as exc:  # it could not start: it says why
+            child.wait()
+            raise ReadFailed(_said(child) or "the SQLite reader did not start") from exc
+        done = 0
+        try:
+            reader = pa.ipc.open_stream(child.stdout)
+            for batch in reader:
+                if batch.num_rows:
+                    yield done, batch
+                else:
+                    yield done, None
+                    done += 1
+        except (pa.ArrowInvalid, OSError) as exc:  # the stream cut short: the child says why
+            child.wait()
+            raise ReadFailed(_said(child) or f"the SQLite reader stopped: {exc}") from exc
+        if child.wait() != 0 or done != len(queries):
+            raise ReadFailed(_said(child) or f"the SQLite reader ended after {done} of "
+                             f"{len(queries)} queries")
+    finally:
+        if child.poll() is None:  # the caller stopped early
+            child.kill()
+            child.wait()
+        for stream in (child.stdout, child.stderr):
+            stream.close()
+
+
+def _said(child: subprocess.Popen[bytes]) -> str:
+    assert child.stderr is not None
+    return child.stderr.read().decode(errors="replace").strip()
+
+
+def _serve(request: dict[str, Any]) -> None:
+    import adbc_driver_sqlite.dbapi as adbc
+    import pyarrow as pa
+
+    connection = adbc.connect(f"file:{request['path']}?mode=ro")
+    writer = schema = None
+    out = pa.output_stream(sys.stdout.buffer)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(request['busy_timeout_ms'])}")
+        cursor.fetchall()
+        if request.get("batch_rows"):
+            cursor.adbc_statement.set_options(
+                **{"adbc.sqlite.query.batch_rows": str(int(request["batch_rows"]))})
+        for sql, params in request["queries"]:
+            cursor.execute(sql, params or None)
+            reader = cursor.fetch_record_batch()
+            if writer is None:  # one stream: the first query's types
+                schema = reader.schema
+                writer = pa.ipc.new_stream(out, schema)
+            for batch in reader:
+                if batch.num_rows:
+                    writer.write_batch(batch if batch.schema == schema else batch.cast(schema))
+            writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+        if writer is not None:
+            writer.close()
+        cursor.close()
+    finally:
+        connection.close()
+
+
+def main() -> int:
+    try:
+        _serve(json.loads(sys.stdin.buffer.read()))
+    except BrokenPipeError:  # the parent stopped reading: nothing to say
+        return 1
+    except Exception as exc:  # one line, which the parent raises
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

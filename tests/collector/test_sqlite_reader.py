@@ -1,0 +1,117 @@
+"""ADBC's SQLite reads run in a process of their own: the driver's copy of
+SQLite beside Python's in one process dropped the process's locks (a
+collector holding the write lock lost it to another process when an export's
+read ended)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from collector import export_proof, export_sqlite, sqlite_reader
+from collector.db.engine import write_options
+from collector.export import export
+from collector.identity import load_or_create
+from collector.store import Filters, MeasurementStore
+from collector.translog import TransLog
+from probe.core.record import rfc3339
+from probe.core.signing import ProbeKey
+from tests.collector.conftest import make_record, revoked_store
+
+RECORDS = 6
+
+
+@pytest.fixture(scope="module")
+def stocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Path]]:
+    data = tmp_path_factory.mktemp("sqlite-reader")
+    key = ProbeKey.generate()
+    start = datetime(2016, 1, 7, tzinfo=UTC)
+    records = [make_record(key, "whatsapp", started_at=rfc3339(start + timedelta(hours=i)))
+               for i in range(RECORDS)]
+    engine = revoked_store(data, None, key, ProbeKey.generate(), records,
+                           ["--max-record-age-days", "0"])
+    yield engine, data
+    engine.dispose()
+
+
+def _write_lock_taken_elsewhere(path: str) -> bool:
+    """Whether another process gets SQLite's write lock at once."""
+    attempt = ("import sqlite3, sys\n"
+               "db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+               "try:\n    db.execute('BEGIN IMMEDIATE')\nexcept sqlite3.OperationalError:\n"
+               "    print('refused')\nelse:\n    print('taken')\n    db.execute('ROLLBACK')\n")
+    answer = subprocess.run([sys.executable, "-c", attempt, path], capture_output=True,
+                            text=True, timeout=60)
+    assert answer.stdout.strip() in ("refused", "taken"), answer.stderr
+    return answer.stdout.strip() == "taken"
+
+
+def test_an_export_and_its_proof_keep_the_process_write_lock(
+        stocked: tuple[Engine, Path]) -> None:
+    """A collector process holding the write lock (an ingest's transaction)
+    while an export and its proof are read in it keeps that lock: no other
+    process can write meanwhile (with the driver's SQLite in the process,
+    another process took it the moment the read ended)."""
+    engine, data = stocked
+    log = TransLog(engine, load_or_create(data))
+    size = log.size()
+    head = log.head_at(size)  # kept now: signing it is a write of its own
+    path = str(engine.url.database)
+    with engine.connect().execution_options(**write_options(engine, patient=True)) as conn, \
+            conn.begin():
+        conn.execute(sa.text("UPDATE probes SET revoked_at = revoked_at"))  # the write lock is held
+        assert not _write_lock_taken_elsewhere(path)
+        exported = b"".join(export(MeasurementStore(engine), Filters(), "jsonl"))
+        proof = b"".join(export_proof.proof(log, log.key, Filters(), size, "jsonl", head))
+        assert exported.count(b"\n") == RECORDS and proof.count(b"\n") == size + 1
+        assert not _write_lock_taken_elsewhere(path)
+    assert _write_lock_taken_elsewhere(path)  # and released with the transaction
+    maps = Path(f"/proc/{os.getpid()}/maps").read_text()
+    assert "adbc_driver_sqlite" not in maps  # the driver's SQLite never loaded here
+
+
+def test_queries_come_in_order_each_closed_by_a_marker(stocked: tuple[Engine, Path]) -> None:
+    engine, _ = stocked
+    queries = [("SELECT seq FROM measurements WHERE seq <= ? ORDER BY seq", [n])
+               for n in (2, 5, 0)]
+    seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    ends = []
+    for number, batch in export_sqlite.read(engine, queries, batch_rows=2):
+        if batch is None:
+            ends.append(number)
+        else:
+            seen[number] += batch.column("seq").to_pylist()
+    first = min(seen[1])
+    assert ends == [0, 1, 2] and seen[0] == [first, first + 1] and seen[2] == []
+    assert seen[1] == list(range(first, first + 5))
+    assert list(export_sqlite.read(engine, [])) == []
+
+
+def test_the_readers_error_is_raised_with_sqlites_words(stocked: tuple[Engine, Path]) -> None:
+    engine, _ = stocked
+    with pytest.raises(sqlite_reader.ReadFailed, match="no such table: nowhere"):
+        list(export_sqlite.read(engine, [("SELECT * FROM nowhere", [])]))
+    missing = engine.url.set(database=str(Path(str(engine.url.database)).with_name("gone.db")))
+    with pytest.raises(sqlite_reader.ReadFailed):
+        list(export_sqlite.read(sa.create_engine(missing), [("SELECT 1", [])]))
+
+
+def test_stopping_early_ends_the_reader_process(stocked: tuple[Engine, Path]) -> None:
+    engine, _ = stocked
+    children = Path(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/children")
+    before = children.read_text().split()
+    reading = export_sqlite.read(engine, [("SELECT seq FROM measurements", [])] * 50,
+                                 batch_rows=1)
+    assert next(reading)[1] is not None
+    assert len(children.read_text().split()) == len(before) + 1
+    reading.close()  # a client gone mid-export
+    assert children.read_text().split() == before
