@@ -350,26 +350,29 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError(f"--tree-size {size}: the log has {current} entries")
         filters = dataclasses.replace(filters, log_size=size)
         proof = export_proof.proof(log, identity, filters, size, args.format)
-    if args.partition:
-        from collector import export_dataset
+    from collector import outfile
 
-        try:
-            export_dataset.write(MeasurementStore(engine), filters, Path(args.out),
-                                 args.include_ip, _progress(None, "records written"))
-        except OSError as exc:
-            raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from exc
-        if proof is not None and proof_path is not None:
-            _write(proof_path, proof, "--proof")
-        return 0
-    writer = export(MeasurementStore(engine), filters, args.format, args.include_ip)
-    if args.out == "-":
-        for data in writer:
-            sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        _write(Path(args.out), writer, "--out")
-    if proof is not None and proof_path is not None:
-        _write(proof_path, proof, "--proof")
+    with outfile.beside(proof_path, proof, "--proof") as failed:  # both at once
+        if args.partition:
+            from collector import export_dataset
+
+            try:
+                export_dataset.write(MeasurementStore(engine), filters, Path(args.out),
+                                     args.include_ip, _progress(None, "records written"),
+                                     failed)
+            except OSError as exc:
+                raise UserError(f"cannot write --out {args.out}: "
+                                f"{exc.strerror or exc}") from exc
+            return 0
+        writer = export(MeasurementStore(engine), filters, args.format, args.include_ip)
+        if args.out == "-":
+            for data in writer:
+                if failed.is_set():
+                    raise outfile.Stopped
+                sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            outfile.write(Path(args.out), writer, "--out", stop=failed)
     return 0
 
 
@@ -386,33 +389,6 @@ def _dataset_target(args: argparse.Namespace) -> None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UserError(f"cannot write --out {args.out}: {parent} is not a writable directory")
-
-
-def _write(out: Path, chunks: Any, flag: str, every: float = 5.0) -> None:
-    """`chunks` into `out` through `OUT.partial`, renamed once complete; a long
-    write (an export of millions of records) says every `every` seconds how far
-    it is."""
-    import time
-
-    partial = out.with_name(out.name + ".partial")
-    started = last = time.monotonic()
-    written = 0
-    try:
-        with open(partial, "wb") as handle:
-            for data in chunks:
-                handle.write(data)
-                written += len(data)
-                if time.monotonic() - last >= every:
-                    last = time.monotonic()
-                    sys.stderr.write(f"{PROG}: {written / 1e6:,.0f} MB written to {partial} "
-                                     f"({written / 1e6 / (last - started):,.1f} MB/s)\n")
-        os.replace(partial, out)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise UserError(f"cannot write {flag} {out}: {exc.strerror}") from exc
-    except BaseException:  # interrupted: no half file left behind
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def _parse_filters(args: argparse.Namespace) -> Any:
@@ -510,7 +486,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         from collector.report.html import render
     else:
         from collector.report.pdf import render
-    _write(out, [render(found)], "--out")
+    from collector.outfile import write
+
+    write(out, [render(found)], "--out")
     print(f"{out}: {found.records} records, dataset sha256 {found.dataset_sha256}")
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 
 from collector import export_postgres, export_sqlite
 from collector.export import _parquet_schema, _python_batches, parquet_writer
+from collector.outfile import Stopped
 from collector.store import Filters, MeasurementStore
 
 PARTITIONS = ("day",)
@@ -111,10 +113,12 @@ class DayFiles:
 
 
 def write(store: MeasurementStore, filters: Filters, out: Path, include_ip: bool = False,
-          progress: Callable[[int], None] | None = None) -> int:
+          progress: Callable[[int], None] | None = None,
+          stop: threading.Event | None = None) -> int:
     """Write the dataset to `out` (a new directory: built as `out.partial`,
     renamed when complete); the number of records. `progress` is told the
-    number written so far after each batch."""
+    number written so far after each batch; `stop` set: given up (Stopped),
+    no part of it left."""
     schema = _parquet_schema()
     written = 0
     partial = out.with_name(out.name + ".partial")
@@ -124,6 +128,8 @@ def write(store: MeasurementStore, filters: Filters, out: Path, include_ip: bool
         files = DayFiles(partial, schema)
         try:
             for batch in _batches(store, filters, include_ip, schema):
+                if stop is not None and stop.is_set():
+                    raise Stopped
                 written += batch.num_rows
                 for day, rows in day_runs(batch):
                     files.append(day, rows)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -190,25 +189,3 @@ def test_one_worker_keeps_connections_alive(tmp_path: Path) -> None:
             httpx.Client(base_url=collector.url) as http:
         answer = http.post("/api/v1/measurements", content=b"[]")
         assert (answer.status_code, answer.headers.get("connection")) == (200, None)
-
-
-def test_a_long_write_says_how_far_it_is_and_an_interrupted_one_leaves_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """What `export --out` writes goes through OUT.partial, renamed once whole;
-    past `every` seconds a line on stderr says how much is written (an export
-    of 10 million records takes minutes); Ctrl-C leaves no half file."""
-    from collector.cli import _write
-
-    out = tmp_path / "x.parquet"
-    _write(out, (b"x" * 500_000 for _ in range(4)), "--out", every=0)
-    assert out.read_bytes() == b"x" * 2_000_000
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 4 and lines[-1].startswith(f"voipwatch-collector: 2 MB written to {out}")
-
-    def interrupted() -> Iterator[bytes]:
-        yield b"half"
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _write(tmp_path / "y.parquet", interrupted(), "--out")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"]

@@ -197,8 +197,8 @@ def test_an_export_at_a_past_size_needs_a_kept_head(tmp_path: Path) -> None:
 def test_the_proof_beside_a_file_or_a_pipe(stocked: tuple[Collector, str], tmp_path: Path,
                                                 fmt: str) -> None:
     """The same proof to stdout with `--proof FILE` as beside a file; a proof
-    that cannot be written is one sentence, exit 2, with no part of it left
-    behind."""
+    that cannot be written is one sentence, exit 2, before the export starts,
+    with no part of either left behind."""
     running, service = stocked
     out = tmp_path / f"x.{fmt}"
     assert running.cli("export", "--format", fmt, "--out", str(out), "--service",
@@ -222,3 +222,4 @@ def test_the_proof_beside_a_file_or_a_pipe(stocked: tuple[Collector, str], tmp_p
                          "--proof", str(nowhere))
     assert failed.returncode == 2 and f"cannot write --proof {nowhere}" in failed.stderr
     assert "Traceback" not in failed.stderr and not (tmp_path / "missing").exists()
+    assert not list(tmp_path.glob("y.*"))  # said before the export started: none written
