@@ -19,11 +19,14 @@
   than `body_min_bytes_per_second` (1 KiB/s; a slow 3G link sends several).
   A client that sent all but the last byte of a body once held its
   connection and the body's memory for as long as it liked.
-- Exports (`GET /api/v1/export`) at once, per API process: each holds a
-  chunk of records and its text (up to about 100 MB; collector/export.py),
-  so `export_concurrency` (2) in all and `export_concurrency_per_client` (1)
-  per address are streamed at once; 503 `exports_busy` / 429 `rate_limited`
-  beyond, with Retry-After. Four at once once took 3.1 GB.
+- Exports (`GET /api/v1/export`) and their proofs (`/api/v1/export/proof`)
+  at once, per API process: each holds a chunk of records or of the log's
+  leaves and its text (up to about 100 MB; collector/export.py) and, on
+  SQLite, a reader process (collector/sqlite_reader.py), so
+  `export_concurrency` (2) in all and `export_concurrency_per_client` (1) per
+  address are streamed at once; 503 `exports_busy` / 429 `rate_limited`
+  beyond, with Retry-After. Four exports at once once took 3.1 GB; proofs,
+  every leaf of the log whatever the filter, were not counted at all.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from probe.core.auth import (
 )
 
 INGEST = "/api/v1/measurements"
-EXPORT = "/api/v1/export"
+EXPORTS = ("/api/v1/export", "/api/v1/export/proof")
 SIGNED_ONLY = ("/api/v1/control",)
 _KEY, _TIME, _SIGNATURE = (h.lower().encode() for h in (HEADER_KEY, HEADER_TIME,
                                                         HEADER_SIGNATURE))
@@ -88,7 +91,7 @@ class Gate:
         except Refusal as refusal:
             await _refuse(send, refusal)
             return
-        if scope["path"] != EXPORT:
+        if scope["path"] not in EXPORTS:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

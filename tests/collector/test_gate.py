@@ -159,7 +159,8 @@ def test_a_slow_but_steady_body_goes_in(collector: Collector) -> None:
 def test_exports_at_once_are_capped(collector: Collector, tmp_path: Path) -> None:
     """One export at once per process and per address here: a client that
     does not read its export holds its place; another address gets 503, the
-    same address 429, and the place is free again once the first goes away."""
+    same address 429 (for an export's proof too: it lists the whole log), and
+    the place is free again once the first goes away."""
     key = ProbeKey.generate()
     with collector.client() as client:
         register(client, key)
@@ -186,6 +187,9 @@ def test_exports_at_once_are_capped(collector: Collector, tmp_path: Path) -> Non
     busy = other.get(url)
     assert (busy.status_code, busy.json()["error"]) == (503, "exports_busy")
     assert "retry-after" in busy.headers
+    proof = f"{collector.url}/api/v1/export/proof?service={service}"  # every leaf: the same
+    assert httpx.get(proof, timeout=10).status_code == 429
+    assert other.get(proof).status_code == 503
     assert httpx.get(collector.url + "/api/v1/measurements?limit=1", timeout=10
                      ).status_code == 200  # the rest of the API is not held up
     reader.close()
