@@ -18,9 +18,11 @@ it.
 
 `BENCH_EXPORT_RECORDS` (default 200,000), `BENCH_EXPORT_BACKENDS` (default
 `sqlite,postgresql`), `BENCH_EXPORT_FORMATS` (default
-`parquet,parquet-day,jsonl,csv,proof`; `proof` is the proof the command
-writes by default, every leaf of the log, in leaves/s), or `BENCH_DB_URL` to reuse a store filled
-once with `python bench/_bigstore.py URL 10000000`.
+`parquet,parquet-day,jsonl,csv,proof,parquet+proof`; `proof` is the proof the
+command writes by default, every leaf of the log, in leaves/s; `F+proof` the
+command as it runs by default, format F with its proof, written at once), or
+`BENCH_DB_URL` to reuse a store filled once with
+`python bench/_bigstore.py URL 10000000`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from bench.dashboard import Generator  # noqa: E402
 RECORDS = int(os.environ.get("BENCH_EXPORT_RECORDS", "200000"))
 BACKENDS = os.environ.get("BENCH_EXPORT_BACKENDS", "sqlite,postgresql").split(",")
 FORMATS = os.environ.get("BENCH_EXPORT_FORMATS",
-                         "parquet,parquet-day,jsonl,csv,proof").split(",")
+                         "parquet,parquet-day,jsonl,csv,proof,parquet+proof").split(",")
 DB_URL = os.environ.get("BENCH_DB_URL")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 TARGET = 200_000
@@ -87,10 +89,12 @@ def raw_read(url: str) -> float:
 def export(url: str, fmt: str, out: Path, *filters: str) -> tuple[float, float, int]:
     """Best wall time over RUNS exports, as (seconds, peak RSS MiB, bytes).
     `proof`: the proof alone (every leaf of the log), beside a JSONL export
-    of nothing; its bytes are the proof's."""
+    of nothing; its bytes are the proof's. `F+proof`: format F and its proof."""
     partition = ["--partition", "day"] if fmt == "parquet-day" else []
     if fmt == "proof":
         options = ["--format", "jsonl", "--service", "no-such-service"]
+    elif fmt.endswith("+proof"):
+        options = ["--format", fmt.removesuffix("+proof")]
     else:
         options = ["--no-proof", "--format", fmt.removesuffix("-day"), *partition]
     command = [str(Path(sys.executable).parent / "voipwatch-collector"), "export", "--db", url,
@@ -148,7 +152,8 @@ def bench(backend: str, url: str, work: Path) -> None:
     figures = {fmt: (export(url, fmt, work / f"small.{fmt}", *subset_filter),
                      export(url, fmt, work / f"all.{fmt}")) for fmt in FORMATS}
     # the fixed cost of a run (interpreter, imports, opening the database)
-    startup = {fmt: export(url, "jsonl" if fmt == "proof" else fmt, work / f"empty.{fmt}",
+    startup = {fmt: export(url, "jsonl" if fmt == "proof" else fmt.removesuffix("+proof"),
+                           work / f"empty.{fmt}",
                            "--service", "no-such-service")[0] for fmt in FORMATS}
     print(f"    {'records/s':28}{'whole':>10}{'streaming':>11}{'x raw read':>12}{'start s':>9}"
           f"{'MB out':>8}{'peak RSS MiB':>14}{'at ' + format(subset, ','):>14}")

@@ -28,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -53,9 +55,13 @@ def batches(path: str, queries: list[tuple[str, list[Any]]], busy_timeout_ms: in
         return
     request = json.dumps({"path": path, "queries": queries, "batch_rows": batch_rows,
                           "busy_timeout_ms": int(busy_timeout_ms)})
+    # this very module, wherever the caller found it (a checkout on sys.path)
+    root = str(Path(__file__).resolve().parent.parent)
+    path_now = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path_now if path_now else "")}
     child = subprocess.Popen([sys.executable, "-m", "collector.sqlite_reader"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+                             stderr=subprocess.PIPE, env=env)
     assert child.stdin is not None and child.stdout is not None and child.stderr is not None
     with contextlib.suppress(OSError):  # Linux: a batch in one pipe's fill, not 10
         fcntl.fcntl(child.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
