@@ -80,6 +80,9 @@ def beside(out: Path | None, chunks: Iterator[bytes] | None,
     target = start(out, flag)  # in the caller: an unwritable file stops all before work
     failure: list[BaseException] = []
 
+    done = threading.Event()  # waited on, not join(): an interrupted join() of
+    # Python 3.11 marks the thread ended while it runs on (bpo-45274)
+
     def run() -> None:
         try:
             fill(target, chunks, stop=stop)
@@ -90,17 +93,22 @@ def beside(out: Path | None, chunks: Iterator[bytes] | None,
             close = getattr(chunks, "close", None)
             if close is not None:  # its reader threads end now, not at collection
                 close()
+            done.set()
 
-    thread = threading.Thread(target=run, name=f"write {flag}", daemon=True)
-    thread.start()
+    threading.Thread(target=run, name=f"write {flag}", daemon=True).start()
     try:
         yield stop
     except BaseException as exc:
         stop.set()
-        thread.join()
+        done.wait()
         if isinstance(exc, Stopped) and failure:
             raise failure[0] from None
         raise
-    thread.join()
+    try:
+        done.wait()
+    except BaseException:  # Ctrl-C while the proof is finishing: given up too
+        stop.set()
+        done.wait()
+        raise
     if failure and not isinstance(failure[0], Stopped):
         raise failure[0]

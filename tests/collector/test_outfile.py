@@ -3,6 +3,8 @@ long write is, and an export written beside its proof at once."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +98,22 @@ def test_an_export_that_fails_stops_the_proof(tmp_path: Path) -> None:
             beside(tmp_path / "x.jsonl.proof", proof(), "--proof") as failed:
         write(tmp_path / "x.jsonl", export(), "--out", stop=failed)
     assert closed.is_set() and list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_proof_finishes_leaves_no_part_of_it(tmp_path: Path) -> None:
+    """The export is written and the proof still going when Ctrl-C comes: the
+    proof is given up too, not left as a partial file by a thread cut off at
+    exit."""
+    def proof() -> Iterator[bytes]:
+        while True:  # until given up
+            threading.Event().wait(0.01)
+            yield b"leaf\n"
+
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt), \
+            beside(tmp_path / "x.jsonl.proof", proof(), "--proof") as failed:
+        write(tmp_path / "x.jsonl", iter([b"record\n"]), "--out", stop=failed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl"]
 
 
 def test_an_unwritable_proof_is_said_before_the_export_starts(tmp_path: Path) -> None:
