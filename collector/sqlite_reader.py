@@ -55,10 +55,7 @@ def batches(path: str, queries: list[tuple[str, list[Any]]], busy_timeout_ms: in
         return
     request = json.dumps({"path": path, "queries": queries, "batch_rows": batch_rows,
                           "busy_timeout_ms": int(busy_timeout_ms)})
-    # this very module, wherever the caller found it (a checkout on sys.path)
-    root = str(Path(__file__).resolve().parent.parent)
-    path_now = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path_now if path_now else "")}
+    env = _this_module_first()
     child = subprocess.Popen([sys.executable, "-m", "collector.sqlite_reader"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=env)
@@ -125,6 +122,21 @@ def _frame(out: Any, data: Any) -> None:
               else (-1).to_bytes(8, "little", signed=True))
     if data is not None and len(data):
         out.write(data)
+
+
+def _this_module_first() -> dict[str, str]:
+    """The child's environment: it imports this very module, wherever the
+    caller found it (a checkout put on sys.path). An installed one is found
+    anyway, and its site-packages is not put before the standard library."""
+    import site
+
+    root = Path(__file__).resolve().parent.parent
+    installed = {Path(p).resolve() for p in [*site.getsitepackages(),
+                                              site.getusersitepackages()]}
+    if root in installed:
+        return dict(os.environ)
+    path_now = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(root) + (os.pathsep + path_now if path_now else "")}
 
 
 def _said(child: subprocess.Popen[bytes]) -> str:
