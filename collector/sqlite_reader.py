@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa  # imported with this module, by an export: not at the API's start
+
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_BYTES = 1024 * 1024  # Linux's pipe-max-size for an unprivileged process
 
@@ -49,8 +51,6 @@ def batches(path: str, queries: list[tuple[str, list[Any]]], busy_timeout_ms: in
     (query number, None) when a query is done. `busy_timeout_ms`: how long a
     read waits out a lock (opening the file while another connection sets up
     its write-ahead log, say). Stopping early ends the child."""
-    import pyarrow as pa
-
     if not queries:
         return
     request = json.dumps({"path": path, "queries": queries, "batch_rows": batch_rows,
@@ -102,8 +102,6 @@ class _Frames:
 
     def next(self) -> Any:
         """The next frame as an Arrow buffer, None after the last."""
-        import pyarrow as pa
-
         size = int.from_bytes(self._exact(bytearray(8)), "little", signed=True)
         return None if size < 0 else self._exact(pa.allocate_buffer(size))
 
@@ -117,11 +115,12 @@ class _Frames:
         return target
 
 
+_LAST = (-1).to_bytes(8, "little", signed=True)
+
+
 def _frame(out: Any, data: Any) -> None:
-    out.write(len(data).to_bytes(8, "little", signed=True) if data is not None
-              else (-1).to_bytes(8, "little", signed=True))
-    if data is not None and len(data):
-        out.write(data)
+    out.write(len(data).to_bytes(8, "little", signed=True))
+    out.write(data)
 
 
 def _this_module_first() -> dict[str, str]:
@@ -149,7 +148,6 @@ def _serve(request: dict[str, Any]) -> None:
     # and compute: 27 MB more in every reader process
     import adbc_driver_manager as manager
     import adbc_driver_sqlite
-    import pyarrow as pa
 
     # closed in order once all is read; on an error the process ends and the
     # system closes them (closing them here would raise over the error itself)
@@ -186,7 +184,7 @@ def _serve(request: dict[str, Any]) -> None:
         statement.close()
     connection.close()
     database.close()
-    _frame(out, None)
+    out.write(_LAST)
     out.flush()
 
 
