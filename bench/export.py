@@ -7,7 +7,10 @@ the same store (constant memory: the peak must not grow with the records).
 The store is filled by bench/_bigstore.py (generated rows, about 0.8 kB of
 signed record each, written straight into the tables; bench/ingest.py
 measures uploads). The two sizes are the records of the last eighth of the
-stored period (`--since`) and all of them. The
+stored period (`--since`) and all of them; the last quarter or half where an
+eighth holds fewer than three Parquet row groups (below about 800,000 records
+stored: a smaller export never fills the writer's row group, so its lower peak
+would be no sign of growth). The
 baseline, measured in the same run, is a raw read of the same rows and
 columns (the join the export makes) with the database's own driver and
 nothing written: the ratio says what the formatting costs. Target: >= 200,000
@@ -41,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench import _bigstore as bigstore  # noqa: E402
 from bench import _peak as peak_of  # noqa: E402
 from bench.dashboard import Generator  # noqa: E402
+from collector.export import ROW_GROUP_ROWS  # noqa: E402
 
 RECORDS = int(os.environ.get("BENCH_EXPORT_RECORDS", "200000"))
 BACKENDS = os.environ.get("BENCH_EXPORT_BACKENDS", "sqlite,postgresql").split(",")
@@ -116,12 +120,19 @@ def export(url: str, fmt: str, out: Path, *filters: str) -> tuple[float, float, 
     return best, peak, size
 
 
-def recent_eighth(url: str) -> tuple[tuple[str, ...], int, int]:
+# the smaller export holds at least this many records where it can (see above)
+SMALL_AT_LEAST = 3 * ROW_GROUP_ROWS
+_SHARES = {8: "eighth", 4: "quarter", 2: "half"}  # tried in this order
+
+
+def recent_share(url: str) -> tuple[tuple[str, ...], int, int, str]:
     """The smaller size's filter, the last eighth of the stored period
-    (`--since`), and the numbers of records it and the whole store hold. A
-    span of time and not one service: the dataset holds each open day's rows
-    in memory (collector/export_dataset.py), so a subset with fewer records a
-    day would measure the density of the days, not the number of records."""
+    (`--since`; a quarter or a half where an eighth holds fewer than
+    SMALL_AT_LEAST records), the numbers of records it and the whole store
+    hold, and the share's name. A span of time and not one service: the
+    dataset holds each open day's rows in memory (collector/export_dataset.py),
+    so a subset with fewer records a day would measure the density of the
+    days, not the number of records."""
     import sqlalchemy as sa
 
     from collector.db.engine import make_engine
@@ -132,19 +143,22 @@ def recent_eighth(url: str) -> tuple[tuple[str, ...], int, int]:
     with engine.connect() as conn:
         first, last = conn.execute(sa.select(sa.func.min(m.started_at),
                                              sa.func.max(m.started_at))).one()
-        since = last - (last - first) / 8
         total = int(conn.execute(sa.select(sa.func.count()).select_from(measurements))
                     .scalar_one())
-        subset = int(conn.execute(sa.select(sa.func.count()).where(m.started_at >= since))
-                     .scalar_one())
+        for parts in _SHARES:
+            since = last - (last - first) / parts
+            subset = int(conn.execute(sa.select(sa.func.count()).where(m.started_at >= since))
+                         .scalar_one())
+            if subset >= SMALL_AT_LEAST:
+                break
     engine.dispose()
     text = since.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return ("--since", text), subset, total
+    return ("--since", text), subset, total, _SHARES[parts]
 
 
 def bench(backend: str, url: str, work: Path) -> None:
-    subset_filter, subset, total = recent_eighth(url)
-    print(f"  {backend}: {total:,} records stored; exports of {subset:,} (the last eighth "
+    subset_filter, subset, total, share = recent_share(url)
+    print(f"  {backend}: {total:,} records stored; exports of {subset:,} (the last {share} "
           f"of the period, {' '.join(subset_filter)}) and {total:,}, best of {RUNS}", flush=True)
     baseline = raw_read(url)
     if "proof" in FORMATS:  # the store's records entered in the log first, as at start
