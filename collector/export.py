@@ -263,8 +263,11 @@ def export(store: MeasurementStore, filters: Filters, fmt: str,
                                                or export_postgres.usable(store.engine)):
         schema = _parquet_schema()
         if fmt == "parquet":
-            return _parquet_file(export_sqlite.batches(store.engine, filters.clauses(),
-                                                       include_ip, schema), schema)
+            # a row group's worth read ahead: the reader goes on while the
+            # writer compresses a whole group (two batches ahead, it stopped)
+            return _parquet_file(export_sqlite.batches(
+                store.engine, filters.clauses(), include_ip, schema,
+                ahead_bytes=ROW_GROUP_BYTES), schema)
         from collector import export_text
 
         # the text formats build a batch's lines beside it: batches of the

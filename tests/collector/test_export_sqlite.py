@@ -118,3 +118,61 @@ def test_an_export_abandoned_early_ends_its_reader(store: MeasurementStore,
     assert next(stream)  # the file's first bytes; the reader is now ahead
     stream.close()  # what a client that disconnects does to the response
     assert not [t for t in threading.enumerate() if t.name == "export-reader"]
+
+
+class _Sized:
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+
+def _taken_once_blocked(sizes: list[int], ahead_bytes: int) -> int:
+    """How many items read_ahead takes from its source while its consumer
+    holds the first and asks for nothing more (the producer then waits)."""
+    import time
+
+    taken = 0
+
+    def source() -> Iterator[_Sized]:
+        nonlocal taken
+        for size in sizes:
+            taken += 1
+            yield _Sized(size)
+
+    stream = export_sqlite.read_ahead(source(), ahead_bytes)
+    assert next(stream).nbytes == sizes[0]
+    settled, deadline = taken, time.monotonic() + 5
+    while time.monotonic() < deadline:  # until the producer stops taking
+        time.sleep(0.2)
+        if taken == settled:
+            break
+        settled = taken
+    stream.close()
+    return taken
+
+
+def test_read_ahead_holds_two_items_without_a_byte_budget() -> None:
+    # the consumer's one, two waiting, one in the producer's hand
+    assert _taken_once_blocked([1] * 50, 0) == 4
+
+
+def test_read_ahead_reads_further_within_its_byte_budget() -> None:
+    assert _taken_once_blocked([1] * 50, 5) == 1 + 5 + 1
+    assert _taken_once_blocked([3] * 50, 10) == 1 + 3 + 1
+
+
+def test_read_ahead_passes_items_larger_than_its_budget_two_at_a_time() -> None:
+    assert _taken_once_blocked([100] * 50, 5) == 4
+
+
+def test_read_ahead_gives_every_item_in_order_and_raises_the_source_s_error() -> None:
+    assert [item.nbytes for item in export_sqlite.read_ahead(
+        iter([_Sized(n) for n in range(100)]), 50)] == list(range(100))
+
+    def failing() -> Iterator[_Sized]:
+        yield _Sized(1)
+        raise OSError("disk gone")
+
+    stream = export_sqlite.read_ahead(failing(), 10)
+    assert next(stream).nbytes == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(stream)
