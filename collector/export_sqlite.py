@@ -193,8 +193,7 @@ def read_ahead(items: Iterator[Any], ahead_bytes: int = 0) -> Iterator[Any]:
             stopped = True
             waiting.clear()
             turn.notify_all()
-        while not finished.wait(0.1):  # an event: an interrupted join() is bpo-45274
-            pass
+        finished.wait()  # an event, as outfile.beside: an interrupted join() is bpo-45274
 
 
 def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
