@@ -72,15 +72,21 @@ def usable(engine: Engine) -> bool:
     return find_spec("adbc_driver_sqlite") is not None  # not loaded here: sqlite_reader
 
 
+# the columns of a record's probe key, joined in Arrow (_Keys): in SQLite the
+# join's lookup and two more values a row took 10-20 % of the reader's time
+_FROM_PROBES = tuple((name, column, kind) for name, column, kind in _SOURCES
+                     if column.table is probes)
+_RECORD_SOURCES = tuple(source for source in _SOURCES if source[1].table is not probes)
+
+
 def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, list[Any]]:
-    """The query text and its positional parameters, bound the way SQLAlchemy
-    binds them (times as the naive UTC text the column stores)."""
+    """The query text of the records' own columns and its positional
+    parameters, bound the way SQLAlchemy binds them (times as the naive UTC
+    text the column stores)."""
     columns = [sa.literal_column("NULL").label(name)
                if name == "probe_ip" and not include_ip else column.label(name)
-               for name, column, _ in _SOURCES]
-    select = (sa.select(_m.seq.label("seq"), *columns)
-              .select_from(measurements.join(probes, probes.c.key_id == _m.key_id))
-              .where(*clauses))
+               for name, column, _ in _RECORD_SOURCES]
+    select = sa.select(_m.seq.label("seq"), *columns).where(*clauses)
     compiled = select.compile(dialect=engine.dialect)
     params = []
     for name in compiled.positiontup or ():
@@ -88,8 +94,17 @@ def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, lis
         value = compiled.params[name]
         processor = bind.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
         params.append(processor(value) if processor else value)
-    kinds = [("seq", "int"), *((name, kind) for name, _, kind in _SOURCES)]
+    kinds = [("seq", "int"), *((name, kind) for name, _, kind in _RECORD_SOURCES)]
     return with_typed_row(str(compiled), kinds, "seq"), params
+
+
+def _keys_sql() -> str:
+    """Every probe key with the columns an export takes from it."""
+    columns = ", ".join(f'{column.name} AS "{name}"' for name, column, _ in _FROM_PROBES)
+    kinds = [("rank", "int"), ("key_id", "text"),
+             *((name, kind) for name, _, kind in _FROM_PROBES)]
+    return with_typed_row(f'SELECT 0 AS "rank", key_id AS "key_id", {columns} FROM probes',
+                          kinds, "rank")
 
 
 def with_typed_row(select: str, kinds: list[tuple[str, str]], order: str) -> str:
@@ -102,14 +117,16 @@ def with_typed_row(select: str, kinds: list[tuple[str, str]], order: str) -> str
 
 
 def read(engine: Engine, queries: list[tuple[str, list[Any]]],
-         batch_rows: int | None = None) -> Iterator[tuple[int, Any]]:
+         batch_rows: int | None = None, one_snapshot: bool = False) -> Iterator[tuple[int, Any]]:
     """The queries' batches, read by ADBC from the engine's SQLite file in a
     process of its own (collector/sqlite_reader.py says why), waiting out a
-    lock as the engine's connections do."""
+    lock as the engine's connections do; `one_snapshot`: all in one read
+    transaction."""
     from collector import sqlite_reader
 
     assert engine.url.database
-    return sqlite_reader.batches(engine.url.database, queries, BUSY_TIMEOUT_MS, batch_rows)
+    return sqlite_reader.batches(engine.url.database, queries, BUSY_TIMEOUT_MS, batch_rows,
+                                 one_snapshot)
 
 
 def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
@@ -196,12 +213,45 @@ def read_ahead(items: Iterator[Any], ahead_bytes: int = 0) -> Iterator[Any]:
         finished.wait()  # an event, as outfile.beside: an interrupted join() is bpo-45274
 
 
+def _typed(column: Any, kind: str, to: Any) -> Any:
+    import pyarrow as pa
+
+    if kind == "time":  # "YYYY-MM-DD HH:MM:SS.ffffff", UTC
+        return column.cast(pa.timestamp("us")).cast(pa.timestamp("ms"), safe=False).cast(to)
+    return column if column.type == to else column.cast(to)
+
+
+class _Keys:
+    """The probe keys' columns, in `schema`'s types, joined to records by
+    key_id as the generic path's inner join does (a record whose key is not
+    there is left out)."""
+
+    def __init__(self, batches: list[Any], schema: Any) -> None:
+        import pyarrow as pa
+
+        table = pa.concat_batches(batches).slice(1)  # the typed row
+        self.key_ids = table.column("key_id")
+        self.columns = {name: _typed(table.column(name), kind, schema.field(name).type)
+                        for name, _, kind in _FROM_PROBES}
+
+    def join(self, batch: Any) -> tuple[Any, dict[str, Any]]:
+        """`batch` without records of unknown keys, and its keys' columns."""
+        import pyarrow.compute as pc
+
+        rows = pc.index_in(batch.column("key_id"), value_set=self.key_ids)
+        if rows.null_count:
+            known = pc.is_valid(rows)
+            batch, rows = batch.filter(known), rows.filter(known)
+        return batch, {name: column.take(rows) for name, column in self.columns.items()}
+
+
 def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
           budget: int) -> Iterator[Any]:
     import pyarrow as pa
 
     sql, params = _sql(clauses, include_ip, engine)
-    kinds = {name: kind for name, _, kind in _SOURCES}
+    kinds = {name: kind for name, _, kind in _RECORD_SOURCES}
+    keys: _Keys | None = None
 
     def typed(batches: list[Any]) -> Any:
         """The driver's batches as one, in `schema`'s types (the writer and
@@ -209,32 +259,39 @@ def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
         malloc's memory, as the driver's: Arrow's own pool kept 30 MB more)."""
         batch = batches[0] if len(batches) == 1 else pa.concat_batches(
             batches, memory_pool=pa.system_memory_pool())
-        arrays = []
-        for field in schema:
-            column = batch.column(field.name)
-            if kinds[field.name] == "time":  # "YYYY-MM-DD HH:MM:SS.ffffff", UTC
-                column = column.cast(pa.timestamp("us")).cast(
-                    pa.timestamp("ms"), safe=False).cast(field.type)
-            elif column.type != field.type:
-                column = column.cast(field.type)
-            arrays.append(column)
+        assert keys is not None
+        batch, joined = keys.join(batch)
+        arrays = [joined[field.name] if field.name in joined
+                  else _typed(batch.column(field.name), kinds[field.name], field.type)
+                  for field in schema]
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     first = True
     pending: list[Any] = []
     rows = size = 0
-    for _, batch in read(engine, [(sql, params)], max(1, min(BATCH_ROWS, DRIVER_ROWS))):
+    # the keys and the records in one read transaction: a key revoked
+    # meanwhile is exported as of the records' state
+    for query, batch in read(engine, [(_keys_sql(), []), (sql, params)],
+                             max(1, min(BATCH_ROWS, DRIVER_ROWS)), one_snapshot=True):
+        if query == 0:
+            if batch is not None:
+                pending.append(batch)
+            else:
+                keys, pending = _Keys(pending, schema), []
+            continue
         if batch is None:  # the query's end (the reader then checks the child's exit)
             continue
         if first:
             batch, first = batch.slice(1), False  # the typed sentinel row
         if not batch.num_rows:
             continue
-        if pending and (rows + batch.num_rows > BATCH_ROWS or size + batch.nbytes > budget):
+        # the buffers' sizes: `nbytes` walks every buffer's referenced range (100 µs a batch)
+        batch_bytes = batch.get_total_buffer_size()
+        if pending and (rows + batch.num_rows > BATCH_ROWS or size + batch_bytes > budget):
             yield typed(pending)
             pending, rows, size = [], 0, 0
         pending.append(batch)
         rows += batch.num_rows
-        size += batch.nbytes
+        size += batch_bytes
     if pending:
         yield typed(pending)

@@ -13,14 +13,14 @@ locks apart, as SQLite expects. Starting it costs about 0.2 s, beside
 exports of seconds to minutes.
 
 The child reads one request, JSON on stdin (the file, the queries with their
-positional parameters, the driver's rows per batch), runs the queries in
-order on one read-only connection and writes frames on stdout, each an
-8-byte little-endian length and that many bytes: the first query's schema
-(Arrow IPC), then each batch of rows (Arrow IPC, in that schema), a frame of
-length 0 at each query's end, -1 after the last. The parent reads each
-batch straight into Arrow memory of its own (an Arrow IPC stream read
-through a Python file object took 15-20 % longer: `bench/export.py`). An
-error is one line on stderr, exit status 1.
+positional parameters, the driver's rows per batch, whether they share one
+read transaction), runs the queries in order on one read-only connection and
+writes frames on stdout, each an 8-byte little-endian length and that many
+bytes: for each query its schema (Arrow IPC), each batch of its rows (Arrow
+IPC, in that schema) and a frame of length 0; -1 after the last. The parent
+reads each batch straight into Arrow memory of its own (an Arrow IPC stream
+read through a Python file object took 15-20 % longer: `bench/export.py`).
+An error is one line on stderr, exit status 1.
 """
 
 from __future__ import annotations
@@ -46,15 +46,20 @@ class ReadFailed(RuntimeError):
 
 
 def batches(path: str, queries: list[tuple[str, list[Any]]], busy_timeout_ms: int,
-            batch_rows: int | None = None) -> Iterator[tuple[int, Any]]:
+            batch_rows: int | None = None,
+            one_snapshot: bool = False) -> Iterator[tuple[int, Any]]:
     """(query number, batch) for each batch the queries give, in order, and
     (query number, None) when a query is done. `busy_timeout_ms`: how long a
     read waits out a lock (opening the file while another connection sets up
-    its write-ahead log, say). Stopping early ends the child."""
+    its write-ahead log, say). `one_snapshot`: the queries read one state of
+    the database, in one read transaction (else each its own, so that a long
+    series of reads does not keep the write-ahead log from being reset).
+    Stopping early ends the child."""
     if not queries:
         return
     request = json.dumps({"path": path, "queries": queries, "batch_rows": batch_rows,
-                          "busy_timeout_ms": int(busy_timeout_ms)})
+                          "busy_timeout_ms": int(busy_timeout_ms),
+                          "one_snapshot": one_snapshot})
     env = _this_module_first()
     child = subprocess.Popen([sys.executable, "-m", "collector.sqlite_reader"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -70,14 +75,15 @@ def batches(path: str, queries: list[tuple[str, list[Any]]], busy_timeout_ms: in
             child.wait()
             raise ReadFailed(_said(child) or "the SQLite reader did not start") from exc
         frames = _Frames(child.stdout)
-        schema = None if (first := frames.next()) is None else pa.ipc.read_schema(first)
         done = 0
-        while (frame := frames.next()) is not None:
-            if frame.size:
+        while (frame := frames.next()) is not None:  # a query's schema
+            schema = pa.ipc.read_schema(frame)
+            while (frame := frames.next()) is not None and frame.size:
                 yield done, pa.ipc.read_record_batch(frame, schema)
-            else:
-                yield done, None
-                done += 1
+            if frame is None:  # the last frame came in the midst of a query
+                raise _CutShort
+            yield done, None
+            done += 1
         if child.wait() != 0 or done != len(queries):
             raise ReadFailed(_said(child) or f"the SQLite reader ended after {done} of "
                              f"{len(queries)} queries")
@@ -165,16 +171,19 @@ def _serve(request: dict[str, Any]) -> None:
         handle, _ = statement.execute_query()
         return statement, pa.RecordBatchReader._import_from_c(handle.address)
 
-    statement, reader = execute(f"PRAGMA busy_timeout={int(request['busy_timeout_ms'])}", [])
-    reader.read_all()
-    statement.close()
+    def run(sql: str) -> None:
+        statement, reader = execute(sql, [])
+        reader.read_all()
+        statement.close()
+
+    run(f"PRAGMA busy_timeout={int(request['busy_timeout_ms'])}")
+    if request.get("one_snapshot"):  # a deferred transaction: its first read fixes the state
+        run("BEGIN")
     out = sys.stdout.buffer
-    schema = None
     for sql, params in request["queries"]:
         statement, reader = execute(sql, params, request.get("batch_rows"))
-        if schema is None:  # every batch in the first query's types
-            schema = reader.schema
-            _frame(out, memoryview(schema.serialize()))
+        schema = reader.schema  # every batch of the query in its first types
+        _frame(out, memoryview(schema.serialize()))
         for batch in reader:
             if batch.num_rows:
                 batch = batch if batch.schema == schema else batch.cast(schema)
@@ -182,6 +191,8 @@ def _serve(request: dict[str, Any]) -> None:
         _frame(out, b"")
         reader.close()
         statement.close()
+    if request.get("one_snapshot"):
+        run("COMMIT")
     connection.close()
     database.close()
     out.write(_LAST)

@@ -176,3 +176,26 @@ def test_read_ahead_gives_every_item_in_order_and_raises_the_source_s_error() ->
     assert next(stream).nbytes == 1
     with pytest.raises(OSError, match="disk gone"):
         next(stream)
+
+
+def test_a_record_of_an_unknown_key_is_left_out_as_the_generic_path_does(
+        tmp_path: Path) -> None:
+    """SQLite's records and keys are joined in Arrow: as the generic path's
+    join, a record whose key is not among the probes' is not exported."""
+    import sqlalchemy as sa
+
+    from collector.db.schema import measurements
+
+    key = ProbeKey.generate()
+    records = [make_record(key, "whatsapp") for _ in range(3)]
+    engine = revoked_store(tmp_path, None, key, ProbeKey.generate(), records, [])
+    with engine.begin() as conn:
+        row = dict(conn.execute(sa.select(measurements).limit(1)).mappings().one())
+        last = conn.execute(sa.select(sa.func.max(measurements.c.log_index))).scalar_one()
+        conn.execute(measurements.insert().values(
+            {**row, "seq": None, "id": "orphan", "key_id": "ab" * 32, "log_index": last + 1}))
+    store = MeasurementStore(engine)
+    native = rows(b"".join(export(store, Filters(), "parquet")))
+    assert native == rows(b"".join(parquet(store.stream(Filters()), False)))
+    assert sorted(r["id"] for r in native) == sorted(r["id"] for r in records)
+    engine.dispose()

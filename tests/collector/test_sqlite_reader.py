@@ -5,6 +5,7 @@ read ended)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -115,3 +116,43 @@ def test_stopping_early_ends_the_reader_process(stocked: tuple[Engine, Path]) ->
     assert len(children.read_text().split()) == len(before) + 1
     reading.close()  # a client gone mid-export
     assert children.read_text().split() == before
+
+
+def _written_between_two_queries(tmp_path: Path, one_snapshot: bool) -> list[int]:
+    """The count the second query reads when a row is committed after the
+    first query's reading began (the first fills more than a pipe, so the
+    reader process waits in its midst)."""
+    import sqlite3
+
+    tmp_path.mkdir()
+    path = tmp_path / "two-queries.sqlite3"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (x INTEGER)")
+        db.execute("INSERT INTO t VALUES (1)")
+    engine = sa.create_engine(f"sqlite:///{path}")
+    many = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000) "
+            "SELECT i, printf('%0200d', i) AS pad FROM n, (SELECT count(*) FROM t)")
+    queries = [(many, []), ("SELECT count(*) AS rows FROM t", [])]
+    reading = export_sqlite.read(engine, queries, batch_rows=500, one_snapshot=one_snapshot)
+    assert next(reading)[0] == 0
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("INSERT INTO t VALUES (2)")  # WAL: a writer beside the reader
+    counts = [batch.column("rows")[0].as_py() for number, batch in reading
+              if number == 1 and batch is not None]
+    engine.dispose()
+    return counts
+
+
+def test_queries_in_one_snapshot_read_one_state_of_the_database(tmp_path: Path) -> None:
+    assert _written_between_two_queries(tmp_path / "one", one_snapshot=True) == [1]
+    # by default each query reads the state as it begins
+    assert _written_between_two_queries(tmp_path / "each", one_snapshot=False) == [2]
+
+
+def test_each_query_has_its_own_columns(stocked: tuple[Engine, Path]) -> None:
+    engine, _ = stocked
+    queries = [("SELECT seq FROM measurements", []), ("SELECT key_id, 7 AS n FROM probes", [])]
+    names = {number: batch.schema.names for number, batch in export_sqlite.read(engine, queries)
+             if batch is not None}
+    assert names == {0: ["seq"], 1: ["key_id", "n"]}
