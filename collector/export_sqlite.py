@@ -230,15 +230,20 @@ class _Keys:
         import pyarrow as pa
 
         table = pa.concat_batches(batches).slice(1)  # the typed row
-        self.key_ids = table.column("key_id")
+        # a key's row, looked up once per key a batch holds: `index_in` hashed
+        # every key for every batch (19 ms a batch of 2,000 at 100,000 keys)
+        self.rows = {key: row for row, key in enumerate(table.column("key_id").to_pylist())}
         self.columns = {name: _typed(table.column(name), kind, schema.field(name).type)
                         for name, _, kind in _FROM_PROBES}
 
     def join(self, batch: Any) -> tuple[Any, dict[str, Any]]:
         """`batch` without records of unknown keys, and its keys' columns."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
-        rows = pc.index_in(batch.column("key_id"), value_set=self.key_ids)
+        keys = batch.column("key_id").dictionary_encode()
+        rows = pa.array([self.rows.get(key) for key in keys.dictionary.to_pylist()],
+                        pa.int64()).take(keys.indices)
         if rows.null_count:
             known = pc.is_valid(rows)
             batch, rows = batch.filter(known), rows.filter(known)
@@ -267,6 +272,7 @@ def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     first = True
+    key_batches: list[Any] = []
     pending: list[Any] = []
     rows = size = 0
     # the keys and the records in one read transaction: a key revoked
@@ -275,9 +281,9 @@ def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
                              max(1, min(BATCH_ROWS, DRIVER_ROWS)), one_snapshot=True):
         if query == 0:
             if batch is not None:
-                pending.append(batch)
+                key_batches.append(batch)
             else:
-                keys, pending = _Keys(pending, schema), []
+                keys = _Keys(key_batches, schema)
             continue
         if batch is None:  # the query's end (the reader then checks the child's exit)
             continue
