@@ -27,12 +27,20 @@
   address are streamed at once; 503 `exports_busy` / 429 `rate_limited`
   beyond, with Retry-After. Four exports at once once took 3.1 GB; proofs,
   every leaf of the log whatever the filter, were not counted at all.
+- Exports must keep going out: one whose client takes none of the next
+  SLICE_BYTES for `export_stall_seconds` (60) is ended and its connection
+  closed. A client that stopped reading once held its place, the reader
+  process and the database snapshot it reads for as long as it liked; on
+  SQLite that snapshot keeps the write-ahead log from being reset, so it grew
+  with every upload meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -58,6 +66,20 @@ _KEY, _TIME, _SIGNATURE = (h.lower().encode() for h in (HEADER_KEY, HEADER_TIME,
                                                         HEADER_SIGNATURE))
 
 
+log = logging.getLogger("collector.gate")
+SLICE_BYTES = 256 * 1024  # an export's bytes go out in pieces of at most this
+# set in a request's task when the gate ended its response: uvicorn's line about
+# a response left incomplete is then no error (_QuietOnPurpose)
+_ENDED_ON_PURPOSE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "export_ended_on_purpose", default=False)
+
+
+class _QuietOnPurpose(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_ENDED_ON_PURPOSE.get() and
+                    str(record.msg).startswith("ASGI callable returned without completing"))
+
+
 class Refusal(Exception):
     def __init__(self, status: int, code: str, detail: str,
                  headers: dict[str, str] | None = None) -> None:
@@ -81,6 +103,9 @@ class Gate:
                                     burst=max(settings.unsigned_rate_per_minute // 3, 5))
         self.exports = _Slots(settings.export_concurrency,
                               settings.export_concurrency_per_client)
+        server_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, _QuietOnPurpose) for f in server_log.filters):
+            server_log.addFilter(_QuietOnPurpose())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +126,12 @@ class Gate:
             await _refuse(send, full)
             return
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _Paced(send, self.settings.export_stall_seconds).send)
+        except _Stalled:
+            _ENDED_ON_PURPOSE.set(True)  # uvicorn then closes the connection
+            log.warning("an export's client took nothing for %g s: export ended",
+                        self.settings.export_stall_seconds,
+                        extra={"event": "export_stalled", "path": scope["path"]})
         finally:
             self.exports.give(subject)
 
@@ -302,6 +332,40 @@ class _Unread:
         if message["type"] == "http.response.start":
             self.started = True
         await self._send(message)
+
+
+class _Stalled(Exception):
+    pass
+
+
+class _Paced:
+    """An export's `send`: each piece of its body (SLICE_BYTES at most) must be
+    taken within `stall` seconds, else _Stalled. The server waits in `send`
+    while the client's socket is full, so a client that stops reading stops
+    it there; the time the export takes to make its bytes is not counted."""
+
+    def __init__(self, send: Send, stall: float) -> None:
+        self._send, self.stall = send, stall
+
+    async def send(self, message: Message) -> None:
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        body = memoryview(message.get("body", b""))
+        more = message.get("more_body", False)
+        start = 0
+        while True:
+            piece = body[start:start + SLICE_BYTES]
+            start += len(piece)
+            last = start >= len(body)
+            try:
+                async with asyncio.timeout(self.stall):
+                    await self._send({"type": "http.response.body", "body": piece,
+                                      "more_body": more or not last})
+            except TimeoutError:
+                raise _Stalled from None
+            if last:
+                return
 
 
 class _Slots:

@@ -2,9 +2,10 @@
 collector on loopback: a request body that stops coming, or trickles in, is
 answered 408 `body_timeout` and its connection closed within the deadline
 (uvicorn itself would wait forever), a slow but steady body still goes in,
-exports streamed at once are capped per process and per address, and so are
-connections (uvicorn's limit_concurrency: one that never sends a request is
-otherwise held forever)."""
+exports streamed at once are capped per process and per address, an export
+whose client stops reading is ended (its reads with it) and so are the reads
+of one whose client goes away, and connections are capped (uvicorn's
+limit_concurrency: one that never sends a request is otherwise held forever)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from probe.core.auth import sign_request
 from probe.core.signing import ProbeKey
-from tests.collector.conftest import make_record, register, unique_service
+from tests.collector.conftest import BACKENDS, database_url, make_record, register, unique_service
 from tests.collector.harness import Collector
 
 INGEST = "/api/v1/measurements"
@@ -213,3 +216,140 @@ def test_connections_are_capped(collector: Collector) -> None:
     while httpx.get(collector.url + "/healthz", timeout=10).status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+STALL = 2.0  # export_stall_seconds in the test below
+RECORDS = 3000  # of about 52 kB each: a 157 MB export, more than is read ahead
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def stalling(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[tuple[Collector, ProbeKey, str]]:
+    """A collector holding RECORDS large records of one service."""
+    db = database_url(request.param, request)
+    env = dict(os.environ, VOIPWATCH_COLLECTOR_EXPORT_STALL_SECONDS=str(STALL),
+               VOIPWATCH_COLLECTOR_EXPORT_CONCURRENCY_PER_CLIENT="1")
+    with Collector(tmp_path_factory.mktemp(f"stall-{request.param}"), db, env=env) as running:
+        key = ProbeKey.generate()
+        with running.client() as client:
+            register(client, key)
+        service = unique_service()
+        fat = {"blob": ["y" * 100] * 500}  # about 52 kB a record
+        for _ in range(RECORDS // 60):
+            _upload(running, key, [make_record(key, service, evidence=fat) for _ in range(60)])
+        yield running, key, service
+
+
+def _upload(collector: Collector, key: ProbeKey, records: list[dict[str, Any]]) -> None:
+    body = json.dumps(records).encode()
+    response = httpx.post(collector.url + INGEST, content=body, timeout=60, headers={
+        "Content-Type": "application/json", **sign_request(key, "POST", INGEST, body)})
+    assert {r["status"] for r in response.json()["results"]} == {"accepted"}
+
+
+def _descendants(pid: int) -> list[str]:
+    """The command lines of the processes below `pid`."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        with contextlib.suppress(OSError):
+            found.append((Path("/proc") / str(child) / "cmdline").read_bytes()
+                         .replace(b"\0", b" ").decode(errors="replace"))
+        todo += children.get(child, [])
+    return found
+
+
+def _snapshot_held(collector: Collector) -> bool:
+    """Whether an export's read still holds a snapshot of the database. SQLite: the
+    write-ahead log cannot be checkpointed and reset (TRUNCATE) while a reader uses
+    its frames; PostgreSQL: a backend still runs the export's COPY."""
+    if collector.db is None:
+        connection = sqlite3.connect(collector.data_dir / "collector.sqlite3", timeout=0)
+        try:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            connection.close()
+        return bool(busy)
+    import psycopg
+
+    with psycopg.connect(collector.db) as connection:
+        row = connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND query ILIKE 'COPY%measurements%' "
+                                 "AND state = 'active'").fetchone()
+    return bool(row and row[0])
+
+
+def test_an_export_whose_client_stops_reading_is_ended(
+        stalling: tuple[Collector, ProbeKey, str]) -> None:
+    """A client that stops reading its export (its socket full) loses it after
+    export_stall_seconds: the connection is closed without the body's end, its
+    place is free, and the export's reads are over (on SQLite its reader process
+    is gone and the write-ahead log can be reset again); no error is logged."""
+    collector, key, service = stalling
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", collector.port))
+    reader.sendall(f"GET /api/v1/export?service={service} HTTP/1.1\r\nHost: c\r\n\r\n".encode())
+    reader.settimeout(10)
+    received = b""
+    while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < 2000:
+        part = reader.recv(4096)  # some records: the export's read has begun
+        assert part
+        received += part
+    assert received.startswith(b"HTTP/1.1 200")
+    stalled_at = time.monotonic()
+    # written after the export's snapshot: that snapshot now pins the log's frames
+    later = unique_service()
+    _upload(collector, key, [make_record(key, later) for _ in range(5)])
+    assert _snapshot_held(collector)
+    url = f"{collector.url}/api/v1/export?service={service}"
+    assert httpx.get(url, timeout=10).status_code == 429  # its place is held meanwhile
+
+    deadline = stalled_at + STALL + 15
+    while '"event": "export_stalled"' not in collector.log().replace('":"', '": "'):
+        assert time.monotonic() < deadline, collector.log()[-2000:]
+        time.sleep(0.1)
+    assert time.monotonic() - stalled_at >= STALL
+    while _snapshot_held(collector) or any("collector.sqlite_reader" in command for command
+                                          in _descendants(collector.proc.pid)):
+        assert time.monotonic() < deadline, _descendants(collector.proc.pid)
+        time.sleep(0.2)
+    done = httpx.get(f"{collector.url}/api/v1/export?service={later}", timeout=30)
+    assert done.status_code == 200 and len(done.text.splitlines()) == 5  # the place is free
+    reader.settimeout(30)
+    while part := reader.recv(65536):  # what was on its way, then the end: closed
+        received += part
+    assert len(received) < RECORDS * 50_000
+    assert not received.endswith(b"0\r\n\r\n")  # cut off, not a complete chunked body
+    reader.close()
+    assert '"level":"error"' not in collector.log().replace('": "', '":"')
+
+
+def test_an_export_whose_client_goes_away_ends_its_reads(
+        stalling: tuple[Collector, ProbeKey, str]) -> None:
+    """A client gone in the midst of an export: its reads end with it (they used
+    to live on, reader process and snapshot, until the garbage collector ran)."""
+    collector, key, service = stalling
+    for format in ("jsonl", "parquet"):
+        reader = socket.create_connection(("127.0.0.1", collector.port), timeout=10)
+        reader.sendall(f"GET /api/v1/export?service={service}&format={format} HTTP/1.1\r\n"
+                       "Host: c\r\n\r\n".encode())
+        received = b""
+        while len(received) < 200_000:
+            part = reader.recv(65536)
+            assert part
+            received += part
+        assert received.startswith(b"HTTP/1.1 200")
+        _upload(collector, key, [make_record(key, unique_service()) for _ in range(5)])
+        reader.close()
+        deadline = time.monotonic() + 10
+        while _snapshot_held(collector) or any("collector.sqlite_reader" in command for command
+                                              in _descendants(collector.proc.pid)):
+            assert time.monotonic() < deadline, (format, _descendants(collector.proc.pid))
+            time.sleep(0.2)
+    assert '"level":"error"' not in collector.log().replace('": "', '":"')
