@@ -28,7 +28,7 @@
   beyond, with Retry-After. Four exports at once once took 3.1 GB; proofs,
   every leaf of the log whatever the filter, were not counted at all.
 - Exports must keep going out: one whose client takes none of the next
-  SLICE_BYTES for `export_stall_seconds` (60) is ended and its connection
+  SLICE_BYTES for `export_stall_seconds` (120) is ended and its connection
   closed. A client that stopped reading once held its place, the reader
   process and the database snapshot it reads for as long as it liked; on
   SQLite that snapshot keeps the write-ahead log from being reset, so it grew
@@ -67,7 +67,7 @@ _KEY, _TIME, _SIGNATURE = (h.lower().encode() for h in (HEADER_KEY, HEADER_TIME,
 
 
 log = logging.getLogger("collector.gate")
-SLICE_BYTES = 256 * 1024  # an export's bytes go out in pieces of at most this
+SLICE_BYTES = 1024 * 1024  # an export's bytes go out in pieces of at most this
 # set in a request's task when the gate ended its response: uvicorn's line about
 # a response left incomplete is then no error (_QuietOnPurpose)
 _ENDED_ON_PURPOSE: contextvars.ContextVar[bool] = contextvars.ContextVar(

@@ -160,8 +160,8 @@ class Settings(BaseSettings):
         1, ge=1, description="exports at once per client address (IPv6: /64) per API "
         "process: 429 `rate_limited` beyond")
     export_stall_seconds: float = Field(
-        60.0, gt=0, description="an export or proof whose client takes none of the next "
-        "256 KiB for this long is ended and its connection closed: a client that stops "
+        120.0, gt=0, description="an export or proof whose client takes none of the next "
+        "MiB for this long is ended and its connection closed: a client that stops "
         "reading would hold its place, a reader process and the database's snapshot "
         "(which keeps SQLite's write-ahead log from being reset) for as long as it liked")
     max_connections: int = Field(
