@@ -28,8 +28,9 @@
   beyond, with Retry-After. Four exports at once once took 3.1 GB; proofs,
   every leaf of the log whatever the filter, were not counted at all.
 - Exports must keep going out: one whose client takes none of the next
-  SLICE_BYTES for `export_stall_seconds` (120) is ended and its connection
-  closed. A client that stopped reading once held its place, the reader
+  SLICE_BYTES for `export_stall_seconds` (120), or that is still going after
+  `export_max_seconds` (3600), is ended and its connection closed. A client
+  that stopped reading, or read a trickle, once held its place, the reader
   process and the database snapshot it reads for as long as it liked; on
   SQLite that snapshot keeps the write-ahead log from being reset, so it grew
   with every upload meanwhile.
@@ -125,13 +126,14 @@ class Gate:
         if full is not None:
             await _refuse(send, full)
             return
+        paced = _Paced(send, self.settings.export_stall_seconds,
+                       self.settings.export_max_seconds)
         try:
-            await self.app(scope, receive, _Paced(send, self.settings.export_stall_seconds).send)
-        except _Stalled:
+            await self.app(scope, receive, paced.send)
+        except _Ended as ended:
             _ENDED_ON_PURPOSE.set(True)  # uvicorn then closes the connection
-            log.warning("an export's client took nothing for %g s: export ended",
-                        self.settings.export_stall_seconds,
-                        extra={"event": "export_stalled", "path": scope["path"]})
+            log.warning("export ended: %s", ended,
+                        extra={"event": ended.event, "path": scope["path"]})
         finally:
             self.exports.give(subject)
 
@@ -334,18 +336,24 @@ class _Unread:
         await self._send(message)
 
 
-class _Stalled(Exception):
-    pass
+class _Ended(Exception):
+    """An export the gate ended: `event` says why (the log's event name)."""
+
+    def __init__(self, event: str, detail: str) -> None:
+        super().__init__(detail)
+        self.event = event
 
 
 class _Paced:
     """An export's `send`: each piece of its body (SLICE_BYTES at most) must be
-    taken within `stall` seconds, else _Stalled. The server waits in `send`
-    while the client's socket is full, so a client that stops reading stops
-    it there; the time the export takes to make its bytes is not counted."""
+    taken within `stall` seconds, and the last by `longest` seconds after the
+    first, else _Ended. The server waits in `send` while the client's socket
+    is full, so a client that stops reading stops it there; the time the
+    export takes to make its bytes is not counted as the client's."""
 
-    def __init__(self, send: Send, stall: float) -> None:
-        self._send, self.stall = send, stall
+    def __init__(self, send: Send, stall: float, longest: float) -> None:
+        self._send, self.stall, self.longest = send, stall, longest
+        self.due = asyncio.get_running_loop().time() + longest
 
     async def send(self, message: Message) -> None:
         if message["type"] != "http.response.body":
@@ -358,12 +366,17 @@ class _Paced:
             piece = body[start:start + SLICE_BYTES]
             start += len(piece)
             last = start >= len(body)
+            loop = asyncio.get_running_loop()
             try:
-                async with asyncio.timeout(self.stall):
+                async with asyncio.timeout_at(min(loop.time() + self.stall, self.due)):
                     await self._send({"type": "http.response.body", "body": piece,
                                       "more_body": more or not last})
             except TimeoutError:
-                raise _Stalled from None
+                if loop.time() >= self.due:
+                    raise _Ended("export_too_long", f"still going after {self.longest:g} s "
+                                 "(export_max_seconds)") from None
+                raise _Ended("export_stalled", f"its client took nothing for "
+                             f"{self.stall:g} s (export_stall_seconds)") from None
             if last:
                 return
 

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         "MiB for this long is ended and its connection closed: a client that stops "
         "reading would hold its place, a reader process and the database's snapshot "
         "(which keeps SQLite's write-ahead log from being reset) for as long as it liked")
+    export_max_seconds: float = Field(
+        3600.0, gt=0, description="an export or proof over HTTP still going after this "
+        "long is ended: its read holds a snapshot of the database meanwhile (SQLite's "
+        "write-ahead log grows with every upload, PostgreSQL's vacuum waits), and a client "
+        "reading slowly but steadily chooses how long; narrow a larger export (since, "
+        "until) or run `voipwatch-collector export` on the server")
     max_connections: int = Field(
         1000, ge=1, description="open connections per API process (uvicorn's "
         "limit_concurrency): new requests beyond get 503")

@@ -3,8 +3,9 @@ collector on loopback: a request body that stops coming, or trickles in, is
 answered 408 `body_timeout` and its connection closed within the deadline
 (uvicorn itself would wait forever), a slow but steady body still goes in,
 exports streamed at once are capped per process and per address, an export
-whose client stops reading is ended (its reads with it) and so are the reads
-of one whose client goes away, and connections are capped (uvicorn's
+whose client stops reading, or that goes on too long, is ended (its reads
+with it) and so are the reads of one whose client goes away, and connections
+are capped (uvicorn's
 limit_concurrency: one that never sends a request is otherwise held forever)."""
 
 from __future__ import annotations
@@ -218,7 +219,8 @@ def test_connections_are_capped(collector: Collector) -> None:
         time.sleep(0.1)
 
 
-STALL = 2.0  # export_stall_seconds in the test below
+STALL = 2.0  # export_stall_seconds in the tests below
+LONGEST = 8.0  # export_max_seconds
 RECORDS = 3000  # of about 52 kB each: a 157 MB export, more than is read ahead
 
 
@@ -228,6 +230,7 @@ def stalling(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """A collector holding RECORDS large records of one service."""
     db = database_url(request.param, request)
     env = dict(os.environ, VOIPWATCH_COLLECTOR_EXPORT_STALL_SECONDS=str(STALL),
+               VOIPWATCH_COLLECTOR_EXPORT_MAX_SECONDS=str(LONGEST),
                VOIPWATCH_COLLECTOR_EXPORT_CONCURRENCY_PER_CLIENT="1")
     with Collector(tmp_path_factory.mktemp(f"stall-{request.param}"), db, env=env) as running:
         key = ProbeKey.generate()
@@ -352,4 +355,39 @@ def test_an_export_whose_client_goes_away_ends_its_reads(
                                               in _descendants(collector.proc.pid)):
             assert time.monotonic() < deadline, (format, _descendants(collector.proc.pid))
             time.sleep(0.2)
+    assert '"level":"error"' not in collector.log().replace('": "', '":"')
+
+
+def test_an_export_read_slowly_is_ended_at_its_longest(
+        stalling: tuple[Collector, ProbeKey, str]) -> None:
+    """A client that reads steadily but slowly (never export_stall_seconds without
+    taking a piece) would hold the export's snapshot as long as it liked: after
+    export_max_seconds the export is ended, cut short, and its reads with it."""
+    collector, _, service = stalling
+    deadline = time.monotonic() + 10
+    while True:  # an earlier test's export may still hold this address's place a moment
+        reader = socket.create_connection(("127.0.0.1", collector.port), timeout=10)
+        reader.sendall(f"GET /api/v1/export?service={service} HTTP/1.1\r\nHost: c\r\n\r\n"
+                       .encode())
+        started = time.monotonic()
+        received = reader.recv(12)
+        if not received.startswith(b"HTTP/1.1 429"):
+            break
+        reader.close()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    while part := reader.recv(65536):  # about 1.3 MB/s: the whole would take 2 minutes
+        received += part
+        time.sleep(0.05)
+        assert time.monotonic() - started < LONGEST + 15
+    reader.close()
+    assert time.monotonic() - started >= LONGEST
+    assert received.startswith(b"HTTP/1.1 200")
+    assert len(received) < RECORDS * 50_000 and not received.endswith(b"0\r\n\r\n")
+    assert '"event": "export_too_long"' in collector.log().replace('":"', '": "')
+    deadline = time.monotonic() + 10
+    while _snapshot_held(collector) or any("collector.sqlite_reader" in command for command
+                                           in _descendants(collector.proc.pid)):
+        assert time.monotonic() < deadline, _descendants(collector.proc.pid)
+        time.sleep(0.2)
     assert '"level":"error"' not in collector.log().replace('": "', '":"')
