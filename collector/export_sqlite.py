@@ -10,7 +10,9 @@ The driver infers each column's Arrow type from the first rows it reads and
 fails if a later value disagrees (a column NULL in the first thousand rows,
 then text). So the query starts with one typed row of its own (seq -1: text
 columns '', integers 0), merged ahead of the real rows by `ORDER BY seq`, and
-dropped from the first batch.
+dropped from the first batch. The records are read in ranges of `seq`, none
+held open while the reader waits to write (collector/sqlite_reader.py: a long
+read keeps the write-ahead log from being reset).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from collector.db.engine import BUSY_TIMEOUT_MS
 from collector.db.schema import measurements, probes
+
+if TYPE_CHECKING:
+    from collector.sqlite_reader import Ranged
 
 # output column -> (source column, Arrow kind); the order is export.COLUMNS
 _m = measurements.c
@@ -79,14 +84,19 @@ _FROM_PROBES = tuple((name, column, kind) for name, column, kind in _SOURCES
 _RECORD_SOURCES = tuple(source for source in _SOURCES if source[1].table is not probes)
 
 
-def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, list[Any]]:
-    """The query text of the records' own columns and its positional
-    parameters, bound the way SQLAlchemy binds them (times as the naive UTC
-    text the column stores)."""
+def _sql(clauses: list[Any], include_ip: bool, engine: Engine
+         ) -> tuple[str, list[Any], Ranged]:
+    """The query text of the records' own columns (in ranges of seq: Ranged),
+    its positional parameters, bound the way SQLAlchemy binds them (times as
+    the naive UTC text the column stores), and where its range goes."""
+    from collector.sqlite_reader import Ranged
+
     columns = [sa.literal_column("NULL").label(name)
                if name == "probe_ip" and not include_ip else column.label(name)
                for name, column, _ in _RECORD_SOURCES]
-    select = sa.select(_m.seq.label("seq"), *columns).where(*clauses)
+    select = sa.select(_m.seq.label("seq"), *columns).where(
+        *clauses, _m.seq >= sa.bindparam("range_start", 0),
+        _m.seq < sa.bindparam("range_stop", 0))
     compiled = select.compile(dialect=engine.dialect)
     params = []
     for name in compiled.positiontup or ():
@@ -95,7 +105,21 @@ def _sql(clauses: list[Any], include_ip: bool, engine: Engine) -> tuple[str, lis
         processor = bind.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
         params.append(processor(value) if processor else value)
     kinds = [("seq", "int"), *((name, kind) for name, _, kind in _RECORD_SOURCES)]
-    return with_typed_row(str(compiled), kinds, "seq"), params
+    positions = list(compiled.positiontup or ())
+    sql = _in_seq_order(engine, with_typed_row(str(compiled), kinds, "seq"), params)
+    return sql, params, Ranged(positions.index("range_start"), positions.index("range_stop"),
+                               "SELECT max(seq) FROM measurements")
+
+
+def _in_seq_order(engine: Engine, sql: str, params: list[Any]) -> str:
+    """`sql`, read in seq order by every range: a plan that sorts (an index on
+    another column, `cc` alone) would sort every remaining matching row again
+    for each range, so such a query walks the table in seq order instead."""
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(params)).fetchall()
+    if any("TEMP B-TREE" in str(step[-1]) for step in plan):
+        return sql.replace("FROM measurements", "FROM measurements NOT INDEXED", 1)
+    return sql
 
 
 def _keys_sql() -> str:
@@ -116,17 +140,17 @@ def with_typed_row(select: str, kinds: list[tuple[str, str]], order: str) -> str
     return f"SELECT {typed} UNION ALL {select} ORDER BY {order}"
 
 
-def read(engine: Engine, queries: list[tuple[str, list[Any]]],
-         batch_rows: int | None = None, one_snapshot: bool = False) -> Iterator[tuple[int, Any]]:
+def read(engine: Engine, queries: list[Any], batch_rows: int | None = None,
+         one_snapshot: bool = False, hold: bool = False) -> Iterator[tuple[int, Any]]:
     """The queries' batches, read by ADBC from the engine's SQLite file in a
     process of its own (collector/sqlite_reader.py says why), waiting out a
-    lock as the engine's connections do; `one_snapshot`: all in one read
-    transaction."""
+    lock as the engine's connections do; `one_snapshot`, `hold`: as
+    sqlite_reader.batches."""
     from collector import sqlite_reader
 
     assert engine.url.database
     return sqlite_reader.batches(engine.url.database, queries, BUSY_TIMEOUT_MS, batch_rows,
-                                 one_snapshot)
+                                 one_snapshot, hold)
 
 
 def batches(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
@@ -254,7 +278,7 @@ def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
           budget: int) -> Iterator[Any]:
     import pyarrow as pa
 
-    sql, params = _sql(clauses, include_ip, engine)
+    sql, params, ranged = _sql(clauses, include_ip, engine)
     kinds = {name: kind for name, _, kind in _RECORD_SOURCES}
     keys: _Keys | None = None
 
@@ -275,9 +299,9 @@ def _read(engine: Engine, clauses: list[Any], include_ip: bool, schema: Any,
     key_batches: list[Any] = []
     pending: list[Any] = []
     rows = size = 0
-    # the keys and the records in one read transaction: a key revoked
-    # meanwhile is exported as of the records' state
-    for query, batch in read(engine, [(_keys_sql(), []), (sql, params)],
+    # the keys, the last seq and the first range of records in one read
+    # transaction: a key revoked meanwhile is exported as of that state
+    for query, batch in read(engine, [(_keys_sql(), []), (sql, params, ranged)],
                              max(1, min(BATCH_ROWS, DRIVER_ROWS)), one_snapshot=True):
         if query == 0:
             if batch is not None:

@@ -134,8 +134,9 @@ def _ranges(engine: Engine, size: int) -> Iterator[tuple[int, int, Any]]:
     bounds = [(start, min(size, start + RANGE)) for start in range(0, size, RANGE)]
     if engine.dialect.name != "postgresql":  # in a process of its own: export_sqlite.read
         pending: list[Any] = []
-        for number, batch in export_sqlite.read(
-                engine, [(_query(engine, start, stop), []) for start, stop in bounds]):
+        for number, batch in export_sqlite.read(  # each range read before it is written
+                engine, [(_query(engine, start, stop), []) for start, stop in bounds],
+                hold=True):
             if batch is not None:
                 pending.append(batch)
                 continue

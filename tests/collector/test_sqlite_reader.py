@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -156,3 +158,76 @@ def test_each_query_has_its_own_columns(stocked: tuple[Engine, Path]) -> None:
     names = {number: batch.schema.names for number, batch in export_sqlite.read(engine, queries)
              if batch is not None}
     assert names == {0: ["seq"], 1: ["key_id", "n"]}
+
+
+def _numbers(tmp_path: Path, rows: int, step: int = 3, pad: int = 200) -> Engine:
+    """A WAL database of `rows` rows, seq 3, 6, 9... (gaps, as deletions leave)."""
+    import sqlite3
+
+    path = tmp_path / "numbers.sqlite3"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, pad TEXT)")
+        db.executemany("INSERT INTO t VALUES (?, ?)",
+                       [(step * i, "x" * pad) for i in range(1, rows + 1)])
+    return sa.create_engine(f"sqlite:///{path}")
+
+
+def _ranged(width: int, budget: int) -> tuple[str, list[int], sqlite_reader.Ranged]:
+    sql = export_sqlite.with_typed_row("SELECT seq, pad FROM t WHERE seq >= ? AND seq < ?",
+                                       [("seq", "int"), ("pad", "text")], "seq")
+    return sql, [0, 0], sqlite_reader.Ranged(0, 1, "SELECT max(seq) FROM t", width, budget)
+
+
+@pytest.mark.parametrize(("width", "budget"), [(700, 10**9), (10**6, 20_000), (700, 20_000)])
+def test_a_ranged_query_gives_every_row_once_in_order(tmp_path: Path, width: int,
+                                                       budget: int) -> None:
+    """Ranges of seq (and, past the byte budget, the rest of a range in a read
+    of its own) give the rows of one query: each once, in order, after the
+    one typed row."""
+    engine = _numbers(tmp_path, 5000)
+    seqs = [value for number, batch in export_sqlite.read(engine, [_ranged(width, budget)],
+                                                          batch_rows=100)
+            if batch is not None for value in batch.column("seq").to_pylist()]
+    assert seqs == [-1] + [3 * i for i in range(1, 5001)]
+    engine.dispose()
+
+
+def test_a_ranged_query_of_no_rows_gives_its_typed_row(tmp_path: Path) -> None:
+    engine = _numbers(tmp_path, 0)
+    batches = [batch for _, batch in export_sqlite.read(engine, [_ranged(700, 20_000)])
+               if batch is not None]
+    assert [value for batch in batches for value in batch.column("seq").to_pylist()] == [-1]
+    engine.dispose()
+
+
+def _reset_while_reading(engine: Engine, query: Any) -> bool:
+    """Whether the write-ahead log can be reset while the reader process waits
+    to write (its pipe full: the rows are 10 MB) with a row written meanwhile."""
+    import sqlite3
+
+    path = engine.url.database
+    assert path
+    reading = export_sqlite.read(engine, [query], batch_rows=500)
+    _, first = next(reading)
+    time.sleep(0.5)  # the reader fills the pipe and waits
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=0)) as db:
+        db.execute("INSERT INTO t VALUES (10000000, 'later')")
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    rows = first.num_rows + sum(batch.num_rows for _, batch in reading if batch is not None)
+    assert rows in (50_000, 50_001)  # every row of the start (and the typed row, if any)
+    return not busy
+
+
+def test_no_read_is_open_while_the_reader_waits_to_write(tmp_path: Path) -> None:
+    """A ranged query's reads end before their rows are written, so a reader
+    waiting on a slow consumer does not keep the write-ahead log from being
+    reset; one long query does."""
+    (tmp_path / "ranged").mkdir()
+    engine = _numbers(tmp_path / "ranged", 50_000)
+    assert _reset_while_reading(engine, _ranged(20_000, 256 * 1024))
+    engine.dispose()
+    (tmp_path / "whole").mkdir()
+    engine = _numbers(tmp_path / "whole", 50_000)
+    assert not _reset_while_reading(engine, ("SELECT seq, pad FROM t ORDER BY seq", []))
+    engine.dispose()
